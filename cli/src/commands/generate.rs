@@ -1,0 +1,106 @@
+//! `mentalqlm generate "prompt" ...`: chat answers, streamed for a single prompt.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use model::generate::{GenerateConfig, Sampling, generate};
+
+use crate::model_arg::ModelArgs;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// One or more prompts; several are generated together as one left-padded batch.
+    #[arg(required = true)]
+    pub prompts: Vec<String>,
+    /// The system prompt of the ChatML template.
+    #[arg(long, default_value = "You are a helpful assistant.")]
+    pub system: String,
+    /// Send the prompt text as is, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// 0 means greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling mass (with --temperature > 0).
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// One JSON object per prompt instead of plain text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// ChatML, the template the paper trained with (LLaMA-Factory's `qwen`) and SmolLM2's own.
+pub fn chatml(system: &str, user: &str) -> String {
+    format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if let Some(i) = args.prompts.iter().position(|p| p.trim().is_empty()) {
+        bail!("prompt {} is empty", i + 1);
+    }
+    if !(0.0..=1.0).contains(&args.top_p) || args.top_p == 0.0 {
+        bail!("--top-p must be in (0, 1], got {}", args.top_p);
+    }
+    if args.temperature < 0.0 || !args.temperature.is_finite() {
+        bail!("--temperature must be >= 0, got {}", args.temperature);
+    }
+    let (loaded, _) = args.model.load()?;
+    let tokenizer = loaded.tokenizer.context("the model has no tokenizer (tokenizer.json)")?;
+    let texts: Vec<String> =
+        args.prompts.iter().map(|p| if args.raw { p.clone() } else { chatml(&args.system, p) }).collect();
+    let prompts = texts.iter().map(|t| tokenizer.encode(t)).collect::<Result<Vec<_>, _>>()?;
+    let sampling = if args.temperature == 0.0 {
+        Sampling::Greedy
+    } else {
+        Sampling::TopP { temperature: args.temperature, top_p: args.top_p }
+    };
+    let config = GenerateConfig {
+        max_new_tokens: args.max_new_tokens,
+        sampling,
+        seed: args.seed,
+        stop_ids: tokenizer.stop_ids.clone(),
+        pad_id: tokenizer.pad_id,
+    };
+    let stream = prompts.len() == 1 && !args.json;
+    let start = Instant::now();
+    // Streaming decodes the whole answer so far each time, so multi-byte characters split
+    // across tokens print correctly.
+    let mut so_far: Vec<u32> = Vec::new();
+    let mut printed = 0usize;
+    let mut stdout = std::io::stdout();
+    let outputs = generate(&loaded.model, &prompts, &config, |_, id| {
+        if stream {
+            so_far.push(id);
+            if let Ok(text) = tokenizer.decode(&so_far)
+                && text.len() > printed
+                && text.is_char_boundary(printed)
+            {
+                let _ = write!(stdout, "{}", &text[printed..]);
+                let _ = stdout.flush();
+                printed = text.len();
+            }
+        }
+    })?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let new_tokens: usize = outputs.iter().map(Vec::len).sum();
+    for (prompt, ids) in args.prompts.iter().zip(&outputs) {
+        let text = tokenizer.decode(ids)?;
+        if args.json {
+            println!("{}", serde_json::json!({ "prompt": prompt, "output": text, "tokens": ids.len() }));
+        } else if stream {
+            println!();
+        } else {
+            println!("> {prompt}\n{text}\n");
+        }
+    }
+    eprintln!("{new_tokens} tokens in {elapsed:.2} s ({:.1} tokens/s)", new_tokens as f64 / elapsed.max(1e-9));
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `--model`: a HF folder or a `.gguf` file; without it, the default model installed by
+//! `scripts/setup.sh`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::device::{Chosen, DeviceArg, choose};
+
+pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A HF model folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
+    /// Default: $MENTALQLM_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf.
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+}
+
+impl ModelArgs {
+    pub fn model_path(&self) -> Result<PathBuf> {
+        if let Some(path) = &self.model {
+            return Ok(path.clone());
+        }
+        if let Ok(path) = std::env::var("MENTALQLM_MODEL") {
+            return Ok(PathBuf::from(path));
+        }
+        let candidates =
+            [PathBuf::from(DEFAULT_MODEL), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(DEFAULT_MODEL)];
+        for c in &candidates {
+            if c.is_file() {
+                return Ok(c.clone());
+            }
+        }
+        bail!("no --model given and the default model {DEFAULT_MODEL} is not installed: run scripts/setup.sh")
+    }
+
+    /// Chooses the device and tells the user which one (on stderr, so stdout stays clean).
+    pub fn device(&self) -> Result<Chosen> {
+        let chosen = choose(self.device)?;
+        eprintln!("device: {}", chosen.description);
+        Ok(chosen)
+    }
+
+    pub fn load(&self) -> Result<(model::LoadedModel, Chosen)> {
+        let path = self.model_path()?;
+        let chosen = self.device()?;
+        let loaded = model::load_model(&path, &chosen.device)
+            .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;
+        Ok((loaded, chosen))
+    }
+}

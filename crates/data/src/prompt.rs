@@ -1,0 +1,197 @@
+//! ChatML prompts (LLaMA-Factory's `qwen` template) and fitting long posts into a token
+//! budget without losing the question.
+
+use serde::Serialize;
+
+/// LLaMA-Factory's default system prompt for the `qwen` template (PAPER.md).
+pub const DEFAULT_SYSTEM: &str = "You are a helpful assistant.";
+
+/// The ChatML template of PAPER.md:
+/// `<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{query}<|im_end|>\n<|im_start|>assistant\n`
+/// followed, for training, by `{answer}<|im_end|>\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTemplate {
+    pub system: String,
+}
+
+impl Default for ChatTemplate {
+    fn default() -> Self {
+        Self { system: DEFAULT_SYSTEM.to_string() }
+    }
+}
+
+impl ChatTemplate {
+    pub fn new(system: impl Into<String>) -> Self {
+        Self { system: system.into() }
+    }
+
+    /// The prompt up to and including the assistant header: what generation continues.
+    pub fn prompt(&self, query: &str) -> String {
+        format!(
+            "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{query}<|im_end|>\n<|im_start|>assistant\n",
+            self.system
+        )
+    }
+
+    /// The answer part of a training sequence: the answer and its end-of-turn marker.
+    /// The loss covers these tokens only (PAPER.md, stage 1), so trainers tokenise the
+    /// two parts separately and mask the prompt's.
+    pub fn answer_part(&self, answer: &str) -> String {
+        format!("{answer}<|im_end|>\n")
+    }
+
+    /// The whole training sequence: `prompt(query) + answer_part(answer)`.
+    pub fn training_text(&self, query: &str, answer: &str) -> String {
+        let mut text = self.prompt(query);
+        text.push_str(&self.answer_part(answer));
+        text
+    }
+}
+
+/// A prompt fitted to a token budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FittedPrompt {
+    /// The ChatML prompt to feed the model.
+    pub prompt: String,
+    /// The query inside it (the original, or one with a shortened post).
+    pub query: String,
+    /// Whether the post was shortened.
+    pub truncated: bool,
+    /// How many characters of the post were kept.
+    pub post_chars_kept: usize,
+    /// The post's length in characters.
+    pub post_chars: usize,
+    /// The prompt's token count by the given counter.
+    pub tokens: usize,
+    /// False only when even an empty post leaves the prompt over budget (the system prompt
+    /// and question alone are too long); the prompt is then the empty-post one.
+    pub fits: bool,
+}
+
+/// Fits `prompt(query)` into `max_tokens` by shortening the post (the text between the
+/// first and last `"` of the query) from its end, keeping the question and everything
+/// around the post byte for byte. `count_tokens` is the model's tokenizer, which lives in
+/// another crate. The number of post characters kept is found by binary search over
+/// character boundaries, so the counter runs about `log2(post length) + 2` times; token
+/// counts grow with the prefix almost always, and every kept candidate was measured.
+/// A query without a quoted post is shortened as a whole. Never fails: a long post is
+/// the normal case, not an error.
+pub fn fit_query(
+    template: &ChatTemplate,
+    query: &str,
+    max_tokens: usize,
+    count_tokens: &dyn Fn(&str) -> usize,
+) -> FittedPrompt {
+    let (head, post, tail) = match (query.find('"'), query.rfind('"')) {
+        (Some(first), Some(last)) if last > first => {
+            (&query[..=first], &query[first + 1..last], &query[last..])
+        }
+        _ => ("", query, ""),
+    };
+    // Byte offsets of the character boundaries: keeping k characters keeps post[..ends[k]].
+    let ends: Vec<usize> = post.char_indices().map(|(i, _)| i).chain([post.len()]).collect();
+    let post_chars = ends.len() - 1;
+    let build = |k: usize| -> (String, String) {
+        let q = format!("{head}{}{tail}", &post[..ends[k]]);
+        let p = template.prompt(&q);
+        (q, p)
+    };
+    let result =
+        |query: String, prompt: String, k: usize, tokens: usize, fits: bool| FittedPrompt {
+            prompt,
+            query,
+            truncated: k < post_chars,
+            post_chars_kept: k,
+            post_chars,
+            tokens,
+            fits,
+        };
+
+    let full = template.prompt(query);
+    let full_tokens = count_tokens(&full);
+    if full_tokens <= max_tokens {
+        return result(query.to_string(), full, post_chars, full_tokens, true);
+    }
+    let (q0, p0) = build(0);
+    let t0 = count_tokens(&p0);
+    if t0 > max_tokens || post_chars == 0 {
+        return result(q0, p0, 0, t0, t0 <= max_tokens);
+    }
+    // Invariant: `lo` characters fit (measured as `best`), `hi` characters do not.
+    let (mut lo, mut hi) = (0usize, post_chars);
+    let mut best = (q0, p0, t0);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let (q, p) = build(mid);
+        let t = count_tokens(&p);
+        if t <= max_tokens {
+            lo = mid;
+            best = (q, p, t);
+        } else {
+            hi = mid;
+        }
+    }
+    let (q, p, t) = best;
+    result(q, p, lo, t, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> usize {
+        s.split_whitespace().count()
+    }
+
+    #[test]
+    fn chatml_layout() {
+        let t = ChatTemplate::default();
+        assert_eq!(
+            t.training_text("Q", "A"),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n"
+        );
+        assert!(
+            ChatTemplate::new("Be brief.")
+                .prompt("Q")
+                .starts_with("<|im_start|>system\nBe brief.<|im_end|>")
+        );
+    }
+
+    #[test]
+    fn short_query_is_untouched() {
+        let t = ChatTemplate::default();
+        let q = r#"Consider this post: "a b c" Question: Is it?"#;
+        let f = fit_query(&t, q, 1000, &words);
+        assert!(!f.truncated && f.fits);
+        assert_eq!(f.prompt, t.prompt(q));
+    }
+
+    #[test]
+    fn long_post_is_cut_question_kept() {
+        let t = ChatTemplate::default();
+        let post = "wörd ".repeat(500);
+        let q = format!(
+            r#"Consider this post: "{post}" Question: Does the poster suffer from stress?"#
+        );
+        let budget = 60;
+        let f = fit_query(&t, &q, budget, &words);
+        assert!(f.truncated && f.fits);
+        assert!(f.tokens <= budget);
+        assert!(f.query.ends_with(r#"" Question: Does the poster suffer from stress?"#));
+        assert!(f.query.starts_with(r#"Consider this post: "wörd"#));
+        // One more character would not fit: the search found the largest prefix.
+        let longer = format!(
+            r#"Consider this post: "{}" Question: Does the poster suffer from stress?"#,
+            post.chars().take(f.post_chars_kept + 1).collect::<String>()
+        );
+        assert!(words(&t.prompt(&longer)) > budget || f.post_chars_kept + 1 > f.post_chars);
+    }
+
+    #[test]
+    fn hopeless_budget_gives_empty_post_not_error() {
+        let t = ChatTemplate::default();
+        let f = fit_query(&t, r#"Consider this post: "x y z" Question: why?"#, 2, &words);
+        assert!(!f.fits && f.post_chars_kept == 0);
+        assert!(f.query.contains("Question: why?"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Model file formats: safetensors and GGUF reading, dequantization, tokenizer building.
+//!
+//! Pure Rust with no Burn dependency, so it can be fuzzed and compiled for wasm32.
+//! Every reader hands out tensors as `f32` with their shape through [`TensorSource`];
+//! the model crate maps names onto modules.
+
+pub mod dequant;
+pub mod error;
+pub mod gguf;
+pub mod gguf_tokenizer;
+pub mod safetensors;
+pub mod source;
+pub mod tokenizer;
+
+pub use error::FormatError;
+pub use source::{TensorInfo, TensorSource};

@@ -1,0 +1,106 @@
+//! The text tokenizer: HF `tokenizer.json` (or one built from GGUF metadata), with the
+//! special tokens generation needs. Built on the `tokenizers` crate without onig, so the
+//! browser build tokenizes exactly as the native one.
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::Tokenizer;
+
+use crate::FormatError;
+
+/// A tokenizer plus the ids generation stops on.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    origin: PathBuf,
+    /// Ids that end a generated answer: the model's EOS and ChatML's `<|im_end|>`.
+    pub stop_ids: Vec<u32>,
+    /// Id used to pad batches (left padding; the positions are masked anyway).
+    pub pad_id: u32,
+}
+
+/// Special tokens tried, in order, as end markers of a chat answer.
+const STOP_TOKENS: [&str; 4] = ["<|im_end|>", "<|endoftext|>", "</s>", "<|end_of_text|>"];
+
+impl TextTokenizer {
+    /// Reads `tokenizer.json` (a folder or the file itself).
+    pub fn from_file(path: &Path) -> Result<Self, FormatError> {
+        let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+        let bytes = std::fs::read(&file).map_err(|e| FormatError::io(&file, e))?;
+        let inner = Tokenizer::from_bytes(&bytes)
+            .map_err(|e| FormatError::Tokenizer { path: file.clone(), reason: e.to_string() })?;
+        Ok(Self::new(inner, file, None))
+    }
+
+    /// Wraps a built tokenizer. `eos` adds the model's own EOS id to the stop ids.
+    pub fn new(inner: Tokenizer, origin: PathBuf, eos: Option<u32>) -> Self {
+        let mut stop_ids: Vec<u32> = STOP_TOKENS.iter().filter_map(|t| inner.token_to_id(t)).collect();
+        if let Some(eos) = eos
+            && !stop_ids.contains(&eos)
+        {
+            stop_ids.push(eos);
+        }
+        let pad_id = stop_ids.first().copied().unwrap_or(0);
+        Self { inner, origin, stop_ids, pad_id }
+    }
+
+    /// Adds the EOS id from the model config to the stop ids.
+    pub fn with_eos(mut self, eos: &[u32]) -> Self {
+        for &id in eos {
+            if !self.stop_ids.contains(&id) {
+                self.stop_ids.push(id);
+            }
+        }
+        self
+    }
+
+    /// Token ids of `text`. Special-token strings in the text (`<|im_start|>`) become their
+    /// ids; no BOS is prepended (ChatML prompts carry their own markers).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, FormatError> {
+        let enc = self.inner.encode(text, false).map_err(|e| self.err(e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, FormatError> {
+        self.inner.decode(ids, true).map_err(|e| self.err(e))
+    }
+
+    /// Number of ids the tokenizer can produce (base vocabulary and added tokens).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The largest id the tokenizer can produce, plus one.
+    pub fn id_bound(&self) -> usize {
+        self.inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// Checks that every id the tokenizer produces has a row in the model's embedding.
+    pub fn check_vocab(&self, model_vocab: usize) -> Result<(), FormatError> {
+        let bound = self.id_bound();
+        if bound > model_vocab {
+            return Err(FormatError::Tokenizer {
+                path: self.origin.clone(),
+                reason: format!(
+                    "tokenizer produces ids up to {} but the model's vocabulary has {model_vocab} rows: \
+                     the tokenizer does not belong to this model",
+                    bound - 1
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> FormatError {
+        FormatError::Tokenizer { path: self.origin.clone(), reason: e.to_string() }
+    }
+}

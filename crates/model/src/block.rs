@@ -1,0 +1,23 @@
+//! One pre-norm decoder layer: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+
+use crate::attention::{Attention, AttentionInput};
+use crate::mlp::Mlp;
+use crate::norm::RmsNorm;
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl Block {
+    pub fn forward(&self, x: Tensor<3>, layer: usize, input: &mut AttentionInput<'_>) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), layer, input);
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+}

@@ -1,0 +1,100 @@
+//! The decoder body: token embedding → layers → final norm. Returns hidden states; the
+//! heads (LM, classifier) are separate modules.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::ModelError;
+use crate::attention::AttentionInput;
+use crate::block::Block;
+use crate::cache::KvCache;
+use crate::norm::RmsNorm;
+use crate::rope::Rope;
+
+#[derive(Module, Debug)]
+pub struct Embedding {
+    /// `[vocab, hidden]`
+    pub weight: Param<Tensor<2>>,
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<Block>,
+    pub norm: RmsNorm,
+}
+
+/// A batch of token rows of equal length; `valid[b][i]` is false for (left) padding.
+pub struct TokenBatch<'a> {
+    pub ids: &'a [Vec<u32>],
+    pub valid: &'a [Vec<bool>],
+}
+
+impl<'a> TokenBatch<'a> {
+    /// Checks the batch is rectangular and `ids` and `valid` agree.
+    fn dims(&self) -> Result<(usize, usize), ModelError> {
+        let b = self.ids.len();
+        let s = self.ids.first().map_or(0, Vec::len);
+        if b == 0 || s == 0 {
+            return Err(ModelError::Input("empty token batch".into()));
+        }
+        if self.valid.len() != b {
+            return Err(ModelError::Input(format!("{b} token rows but {} mask rows", self.valid.len())));
+        }
+        for (i, (row, mask)) in self.ids.iter().zip(self.valid).enumerate() {
+            if row.len() != s || mask.len() != s {
+                return Err(ModelError::Input(format!(
+                    "batch row {i} has {} tokens and {} mask entries, expected {s}",
+                    row.len(),
+                    mask.len()
+                )));
+            }
+        }
+        Ok((b, s))
+    }
+}
+
+impl Decoder {
+    pub fn vocab_size(&self) -> usize {
+        self.embed_tokens.weight.dims()[0]
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.embed_tokens.weight.dims()[1]
+    }
+
+    /// Hidden states after the final norm, `[batch, seq, hidden]`, for a new chunk of tokens
+    /// appended to `cache` (an empty cache for a whole sequence).
+    pub fn forward(&self, batch: TokenBatch<'_>, rope: &Rope, cache: &mut KvCache) -> Result<Tensor<3>, ModelError> {
+        let (b, s) = batch.dims()?;
+        if cache.batch() != 0 && cache.batch() != b {
+            return Err(ModelError::Input(format!("cache holds {} sequences, batch has {b}", cache.batch())));
+        }
+        let vocab = self.vocab_size();
+        if let Some(&bad) = batch.ids.iter().flatten().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        if cache.seq_len() + s > rope.len() {
+            return Err(ModelError::Input(format!(
+                "sequence of {} tokens exceeds the {} positions this model was set up for",
+                cache.seq_len() + s,
+                rope.len()
+            )));
+        }
+        let device = self.embed_tokens.weight.device();
+        let layout = cache.extend(batch.valid);
+        let ids: Vec<i64> = batch.ids.iter().flatten().map(|&id| id as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * s]), &device);
+        let positions = Tensor::<1, Int>::from_data(TensorData::new(layout.positions, [b * s]), &device);
+        let (cos, sin) = rope.tables(positions, b, s);
+        let mask = Tensor::<4>::from_data(TensorData::new(layout.mask, [b, 1, s, layout.total]), &device);
+        let mut input = AttentionInput { cos, sin, mask, cache };
+
+        let hidden = self.hidden_size();
+        let mut x = self.embed_tokens.weight.val().select(0, ids).reshape([b, s, hidden]);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, i, &mut input);
+        }
+        Ok(self.norm.forward(x))
+    }
+}

@@ -1,0 +1,61 @@
+//! The causal-LM head over the decoder body (candle's `ModelForCausalLM` split).
+
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::decoder::{Decoder, TokenBatch};
+use crate::rope::Rope;
+use crate::ModelError;
+
+#[derive(Module, Debug)]
+pub struct LmHead {
+    /// `[vocab, hidden]`. With tied embeddings this is the embedding tensor itself (shared,
+    /// not copied).
+    pub weight: Param<Tensor<2>>,
+}
+
+impl LmHead {
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, s, h] = hidden.dims();
+        let w = self.weight.val();
+        let vocab = w.dims()[0];
+        hidden.reshape([b * s, h]).matmul(w.transpose()).reshape([b, s, vocab])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    pub model: Decoder,
+    pub lm_head: LmHead,
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+impl CausalLm {
+    /// A cache sized for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.model.layers.len())
+    }
+
+    /// Rotary tables for up to `len` positions on the model's device.
+    pub fn rope(&self, len: usize) -> Rope {
+        Rope::new(self.config.head_dim(), self.config.rope_theta(), len, &self.model.embed_tokens.weight.device())
+    }
+
+    /// Logits at every position, `[batch, seq, vocab]`.
+    pub fn forward(&self, batch: TokenBatch<'_>, rope: &Rope, cache: &mut KvCache) -> Result<Tensor<3>, ModelError> {
+        Ok(self.lm_head.forward(self.model.forward(batch, rope, cache)?))
+    }
+
+    /// Logits at the last position only, `[batch, vocab]`: generation needs no more, and the
+    /// vocabulary projection is the largest matmul of a step.
+    pub fn forward_last(&self, batch: TokenBatch<'_>, rope: &Rope, cache: &mut KvCache) -> Result<Tensor<2>, ModelError> {
+        let hidden = self.model.forward(batch, rope, cache)?;
+        let [b, s, _] = hidden.dims();
+        let logits = self.lm_head.forward(hidden.narrow(1, s - 1, 1));
+        let vocab = logits.dims()[2];
+        Ok(logits.reshape([b, vocab]))
+    }
+}

@@ -1,0 +1,26 @@
+//! The MentalQLM network in Burn: a decoder-only transformer covering the Qwen2 family
+//! (Qwen1.5, Qwen2, Qwen2.5) and the Llama family (SmolLM2), with separate heads.
+//!
+//! Library code takes a `&Device` and never prints; the CLI and the wasm crate choose the
+//! device.
+
+pub mod attention;
+pub mod block;
+pub mod cache;
+pub mod config;
+pub mod decoder;
+pub mod error;
+pub mod generate;
+pub mod heads;
+pub mod linear;
+pub mod load;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+
+pub use cache::KvCache;
+pub use config::ModelConfig;
+pub use decoder::Decoder;
+pub use error::ModelError;
+pub use heads::lm::CausalLm;
+pub use load::{LoadedModel, load_model};

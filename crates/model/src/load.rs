@@ -1,0 +1,249 @@
+//! Building a [`CausalLm`] from weights on disk: a HF folder (`config.json`, safetensors,
+//! `tokenizer.json`) or a GGUF file. Module field names are HF tensor names, so the HF path
+//! needs no renaming; the one renaming table (GGUF) lives in [`gguf_name`].
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use formats::safetensors::SafetensorsSource;
+use formats::tokenizer::TextTokenizer;
+use formats::TensorSource;
+use formats::gguf::{GgufFile, llama_qk_row_order};
+use formats::gguf_tokenizer::tokenizer_from_gguf;
+
+use crate::attention::Attention;
+use crate::block::Block;
+use crate::config::{ModelConfig, ModelType, TokenIds};
+use crate::decoder::{Decoder, Embedding};
+use crate::heads::lm::{CausalLm, LmHead};
+use crate::linear::Linear;
+use crate::mlp::Mlp;
+use crate::norm::RmsNorm;
+use crate::ModelError;
+
+/// A model with the tokenizer that came with it (if the folder or file has one).
+pub struct LoadedModel {
+    pub model: CausalLm,
+    pub tokenizer: Option<TextTokenizer>,
+    pub origin: PathBuf,
+}
+
+/// Loads a HF model folder or a `.gguf` file onto `device`.
+pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return load_gguf(path, device);
+    }
+    if !path.is_dir() {
+        return Err(ModelError::Format(formats::FormatError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "expected a HF model folder or a .gguf file"),
+        )));
+    }
+    let config = ModelConfig::from_file(path)?;
+    let source = SafetensorsSource::open(path)?;
+    let model = build(&config, &WeightReader::hf(&source, device))?;
+    let tokenizer_file = path.join("tokenizer.json");
+    let tokenizer = if tokenizer_file.is_file() {
+        let tok = TextTokenizer::from_file(&tokenizer_file)?.with_eos(&config.eos_ids());
+        tok.check_vocab(config.vocab_size)?;
+        Some(tok)
+    } else {
+        None
+    };
+    Ok(LoadedModel { model, tokenizer, origin: path.to_path_buf() })
+}
+
+/// Loads a GGUF file: weights, config and tokenizer all come from the file.
+pub fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
+    let gguf = GgufFile::open(path)?;
+    let g = gguf.model_config()?;
+    let model_type = match g.architecture.as_str() {
+        "llama" => ModelType::Llama,
+        "qwen2" => ModelType::Qwen2,
+        other => {
+            return Err(ModelError::UnknownModelType { path: path.to_path_buf(), model_type: other.to_string() });
+        }
+    };
+    let config = ModelConfig {
+        model_type,
+        vocab_size: g.vocab_size,
+        hidden_size: g.hidden_size,
+        intermediate_size: g.intermediate_size,
+        num_hidden_layers: g.num_hidden_layers,
+        num_attention_heads: g.num_attention_heads,
+        num_key_value_heads: Some(g.num_key_value_heads),
+        head_dim: Some(g.head_dim),
+        rms_norm_eps: g.rms_norm_eps as f64,
+        rope_theta: Some(g.rope_theta as f64),
+        rope_parameters: None,
+        rope_scaling: None,
+        max_position_embeddings: g.max_position_embeddings,
+        tie_word_embeddings: g.tie_word_embeddings,
+        attention_bias: false,
+        hidden_act: "silu".into(),
+        bos_token_id: g.bos_token_id,
+        eos_token_id: g.eos_token_id.map(TokenIds::One),
+    };
+    config.validate().map_err(|reason| ModelError::Config { path: path.to_path_buf(), reason })?;
+    let unpermute = g.qk_permuted.then_some((config.num_attention_heads, config.kv_heads()));
+    let model = build(&config, &WeightReader::gguf(&gguf, device, unpermute))?;
+    let tok = tokenizer_from_gguf(gguf.metadata())?;
+    let tokenizer = TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id);
+    tokenizer.check_vocab(config.vocab_size)?;
+    Ok(LoadedModel { model, tokenizer: Some(tokenizer), origin: path.to_path_buf() })
+}
+
+/// GGUF's names for HF tensor names: the one renaming table of the project.
+///
+/// | HF                                         | GGUF                      |
+/// |--------------------------------------------|---------------------------|
+/// | model.embed_tokens.weight                  | token_embd.weight         |
+/// | model.norm.weight                          | output_norm.weight        |
+/// | lm_head.weight                             | output.weight             |
+/// | model.layers.N.self_attn.{q,k,v}_proj.*    | blk.N.attn_{q,k,v}.*      |
+/// | model.layers.N.self_attn.o_proj.weight     | blk.N.attn_output.weight  |
+/// | model.layers.N.mlp.{gate,up,down}_proj.*   | blk.N.ffn_{gate,up,down}.*|
+/// | model.layers.N.input_layernorm.weight      | blk.N.attn_norm.weight    |
+/// | model.layers.N.post_attention_layernorm.*  | blk.N.ffn_norm.weight     |
+pub fn gguf_name(hf: &str) -> Option<String> {
+    match hf {
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, suffix) = rest.rsplit_once('.')?;
+    let short = match module {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{short}.{suffix}"))
+}
+
+/// Reads HF-named tensors from a source, checking shapes.
+pub struct WeightReader<'a> {
+    source: &'a dyn TensorSource,
+    device: &'a Device,
+    rename: fn(&str) -> Option<String>,
+    /// llama.cpp permutes the rows of Q and K in llama-architecture files (for its RoPE
+    /// layout); this undoes it: `Some((q_heads, kv_heads))`.
+    unpermute_qk: Option<(usize, usize)>,
+}
+
+impl<'a> WeightReader<'a> {
+    pub fn hf(source: &'a dyn TensorSource, device: &'a Device) -> Self {
+        Self { source, device, rename: |n| Some(n.to_string()), unpermute_qk: None }
+    }
+
+    pub fn gguf(source: &'a dyn TensorSource, device: &'a Device, unpermute_qk: Option<(usize, usize)>) -> Self {
+        Self { source, device, rename: gguf_name, unpermute_qk }
+    }
+
+    fn file_name(&self, hf: &str) -> String {
+        (self.rename)(hf).unwrap_or_else(|| hf.to_string())
+    }
+
+    pub fn has(&self, hf: &str) -> bool {
+        self.source.info(&self.file_name(hf)).is_some()
+    }
+
+    fn read<const D: usize>(&self, hf: &str, shape: [usize; D]) -> Result<Tensor<D>, ModelError> {
+        let name = self.file_name(hf);
+        if self.source.info(&name).is_none() {
+            return Err(ModelError::MissingTensor { name, origin: self.source.origin() });
+        }
+        let (mut values, actual) = self.source.read_f32(&name)?;
+        // A 1-D tensor stored as [n, 1] or similar is not accepted: shapes must match exactly.
+        if actual != shape {
+            return Err(ModelError::Shape { name, origin: self.source.origin(), expected: shape.to_vec(), actual });
+        }
+        if let Some((q_heads, kv_heads)) = self.unpermute_qk {
+            let heads = if hf.contains("self_attn.q_proj.") {
+                Some(q_heads)
+            } else if hf.contains("self_attn.k_proj.") {
+                Some(kv_heads)
+            } else {
+                None
+            };
+            if let Some(heads) = heads {
+                values = reorder_rows(&values, shape[0], heads).ok_or_else(|| ModelError::Config {
+                    path: PathBuf::from(self.source.origin()),
+                    reason: format!("`{name}`: {} rows do not split into {heads} heads", shape[0]),
+                })?;
+            }
+        }
+        Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
+    }
+
+    fn linear(&self, prefix: &str, in_f: usize, out_f: usize, bias: bool) -> Result<Linear, ModelError> {
+        let weight = self.read(&format!("{prefix}.weight"), [out_f, in_f])?;
+        let bias = if bias { Some(self.read(&format!("{prefix}.bias"), [out_f])?) } else { None };
+        Ok(Linear::new(weight, bias))
+    }
+
+    fn norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm, ModelError> {
+        Ok(RmsNorm::new(self.read(name, [size])?, eps))
+    }
+}
+
+/// Rows of a llama-architecture GGUF Q or K tensor put back in HF order (llama.cpp permutes
+/// them for its interleaved RoPE; we rotate halves as HF does).
+fn reorder_rows(values: &[f32], rows: usize, heads: usize) -> Option<Vec<f32>> {
+    let cols = values.len() / rows.max(1);
+    let order = llama_qk_row_order(rows, heads)?;
+    Some(order.iter().flat_map(|&src| values[src * cols..(src + 1) * cols].iter().copied()).collect())
+}
+
+/// Builds the model, reading each tensor by its HF name.
+pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, ModelError> {
+    let h = config.hidden_size;
+    let (nh, nkv, hd) = (config.num_attention_heads, config.kv_heads(), config.head_dim());
+    let inter = config.intermediate_size;
+    let eps = config.rms_norm_eps;
+    let embed = w.read("model.embed_tokens.weight", [config.vocab_size, h])?;
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        layers.push(Block {
+            self_attn: Attention {
+                q_proj: w.linear(&format!("{p}.self_attn.q_proj"), h, nh * hd, config.qkv_bias())?,
+                k_proj: w.linear(&format!("{p}.self_attn.k_proj"), h, nkv * hd, config.qkv_bias())?,
+                v_proj: w.linear(&format!("{p}.self_attn.v_proj"), h, nkv * hd, config.qkv_bias())?,
+                o_proj: w.linear(&format!("{p}.self_attn.o_proj"), nh * hd, h, config.o_bias())?,
+                num_heads: nh,
+                num_kv_heads: nkv,
+                head_dim: hd,
+            },
+            mlp: Mlp {
+                gate_proj: w.linear(&format!("{p}.mlp.gate_proj"), h, inter, false)?,
+                up_proj: w.linear(&format!("{p}.mlp.up_proj"), h, inter, false)?,
+                down_proj: w.linear(&format!("{p}.mlp.down_proj"), inter, h, false)?,
+            },
+            input_layernorm: w.norm(&format!("{p}.input_layernorm.weight"), h, eps)?,
+            post_attention_layernorm: w.norm(&format!("{p}.post_attention_layernorm.weight"), h, eps)?,
+        });
+    }
+    let norm = w.norm("model.norm.weight", h, eps)?;
+    // Tied embeddings share the embedding tensor (no copy). An untied model must ship its head.
+    let head = if config.tie_word_embeddings && !w.has("lm_head.weight") {
+        embed.clone()
+    } else {
+        w.read("lm_head.weight", [config.vocab_size, h])?
+    };
+    Ok(CausalLm {
+        model: Decoder { embed_tokens: Embedding { weight: Param::from_tensor(embed) }, layers, norm },
+        lm_head: LmHead { weight: Param::from_tensor(head) },
+        config: config.clone(),
+    })
+}

@@ -1,0 +1,75 @@
+//! Integration tests of mentalqlm against committed fixtures (tests/fixtures), made by the
+//! scripts in tests/scripts. One test binary keeps link time low: every test module is a
+//! `#[cfg(test)]` module of this library.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+
+/// `tests/fixtures/<rel>`.
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// The wgpu device (Mesa's software Vulkan on a machine without a GPU), initialised once per
+/// process (wgpu refuses a second initialisation). A missing adapter is a test failure, not a
+/// skip, unless `MENTALQLM_SKIP_WGPU=1` says so explicitly.
+pub fn wgpu() -> Option<Device> {
+    static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+    match WGPU.get_or_init(|| Device::wgpu_options().init().map_err(|e| format!("{e:?}"))) {
+        Ok(device) => Some(device.clone()),
+        Err(e) => {
+            if std::env::var("MENTALQLM_SKIP_WGPU").as_deref() == Ok("1") {
+                eprintln!("SKIPPED: no wgpu adapter ({e}) and MENTALQLM_SKIP_WGPU=1");
+                None
+            } else {
+                panic!("no wgpu adapter: {e}. Install mesa-vulkan-drivers (scripts/setup.sh) or set MENTALQLM_SKIP_WGPU=1");
+            }
+        }
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[cfg(test)]
+mod model_errors;
+#[cfg(test)]
+mod model_gguf;
+#[cfg(test)]
+mod model_parity;
+
+/// A fresh, empty scratch folder under the system temp dir, unique per call.
+pub fn scratch(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "mentalqlm-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Copies the files of a fixture model folder into a scratch folder.
+pub fn copy_fixture_model(name: &str, tag: &str) -> PathBuf {
+    let dir = scratch(tag);
+    for entry in std::fs::read_dir(fixture(name)).expect("fixture dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy fixture file");
+    }
+    dir
+}

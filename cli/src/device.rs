@@ -21,7 +21,10 @@ pub struct Chosen {
 }
 
 pub fn choose(arg: DeviceArg) -> Result<Chosen> {
-    let cpu = || Chosen { device: Device::flex(), description: "cpu (Burn flex)".into() };
+    let cpu = || Chosen {
+        device: Device::flex(),
+        description: "cpu (Burn flex)".into(),
+    };
     match arg {
         DeviceArg::Cpu => Ok(cpu()),
         DeviceArg::Wgpu => wgpu().context("--device wgpu: no usable wgpu adapter"),
@@ -30,10 +33,18 @@ pub fn choose(arg: DeviceArg) -> Result<Chosen> {
 }
 
 fn wgpu() -> Result<Chosen> {
-    let (device, setup) = Device::wgpu_options().init_with_setup().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let info = setup.adapter.get_info();
     if info.name.is_empty() {
         bail!("the wgpu adapter has no name");
     }
-    Ok(Chosen { device, description: format!("wgpu ({}, {:?}, {:?})", info.name, setup.backend, info.device_type) })
+    Ok(Chosen {
+        device,
+        description: format!(
+            "wgpu ({}, {:?}, {:?})",
+            info.name, setup.backend, info.device_type
+        ),
+    })
 }

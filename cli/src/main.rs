@@ -4,6 +4,7 @@
 mod commands;
 mod device;
 mod model_arg;
+mod runner;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,6 +23,12 @@ enum Command {
     Generate(commands::generate::Args),
     /// Print the last position's logits for given token ids as JSON (debugging).
     Logits(commands::logits::Args),
+    /// Classify texts for a task: label and per-label probabilities (--explain for reasoning).
+    Classify(commands::classify::Args),
+    /// Evaluate on IMHI / DEP-SEVERITY: predictions JSONL and a report beside the paper's figures.
+    Eval(commands::eval::Args),
+    /// Score a predictions JSONL file (this tool's or LLaMA-Factory's) with the label rules.
+    Score(commands::score::Args),
 }
 
 fn main() {
@@ -29,6 +36,9 @@ fn main() {
     let result: Result<()> = match cli.command {
         Command::Generate(args) => commands::generate::run(args),
         Command::Logits(args) => commands::logits::run(args),
+        Command::Classify(args) => commands::classify::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Score(args) => commands::score::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

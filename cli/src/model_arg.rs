@@ -29,14 +29,20 @@ impl ModelArgs {
         if let Ok(path) = std::env::var("MENTALQLM_MODEL") {
             return Ok(PathBuf::from(path));
         }
-        let candidates =
-            [PathBuf::from(DEFAULT_MODEL), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(DEFAULT_MODEL)];
+        let candidates = [
+            PathBuf::from(DEFAULT_MODEL),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(DEFAULT_MODEL),
+        ];
         for c in &candidates {
             if c.is_file() {
                 return Ok(c.clone());
             }
         }
-        bail!("no --model given and the default model {DEFAULT_MODEL} is not installed: run scripts/setup.sh")
+        bail!(
+            "no --model given and the default model {DEFAULT_MODEL} is not installed: run scripts/setup.sh"
+        )
     }
 
     /// Chooses the device and tells the user which one (on stderr, so stdout stays clean).

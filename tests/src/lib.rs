@@ -8,7 +8,9 @@ use burn::tensor::Device;
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 /// The workspace root.
@@ -32,7 +34,9 @@ pub fn wgpu() -> Option<Device> {
                 eprintln!("SKIPPED: no wgpu adapter ({e}) and MENTALQLM_SKIP_WGPU=1");
                 None
             } else {
-                panic!("no wgpu adapter: {e}. Install mesa-vulkan-drivers (scripts/setup.sh) or set MENTALQLM_SKIP_WGPU=1");
+                panic!(
+                    "no wgpu adapter: {e}. Install mesa-vulkan-drivers (scripts/setup.sh) or set MENTALQLM_SKIP_WGPU=1"
+                );
             }
         }
     }
@@ -40,7 +44,10 @@ pub fn wgpu() -> Option<Device> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[cfg(test)]
@@ -49,6 +56,8 @@ mod model_errors;
 mod model_gguf;
 #[cfg(test)]
 mod model_parity;
+#[cfg(test)]
+mod model_score;
 
 /// A fresh, empty scratch folder under the system temp dir, unique per call.
 pub fn scratch(tag: &str) -> PathBuf {

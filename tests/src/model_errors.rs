@@ -36,7 +36,10 @@ fn truncated_safetensors() {
     for keep in [0, 5, 9, 200, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&file, &bytes[..keep]).unwrap();
         let msg = load_err(&dir);
-        assert!(msg.contains("model.safetensors"), "truncated to {keep}: {msg}");
+        assert!(
+            msg.contains("model.safetensors"),
+            "truncated to {keep}: {msg}"
+        );
     }
 }
 
@@ -44,9 +47,18 @@ fn truncated_safetensors() {
 fn wrong_tensor_shape_names_tensor_and_shapes() {
     let dir = copy_fixture_model("tiny/qwen2", "shape");
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    std::fs::write(dir.join("config.json"), config.replace("\"intermediate_size\": 100", "\"intermediate_size\": 101")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("\"intermediate_size\": 100", "\"intermediate_size\": 101"),
+    )
+    .unwrap();
     match load_model(&dir, &cpu()) {
-        Err(ModelError::Shape { name, expected, actual, .. }) => {
+        Err(ModelError::Shape {
+            name,
+            expected,
+            actual,
+            ..
+        }) => {
             assert_eq!(name, "model.layers.0.mlp.gate_proj.weight");
             assert_eq!(expected, vec![101, 48]);
             assert_eq!(actual, vec![100, 48]);
@@ -55,16 +67,26 @@ fn wrong_tensor_shape_names_tensor_and_shapes() {
         Ok(_) => panic!("expected a shape error"),
     }
     let msg = load_err(&dir);
-    assert!(msg.contains("gate_proj") && msg.contains("[101, 48]") && msg.contains("[100, 48]"), "{msg}");
+    assert!(
+        msg.contains("gate_proj") && msg.contains("[101, 48]") && msg.contains("[100, 48]"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn unknown_model_type() {
     let dir = copy_fixture_model("tiny/qwen2", "model-type");
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    std::fs::write(dir.join("config.json"), config.replace("\"qwen2\"", "\"mamba\"")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("\"qwen2\"", "\"mamba\""),
+    )
+    .unwrap();
     let msg = load_err(&dir);
-    assert!(msg.contains("unknown model_type `mamba`") && msg.contains("config.json"), "{msg}");
+    assert!(
+        msg.contains("unknown model_type `mamba`") && msg.contains("config.json"),
+        "{msg}"
+    );
 
     std::fs::write(dir.join("config.json"), "{ not json").unwrap();
     let msg = load_err(&dir);
@@ -87,13 +109,28 @@ fn bad_token_ids_and_empty_batches() {
     let model = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap().model;
     let rope = model.rope(8);
     let mut cache = model.new_cache();
-    let batch = model::decoder::TokenBatch { ids: &[vec![1, 100_000]], valid: &[vec![true, true]] };
-    let err = model.forward(batch, &rope, &mut cache).err().expect("out-of-vocab id is an error");
+    let batch = model::decoder::TokenBatch {
+        ids: &[vec![1, 100_000]],
+        valid: &[vec![true, true]],
+    };
+    let err = model
+        .forward(batch, &rope, &mut cache)
+        .err()
+        .expect("out-of-vocab id is an error");
     assert!(err.to_string().contains("100000"), "{err}");
-    let batch = model::decoder::TokenBatch { ids: &[], valid: &[] };
+    let batch = model::decoder::TokenBatch {
+        ids: &[],
+        valid: &[],
+    };
     assert!(model.forward(batch, &rope, &mut cache).is_err());
     let long = vec![vec![1u32; 9]];
-    let batch = model::decoder::TokenBatch { ids: &long, valid: &[vec![true; 9]] };
-    let err = model.forward(batch, &rope, &mut model.new_cache()).err().expect("too long");
+    let batch = model::decoder::TokenBatch {
+        ids: &long,
+        valid: &[vec![true; 9]],
+    };
+    let err = model
+        .forward(batch, &rope, &mut model.new_cache())
+        .err()
+        .expect("too long");
     assert!(err.to_string().contains("exceeds"), "{err}");
 }

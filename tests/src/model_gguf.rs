@@ -11,36 +11,77 @@ use crate::{cpu, fixture, max_abs_diff, workspace_root};
 
 pub fn default_model() -> LoadedModel {
     let path = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run scripts/setup-model.sh", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup-model.sh",
+        path.display()
+    );
     load_model(&path, &cpu()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn default_model_logits_match_transformers() {
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(fixture("smollm2_logits.json")).unwrap()).unwrap();
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("smollm2_logits.json")).unwrap())
+            .unwrap();
     let loaded = default_model();
     let model = loaded.model;
     assert_eq!(model.config.num_hidden_layers, 30);
     assert_eq!(model.model.vocab_size(), 49152);
-    let ids: Vec<u32> = r["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let ids: Vec<u32> = r["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let rope = model.rope(ids.len());
     let mut cache = model.new_cache();
     let valid = vec![vec![true; ids.len()]];
-    let logits = model.forward(TokenBatch { ids: std::slice::from_ref(&ids), valid: &valid }, &rope, &mut cache).unwrap();
+    let logits = model
+        .forward(
+            TokenBatch {
+                ids: std::slice::from_ref(&ids),
+                valid: &valid,
+            },
+            &rope,
+            &mut cache,
+        )
+        .unwrap();
     let flat: Vec<f32> = logits.into_data().try_to_vec().unwrap();
     let vocab = 49152;
     for p in r["positions"].as_array().unwrap() {
         let pos = p["position"].as_u64().unwrap() as usize;
         let row = &flat[pos * vocab..(pos + 1) * vocab];
-        let head: Vec<f32> = p["logits_head"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let head: Vec<f32> = p["logits_head"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         let diff = max_abs_diff(&row[..head.len()], &head);
-        assert!(diff <= 1e-3, "position {pos}: max |Δlogit| over the first {} ids = {diff}", head.len());
+        assert!(
+            diff <= 1e-3,
+            "position {pos}: max |Δlogit| over the first {} ids = {diff}",
+            head.len()
+        );
         let argmax = model::generate::argmax(row) as u64;
-        assert_eq!(argmax, p["argmax"].as_u64().unwrap(), "position {pos} argmax");
+        assert_eq!(
+            argmax,
+            p["argmax"].as_u64().unwrap(),
+            "position {pos} argmax"
+        );
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        let lse = max
+            + row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         let want = p["logsumexp"].as_f64().unwrap();
-        assert!((lse - want).abs() <= 1e-3, "position {pos}: logsumexp {lse} vs {want}");
+        assert!(
+            (lse - want).abs() <= 1e-3,
+            "position {pos}: logsumexp {lse} vs {want}"
+        );
     }
     // The token ids of the prompt equal what transformers' tokenizer produced.
     let tok = loaded.tokenizer.unwrap();
@@ -63,8 +104,19 @@ fn default_model_answers_in_english() {
     let out = generate(&loaded.model, &[ids], &config, |_, _| {}).unwrap();
     let text = tok.decode(&out[0]).unwrap().to_lowercase();
     let words: Vec<&str> = text.split_whitespace().collect();
-    let common = ["the", "a", "to", "and", "your", "you", "sleep", "of", "is", "in", "before"];
-    let hits = words.iter().filter(|w| common.contains(&w.trim_matches(|c: char| !c.is_alphabetic()))).count();
-    assert!(words.len() >= 8 && hits >= 3, "not coherent English: {text:?}");
-    assert!(text.contains("sleep") || text.contains("bed"), "off topic: {text:?}");
+    let common = [
+        "the", "a", "to", "and", "your", "you", "sleep", "of", "is", "in", "before",
+    ];
+    let hits = words
+        .iter()
+        .filter(|w| common.contains(&w.trim_matches(|c: char| !c.is_alphabetic())))
+        .count();
+    assert!(
+        words.len() >= 8 && hits >= 3,
+        "not coherent English: {text:?}"
+    );
+    assert!(
+        text.contains("sleep") || text.contains("bed"),
+        "off topic: {text:?}"
+    );
 }

@@ -16,15 +16,30 @@ fn reference() -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32)).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect()
 }
 
 fn load(name: &str, device: &Device) -> CausalLm {
-    load_model(&fixture(&format!("tiny/{name}")), device).unwrap_or_else(|e| panic!("{name}: {e}")).model
+    load_model(&fixture(&format!("tiny/{name}")), device)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .model
 }
 
 /// Full-sequence logits `[seq * vocab]` of one unpadded row.
@@ -33,14 +48,29 @@ fn full_logits(model: &CausalLm, row: &[u32]) -> Vec<f32> {
     let mut cache = model.new_cache();
     let ids = vec![row.to_vec()];
     let valid = vec![vec![true; row.len()]];
-    let logits = model.forward(TokenBatch { ids: &ids, valid: &valid }, &rope, &mut cache).unwrap();
+    let logits = model
+        .forward(
+            TokenBatch {
+                ids: &ids,
+                valid: &valid,
+            },
+            &rope,
+            &mut cache,
+        )
+        .unwrap();
     logits.into_data().try_to_vec().unwrap()
 }
 
 fn check_full(name: &str, device: &Device, tol: f32, ref_name: &str) {
     let r = reference();
     let model = load(name, device);
-    for (i, row) in r["token_ids"].as_array().unwrap().iter().take(2).enumerate() {
+    for (i, row) in r["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+        .enumerate()
+    {
         let got = full_logits(&model, &ids(row));
         let want = floats(&r["models"][ref_name]["logits"][i]);
         let diff = max_abs_diff(&got, &want);
@@ -91,13 +121,29 @@ fn kv_cache_matches_full_recompute() {
         let split = 5;
         let prefix = vec![row[..split].to_vec()];
         let mut got: Vec<f32> = model
-            .forward(TokenBatch { ids: &prefix, valid: &[vec![true; split]] }, &rope, &mut cache)
+            .forward(
+                TokenBatch {
+                    ids: &prefix,
+                    valid: &[vec![true; split]],
+                },
+                &rope,
+                &mut cache,
+            )
             .unwrap()
             .into_data()
             .try_to_vec()
             .unwrap();
         for &id in &row[split..] {
-            let step = model.forward_last(TokenBatch { ids: &[vec![id]], valid: &[vec![true]] }, &rope, &mut cache).unwrap();
+            let step = model
+                .forward_last(
+                    TokenBatch {
+                        ids: &[vec![id]],
+                        valid: &[vec![true]],
+                    },
+                    &rope,
+                    &mut cache,
+                )
+                .unwrap();
             got.extend(step.into_data().try_to_vec::<f32>().unwrap());
         }
         assert_eq!(got.len(), row.len() * vocab);
@@ -119,7 +165,16 @@ fn batched_left_padding_matches() {
         let n = padded[0].len();
         let rope = model.rope(n + 4);
         let mut cache = model.new_cache();
-        let logits = model.forward(TokenBatch { ids: &padded, valid: &valid }, &rope, &mut cache).unwrap();
+        let logits = model
+            .forward(
+                TokenBatch {
+                    ids: &padded,
+                    valid: &valid,
+                },
+                &rope,
+                &mut cache,
+            )
+            .unwrap();
         let vocab = model.model.vocab_size();
         let flat: Vec<f32> = logits.into_data().try_to_vec().unwrap();
         for (i, row) in rows.iter().enumerate() {
@@ -127,12 +182,22 @@ fn batched_left_padding_matches() {
             let got = &flat[start..(i + 1) * n * vocab];
             let want = floats(&r["models"][name]["batched"][i]);
             let diff = max_abs_diff(got, &want);
-            assert!(diff <= 1e-4, "{name} row {i}: batched vs HF max diff {diff}");
+            assert!(
+                diff <= 1e-4,
+                "{name} row {i}: batched vs HF max diff {diff}"
+            );
         }
         // Then a cached step for the whole batch equals each row's full recompute.
         let next: Vec<Vec<u32>> = vec![vec![5], vec![6], vec![7]];
         let step: Vec<f32> = model
-            .forward_last(TokenBatch { ids: &next, valid: &[vec![true], vec![true], vec![true]] }, &rope, &mut cache)
+            .forward_last(
+                TokenBatch {
+                    ids: &next,
+                    valid: &[vec![true], vec![true], vec![true]],
+                },
+                &rope,
+                &mut cache,
+            )
             .unwrap()
             .into_data()
             .try_to_vec()
@@ -143,7 +208,10 @@ fn batched_left_padding_matches() {
             let full = full_logits(&model, &extended);
             let want = &full[(extended.len() - 1) * vocab..];
             let diff = max_abs_diff(&step[i * vocab..(i + 1) * vocab], want);
-            assert!(diff <= 1e-4, "{name} row {i}: cached padded step vs full max diff {diff}");
+            assert!(
+                diff <= 1e-4,
+                "{name} row {i}: cached padded step vs full max diff {diff}"
+            );
         }
     }
 }
@@ -179,7 +247,10 @@ fn greedy_generation_matches_transformers() {
                 compared += 1;
             }
         }
-        assert!(compared >= 12, "{name}: only {compared} tokens were comparable");
+        assert!(
+            compared >= 12,
+            "{name}: only {compared} tokens were comparable"
+        );
     }
 }
 
@@ -203,7 +274,10 @@ fn generation_stops_and_samples_reproducibly() {
 
     let sample = GenerateConfig {
         max_new_tokens: 6,
-        sampling: Sampling::TopP { temperature: 1.0, top_p: 0.9 },
+        sampling: Sampling::TopP {
+            temperature: 1.0,
+            top_p: 0.9,
+        },
         seed: 42,
         stop_ids: vec![],
         pad_id: 0,
@@ -220,9 +294,17 @@ fn tokenizer_matches_hf() {
     let r = reference();
     let loaded = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap();
     let tok = loaded.tokenizer.expect("tokenizer.json is loaded");
-    for (text, want) in r["texts"].as_array().unwrap().iter().zip(r["token_ids"].as_array().unwrap()) {
+    for (text, want) in r["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["token_ids"].as_array().unwrap())
+    {
         let got = tok.encode(text.as_str().unwrap()).unwrap();
         assert_eq!(got, ids(want), "{text}");
     }
-    assert!(tok.stop_ids.contains(&(r["eos_id"].as_u64().unwrap() as u32)));
+    assert!(
+        tok.stop_ids
+            .contains(&(r["eos_id"].as_u64().unwrap() as u32))
+    );
 }

@@ -39,7 +39,9 @@ pub struct Args {
 
 /// ChatML, the template the paper trained with (LLaMA-Factory's `qwen`) and SmolLM2's own.
 pub fn chatml(system: &str, user: &str) -> String {
-    format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+    format!(
+        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    )
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -53,14 +55,31 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--temperature must be >= 0, got {}", args.temperature);
     }
     let (loaded, _) = args.model.load()?;
-    let tokenizer = loaded.tokenizer.context("the model has no tokenizer (tokenizer.json)")?;
-    let texts: Vec<String> =
-        args.prompts.iter().map(|p| if args.raw { p.clone() } else { chatml(&args.system, p) }).collect();
-    let prompts = texts.iter().map(|t| tokenizer.encode(t)).collect::<Result<Vec<_>, _>>()?;
+    let tokenizer = loaded
+        .tokenizer
+        .context("the model has no tokenizer (tokenizer.json)")?;
+    let texts: Vec<String> = args
+        .prompts
+        .iter()
+        .map(|p| {
+            if args.raw {
+                p.clone()
+            } else {
+                chatml(&args.system, p)
+            }
+        })
+        .collect();
+    let prompts = texts
+        .iter()
+        .map(|t| tokenizer.encode(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let sampling = if args.temperature == 0.0 {
         Sampling::Greedy
     } else {
-        Sampling::TopP { temperature: args.temperature, top_p: args.top_p }
+        Sampling::TopP {
+            temperature: args.temperature,
+            top_p: args.top_p,
+        }
     };
     let config = GenerateConfig {
         max_new_tokens: args.max_new_tokens,
@@ -94,13 +113,19 @@ pub fn run(args: Args) -> Result<()> {
     for (prompt, ids) in args.prompts.iter().zip(&outputs) {
         let text = tokenizer.decode(ids)?;
         if args.json {
-            println!("{}", serde_json::json!({ "prompt": prompt, "output": text, "tokens": ids.len() }));
+            println!(
+                "{}",
+                serde_json::json!({ "prompt": prompt, "output": text, "tokens": ids.len() })
+            );
         } else if stream {
             println!();
         } else {
             println!("> {prompt}\n{text}\n");
         }
     }
-    eprintln!("{new_tokens} tokens in {elapsed:.2} s ({:.1} tokens/s)", new_tokens as f64 / elapsed.max(1e-9));
+    eprintln!(
+        "{new_tokens} tokens in {elapsed:.2} s ({:.1} tokens/s)",
+        new_tokens as f64 / elapsed.max(1e-9)
+    );
     Ok(())
 }

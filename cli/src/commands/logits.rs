@@ -21,7 +21,10 @@ pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>().with_context(|| format!("--ids: `{s}` is not a token id")))
+        .map(|s| {
+            s.parse::<u32>()
+                .with_context(|| format!("--ids: `{s}` is not a token id"))
+        })
         .collect::<Result<Vec<_>>>()?;
     if ids.is_empty() {
         bail!("--ids: no token ids given");
@@ -36,7 +39,14 @@ pub fn run(args: Args) -> Result<()> {
     let rope = model.rope(ids.len());
     let mut cache = model.new_cache();
     let valid = vec![vec![true; ids.len()]];
-    let logits = model.forward_last(TokenBatch { ids: &[ids], valid: &valid }, &rope, &mut cache)?;
+    let logits = model.forward_last(
+        TokenBatch {
+            ids: &[ids],
+            valid: &valid,
+        },
+        &rope,
+        &mut cache,
+    )?;
     let row = logits_to_rows(logits)?.remove(0);
     println!("{}", serde_json::json!({ "logits": row }));
     Ok(())

@@ -1,2 +1,5 @@
+pub mod classify;
+pub mod eval;
 pub mod generate;
 pub mod logits;
+pub mod score;

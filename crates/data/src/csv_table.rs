@@ -16,14 +16,23 @@ pub(crate) struct Row {
 pub(crate) fn read_columns(path: &Path, wanted: &[&[&str]]) -> Result<Vec<Row>> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let mut lines = LineCounter::new(&bytes);
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(&bytes[..]);
-    let headers = reader.headers().map_err(|e| csv_error(path, &e, &mut lines))?.clone();
-    let names: Vec<String> =
-        headers.iter().map(|h| h.trim_start_matches('\u{feff}').trim().to_lowercase()).collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(&bytes[..]);
+    let headers = reader
+        .headers()
+        .map_err(|e| csv_error(path, &e, &mut lines))?
+        .clone();
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_lowercase())
+        .collect();
     let mut columns = Vec::with_capacity(wanted.len());
     for accepted in wanted {
-        let found = names.iter().position(|n| accepted.iter().any(|a| n == &a.to_lowercase()));
+        let found = names
+            .iter()
+            .position(|n| accepted.iter().any(|a| n == &a.to_lowercase()));
         match found {
             Some(i) => columns.push(i),
             None => {
@@ -39,8 +48,18 @@ pub(crate) fn read_columns(path: &Path, wanted: &[&[&str]]) -> Result<Vec<Row>> 
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| csv_error(path, &e, &mut lines))?;
         let line = record.position().map(|p| lines.line_at(p.byte()));
-        let values = columns.iter().map(|&c| record.get(c).unwrap_or("").to_string()).collect();
-        rows.push(Row { at: Locus { path: path.to_path_buf(), line, record: i + 1 }, values });
+        let values = columns
+            .iter()
+            .map(|&c| record.get(c).unwrap_or("").to_string())
+            .collect();
+        rows.push(Row {
+            at: Locus {
+                path: path.to_path_buf(),
+                line,
+                record: i + 1,
+            },
+            values,
+        });
     }
     Ok(rows)
 }
@@ -58,7 +77,11 @@ struct LineCounter<'a> {
 
 impl<'a> LineCounter<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, offset: 0, line: 1 }
+        Self {
+            bytes,
+            offset: 0,
+            line: 1,
+        }
     }
 
     fn line_at(&mut self, byte: u64) -> u64 {
@@ -71,7 +94,10 @@ impl<'a> LineCounter<'a> {
             self.offset = 0;
             self.line = 1;
         }
-        self.line += self.bytes[self.offset..start].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.line += self.bytes[self.offset..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
         self.offset = start;
         self.line
     }
@@ -80,11 +106,17 @@ impl<'a> LineCounter<'a> {
 fn csv_error(path: &Path, err: &csv::Error, lines: &mut LineCounter<'_>) -> DataError {
     let line = err.position().map(|p| lines.line_at(p.byte())).unwrap_or(0);
     let reason = match err.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("{len} fields where the header has {expected_len}")
         }
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
         _ => err.to_string(),
     };
-    DataError::Csv { path: path.to_path_buf(), line, reason }
+    DataError::Csv {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    }
 }

@@ -40,7 +40,11 @@ pub fn load(path: &Path) -> Result<Vec<SeverityExample>> {
                 return Err(DataError::EmptyPost { at: row.at });
             }
             match severity_label(&label) {
-                Some(label) => Ok(SeverityExample { text, label, at: row.at }),
+                Some(label) => Ok(SeverityExample {
+                    text,
+                    label,
+                    at: row.at,
+                }),
                 None => Err(DataError::BadSeverityLabel { at: row.at, label }),
             }
         })

@@ -19,11 +19,23 @@ pub enum DataError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: malformed CSV record: {reason}")]
-    Csv { path: PathBuf, line: u64, reason: String },
+    Csv {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
     #[error("{path}: missing column `{column}` (the header has: {found})")]
-    MissingColumn { path: PathBuf, column: String, found: String },
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        found: String,
+    },
     #[error("{path}:{line}: invalid JSON: {reason}")]
-    Json { path: PathBuf, line: u64, reason: String },
+    Json {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
     #[error("{at}: {reason}")]
     BadRecord { at: Locus, reason: String },
     #[error(
@@ -43,7 +55,12 @@ pub enum DataError {
     #[error("unknown split `{name}`; known splits: test, train, val")]
     UnknownSplit { name: String },
     #[error("{dataset} has no `{split}` file at {path}{hint}")]
-    MissingSplit { dataset: String, split: String, path: PathBuf, hint: String },
+    MissingSplit {
+        dataset: String,
+        split: String,
+        path: PathBuf,
+        hint: String,
+    },
     #[error("{what}: {left_name} has {left} entries but {right_name} has {right}")]
     LengthMismatch {
         what: &'static str,
@@ -60,11 +77,17 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Write { path: path.into(), source }
+        Self::Write {
+            path: path.into(),
+            source,
+        }
     }
 }
 

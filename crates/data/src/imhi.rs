@@ -53,7 +53,9 @@ impl FromStr for Split {
             "test" => Ok(Split::Test),
             "train" => Ok(Split::Train),
             "val" | "valid" | "validation" | "dev" => Ok(Split::Val),
-            _ => Err(DataError::UnknownSplit { name: s.to_string() }),
+            _ => Err(DataError::UnknownSplit {
+                name: s.to_string(),
+            }),
         }
     }
 }
@@ -105,7 +107,10 @@ pub fn make_example(dataset: Dataset, query: String, answer: String, at: Locus) 
         return Err(DataError::EmptyField { at, field: "query" });
     }
     if answer.trim().is_empty() {
-        return Err(DataError::EmptyField { at, field: "gold answer" });
+        return Err(DataError::EmptyField {
+            at,
+            field: "gold answer",
+        });
     }
     let Some(post) = post_text(&query) else {
         let reason = "it has no post in double quotes".to_string();
@@ -117,7 +122,15 @@ pub fn make_example(dataset: Dataset, query: String, answer: String, at: Locus) 
     let post = post.to_string();
     let question = question_text(&query).unwrap_or("").to_string();
     let label = parse_gold_label(dataset, &answer);
-    Ok(Example { dataset, query, post, question, answer, label, at })
+    Ok(Example {
+        dataset,
+        query,
+        post,
+        question,
+        answer,
+        label,
+        at,
+    })
 }
 
 /// Reads an IMHI CSV file (`query`, `gpt-3.5-turbo`).
@@ -137,14 +150,21 @@ pub fn load_csv(path: &Path, dataset: Dataset) -> Result<Vec<Example>> {
 /// accepting `instruction`/`query` and `answer`/`gpt-3.5-turbo` as keys).
 pub fn load_json(path: &Path, dataset: Dataset) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    let values: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
-        DataError::Json { path: path.to_path_buf(), line: e.line() as u64, reason: e.to_string() }
-    })?;
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| DataError::Json {
+            path: path.to_path_buf(),
+            line: e.line() as u64,
+            reason: e.to_string(),
+        })?;
     values
         .into_iter()
         .enumerate()
         .map(|(i, value)| {
-            let at = Locus { path: path.to_path_buf(), line: None, record: i + 1 };
+            let at = Locus {
+                path: path.to_path_buf(),
+                line: None,
+                record: i + 1,
+            };
             let query = string_field(&value, &["instruct", "instruction", "query"], &at)?;
             let answer = string_field(&value, &["output", "gpt-3.5-turbo", "answer"], &at)?;
             make_example(dataset, query, answer, at)
@@ -154,20 +174,29 @@ pub fn load_json(path: &Path, dataset: Dataset) -> Result<Vec<Example>> {
 
 fn string_field(value: &serde_json::Value, keys: &[&str], at: &Locus) -> Result<String> {
     let Some(object) = value.as_object() else {
-        return Err(DataError::BadRecord { at: at.clone(), reason: "not a JSON object".into() });
+        return Err(DataError::BadRecord {
+            at: at.clone(),
+            reason: "not a JSON object".into(),
+        });
     };
     for key in keys {
         match object.get(*key) {
             Some(serde_json::Value::String(s)) => return Ok(s.clone()),
             Some(_) => {
                 let reason = format!("field `{key}` is not a string");
-                return Err(DataError::BadRecord { at: at.clone(), reason });
+                return Err(DataError::BadRecord {
+                    at: at.clone(),
+                    reason,
+                });
             }
             None => {}
         }
     }
     let reason = format!("missing field `{}`", keys.join("` or `"));
-    Err(DataError::BadRecord { at: at.clone(), reason })
+    Err(DataError::BadRecord {
+        at: at.clone(),
+        reason,
+    })
 }
 
 /// Reads an IMHI file of either kind: `.json` as a JSON list, anything else as CSV. When
@@ -178,15 +207,27 @@ pub fn load_file(path: &Path, dataset: Option<Dataset>) -> Result<Vec<Example>> 
         Some(d) => d,
         None => dataset_of_path(path)?,
     };
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    if is_json { load_json(path, dataset) } else { load_csv(path, dataset) }
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        load_json(path, dataset)
+    } else {
+        load_csv(path, dataset)
+    }
 }
 
 /// The dataset a file belongs to, from its stem or else its parent folder's name.
 pub fn dataset_of_path(path: &Path) -> Result<Dataset> {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Dataset::from_name(&stem).or_else(|err| {
-        let parent = path.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy());
+        let parent = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|s| s.to_string_lossy());
         parent.and_then(|p| Dataset::from_name(&p).ok()).ok_or(err)
     })
 }
@@ -204,7 +245,10 @@ pub fn split_path(dir: &Path, dataset: Dataset, split: Split) -> Result<PathBuf>
     found.ok_or_else(|| {
         let expected = match split {
             Split::Test => dir.join("test").join(format!("{name}.csv")),
-            _ => dir.join("train").join(name).join(format!("{}.csv", split.name())),
+            _ => dir
+                .join("train")
+                .join(name)
+                .join(format!("{}.csv", split.name())),
         };
         let hint = match (split, dataset) {
             (Split::Train, Dataset::Irf | Dataset::MultiWd) => format!(
@@ -248,7 +292,10 @@ mod tests {
     fn post_and_question_of_a_query() {
         let q = r#"Consider this post: "He said "hi" to me" Question: Does the poster suffer from stress?"#;
         assert_eq!(post_text(q), Some(r#"He said "hi" to me"#));
-        assert_eq!(question_text(q), Some("Does the poster suffer from stress?"));
+        assert_eq!(
+            question_text(q),
+            Some("Does the poster suffer from stress?")
+        );
         assert_eq!(post_text("no quotes"), None);
         assert_eq!(post_text(r#"one " quote"#), None);
         let built = build_query("a post", "Is it?");

@@ -67,11 +67,20 @@ const SAD_RULES: &[(&str, usize)] = &[
     ("other", 8),
 ];
 /// PAPER.md's t-sid order: `depression` before `suicide`.
-const TSID_RULES: &[(&str, usize)] =
-    &[("depression", 2), ("suicide", 1), ("ptsd", 3), ("no mental", 0)];
+const TSID_RULES: &[(&str, usize)] = &[
+    ("depression", 2),
+    ("suicide", 1),
+    ("ptsd", 3),
+    ("no mental", 0),
+];
 /// PAPER.md's swmh order: `no mental` first.
-const SWMH_RULES: &[(&str, usize)] =
-    &[("no mental", 0), ("suicide", 1), ("depression", 2), ("anxiety", 3), ("bipolar", 4)];
+const SWMH_RULES: &[(&str, usize)] = &[
+    ("no mental", 0),
+    ("suicide", 1),
+    ("depression", 2),
+    ("anxiety", 3),
+    ("bipolar", 4),
+];
 /// CAMS, after MentaLLaMA's `src/label_inference.py` (`calculate_f1`), merged so one list
 /// parses both sides: its gold tests are "no causes", "bias or abuse", "jobs and career",
 /// "medication", "relationship", "alienation" and its prediction tests are "none", "bias",
@@ -115,8 +124,19 @@ const ALIASES: &[(&str, Dataset)] = &[
 ];
 
 impl Dataset {
-    pub const ALL: [Dataset; 11] =
-        [Dr, Dreaddit, Irf, MultiWd, Sad, DepSeverity, Cams, Loneliness, TSid, Swmh, Clp];
+    pub const ALL: [Dataset; 11] = [
+        Dr,
+        Dreaddit,
+        Irf,
+        MultiWd,
+        Sad,
+        DepSeverity,
+        Cams,
+        Loneliness,
+        TSid,
+        Swmh,
+        Clp,
+    ];
 
     /// The five IMHI sets the paper scores and averages (PAPER.md, "Published figures").
     pub const PAPER_FIVE: [Dataset; 5] = [Dr, Dreaddit, Irf, MultiWd, Sad];
@@ -142,7 +162,12 @@ impl Dataset {
     /// `DR`, `depression_reddit`, `test/SAD.csv`, `dreaddit-train`, `dep-severity-english`.
     pub fn from_name(name: &str) -> Result<Self> {
         let norm = normalise_name(name);
-        let lookup = |s: &str| ALIASES.iter().find(|(alias, _)| *alias == s).map(|(_, d)| *d);
+        let lookup = |s: &str| {
+            ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == s)
+                .map(|(_, d)| *d)
+        };
         if let Some(d) = lookup(&norm) {
             return Ok(d);
         }
@@ -158,12 +183,19 @@ impl Dataset {
                 return Ok(DepSeverity);
             }
         }
-        Err(DataError::UnknownDataset { name: name.to_string(), known: Self::known_names() })
+        Err(DataError::UnknownDataset {
+            name: name.to_string(),
+            known: Self::known_names(),
+        })
     }
 
     /// Every canonical name, comma-separated, for error messages and `--help`.
     pub fn known_names() -> String {
-        Self::ALL.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Class names by label index.
@@ -191,7 +223,13 @@ impl Dataset {
                 "alienation",
             ],
             TSid => &["no mental disorder", "suicide", "depression", "ptsd"],
-            Swmh => &["no mental disorder", "suicide", "depression", "anxiety", "bipolar"],
+            Swmh => &[
+                "no mental disorder",
+                "suicide",
+                "depression",
+                "anxiety",
+                "bipolar",
+            ],
         }
     }
 
@@ -267,7 +305,11 @@ pub fn answer_head(answer: &str) -> String {
 /// when no rule matches.
 pub fn match_label(dataset: Dataset, answer: &str) -> Option<usize> {
     let head = answer_head(answer);
-    dataset.rules().iter().find(|(needle, _)| head.contains(needle)).map(|(_, label)| *label)
+    dataset
+        .rules()
+        .iter()
+        .find(|(needle, _)| head.contains(needle))
+        .map(|(_, label)| *label)
 }
 
 /// The MentaLLaMA / MentalQLM label of an answer: the first matching rule, else the
@@ -330,10 +372,16 @@ mod tests {
 
     #[test]
     fn reasoning_is_cut_case_insensitively() {
-        assert_eq!(parse_label(Dr, "No, the poster does not. REASONING: yes, yes"), 0);
+        assert_eq!(
+            parse_label(Dr, "No, the poster does not. REASONING: yes, yes"),
+            0
+        );
         assert_eq!(parse_label(Dr, "Maybe. reasoning: yes"), 0);
         assert_eq!(match_label(Dr, "Maybe. reasoning: yes"), None);
-        assert_eq!(parse_gold_label(Swmh, "This post shows nothing. Reasoning: anxiety"), None);
+        assert_eq!(
+            parse_gold_label(Swmh, "This post shows nothing. Reasoning: anxiety"),
+            None
+        );
         assert_eq!(parse_gold_label(Sad, "unclear"), Some(8));
     }
 }

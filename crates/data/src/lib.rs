@@ -23,6 +23,7 @@ pub mod published;
 pub mod report;
 pub mod split;
 pub mod svg;
+pub mod tasks;
 pub mod text_metrics;
 
 pub use dep_severity::SeverityExample;
@@ -33,5 +34,5 @@ pub use metrics::{Average, ClassificationMetrics, classification_metrics};
 pub use predictions::{PredictionRow, ScoredPredictions, score_answers, score_predictions};
 pub use prompt::{ChatTemplate, FittedPrompt, fit_query};
 pub use published::published;
-pub use report::{DatasetResult, EvalReport, Method};
+pub use report::{DatasetResult, EvalReport, Method, TextScores};
 pub use split::SplitIndices;

@@ -85,7 +85,11 @@ fn labels_or_union(y_true: &[usize], y_pred: &[usize], labels: Option<&[usize]>)
 }
 
 fn divide(numerator: f64, denominator: f64) -> f64 {
-    if denominator == 0.0 { 0.0 } else { numerator / denominator }
+    if denominator == 0.0 {
+        0.0
+    } else {
+        numerator / denominator
+    }
 }
 
 /// The fraction of exact matches (`accuracy_score`).
@@ -148,7 +152,11 @@ pub fn precision_recall_fscore_support(
     check(y_true, y_pred, "precision/recall/F1")?;
     let labels = labels_or_union(y_true, y_pred, labels);
     let c = counts(y_true, y_pred, &labels);
-    Ok(labels.iter().zip(c).map(|(&l, c)| scores_of(l, c)).collect())
+    Ok(labels
+        .iter()
+        .zip(c)
+        .map(|(&l, c)| scores_of(l, c))
+        .collect())
 }
 
 /// Averaged (precision, recall, F1), as `precision_recall_fscore_support(average=...)`.
@@ -170,11 +178,17 @@ fn average_counts(
     average: Average,
 ) -> (f64, f64, f64) {
     if average == Average::Micro {
-        let pooled = c.iter().fold((0, 0, 0), |a, x| (a.0 + x.0, a.1 + x.1, a.2 + x.2));
+        let pooled = c
+            .iter()
+            .fold((0, 0, 0), |a, x| (a.0 + x.0, a.1 + x.1, a.2 + x.2));
         let s = scores_of(0, pooled);
         return (s.precision, s.recall, s.f1);
     }
-    let per: Vec<ClassScores> = labels.iter().zip(c).map(|(&l, &c)| scores_of(l, c)).collect();
+    let per: Vec<ClassScores> = labels
+        .iter()
+        .zip(c)
+        .map(|(&l, &c)| scores_of(l, c))
+        .collect();
     let total_support: usize = per.iter().map(|s| s.support).sum();
     let mean = |f: fn(&ClassScores) -> f64| -> f64 {
         if per.is_empty() {
@@ -222,7 +236,11 @@ pub fn classification_metrics(
         weighted_recall,
         macro_precision,
         macro_recall,
-        per_class: labels.iter().zip(c).map(|(&l, c)| scores_of(l, c)).collect(),
+        per_class: labels
+            .iter()
+            .zip(c)
+            .map(|(&l, c)| scores_of(l, c))
+            .collect(),
         confusion: confusion_matrix(y_true, y_pred, Some(&labels))?,
         labels,
     })
@@ -245,7 +263,12 @@ mod tests {
         assert!((m.micro_f1 - 0.5).abs() < 1e-12);
         assert_eq!(
             m.confusion,
-            vec![vec![1, 0, 0, 0], vec![0, 0, 1, 0], vec![0, 0, 1, 1], vec![0; 4]]
+            vec![
+                vec![1, 0, 0, 0],
+                vec![0, 0, 1, 0],
+                vec![0, 0, 1, 1],
+                vec![0; 4]
+            ]
         );
     }
 
@@ -258,8 +281,14 @@ mod tests {
     #[test]
     fn zero_support_weights_fall_back_to_mean() {
         // sklearn: f1_score([0,0],[1,1],labels=[1],average='weighted') == 0.0
-        assert_eq!(f1_score(&[0, 0], &[1, 1], Average::Weighted, Some(&[1])).unwrap(), 0.0);
+        assert_eq!(
+            f1_score(&[0, 0], &[1, 1], Average::Weighted, Some(&[1])).unwrap(),
+            0.0
+        );
         // sklearn: f1_score([0,1,2],[0,1,1],labels=[0,5],average='micro') == 1.0
-        assert_eq!(f1_score(&[0, 1, 2], &[0, 1, 1], Average::Micro, Some(&[0, 5])).unwrap(), 1.0);
+        assert_eq!(
+            f1_score(&[0, 1, 2], &[0, 1, 1], Average::Micro, Some(&[0, 5])).unwrap(),
+            1.0
+        );
     }
 }

@@ -105,7 +105,15 @@ pub fn score_answers<G: AsRef<str>, P: AsRef<str>>(
         kept.push(i);
     }
     let metrics = classification_metrics(&y_true, &y_pred, None)?;
-    Ok(ScoredPredictions { dataset, y_true, y_pred, kept, dropped, unmatched_predictions, metrics })
+    Ok(ScoredPredictions {
+        dataset,
+        y_true,
+        y_pred,
+        kept,
+        dropped,
+        unmatched_predictions,
+        metrics,
+    })
 }
 
 /// [`score_answers`] over predictions rows (`label` = gold, `predict` = model).
@@ -120,13 +128,20 @@ mod tests {
     use super::*;
 
     fn row(label: &str, predict: &str) -> PredictionRow {
-        PredictionRow { prompt: String::new(), label: label.into(), predict: predict.into() }
+        PredictionRow {
+            prompt: String::new(),
+            label: label.into(),
+            predict: predict.into(),
+        }
     }
 
     #[test]
     fn tricky_reasoning_does_not_leak() {
         let rows = [
-            row("Yes, the poster suffers from depression. Reasoning: x", "No. Reasoning: yes yes"),
+            row(
+                "Yes, the poster suffers from depression. Reasoning: x",
+                "No. Reasoning: yes yes",
+            ),
             row("No, the poster does not. Reasoning: yes", "Yes, clearly."),
             row("No, ...", "Unclear."),
         ];
@@ -138,7 +153,10 @@ mod tests {
 
     #[test]
     fn unmatched_gold_drops_for_swmh() {
-        let rows = [row("This shows anxiety.", "anxiety"), row("This shows nothing.", "anxiety")];
+        let rows = [
+            row("This shows anxiety.", "anxiety"),
+            row("This shows nothing.", "anxiety"),
+        ];
         let s = score_predictions(Dataset::Swmh, &rows).unwrap();
         assert_eq!((s.kept.clone(), s.dropped.clone()), (vec![0], vec![1]));
     }

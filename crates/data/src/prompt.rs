@@ -16,13 +16,17 @@ pub struct ChatTemplate {
 
 impl Default for ChatTemplate {
     fn default() -> Self {
-        Self { system: DEFAULT_SYSTEM.to_string() }
+        Self {
+            system: DEFAULT_SYSTEM.to_string(),
+        }
     }
 }
 
 impl ChatTemplate {
     pub fn new(system: impl Into<String>) -> Self {
-        Self { system: system.into() }
+        Self {
+            system: system.into(),
+        }
     }
 
     /// The prompt up to and including the assistant header: what generation continues.
@@ -89,7 +93,11 @@ pub fn fit_query(
         _ => ("", query, ""),
     };
     // Byte offsets of the character boundaries: keeping k characters keeps post[..ends[k]].
-    let ends: Vec<usize> = post.char_indices().map(|(i, _)| i).chain([post.len()]).collect();
+    let ends: Vec<usize> = post
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([post.len()])
+        .collect();
     let post_chars = ends.len() - 1;
     let build = |k: usize| -> (String, String) {
         let q = format!("{head}{}{tail}", &post[..ends[k]]);
@@ -177,7 +185,10 @@ mod tests {
         let f = fit_query(&t, &q, budget, &words);
         assert!(f.truncated && f.fits);
         assert!(f.tokens <= budget);
-        assert!(f.query.ends_with(r#"" Question: Does the poster suffer from stress?"#));
+        assert!(
+            f.query
+                .ends_with(r#"" Question: Does the poster suffer from stress?"#)
+        );
         assert!(f.query.starts_with(r#"Consider this post: "wörd"#));
         // One more character would not fit: the search found the largest prefix.
         let longer = format!(
@@ -190,7 +201,12 @@ mod tests {
     #[test]
     fn hopeless_budget_gives_empty_post_not_error() {
         let t = ChatTemplate::default();
-        let f = fit_query(&t, r#"Consider this post: "x y z" Question: why?"#, 2, &words);
+        let f = fit_query(
+            &t,
+            r#"Consider this post: "x y z" Question: why?"#,
+            2,
+            &words,
+        );
         assert!(!f.fits && f.post_chars_kept == 0);
         assert!(f.query.contains("Question: why?"));
     }

@@ -62,7 +62,9 @@ pub fn published() -> &'static Published {
 
 impl Published {
     pub fn system(&self, name: &str) -> Option<&PublishedSystem> {
-        self.systems.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+        self.systems
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
     }
 
     /// A system's published weighted F1 (×100) on a set, if there is one.
@@ -95,12 +97,24 @@ mod tests {
             if s.scores.len() == 5 {
                 let mean = s.scores.values().sum::<f64>() / 5.0;
                 let avg = s.avg.unwrap();
-                assert!((mean - avg).abs() < 0.006, "{}: mean {mean} vs published {avg}", s.name);
+                assert!(
+                    (mean - avg).abs() < 0.006,
+                    "{}: mean {mean} vs published {avg}",
+                    s.name
+                );
             }
         }
-        assert_eq!(published().score("MentaLLaMA-chat-13B", Dataset::Sad), Some(63.62));
-        assert_eq!(published().system("MentalQLM (0.5B)").and_then(|s| s.avg), Some(77.8));
-        let row = published().ablation(Dataset::DepSeverity, Some("Portuguese")).unwrap();
+        assert_eq!(
+            published().score("MentaLLaMA-chat-13B", Dataset::Sad),
+            Some(63.62)
+        );
+        assert_eq!(
+            published().system("MentalQLM (0.5B)").and_then(|s| s.avg),
+            Some(77.8)
+        );
+        let row = published()
+            .ablation(Dataset::DepSeverity, Some("Portuguese"))
+            .unwrap();
         assert_eq!(row.with_oversampling, 42.84);
     }
 }

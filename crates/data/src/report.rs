@@ -42,6 +42,16 @@ pub struct DatasetResult {
     pub metrics: ClassificationMetrics,
     /// The confusion matrix over every class of the set, for the picture.
     pub confusion_all_classes: Vec<Vec<usize>>,
+    /// ROUGE-L and BLEU-4 of generated reasoning against the gold reasoning, when the
+    /// answers were generated.
+    pub explanations: Option<TextScores>,
+}
+
+/// Mean ROUGE-L F and BLEU-4 of explanations (the text after "Reasoning:").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TextScores {
+    pub rouge_l: f64,
+    pub bleu4: f64,
 }
 
 impl DatasetResult {
@@ -96,7 +106,13 @@ impl DatasetResult {
             unmatched_predictions,
             confusion_all_classes: confusion_matrix(y_true, y_pred, Some(&all))?,
             metrics,
+            explanations: None,
         })
+    }
+
+    pub fn with_explanations(mut self, scores: TextScores) -> Self {
+        self.explanations = Some(scores);
+        self
     }
 
     pub fn with_variant(mut self, variant: impl Into<String>) -> Self {
@@ -121,14 +137,29 @@ impl DatasetResult {
         }
         let safe: String = stem
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("confusion_{safe}.svg")
     }
 
     pub fn confusion_svg(&self) -> String {
-        let title = format!("{}: {} split, n = {}", self.title(), self.split, self.metrics.n);
-        confusion_svg(&self.confusion_all_classes, self.dataset.label_names(), &title)
+        let title = format!(
+            "{}: {} split, n = {}",
+            self.title(),
+            self.split,
+            self.metrics.n
+        );
+        confusion_svg(
+            &self.confusion_all_classes,
+            self.dataset.label_names(),
+            &title,
+        )
     }
 }
 
@@ -145,12 +176,17 @@ fn pct(x: f64) -> String {
 }
 
 fn opt(x: Option<f64>) -> String {
-    x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".to_string())
+    x.map(|v| format!("{v:.2}"))
+        .unwrap_or_else(|| "–".to_string())
 }
 
 impl EvalReport {
     pub fn new(model: impl Into<String>) -> Self {
-        Self { model: model.into(), notes: Vec::new(), results: Vec::new() }
+        Self {
+            model: model.into(),
+            notes: Vec::new(),
+            results: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, result: DatasetResult) {
@@ -160,15 +196,19 @@ impl EvalReport {
     /// Our weighted F1 (×100) on a set: its first result without a variant, else the first.
     pub fn weighted_f1(&self, dataset: Dataset) -> Option<f64> {
         let of_set = || self.results.iter().filter(|r| r.dataset == dataset);
-        let r = of_set().find(|r| r.variant.is_none()).or_else(|| of_set().next())?;
+        let r = of_set()
+            .find(|r| r.variant.is_none())
+            .or_else(|| of_set().next())?;
         Some(100.0 * r.metrics.weighted_f1)
     }
 
     /// The paper's headline number: the mean weighted F1 (×100) over DR, dreaddit, Irf,
     /// MultiWD and SAD; `None` unless all five are present.
     pub fn paper_five_average(&self) -> Option<f64> {
-        let scores: Option<Vec<f64>> =
-            Dataset::PAPER_FIVE.iter().map(|&d| self.weighted_f1(d)).collect();
+        let scores: Option<Vec<f64>> = Dataset::PAPER_FIVE
+            .iter()
+            .map(|&d| self.weighted_f1(d))
+            .collect();
         scores.map(|s| s.iter().sum::<f64>() / s.len() as f64)
     }
 
@@ -222,19 +262,36 @@ impl EvalReport {
         let p = published();
         md.push_str("## Weighted F1 (×100) beside the published figures\n\n");
         md.push_str("| system | DR | dreaddit | Irf | MultiWD | SAD | avg |\n|---|---|---|---|---|---|---|\n");
-        let ours: Vec<String> =
-            Dataset::PAPER_FIVE.iter().map(|&d| opt(self.weighted_f1(d))).collect();
-        let present =
-            Dataset::PAPER_FIVE.iter().filter(|&&d| self.weighted_f1(d).is_some()).count();
+        let ours: Vec<String> = Dataset::PAPER_FIVE
+            .iter()
+            .map(|&d| opt(self.weighted_f1(d)))
+            .collect();
+        let present = Dataset::PAPER_FIVE
+            .iter()
+            .filter(|&&d| self.weighted_f1(d).is_some())
+            .count();
         let avg = match self.paper_five_average() {
             Some(a) => format!("**{a:.2}**"),
             None => format!("– ({present}/5 sets)"),
         };
-        let _ = writeln!(md, "| **{} (ours)** | {} | {avg} |", self.model, ours.join(" | "));
+        let _ = writeln!(
+            md,
+            "| **{} (ours)** | {} | {avg} |",
+            self.model,
+            ours.join(" | ")
+        );
         for s in &p.systems {
-            let cells: Vec<String> =
-                Dataset::PAPER_FIVE.iter().map(|d| opt(s.scores.get(d.name()).copied())).collect();
-            let _ = writeln!(md, "| {} | {} | {} |", s.name, cells.join(" | "), opt(s.avg));
+            let cells: Vec<String> = Dataset::PAPER_FIVE
+                .iter()
+                .map(|d| opt(s.scores.get(d.name()).copied()))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                s.name,
+                cells.join(" | "),
+                opt(s.avg)
+            );
         }
         let _ = writeln!(md, "\nPublished figures: {}.\n", p.source);
     }
@@ -281,7 +338,20 @@ impl EvalReport {
                 c.support
             );
         }
-        let _ = writeln!(md, "\n![confusion matrix of {}]({})\n", r.title(), r.svg_file_name());
+        if let Some(t) = r.explanations {
+            let _ = writeln!(
+                md,
+                "\nGenerated reasoning against the gold reasoning: ROUGE-L F {} · BLEU-4 {}",
+                pct(t.rouge_l),
+                pct(t.bleu4)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n![confusion matrix of {}]({})\n",
+            r.title(),
+            r.svg_file_name()
+        );
     }
 
     /// The report as JSON, with the published figures it is compared against.

@@ -55,7 +55,9 @@ pub fn stratified_train_test(
     rng: &mut SplitMix64,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(test_size > 0.0 && test_size < 1.0) {
-        return Err(DataError::Invalid(format!("test size {test_size} is not in (0, 1)")));
+        return Err(DataError::Invalid(format!(
+            "test size {test_size} is not in (0, 1)"
+        )));
     }
     let n = indices.len();
     let n_test = (test_size * n as f64).ceil() as usize;
@@ -80,11 +82,21 @@ pub fn stratified_train_test(
     classes.dedup();
     let members: Vec<Vec<usize>> = classes
         .iter()
-        .map(|&c| indices.iter().copied().filter(|&i| labels[i] == c).collect())
+        .map(|&c| {
+            indices
+                .iter()
+                .copied()
+                .filter(|&i| labels[i] == c)
+                .collect()
+        })
         .collect();
     let counts: Vec<usize> = members.iter().map(Vec::len).collect();
     let train_counts = approximate_mode(&counts, n_train, rng);
-    let remaining: Vec<usize> = counts.iter().zip(&train_counts).map(|(c, t)| c - t).collect();
+    let remaining: Vec<usize> = counts
+        .iter()
+        .zip(&train_counts)
+        .map(|(c, t)| c - t)
+        .collect();
     let test_counts = approximate_mode(&remaining, n_test, rng);
     let (mut train, mut test) = (Vec::with_capacity(n_train), Vec::with_capacity(n_test));
     for (k, class_members) in members.iter().enumerate() {
@@ -104,19 +116,25 @@ pub fn approximate_mode(counts: &[usize], n_draws: usize, rng: &mut SplitMix64) 
     if total == 0 {
         return vec![0; counts.len()];
     }
-    let continuous: Vec<f64> =
-        counts.iter().map(|&c| c as f64 / total as f64 * n_draws as f64).collect();
+    let continuous: Vec<f64> = counts
+        .iter()
+        .map(|&c| c as f64 / total as f64 * n_draws as f64)
+        .collect();
     let mut floored: Vec<usize> = continuous.iter().map(|x| x.floor() as usize).collect();
     let mut need = n_draws.saturating_sub(floored.iter().sum());
     if need > 0 {
-        let remainder: Vec<f64> =
-            continuous.iter().zip(&floored).map(|(c, f)| c - *f as f64).collect();
+        let remainder: Vec<f64> = continuous
+            .iter()
+            .zip(&floored)
+            .map(|(c, f)| c - *f as f64)
+            .collect();
         let mut values = remainder.clone();
         values.sort_by(|a, b| b.total_cmp(a));
         values.dedup();
         for value in values {
-            let mut tied: Vec<usize> =
-                (0..counts.len()).filter(|&k| remainder[k] == value).collect();
+            let mut tied: Vec<usize> = (0..counts.len())
+                .filter(|&k| remainder[k] == value)
+                .collect();
             rng.shuffle(&mut tied);
             for k in tied.into_iter().take(need) {
                 floored[k] += 1;
@@ -191,9 +209,17 @@ mod tests {
     fn paper_sizes_and_disjoint_cover() {
         let labels = severity_like_labels();
         let split = stratified_split(&labels, 2).unwrap();
-        assert_eq!((split.train.len(), split.val.len(), split.test.len()), (2842, 355, 356));
-        let mut all: Vec<usize> =
-            split.train.iter().chain(&split.val).chain(&split.test).copied().collect();
+        assert_eq!(
+            (split.train.len(), split.val.len(), split.test.len()),
+            (2842, 355, 356)
+        );
+        let mut all: Vec<usize> = split
+            .train
+            .iter()
+            .chain(&split.val)
+            .chain(&split.test)
+            .copied()
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
     }

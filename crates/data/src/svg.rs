@@ -28,15 +28,24 @@ fn shade(t: f64) -> String {
     let t = t.clamp(0.0, 1.0);
     let (from, to) = ((247.0, 251.0, 255.0), (8.0, 48.0, 107.0));
     let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
-    format!("#{:02x}{:02x}{:02x}", mix(from.0, to.0), mix(from.1, to.1), mix(from.2, to.2))
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(from.0, to.0),
+        mix(from.1, to.1),
+        mix(from.2, to.2)
+    )
 }
 
 /// The SVG of `matrix[true][pred]` with class `names` on both axes. Rows or names missing
 /// on either side are tolerated: the picture uses the smaller size and names what it has.
 pub fn confusion_svg<S: AsRef<str>>(matrix: &[Vec<usize>], names: &[S], title: &str) -> String {
     let k = matrix.len();
-    let name =
-        |i: usize| names.get(i).map(|s| s.as_ref().to_string()).unwrap_or_else(|| i.to_string());
+    let name = |i: usize| {
+        names
+            .get(i)
+            .map(|s| s.as_ref().to_string())
+            .unwrap_or_else(|| i.to_string())
+    };
     let longest = (0..k).map(|i| name(i).chars().count()).max().unwrap_or(1);
     let label_w = longest * CHAR_W + 8;
     // Left: axis title + row names. Top: title. Bottom: column names (rotated) + axis title.
@@ -52,7 +61,10 @@ pub fn confusion_svg<S: AsRef<str>>(matrix: &[Vec<usize>], names: &[S], title: &
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(s, r#"<rect width="{width}" height="{height}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+    );
     let _ = writeln!(
         s,
         r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{}</text>"#,
@@ -65,7 +77,11 @@ pub fn confusion_svg<S: AsRef<str>>(matrix: &[Vec<usize>], names: &[S], title: &
         let y = top + i * CELL;
         for j in 0..k {
             let count = row.get(j).copied().unwrap_or(0);
-            let share = if row_total == 0 { 0.0 } else { count as f64 / row_total as f64 };
+            let share = if row_total == 0 {
+                0.0
+            } else {
+                count as f64 / row_total as f64
+            };
             let x = left + j * CELL;
             let ink = if share > 0.5 { "white" } else { "black" };
             let _ = writeln!(

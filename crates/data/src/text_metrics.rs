@@ -60,7 +60,11 @@ fn lcs_len<T: PartialEq>(a: &[T], b: &[T]) -> usize {
         let mut diagonal = 0;
         for (j, y) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = if x == y { diagonal + 1 } else { above.max(row[j]) };
+            row[j + 1] = if x == y {
+                diagonal + 1
+            } else {
+                above.max(row[j])
+            };
             diagonal = above;
         }
     }
@@ -70,7 +74,11 @@ fn lcs_len<T: PartialEq>(a: &[T], b: &[T]) -> usize {
 /// ROUGE-L of token sequences.
 pub fn rouge_l_tokens<T: PartialEq>(hypothesis: &[T], reference: &[T]) -> RougeL {
     if hypothesis.is_empty() || reference.is_empty() {
-        return RougeL { precision: 0.0, recall: 0.0, f1: 0.0 };
+        return RougeL {
+            precision: 0.0,
+            recall: 0.0,
+            f1: 0.0,
+        };
     }
     let lcs = lcs_len(reference, hypothesis) as f64;
     let precision = lcs / hypothesis.len() as f64;
@@ -80,19 +88,29 @@ pub fn rouge_l_tokens<T: PartialEq>(hypothesis: &[T], reference: &[T]) -> RougeL
     } else {
         0.0
     };
-    RougeL { precision, recall, f1 }
+    RougeL {
+        precision,
+        recall,
+        f1,
+    }
 }
 
 /// ROUGE-L of two texts.
 pub fn rouge_l(hypothesis: &str, reference: &str, tokenizer: Tokenizer) -> RougeL {
-    rouge_l_tokens(&tokenize(hypothesis, tokenizer), &tokenize(reference, tokenizer))
+    rouge_l_tokens(
+        &tokenize(hypothesis, tokenizer),
+        &tokenize(reference, tokenizer),
+    )
 }
 
 /// Mean ROUGE-L F over aligned pairs.
 pub fn rouge_l_mean(hypotheses: &[&str], references: &[&str], tokenizer: Tokenizer) -> Result<f64> {
     pair_check(hypotheses.len(), references.len(), "ROUGE-L")?;
-    let sum: f64 =
-        hypotheses.iter().zip(references).map(|(h, r)| rouge_l(h, r, tokenizer).f1).sum();
+    let sum: f64 = hypotheses
+        .iter()
+        .zip(references)
+        .map(|(h, r)| rouge_l(h, r, tokenizer).f1)
+        .sum();
     Ok(sum / hypotheses.len() as f64)
 }
 
@@ -125,7 +143,10 @@ fn modified_precision<T: Eq + std::hash::Hash>(
     let reference_counts: Vec<_> = references.iter().map(|r| ngram_counts(r, n)).collect();
     let mut numerator = 0;
     for (ngram, &count) in &counts {
-        let max_ref = reference_counts.iter().map(|rc| rc.get(ngram).copied().unwrap_or(0)).max();
+        let max_ref = reference_counts
+            .iter()
+            .map(|rc| rc.get(ngram).copied().unwrap_or(0))
+            .max();
         numerator += count.min(max_ref.unwrap_or(0));
     }
     let total: usize = counts.values().sum();
@@ -144,7 +165,11 @@ fn ngram_counts<T: Eq + std::hash::Hash>(tokens: &[T], n: usize) -> HashMap<&[T]
 
 /// NLTK's `closest_ref_length`: the reference length nearest the hypothesis', shorter on ties.
 fn closest_ref_length<T>(references: &[&[T]], hyp_len: usize) -> usize {
-    references.iter().map(|r| r.len()).min_by_key(|&len| (len.abs_diff(hyp_len), len)).unwrap_or(0)
+    references
+        .iter()
+        .map(|r| r.len())
+        .min_by_key(|&len| (len.abs_diff(hyp_len), len))
+        .unwrap_or(0)
 }
 
 /// Corpus BLEU-4 over token sequences, each hypothesis with one or more references.
@@ -158,7 +183,9 @@ pub fn corpus_bleu<T: Eq + std::hash::Hash>(
     let (mut hyp_len, mut ref_len) = (0usize, 0usize);
     for (hyp, refs) in hypotheses.iter().zip(references) {
         if refs.is_empty() {
-            return Err(DataError::Invalid("BLEU: a hypothesis has no reference".into()));
+            return Err(DataError::Invalid(
+                "BLEU: a hypothesis has no reference".into(),
+            ));
         }
         for n in 1..=BLEU_ORDER {
             let (num, den) = modified_precision(refs, hyp, n);
@@ -182,7 +209,11 @@ pub fn corpus_bleu<T: Eq + std::hash::Hash>(
         .iter()
         .zip(&denominators)
         .map(|(&num, &den)| {
-            let p = if num == 0 { METHOD1_EPSILON / den as f64 } else { num as f64 / den as f64 };
+            let p = if num == 0 {
+                METHOD1_EPSILON / den as f64
+            } else {
+                num as f64 / den as f64
+            };
             p.ln() / BLEU_ORDER as f64
         })
         .sum();
@@ -212,14 +243,21 @@ mod tests {
     #[test]
     fn rouge_l_hand_case() {
         // LCS("the cat sat on the mat", "the cat on a mat") = "the cat on mat" = 4.
-        let s = rouge_l("The cat sat on the mat", "the cat on a mat", Tokenizer::Whitespace);
+        let s = rouge_l(
+            "The cat sat on the mat",
+            "the cat on a mat",
+            Tokenizer::Whitespace,
+        );
         assert!((s.precision - 4.0 / 6.0).abs() < 1e-12 && (s.recall - 4.0 / 5.0).abs() < 1e-12);
         assert_eq!(rouge_l("", "x", Tokenizer::Whitespace).f1, 0.0);
     }
 
     #[test]
     fn rouge_score_tokenizer() {
-        assert_eq!(tokenize("Don't-stop, OK?", Tokenizer::RougeScore), ["don", "t", "stop", "ok"]);
+        assert_eq!(
+            tokenize("Don't-stop, OK?", Tokenizer::RougeScore),
+            ["don", "t", "stop", "ok"]
+        );
     }
 
     #[test]

@@ -18,13 +18,20 @@ fn imhi_folder_loads_every_split() {
             let want = &expected["imhi"][&key];
             if want.is_null() {
                 let err = load_split(&dir, d, split).unwrap_err();
-                assert!(matches!(err, DataError::MissingSplit { .. }), "{key}: {err}");
+                assert!(
+                    matches!(err, DataError::MissingSplit { .. }),
+                    "{key}: {err}"
+                );
                 let msg = err.to_string();
                 assert!(msg.contains("`val`") && msg.contains(d.name()), "{msg}");
                 continue;
             }
             let examples = load_split(&dir, d, split).unwrap_or_else(|e| panic!("{key}: {e}"));
-            assert_eq!(examples.len() as u64, want["rows"].as_u64().unwrap(), "{key}");
+            assert_eq!(
+                examples.len() as u64,
+                want["rows"].as_u64().unwrap(),
+                "{key}"
+            );
             let labels: Vec<usize> = examples.iter().map(|e| e.label.expect("scored")).collect();
             assert_eq!(labels, usizes(&want["labels"]), "{key} gold labels");
             for (e, post) in examples.iter().zip(want["posts"].as_array().unwrap()) {
@@ -52,9 +59,21 @@ fn dataset_is_found_from_the_path() {
 #[test]
 fn split_paths_follow_the_layout() {
     let dir = fixture("data/imhi");
-    assert!(split_path(&dir, Dataset::Sad, Split::Train).unwrap().ends_with("train/SAD/train.csv"));
-    assert!(split_path(&dir, Dataset::Irf, Split::Val).unwrap().ends_with("train/Irf/val.csv"));
-    assert!(split_path(&dir, Dataset::MultiWd, Split::Test).unwrap().ends_with("test/MultiWD.csv"));
+    assert!(
+        split_path(&dir, Dataset::Sad, Split::Train)
+            .unwrap()
+            .ends_with("train/SAD/train.csv")
+    );
+    assert!(
+        split_path(&dir, Dataset::Irf, Split::Val)
+            .unwrap()
+            .ends_with("train/Irf/val.csv")
+    );
+    assert!(
+        split_path(&dir, Dataset::MultiWd, Split::Test)
+            .unwrap()
+            .ends_with("test/MultiWD.csv")
+    );
     let err = split_path(&dir, Dataset::Cams, Split::Test).unwrap_err();
     assert!(err.to_string().contains("CAMS.csv"), "{err}");
 }
@@ -78,7 +97,10 @@ fn dep_severity_file() {
     assert_eq!(labels, usizes(&expected["dep_severity"]["labels"]));
     assert!(rows[0].text.contains('\n') && rows[0].text.contains("\"quoted\""));
     let split = dep_severity::split(&rows, dep_severity::PAPER_SEED).unwrap();
-    assert_eq!(split.train.len() + split.val.len() + split.test.len(), rows.len());
+    assert_eq!(
+        split.train.len() + split.val.len() + split.test.len(),
+        rows.len()
+    );
 }
 
 /// Each malformed file gives its error kind and names the file and line (or record).
@@ -110,7 +132,10 @@ fn malformed_files_give_clear_errors() {
         };
         let msg = err.to_string();
         assert!(kind_ok, "{name}: expected {kind}, got {msg}");
-        assert!(msg.contains(name.as_str()), "{name}: message does not name the file: {msg}");
+        assert!(
+            msg.contains(name.as_str()),
+            "{name}: message does not name the file: {msg}"
+        );
         if let Some(line) = want["line"].as_u64() {
             assert!(
                 msg.contains(&format!("{name}:{line}")),
@@ -143,14 +168,20 @@ fn predictions_round_trip() {
             predict: "No.".into(),
         },
         PredictionRow {
-            prompt: String::new(), label: "No.".into(), predict: "Ünïcödé 🙂".into()
+            prompt: String::new(),
+            label: "No.".into(),
+            predict: "Ünïcödé 🙂".into(),
         },
     ];
     let path = dir.join("nested/generated_predictions.jsonl");
     write_predictions(&path, &rows).unwrap();
     assert_eq!(read_predictions(&path).unwrap(), rows);
     // LLaMA-Factory versions without `prompt` still read.
-    std::fs::write(&path, "{\"label\": \"Yes.\", \"predict\": \"No.\", \"extra\": 1}\n").unwrap();
+    std::fs::write(
+        &path,
+        "{\"label\": \"Yes.\", \"predict\": \"No.\", \"extra\": 1}\n",
+    )
+    .unwrap();
     assert_eq!(read_predictions(&path).unwrap()[0].prompt, "");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -24,9 +24,18 @@ fn label_rules_table() {
         assert_eq!(cols.len(), 4, "line {}", i + 1);
         let dataset = Dataset::from_name(cols[0]).expect("dataset name");
         let want: usize = cols[1].parse().expect("label");
-        let want_gold =
-            if cols[2] == "drop" { None } else { Some(cols[2].parse::<usize>().expect("gold")) };
-        assert_eq!(parse_label(dataset, cols[3]), want, "line {}: {dataset}: {:?}", i + 1, cols[3]);
+        let want_gold = if cols[2] == "drop" {
+            None
+        } else {
+            Some(cols[2].parse::<usize>().expect("gold"))
+        };
+        assert_eq!(
+            parse_label(dataset, cols[3]),
+            want,
+            "line {}: {dataset}: {:?}",
+            i + 1,
+            cols[3]
+        );
         assert_eq!(
             parse_gold_label(dataset, cols[3]),
             want_gold,
@@ -55,11 +64,17 @@ fn classification_metrics_match_sklearn() {
             sk["accuracy"].as_f64().unwrap(),
             &format!("{name} accuracy"),
         );
-        for (avg, key) in
-            [(Average::Weighted, "weighted"), (Average::Macro, "macro"), (Average::Micro, "micro")]
-        {
+        for (avg, key) in [
+            (Average::Weighted, "weighted"),
+            (Average::Macro, "macro"),
+            (Average::Micro, "micro"),
+        ] {
             let (pr, rc, f1) = averaged_scores(&t, &p, avg, labels).unwrap();
-            close(f1, sk[format!("{key}_f1")].as_f64().unwrap(), &format!("{name} {key} f1"));
+            close(
+                f1,
+                sk[format!("{key}_f1")].as_f64().unwrap(),
+                &format!("{name} {key} f1"),
+            );
             close(
                 pr,
                 sk[format!("{key}_precision")].as_f64().unwrap(),
@@ -91,10 +106,21 @@ fn classification_metrics_match_sklearn() {
                 close(get(c), want, &format!("{name} class {} {field}", c.label));
             }
         }
-        assert_eq!(per.iter().map(|c| c.support).collect::<Vec<_>>(), usizes(&skp["support"]));
-        let cm: Vec<Vec<usize>> =
-            sk["confusion_matrix"].as_array().unwrap().iter().map(usizes).collect();
-        assert_eq!(confusion_matrix(&t, &p, labels).unwrap(), cm, "{name} confusion");
+        assert_eq!(
+            per.iter().map(|c| c.support).collect::<Vec<_>>(),
+            usizes(&skp["support"])
+        );
+        let cm: Vec<Vec<usize>> = sk["confusion_matrix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(usizes)
+            .collect();
+        assert_eq!(
+            confusion_matrix(&t, &p, labels).unwrap(),
+            cm,
+            "{name} confusion"
+        );
         let all = classification_metrics(&t, &p, labels).unwrap();
         assert_eq!(all.confusion, cm);
         close(all.weighted_f1, sk["weighted_f1"].as_f64().unwrap(), name);
@@ -109,26 +135,40 @@ fn scored_predictions_match_intended_labels_and_sklearn() {
             continue;
         }
         let dataset = Dataset::from_name(set).expect("dataset");
-        let rows =
-            read_predictions(&fixture(&format!("metrics/{}", want["file"].as_str().unwrap())))
-                .unwrap();
+        let rows = read_predictions(&fixture(&format!(
+            "metrics/{}",
+            want["file"].as_str().unwrap()
+        )))
+        .unwrap();
         let s = score_predictions(dataset, &rows).unwrap();
         assert_eq!(s.y_true, usizes(&want["y_true"]), "{set} gold labels");
         assert_eq!(s.y_pred, usizes(&want["y_pred"]), "{set} predicted labels");
         assert_eq!(s.kept, usizes(&want["kept"]), "{set} kept");
         assert_eq!(s.dropped, usizes(&want["dropped"]), "{set} dropped");
         let sk = &want["sklearn"];
-        close(s.metrics.accuracy, sk["accuracy"].as_f64().unwrap(), &format!("{set} accuracy"));
+        close(
+            s.metrics.accuracy,
+            sk["accuracy"].as_f64().unwrap(),
+            &format!("{set} accuracy"),
+        );
         for key in ["weighted", "macro", "micro"] {
             let ours = match key {
                 "weighted" => s.metrics.weighted_f1,
                 "macro" => s.metrics.macro_f1,
                 _ => s.metrics.micro_f1,
             };
-            close(ours, sk[format!("{key}_f1")].as_f64().unwrap(), &format!("{set} {key} F1"));
+            close(
+                ours,
+                sk[format!("{key}_f1")].as_f64().unwrap(),
+                &format!("{set} {key} F1"),
+            );
         }
-        let cm: Vec<Vec<usize>> =
-            sk["confusion_matrix"].as_array().unwrap().iter().map(usizes).collect();
+        let cm: Vec<Vec<usize>> = sk["confusion_matrix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(usizes)
+            .collect();
         assert_eq!(s.metrics.confusion, cm, "{set} confusion");
     }
 }
@@ -138,23 +178,41 @@ fn rouge_and_bleu_match_references() {
     let fx = read_json("metrics/text.json");
     let pairs = fx["pairs"].as_array().unwrap();
     for case in pairs {
-        let (h, r) = (case["hypothesis"].as_str().unwrap(), case["reference"].as_str().unwrap());
+        let (h, r) = (
+            case["hypothesis"].as_str().unwrap(),
+            case["reference"].as_str().unwrap(),
+        );
         for (tok, key) in [
             (Tokenizer::Whitespace, "rouge_l_whitespace"),
             (Tokenizer::RougeScore, "rouge_l_rouge_score"),
         ] {
             let ours = rouge_l(h, r, tok);
-            close(ours.f1, case[key]["f1"].as_f64().unwrap(), &format!("{key} f1 of {h:?}"));
+            close(
+                ours.f1,
+                case[key]["f1"].as_f64().unwrap(),
+                &format!("{key} f1 of {h:?}"),
+            );
             close(
                 ours.precision,
                 case[key]["precision"].as_f64().unwrap(),
                 &format!("{key} p of {h:?}"),
             );
-            close(ours.recall, case[key]["recall"].as_f64().unwrap(), &format!("{key} r of {h:?}"));
+            close(
+                ours.recall,
+                case[key]["recall"].as_f64().unwrap(),
+                &format!("{key} r of {h:?}"),
+            );
         }
-        let (ht, rt) = (tokenize(h, Tokenizer::Whitespace), tokenize(r, Tokenizer::Whitespace));
+        let (ht, rt) = (
+            tokenize(h, Tokenizer::Whitespace),
+            tokenize(r, Tokenizer::Whitespace),
+        );
         let bleu = sentence_bleu(&ht, &[&rt[..]]).unwrap();
-        close(bleu, case["bleu4_whitespace"].as_f64().unwrap(), &format!("BLEU of {h:?}"));
+        close(
+            bleu,
+            case["bleu4_whitespace"].as_f64().unwrap(),
+            &format!("BLEU of {h:?}"),
+        );
     }
     // The script's corpus leaves out the pair with an empty hypothesis.
     let kept: Vec<(Vec<String>, Vec<String>)> = pairs
@@ -176,10 +234,19 @@ fn rouge_and_bleu_match_references() {
     );
     let m = &fx["multi_reference"];
     let strs = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
     };
     let h = strs(&m["hypothesis"]);
-    let refs: Vec<Vec<String>> = m["references"].as_array().unwrap().iter().map(strs).collect();
+    let refs: Vec<Vec<String>> = m["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(strs)
+        .collect();
     let ref_slices: Vec<&[String]> = refs.iter().map(|r| &r[..]).collect();
     close(
         sentence_bleu(&h, &ref_slices).unwrap(),
@@ -194,8 +261,11 @@ fn split_sizes_match_sklearn() {
     for case in fx["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let counts = usizes(&case["class_counts"]);
-        let labels: Vec<usize> =
-            counts.iter().enumerate().flat_map(|(c, &n)| std::iter::repeat_n(c, n)).collect();
+        let labels: Vec<usize> = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(c, &n)| std::iter::repeat_n(c, n))
+            .collect();
         for seed in [0, 2, 42] {
             let split = stratified_split(&labels, seed).unwrap();
             let sizes = vec![split.train.len(), split.val.len(), split.test.len()];
@@ -206,11 +276,23 @@ fn split_sizes_match_sklearn() {
                 c
             };
             if case["train_counts_deterministic"].as_bool().unwrap() {
-                assert_eq!(per(&split.train), usizes(&case["train"]), "{name} train per class");
+                assert_eq!(
+                    per(&split.train),
+                    usizes(&case["train"]),
+                    "{name} train per class"
+                );
             }
             if case["val_test_counts_deterministic"].as_bool().unwrap() {
-                assert_eq!(per(&split.val), usizes(&case["val"]), "{name} val per class");
-                assert_eq!(per(&split.test), usizes(&case["test"]), "{name} test per class");
+                assert_eq!(
+                    per(&split.val),
+                    usizes(&case["val"]),
+                    "{name} val per class"
+                );
+                assert_eq!(
+                    per(&split.test),
+                    usizes(&case["test"]),
+                    "{name} test per class"
+                );
             }
         }
     }

@@ -41,10 +41,21 @@ fn imhi_counts_and_gold_labels() {
         let t = load_split(&dir, d, Split::Test).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.len(), test, "{d} test");
         match train {
-            Some(n) => assert_eq!(load_split(&dir, d, Split::Train).unwrap().len(), n, "{d} train"),
-            None => assert!(load_split(&dir, d, Split::Train).is_err(), "{d} has no train file"),
+            Some(n) => assert_eq!(
+                load_split(&dir, d, Split::Train).unwrap().len(),
+                n,
+                "{d} train"
+            ),
+            None => assert!(
+                load_split(&dir, d, Split::Train).is_err(),
+                "{d} has no train file"
+            ),
         }
-        assert_eq!(load_split(&dir, d, Split::Val).unwrap().len(), val, "{d} val");
+        assert_eq!(
+            load_split(&dir, d, Split::Val).unwrap().len(),
+            val,
+            "{d} val"
+        );
         // Every gold answer matches a rule (no fallback), and the binary counts are PAPER.md's.
         for e in &t {
             assert!(
@@ -56,13 +67,21 @@ fn imhi_counts_and_gold_labels() {
             assert!(!e.post.trim().is_empty());
         }
         if let Some(yes) = yes {
-            assert_eq!(t.iter().filter(|e| e.label == Some(1)).count(), yes, "{d} yes count");
+            assert_eq!(
+                t.iter().filter(|e| e.label == Some(1)).count(),
+                yes,
+                "{d} yes count"
+            );
         }
         if d == Dataset::Sad {
             // Each of the nine SAD gold phrases parses to its own class (PAPER.md).
             let mut per = [0usize; 9];
             t.iter().for_each(|e| per[e.label.unwrap()] += 1);
-            assert_eq!(per, [76, 81, 73, 61, 110, 85, 66, 56, 76], "SAD test classes");
+            assert_eq!(
+                per,
+                [76, 81, 73, 61, 110, 85, 66, 56, 76],
+                "SAD test classes"
+            );
         }
     }
 }
@@ -87,10 +106,17 @@ fn dep_severity_counts_and_paper_split() {
         rows.iter().for_each(|r| per[r.label] += 1);
         assert_eq!(per, [2587, 290, 394, 282], "{}", path.display());
         // Same rows, order and labels in every language (data README).
-        assert!(rows.iter().map(|r| r.label).eq(english_labels.iter().copied()));
+        assert!(
+            rows.iter()
+                .map(|r| r.label)
+                .eq(english_labels.iter().copied())
+        );
     }
     let split = dep_severity::split(&english, dep_severity::PAPER_SEED).unwrap();
-    assert_eq!((split.train.len(), split.val.len(), split.test.len()), (2842, 355, 356));
+    assert_eq!(
+        (split.train.len(), split.val.len(), split.test.len()),
+        (2842, 355, 356)
+    );
 }
 
 #[test]
@@ -105,7 +131,11 @@ fn real_queries_rebuild_and_fit_a_budget() {
             assert_eq!(imhi::build_query(&e.post, &e.question), e.query, "{}", e.at);
             let f = fit_query(&template, &e.query, 256, &count);
             assert!(f.fits && f.tokens <= 256, "{}", e.at);
-            assert!(f.query.ends_with(&format!("\" Question: {}", e.question)), "{}", e.at);
+            assert!(
+                f.query.ends_with(&format!("\" Question: {}", e.question)),
+                "{}",
+                e.at
+            );
         }
     }
 }

@@ -16,7 +16,11 @@ pub enum FormatError {
     #[error("tensor `{name}` not found in {path}")]
     MissingTensor { name: String, path: PathBuf },
     #[error("tensor `{name}` in {path}: {reason}")]
-    BadTensor { name: String, path: PathBuf, reason: String },
+    BadTensor {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("tokenizer {path}: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
@@ -25,6 +29,9 @@ pub enum FormatError {
 
 impl FormatError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -19,8 +19,7 @@ const TOKEN_TYPE_CONTROL: i32 = 3;
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 
 /// Qwen2's split: like GPT-4's, but digits one at a time (`\p{N}`), as its `tokenizer.json`.
-const QWEN2_SPLIT: &str =
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Llama 3's split: digits in runs of up to three.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -50,7 +49,10 @@ impl std::fmt::Debug for GgufTokenizer {
             .field("eos_token_id", &self.eos_token_id)
             .field("pad_token_id", &self.pad_token_id)
             .field("add_bos_token", &self.add_bos_token)
-            .field("chat_template", &self.chat_template.as_ref().map(|t| t.len()))
+            .field(
+                "chat_template",
+                &self.chat_template.as_ref().map(|t| t.len()),
+            )
             .finish()
     }
 }
@@ -58,26 +60,37 @@ impl std::fmt::Debug for GgufTokenizer {
 /// Builds the tokenizer described by `metadata`.
 pub fn tokenizer_from_gguf(metadata: &GgufMetadata) -> Result<GgufTokenizer, FormatError> {
     let json = tokenizer_json(metadata)?;
-    let bytes =
-        serde_json::to_vec(&json).map_err(|e| err(metadata, format!("cannot serialize tokenizer.json: {e}")))?;
-    let tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| err(metadata, format!("tokenizers rejected it: {e}")))?;
+    let bytes = serde_json::to_vec(&json)
+        .map_err(|e| err(metadata, format!("cannot serialize tokenizer.json: {e}")))?;
+    let tokenizer = Tokenizer::from_bytes(bytes)
+        .map_err(|e| err(metadata, format!("tokenizers rejected it: {e}")))?;
     // Ids are checked against the vocabulary here so that callers can index with them.
-    let n_tokens = metadata.get_str_array("tokenizer.ggml.tokens")?.map_or(0, <[String]>::len);
+    let n_tokens = metadata
+        .get_str_array("tokenizer.ggml.tokens")?
+        .map_or(0, <[String]>::len);
     let id = |key: &str| match metadata.get_u32(key)? {
-        Some(id) if id as usize >= n_tokens => {
-            Err(err(metadata, format!("{key} is {id}, past the {n_tokens} tokens of the vocabulary")))
-        }
+        Some(id) if id as usize >= n_tokens => Err(err(
+            metadata,
+            format!("{key} is {id}, past the {n_tokens} tokens of the vocabulary"),
+        )),
         other => Ok(other),
     };
     Ok(GgufTokenizer {
         tokenizer,
-        chat_template: metadata.get_str("tokenizer.chat_template")?.map(str::to_string),
+        chat_template: metadata
+            .get_str("tokenizer.chat_template")?
+            .map(str::to_string),
         bos_token_id: id("tokenizer.ggml.bos_token_id")?,
         eos_token_id: id("tokenizer.ggml.eos_token_id")?,
         pad_token_id: id("tokenizer.ggml.padding_token_id")?,
         unk_token_id: id("tokenizer.ggml.unknown_token_id")?,
-        add_bos_token: metadata.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
-        pre: metadata.get_str("tokenizer.ggml.pre")?.unwrap_or("default").to_string(),
+        add_bos_token: metadata
+            .get_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(false),
+        pre: metadata
+            .get_str("tokenizer.ggml.pre")?
+            .unwrap_or("default")
+            .to_string(),
     })
 }
 
@@ -85,13 +98,21 @@ pub fn tokenizer_from_gguf(metadata: &GgufMetadata) -> Result<GgufTokenizer, For
 pub fn tokenizer_json(md: &GgufMetadata) -> Result<Value, FormatError> {
     let model = md.require_str("tokenizer.ggml.model")?;
     if model != "gpt2" {
-        return Err(err(md, format!("tokenizer.ggml.model is `{model}`; only byte-level BPE (`gpt2`) is supported")));
+        return Err(err(
+            md,
+            format!("tokenizer.ggml.model is `{model}`; only byte-level BPE (`gpt2`) is supported"),
+        ));
     }
     let tokens = md.require_str_array("tokenizer.ggml.tokens")?;
     let n_tokens = u32::try_from(tokens.len()).map_err(|_| err(md, "more than 2^32 tokens"))?;
-    let types = md.get_i32_array("tokenizer.ggml.token_type")?.unwrap_or_default();
+    let types = md
+        .get_i32_array("tokenizer.ggml.token_type")?
+        .unwrap_or_default();
     if !types.is_empty() && types.len() != tokens.len() {
-        return Err(err(md, format!("{} token types for {} tokens", types.len(), tokens.len())));
+        return Err(err(
+            md,
+            format!("{} token types for {} tokens", types.len(), tokens.len()),
+        ));
     }
 
     // Every token of a byte-level vocabulary is spelled in GPT-2's byte alphabet; a token
@@ -105,10 +126,16 @@ pub fn tokenizer_json(md: &GgufMetadata) -> Result<Value, FormatError> {
     }
 
     let mut merges = Vec::new();
-    for merge in md.get_str_array("tokenizer.ggml.merges")?.unwrap_or_default() {
-        let (a, b) = merge
-            .split_once(' ')
-            .ok_or_else(|| err(md, format!("merge {merge:?} is not two tokens separated by a space")))?;
+    for merge in md
+        .get_str_array("tokenizer.ggml.merges")?
+        .unwrap_or_default()
+    {
+        let (a, b) = merge.split_once(' ').ok_or_else(|| {
+            err(
+                md,
+                format!("merge {merge:?} is not two tokens separated by a space"),
+            )
+        })?;
         merges.push(json!([a, b]));
     }
 
@@ -134,13 +161,18 @@ pub fn tokenizer_json(md: &GgufMetadata) -> Result<Value, FormatError> {
         err(md, format!("pre-tokenizer `{pre}` is not supported (supported: default, gpt-2, smollm, qwen2, llama3)"))
     })?;
 
-    let add_bos = md.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
+    let add_bos = md
+        .get_bool("tokenizer.ggml.add_bos_token")?
+        .unwrap_or(false);
     let bos = md.get_u32("tokenizer.ggml.bos_token_id")?;
     let post_processor = match bos {
         Some(bos) if add_bos => {
-            let token = tokens
-                .get(bos as usize)
-                .ok_or_else(|| err(md, format!("bos_token_id {bos} is past the {n_tokens} tokens")))?;
+            let token = tokens.get(bos as usize).ok_or_else(|| {
+                err(
+                    md,
+                    format!("bos_token_id {bos} is past the {n_tokens} tokens"),
+                )
+            })?;
             json!({
                 "type": "TemplateProcessing",
                 "single": [{"SpecialToken": {"id": token, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
@@ -151,7 +183,9 @@ pub fn tokenizer_json(md: &GgufMetadata) -> Result<Value, FormatError> {
                 "special_tokens": {token: {"id": token, "ids": [bos], "tokens": [token]}},
             })
         }
-        _ => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}),
+        _ => {
+            json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true})
+        }
     };
 
     Ok(json!({
@@ -234,5 +268,8 @@ fn byte_char(b: u8) -> char {
 }
 
 fn err(md: &GgufMetadata, reason: impl Into<String>) -> FormatError {
-    FormatError::Tokenizer { path: md.path().to_path_buf(), reason: reason.into() }
+    FormatError::Tokenizer {
+        path: md.path().to_path_buf(),
+        reason: reason.into(),
+    }
 }

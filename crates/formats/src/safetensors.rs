@@ -25,7 +25,10 @@ impl Shard {
         // under us, which the safetensors parser then reports as a bad file, not UB in safe code
         // paths we rely on.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-        let shard = Self { path: path.to_path_buf(), mmap };
+        let shard = Self {
+            path: path.to_path_buf(),
+            mmap,
+        };
         // Validate the header and every tensor's byte range once, up front.
         shard.parse()?;
         Ok(shard)
@@ -53,7 +56,10 @@ impl SafetensorsSource {
     /// A path to a single `.safetensors` file is accepted too.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
         if path.is_file() {
-            return Self::from_files(path.parent().unwrap_or(Path::new(".")), &[path.to_path_buf()]);
+            return Self::from_files(
+                path.parent().unwrap_or(Path::new(".")),
+                &[path.to_path_buf()],
+            );
         }
         let single = path.join("model.safetensors");
         let index = path.join("model.safetensors.index.json");
@@ -93,18 +99,29 @@ impl SafetensorsSource {
             }
             shards.push(shard);
         }
-        Ok(Self { root: root.to_path_buf(), shards, index, order })
+        Ok(Self {
+            root: root.to_path_buf(),
+            shards,
+            index,
+            order,
+        })
     }
 }
 
 /// The distinct shard files named by an index's `weight_map`, in first-seen order.
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>, FormatError> {
     let text = std::fs::read_to_string(index).map_err(|e| FormatError::io(index, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| FormatError::Json { path: index.to_path_buf(), reason: e.to_string() })?;
-    let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-        FormatError::Json { path: index.to_path_buf(), reason: "no `weight_map` object".into() }
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| FormatError::Json {
+        path: index.to_path_buf(),
+        reason: e.to_string(),
     })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| FormatError::Json {
+            path: index.to_path_buf(),
+            reason: "no `weight_map` object".into(),
+        })?;
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = Vec::new();
     for (name, file) in map {
@@ -132,14 +149,21 @@ impl TensorSource for SafetensorsSource {
     fn info(&self, name: &str) -> Option<TensorInfo> {
         let shard = &self.shards[*self.index.get(name)?];
         let view = shard.parse().ok()?.tensor(name).ok()?;
-        Some(TensorInfo { name: name.to_string(), shape: view.shape().to_vec(), dtype: dtype_name(view.dtype()) })
+        Some(TensorInfo {
+            name: name.to_string(),
+            shape: view.shape().to_vec(),
+            dtype: dtype_name(view.dtype()),
+        })
     }
 
     fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), FormatError> {
-        let i = *self.index.get(name).ok_or_else(|| FormatError::MissingTensor {
-            name: name.to_string(),
-            path: self.root.clone(),
-        })?;
+        let i = *self
+            .index
+            .get(name)
+            .ok_or_else(|| FormatError::MissingTensor {
+                name: name.to_string(),
+                path: self.root.clone(),
+            })?;
         let shard = &self.shards[i];
         let tensors = shard.parse()?;
         let view = tensors.tensor(name).map_err(|e| FormatError::BadTensor {
@@ -149,9 +173,18 @@ impl TensorSource for SafetensorsSource {
         })?;
         let bytes = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
             other => {
                 return Err(FormatError::BadTensor {
                     name: name.to_string(),

@@ -25,23 +25,37 @@ const STOP_TOKENS: [&str; 4] = ["<|im_end|>", "<|endoftext|>", "</s>", "<|end_of
 impl TextTokenizer {
     /// Reads `tokenizer.json` (a folder or the file itself).
     pub fn from_file(path: &Path) -> Result<Self, FormatError> {
-        let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("tokenizer.json")
+        } else {
+            path.to_path_buf()
+        };
         let bytes = std::fs::read(&file).map_err(|e| FormatError::io(&file, e))?;
-        let inner = Tokenizer::from_bytes(&bytes)
-            .map_err(|e| FormatError::Tokenizer { path: file.clone(), reason: e.to_string() })?;
+        let inner = Tokenizer::from_bytes(&bytes).map_err(|e| FormatError::Tokenizer {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Self::new(inner, file, None))
     }
 
     /// Wraps a built tokenizer. `eos` adds the model's own EOS id to the stop ids.
     pub fn new(inner: Tokenizer, origin: PathBuf, eos: Option<u32>) -> Self {
-        let mut stop_ids: Vec<u32> = STOP_TOKENS.iter().filter_map(|t| inner.token_to_id(t)).collect();
+        let mut stop_ids: Vec<u32> = STOP_TOKENS
+            .iter()
+            .filter_map(|t| inner.token_to_id(t))
+            .collect();
         if let Some(eos) = eos
             && !stop_ids.contains(&eos)
         {
             stop_ids.push(eos);
         }
         let pad_id = stop_ids.first().copied().unwrap_or(0);
-        Self { inner, origin, stop_ids, pad_id }
+        Self {
+            inner,
+            origin,
+            stop_ids,
+            pad_id,
+        }
     }
 
     /// Adds the EOS id from the model config to the stop ids.
@@ -73,7 +87,12 @@ impl TextTokenizer {
 
     /// The largest id the tokenizer can produce, plus one.
     pub fn id_bound(&self) -> usize {
-        self.inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0)
+        self.inner
+            .get_vocab(true)
+            .values()
+            .map(|&id| id as usize + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -101,6 +120,9 @@ impl TextTokenizer {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> FormatError {
-        FormatError::Tokenizer { path: self.origin.clone(), reason: e.to_string() }
+        FormatError::Tokenizer {
+            path: self.origin.clone(),
+            reason: e.to_string(),
+        }
     }
 }

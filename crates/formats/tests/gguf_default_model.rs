@@ -47,32 +47,69 @@ fn tensors_match_the_python_reference() {
     for (name, r) in reference {
         let info = file.info(name).unwrap_or_else(|| panic!("{name} present"));
         assert_eq!(info.dtype, r["type"].as_str().expect("type"), "{name}");
-        let (values, shape) = file.read_f32(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let want_shape: Vec<usize> =
-            r["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim") as usize).collect();
+        let (values, shape) = file
+            .read_f32(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want_shape: Vec<usize> = r["shape"]
+            .as_array()
+            .expect("shape")
+            .iter()
+            .map(|d| d.as_u64().expect("dim") as usize)
+            .collect();
         assert_eq!(shape, want_shape, "{name}");
         let floats = |key: &str| -> Vec<f32> {
-            r[key].as_array().expect(key).iter().map(|x| x.as_f64().expect("float") as f32).collect()
+            r[key]
+                .as_array()
+                .expect(key)
+                .iter()
+                .map(|x| x.as_f64().expect("float") as f32)
+                .collect()
         };
-        assert_eq!(&values[..64], floats("first").as_slice(), "{name}: first values");
+        assert_eq!(
+            &values[..64],
+            floats("first").as_slice(),
+            "{name}: first values"
+        );
         let cols = values.len() / shape[0];
         let row = r["row"].as_u64().expect("row") as usize;
-        assert_eq!(&values[row * cols..(row + 1) * cols], floats("row_values").as_slice(), "{name}: row {row}");
+        assert_eq!(
+            &values[row * cols..(row + 1) * cols],
+            floats("row_values").as_slice(),
+            "{name}: row {row}"
+        );
         let sum: f64 = values.iter().map(|&x| x as f64).sum();
         let abs_sum: f64 = values.iter().map(|&x| (x as f64).abs()).sum();
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
-        assert!(close(sum, r["sum"].as_f64().expect("sum")), "{name}: sum {sum}");
-        assert!(close(abs_sum, r["abs_sum"].as_f64().expect("abs_sum")), "{name}: abs sum {abs_sum}");
+        assert!(
+            close(sum, r["sum"].as_f64().expect("sum")),
+            "{name}: sum {sum}"
+        );
+        assert!(
+            close(abs_sum, r["abs_sum"].as_f64().expect("abs_sum")),
+            "{name}: abs sum {abs_sum}"
+        );
 
         if let Some(n_head) = r.get("n_head").and_then(|n| n.as_u64()) {
-            let (hf, hf_shape) = file.read_f32_unpermuted(name, n_head as usize).expect("unpermute");
+            let (hf, hf_shape) = file
+                .read_f32_unpermuted(name, n_head as usize)
+                .expect("unpermute");
             assert_eq!(hf_shape, shape);
-            let sums: Vec<f64> = hf.chunks_exact(cols).map(|row| row.iter().map(|&x| x as f64).sum()).collect();
-            let want: Vec<f64> =
-                r["unpermuted_row_sums"].as_array().expect("sums").iter().map(|x| x.as_f64().expect("f")).collect();
+            let sums: Vec<f64> = hf
+                .chunks_exact(cols)
+                .map(|row| row.iter().map(|&x| x as f64).sum())
+                .collect();
+            let want: Vec<f64> = r["unpermuted_row_sums"]
+                .as_array()
+                .expect("sums")
+                .iter()
+                .map(|x| x.as_f64().expect("f"))
+                .collect();
             assert_eq!(sums.len(), want.len());
             for (i, (a, b)) in sums.iter().zip(&want).enumerate() {
-                assert!(close(*a, *b), "{name}: unpermuted row {i} sums to {a}, reference {b}");
+                assert!(
+                    close(*a, *b),
+                    "{name}: unpermuted row {i} sums to {a}, reference {b}"
+                );
             }
         }
     }

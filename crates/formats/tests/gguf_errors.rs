@@ -31,8 +31,14 @@ fn expect_err(bytes: Vec<u8>, needles: &[&str]) -> FormatError {
 #[test]
 fn tiny_valid_file_reads() {
     let file = open(tiny_valid().build()).expect("valid");
-    assert_eq!(file.read_f32("w").expect("w"), (vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![2, 3]));
-    assert!(matches!(file.read_f32("nope"), Err(FormatError::MissingTensor { .. })));
+    assert_eq!(
+        file.read_f32("w").expect("w"),
+        (vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], vec![2, 3])
+    );
+    assert!(matches!(
+        file.read_f32("nope"),
+        Err(FormatError::MissingTensor { .. })
+    ));
 }
 
 #[test]
@@ -46,7 +52,11 @@ fn bad_magic() {
 
 #[test]
 fn unsupported_versions() {
-    for (version, needle) in [(1, "version 1"), (4, "version 4"), (3u32.swap_bytes(), "big-endian")] {
+    for (version, needle) in [
+        (1, "version 1"),
+        (4, "version 4"),
+        (3u32.swap_bytes(), "big-endian"),
+    ] {
         let mut g = tiny_valid();
         g.version = version;
         expect_err(g.build(), &["unsupported GGUF version", needle]);
@@ -61,7 +71,10 @@ fn truncated_file() {
     assert!(matches!(err, FormatError::BadTensor { ref name, .. } if name == "w"));
     // Cut anywhere in the header: a truncation error, never a panic.
     for cut in 0..bytes.len() - 24 {
-        assert!(open(bytes[..cut].to_vec()).is_err(), "cut at {cut} accepted");
+        assert!(
+            open(bytes[..cut].to_vec()).is_err(),
+            "cut at {cut} accepted"
+        );
     }
     expect_err(bytes[..30].to_vec(), &["truncated"]);
 }
@@ -79,9 +92,18 @@ fn unknown_and_unsupported_quant_types() {
     g.tensor("blk.0.q2k", &[256], 10, 0);
     g.data = vec![0; 84];
     let file = open(g.build()).expect("Q2_K opens");
-    let msg = file.read_f32("blk.0.q2k").expect_err("no Q2_K dequantizer").to_string();
-    assert!(msg.contains("blk.0.q2k") && msg.contains("Q2_K") && msg.contains(LABEL), "{msg}");
-    assert!(file.read_raw("blk.0.q2k").is_ok(), "raw bytes are still available");
+    let msg = file
+        .read_f32("blk.0.q2k")
+        .expect_err("no Q2_K dequantizer")
+        .to_string();
+    assert!(
+        msg.contains("blk.0.q2k") && msg.contains("Q2_K") && msg.contains(LABEL),
+        "{msg}"
+    );
+    assert!(
+        file.read_raw("blk.0.q2k").is_ok(),
+        "raw bytes are still available"
+    );
 }
 
 #[test]
@@ -162,7 +184,8 @@ fn absurd_counts_and_lengths() {
 
     // A string length past the end.
     let mut g = GgufBytes::new();
-    g.key("general.name", TYPE_STRING).extend_from_slice(&(u64::MAX - 3).to_le_bytes());
+    g.key("general.name", TYPE_STRING)
+        .extend_from_slice(&(u64::MAX - 3).to_le_bytes());
     expect_err(g.build(), &["general.name", "remaining bytes"]);
 
     // An array count past the end (and a huge element count of 8-byte strings).
@@ -204,8 +227,13 @@ fn absurd_counts_and_lengths() {
 fn missing_config_and_tokenizer_keys_are_errors() {
     let file = open(tiny_valid().build()).expect("valid");
     let msg = file.model_config().expect_err("no test.* keys").to_string();
-    assert!(msg.contains("test.embedding_length") && msg.contains(LABEL), "{msg}");
-    let msg = tokenizer_from_gguf(file.metadata()).expect_err("no tokenizer").to_string();
+    assert!(
+        msg.contains("test.embedding_length") && msg.contains(LABEL),
+        "{msg}"
+    );
+    let msg = tokenizer_from_gguf(file.metadata())
+        .expect_err("no tokenizer")
+        .to_string();
     assert!(msg.contains("tokenizer.ggml.model"), "{msg}");
 }
 
@@ -245,7 +273,9 @@ fn fuzzed_files_never_panic() {
     let mut cases = 0;
     for seed in &seeds {
         // The header (metadata and tensor infos) is where parsing happens; mutate it most.
-        let header = GgufFile::from_bytes(seed.clone(), "seed").expect("seed is valid").data_start();
+        let header = GgufFile::from_bytes(seed.clone(), "seed")
+            .expect("seed is valid")
+            .data_start();
         for i in 0..1500 {
             let mut bytes = seed.clone();
             match i % 3 {

@@ -52,6 +52,7 @@ impl Attention {
         let scores = scores.reshape([b, h, s, t]) + input.mask.clone();
         let probs = softmax(scores, 3).reshape([b, kvh, group * s, t]);
         let out = probs.matmul(v).reshape([b, h, s, d]);
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
     }
 }

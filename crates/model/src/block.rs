@@ -17,7 +17,10 @@ pub struct Block {
 
 impl Block {
     pub fn forward(&self, x: Tensor<3>, layer: usize, input: &mut AttentionInput<'_>) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), layer, input);
+        let x = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), layer, input);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }

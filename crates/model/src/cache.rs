@@ -9,9 +9,15 @@ use burn::tensor::Tensor;
 /// (a padding position) gives a uniform softmax instead of NaN.
 const MASKED: f32 = -1.0e30;
 
+#[derive(Clone)]
 pub struct KvCache {
-    /// Per layer: keys and values `[batch, kv_heads, seq, head_dim]`, before head repetition.
+    /// Per layer: key and value buffers `[batch, kv_heads, capacity, head_dim]` (before head
+    /// repetition), of which the first `seq_len()` positions are filled. Writing into a
+    /// preallocated buffer keeps a decoding step O(1) in the cache length; copying the whole
+    /// cache with `cat` every step made long generations quadratic.
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// Positions to allocate on first use (0: exactly the first chunk, then doubling).
+    capacity: usize,
     /// Per sequence: whether each cached key position is a real token.
     valid: Vec<Vec<bool>>,
 }
@@ -27,7 +33,16 @@ pub struct StepLayout {
 
 impl KvCache {
     pub fn new(layers: usize) -> Self {
-        Self { layers: vec![None; layers], valid: Vec::new() }
+        Self::with_capacity(layers, 0)
+    }
+
+    /// A cache that allocates room for `capacity` positions up front (prompt + new tokens).
+    pub fn with_capacity(layers: usize, capacity: usize) -> Self {
+        Self {
+            layers: vec![None; layers],
+            capacity,
+            valid: Vec::new(),
+        }
     }
 
     pub fn reset(&mut self) {
@@ -71,16 +86,41 @@ impl KvCache {
                 );
             }
         }
-        StepLayout { positions, mask, total }
+        StepLayout {
+            positions,
+            mask,
+            total,
+        }
     }
 
-    /// Appends this step's keys and values for `layer` and returns the full cached ones.
+    /// Appends this step's keys and values for `layer` and returns all cached ones. Call after
+    /// [`KvCache::extend`], which has already counted the new positions.
     pub fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let (k, v) = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
+        let [b, h, s, d] = k.dims();
+        let end = self.seq_len();
+        let start = end - s;
+        let (kb, vb) = match self.layers[layer].take() {
+            Some((kb, vb)) if kb.dims()[2] >= end => (kb, vb),
+            old => {
+                // Allocate (or grow by doubling), keeping what was cached.
+                let cap = self
+                    .capacity
+                    .max(end)
+                    .max(old.as_ref().map_or(0, |(kb, _)| 2 * kb.dims()[2]));
+                let device = k.device();
+                let mut kb = Tensor::zeros([b, h, cap, d], &device);
+                let mut vb = Tensor::zeros([b, h, cap, d], &device);
+                if let Some((ok, ov)) = old {
+                    let n = ok.dims()[2].min(start);
+                    kb = kb.slice_assign([0..b, 0..h, 0..n, 0..d], ok.narrow(2, 0, n));
+                    vb = vb.slice_assign([0..b, 0..h, 0..n, 0..d], ov.narrow(2, 0, n));
+                }
+                (kb, vb)
+            }
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
+        let kb = kb.slice_assign([0..b, 0..h, start..end, 0..d], k);
+        let vb = vb.slice_assign([0..b, 0..h, start..end, 0..d], v);
+        self.layers[layer] = Some((kb.clone(), vb.clone()));
+        (kb.narrow(2, 0, end), vb.narrow(2, 0, end))
     }
 }

@@ -92,18 +92,35 @@ fn default_act() -> String {
 impl ModelConfig {
     /// Reads and checks `config.json` (a folder or the file itself).
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("config.json")
+        } else {
+            path.to_path_buf()
+        };
         let text = std::fs::read_to_string(&file)
             .map_err(|e| ModelError::Format(formats::FormatError::io(&file, e)))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config { path: file.clone(), reason: e.to_string() })?;
-        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("<missing>");
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Config {
+                path: file.clone(),
+                reason: e.to_string(),
+            })?;
+        let model_type = value
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("<missing>");
         if !matches!(model_type, "qwen2" | "llama") {
-            return Err(ModelError::UnknownModelType { path: file, model_type: model_type.to_string() });
+            return Err(ModelError::UnknownModelType {
+                path: file,
+                model_type: model_type.to_string(),
+            });
         }
-        let config: Self = serde_json::from_value(value)
-            .map_err(|e| ModelError::Config { path: file.clone(), reason: e.to_string() })?;
-        config.validate().map_err(|reason| ModelError::Config { path: file, reason })?;
+        let config: Self = serde_json::from_value(value).map_err(|e| ModelError::Config {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        config
+            .validate()
+            .map_err(|reason| ModelError::Config { path: file, reason })?;
         Ok(config)
     }
 
@@ -123,15 +140,24 @@ impl ModelConfig {
             ));
         }
         if self.head_dim() % 2 != 0 {
-            return Err(format!("head_dim ({}) must be even for rotary embeddings", self.head_dim()));
+            return Err(format!(
+                "head_dim ({}) must be even for rotary embeddings",
+                self.head_dim()
+            ));
         }
         if self.hidden_act != "silu" {
-            return Err(format!("hidden_act `{}` is not supported (only silu)", self.hidden_act));
+            return Err(format!(
+                "hidden_act `{}` is not supported (only silu)",
+                self.hidden_act
+            ));
         }
         if let Some(scaling) = &self.rope_scaling
             && !scaling.is_null()
         {
-            let kind = scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(|v| v.as_str());
+            let kind = scaling
+                .get("rope_type")
+                .or_else(|| scaling.get("type"))
+                .and_then(|v| v.as_str());
             if kind != Some("default") {
                 return Err(format!("rope_scaling {scaling} is not supported"));
             }
@@ -149,7 +175,8 @@ impl ModelConfig {
     }
 
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
     pub fn rope_theta(&self) -> f64 {
@@ -169,6 +196,9 @@ impl ModelConfig {
     }
 
     pub fn eos_ids(&self) -> Vec<u32> {
-        self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default()
+        self.eos_token_id
+            .as_ref()
+            .map(TokenIds::to_vec)
+            .unwrap_or_default()
     }
 }

@@ -39,7 +39,10 @@ impl<'a> TokenBatch<'a> {
             return Err(ModelError::Input("empty token batch".into()));
         }
         if self.valid.len() != b {
-            return Err(ModelError::Input(format!("{b} token rows but {} mask rows", self.valid.len())));
+            return Err(ModelError::Input(format!(
+                "{b} token rows but {} mask rows",
+                self.valid.len()
+            )));
         }
         for (i, (row, mask)) in self.ids.iter().zip(self.valid).enumerate() {
             if row.len() != s || mask.len() != s {
@@ -65,14 +68,24 @@ impl Decoder {
 
     /// Hidden states after the final norm, `[batch, seq, hidden]`, for a new chunk of tokens
     /// appended to `cache` (an empty cache for a whole sequence).
-    pub fn forward(&self, batch: TokenBatch<'_>, rope: &Rope, cache: &mut KvCache) -> Result<Tensor<3>, ModelError> {
+    pub fn forward(
+        &self,
+        batch: TokenBatch<'_>,
+        rope: &Rope,
+        cache: &mut KvCache,
+    ) -> Result<Tensor<3>, ModelError> {
         let (b, s) = batch.dims()?;
         if cache.batch() != 0 && cache.batch() != b {
-            return Err(ModelError::Input(format!("cache holds {} sequences, batch has {b}", cache.batch())));
+            return Err(ModelError::Input(format!(
+                "cache holds {} sequences, batch has {b}",
+                cache.batch()
+            )));
         }
         let vocab = self.vocab_size();
         if let Some(&bad) = batch.ids.iter().flatten().find(|&&id| id as usize >= vocab) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary of {vocab}")));
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
         }
         if cache.seq_len() + s > rope.len() {
             return Err(ModelError::Input(format!(
@@ -85,13 +98,27 @@ impl Decoder {
         let layout = cache.extend(batch.valid);
         let ids: Vec<i64> = batch.ids.iter().flatten().map(|&id| id as i64).collect();
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * s]), &device);
-        let positions = Tensor::<1, Int>::from_data(TensorData::new(layout.positions, [b * s]), &device);
+        let positions =
+            Tensor::<1, Int>::from_data(TensorData::new(layout.positions, [b * s]), &device);
         let (cos, sin) = rope.tables(positions, b, s);
-        let mask = Tensor::<4>::from_data(TensorData::new(layout.mask, [b, 1, s, layout.total]), &device);
-        let mut input = AttentionInput { cos, sin, mask, cache };
+        let mask = Tensor::<4>::from_data(
+            TensorData::new(layout.mask, [b, 1, s, layout.total]),
+            &device,
+        );
+        let mut input = AttentionInput {
+            cos,
+            sin,
+            mask,
+            cache,
+        };
 
         let hidden = self.hidden_size();
-        let mut x = self.embed_tokens.weight.val().select(0, ids).reshape([b, s, hidden]);
+        let mut x = self
+            .embed_tokens
+            .weight
+            .val()
+            .select(0, ids)
+            .reshape([b, s, hidden]);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, i, &mut input);
         }

@@ -13,7 +13,12 @@ pub enum ModelError {
     #[error("{path}: unknown model_type `{model_type}` (supported: qwen2, llama)")]
     UnknownModelType { path: PathBuf, model_type: String },
     #[error("tensor `{name}` in {origin}: expected shape {expected:?}, found {actual:?}")]
-    Shape { name: String, origin: String, expected: Vec<usize>, actual: Vec<usize> },
+    Shape {
+        name: String,
+        origin: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
     #[error("tensor `{name}` is missing from {origin}")]
     MissingTensor { name: String, origin: String },
     #[error("{0}")]

@@ -5,16 +5,19 @@ use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::ModelError;
 use crate::decoder::TokenBatch;
 use crate::heads::lm::CausalLm;
-use crate::ModelError;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sampling {
     Greedy,
     /// Softmax at `temperature`, then the smallest set of tokens whose probability reaches
     /// `top_p` (nucleus sampling, as HF's `TopPLogitsWarper`).
-    TopP { temperature: f32, top_p: f32 },
+    TopP {
+        temperature: f32,
+        top_p: f32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -31,8 +34,12 @@ pub struct GenerateConfig {
 /// Reads a `[batch, vocab]` tensor to the host.
 pub fn logits_to_rows(logits: Tensor<2>) -> Result<Vec<Vec<f32>>, ModelError> {
     let [_, vocab] = logits.dims();
-    let data = logits.try_into_data().map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    let flat: Vec<f32> = data.try_to_vec().map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    let data = logits
+        .try_into_data()
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    let flat: Vec<f32> = data
+        .try_to_vec()
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
     Ok(flat.chunks(vocab.max(1)).map(<[f32]>::to_vec).collect())
 }
 
@@ -61,8 +68,11 @@ pub fn pick(logits: &[f32], sampling: Sampling, rng: &mut impl Rng) -> u32 {
                 return argmax(logits);
             }
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut probs: Vec<(u32, f32)> =
-                logits.iter().enumerate().map(|(i, &l)| (i as u32, ((l - max) / temperature).exp())).collect();
+            let mut probs: Vec<(u32, f32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, ((l - max) / temperature).exp()))
+                .collect();
             let total: f32 = probs.iter().map(|p| p.1).sum();
             probs.sort_by(|a, b| b.1.total_cmp(&a.1));
             // Keep tokens until the kept mass reaches top_p (the first one always stays).
@@ -109,23 +119,36 @@ pub fn generate(
     mut on_token: impl FnMut(usize, u32),
 ) -> Result<Vec<Vec<u32>>, ModelError> {
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
-        return Err(ModelError::Input("every prompt needs at least one token".into()));
+        return Err(ModelError::Input(
+            "every prompt needs at least one token".into(),
+        ));
     }
     let (ids, valid) = left_pad(prompts, config.pad_id);
     let rope = model.rope(ids[0].len() + config.max_new_tokens);
-    let mut cache = model.new_cache();
+    let mut cache = model.new_cache_for(rope.len());
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
     let mut done = vec![false; prompts.len()];
     if config.max_new_tokens == 0 {
         return Ok(out);
     }
-    let mut logits = model.forward_last(TokenBatch { ids: &ids, valid: &valid }, &rope, &mut cache)?;
+    let mut logits = model.forward_last(
+        TokenBatch {
+            ids: &ids,
+            valid: &valid,
+        },
+        &rope,
+        &mut cache,
+    )?;
     for step in 0..config.max_new_tokens {
         let rows = logits_to_rows(logits)?;
         let mut next = Vec::with_capacity(rows.len());
         for (b, row) in rows.iter().enumerate() {
-            let id = if done[b] { config.pad_id } else { pick(row, config.sampling, &mut rng) };
+            let id = if done[b] {
+                config.pad_id
+            } else {
+                pick(row, config.sampling, &mut rng)
+            };
             if !done[b] {
                 if config.stop_ids.contains(&id) {
                     done[b] = true;
@@ -141,7 +164,14 @@ pub fn generate(
         }
         // Stopped sequences keep stepping (one batch) but their keys are masked out.
         let step_valid: Vec<Vec<bool>> = done.iter().map(|&d| vec![!d]).collect();
-        logits = model.forward_last(TokenBatch { ids: &next, valid: &step_valid }, &rope, &mut cache)?;
+        logits = model.forward_last(
+            TokenBatch {
+                ids: &next,
+                valid: &step_valid,
+            },
+            &rope,
+            &mut cache,
+        )?;
     }
     Ok(out)
 }

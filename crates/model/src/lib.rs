@@ -17,6 +17,7 @@ pub mod load;
 pub mod mlp;
 pub mod norm;
 pub mod rope;
+pub mod score;
 
 pub use cache::KvCache;
 pub use config::ModelConfig;

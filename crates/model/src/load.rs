@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
-use formats::safetensors::SafetensorsSource;
-use formats::tokenizer::TextTokenizer;
 use formats::TensorSource;
 use formats::gguf::{GgufFile, llama_qk_row_order};
 use formats::gguf_tokenizer::tokenizer_from_gguf;
+use formats::safetensors::SafetensorsSource;
+use formats::tokenizer::TextTokenizer;
 
+use crate::ModelError;
 use crate::attention::Attention;
 use crate::block::Block;
 use crate::config::{ModelConfig, ModelType, TokenIds};
@@ -20,7 +21,6 @@ use crate::heads::lm::{CausalLm, LmHead};
 use crate::linear::Linear;
 use crate::mlp::Mlp;
 use crate::norm::RmsNorm;
-use crate::ModelError;
 
 /// A model with the tokenizer that came with it (if the folder or file has one).
 pub struct LoadedModel {
@@ -31,13 +31,19 @@ pub struct LoadedModel {
 
 /// Loads a HF model folder or a `.gguf` file onto `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         return load_gguf(path, device);
     }
     if !path.is_dir() {
         return Err(ModelError::Format(formats::FormatError::io(
             path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "expected a HF model folder or a .gguf file"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "expected a HF model folder or a .gguf file",
+            ),
         )));
     }
     let config = ModelConfig::from_file(path)?;
@@ -51,7 +57,11 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel, ModelErro
     } else {
         None
     };
-    Ok(LoadedModel { model, tokenizer, origin: path.to_path_buf() })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        origin: path.to_path_buf(),
+    })
 }
 
 /// Loads a GGUF file: weights, config and tokenizer all come from the file.
@@ -62,7 +72,10 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel, ModelError
         "llama" => ModelType::Llama,
         "qwen2" => ModelType::Qwen2,
         other => {
-            return Err(ModelError::UnknownModelType { path: path.to_path_buf(), model_type: other.to_string() });
+            return Err(ModelError::UnknownModelType {
+                path: path.to_path_buf(),
+                model_type: other.to_string(),
+            });
         }
     };
     let config = ModelConfig {
@@ -85,13 +98,22 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel, ModelError
         bos_token_id: g.bos_token_id,
         eos_token_id: g.eos_token_id.map(TokenIds::One),
     };
-    config.validate().map_err(|reason| ModelError::Config { path: path.to_path_buf(), reason })?;
-    let unpermute = g.qk_permuted.then_some((config.num_attention_heads, config.kv_heads()));
+    config.validate().map_err(|reason| ModelError::Config {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let unpermute = g
+        .qk_permuted
+        .then_some((config.num_attention_heads, config.kv_heads()));
     let model = build(&config, &WeightReader::gguf(&gguf, device, unpermute))?;
     let tok = tokenizer_from_gguf(gguf.metadata())?;
     let tokenizer = TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id);
     tokenizer.check_vocab(config.vocab_size)?;
-    Ok(LoadedModel { model, tokenizer: Some(tokenizer), origin: path.to_path_buf() })
+    Ok(LoadedModel {
+        model,
+        tokenizer: Some(tokenizer),
+        origin: path.to_path_buf(),
+    })
 }
 
 /// GGUF's names for HF tensor names: the one renaming table of the project.
@@ -143,11 +165,25 @@ pub struct WeightReader<'a> {
 
 impl<'a> WeightReader<'a> {
     pub fn hf(source: &'a dyn TensorSource, device: &'a Device) -> Self {
-        Self { source, device, rename: |n| Some(n.to_string()), unpermute_qk: None }
+        Self {
+            source,
+            device,
+            rename: |n| Some(n.to_string()),
+            unpermute_qk: None,
+        }
     }
 
-    pub fn gguf(source: &'a dyn TensorSource, device: &'a Device, unpermute_qk: Option<(usize, usize)>) -> Self {
-        Self { source, device, rename: gguf_name, unpermute_qk }
+    pub fn gguf(
+        source: &'a dyn TensorSource,
+        device: &'a Device,
+        unpermute_qk: Option<(usize, usize)>,
+    ) -> Self {
+        Self {
+            source,
+            device,
+            rename: gguf_name,
+            unpermute_qk,
+        }
     }
 
     fn file_name(&self, hf: &str) -> String {
@@ -161,12 +197,20 @@ impl<'a> WeightReader<'a> {
     fn read<const D: usize>(&self, hf: &str, shape: [usize; D]) -> Result<Tensor<D>, ModelError> {
         let name = self.file_name(hf);
         if self.source.info(&name).is_none() {
-            return Err(ModelError::MissingTensor { name, origin: self.source.origin() });
+            return Err(ModelError::MissingTensor {
+                name,
+                origin: self.source.origin(),
+            });
         }
         let (mut values, actual) = self.source.read_f32(&name)?;
         // A 1-D tensor stored as [n, 1] or similar is not accepted: shapes must match exactly.
         if actual != shape {
-            return Err(ModelError::Shape { name, origin: self.source.origin(), expected: shape.to_vec(), actual });
+            return Err(ModelError::Shape {
+                name,
+                origin: self.source.origin(),
+                expected: shape.to_vec(),
+                actual,
+            });
         }
         if let Some((q_heads, kv_heads)) = self.unpermute_qk {
             let heads = if hf.contains("self_attn.q_proj.") {
@@ -177,18 +221,35 @@ impl<'a> WeightReader<'a> {
                 None
             };
             if let Some(heads) = heads {
-                values = reorder_rows(&values, shape[0], heads).ok_or_else(|| ModelError::Config {
-                    path: PathBuf::from(self.source.origin()),
-                    reason: format!("`{name}`: {} rows do not split into {heads} heads", shape[0]),
-                })?;
+                values =
+                    reorder_rows(&values, shape[0], heads).ok_or_else(|| ModelError::Config {
+                        path: PathBuf::from(self.source.origin()),
+                        reason: format!(
+                            "`{name}`: {} rows do not split into {heads} heads",
+                            shape[0]
+                        ),
+                    })?;
             }
         }
-        Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, shape),
+            self.device,
+        ))
     }
 
-    fn linear(&self, prefix: &str, in_f: usize, out_f: usize, bias: bool) -> Result<Linear, ModelError> {
+    fn linear(
+        &self,
+        prefix: &str,
+        in_f: usize,
+        out_f: usize,
+        bias: bool,
+    ) -> Result<Linear, ModelError> {
         let weight = self.read(&format!("{prefix}.weight"), [out_f, in_f])?;
-        let bias = if bias { Some(self.read(&format!("{prefix}.bias"), [out_f])?) } else { None };
+        let bias = if bias {
+            Some(self.read(&format!("{prefix}.bias"), [out_f])?)
+        } else {
+            None
+        };
         Ok(Linear::new(weight, bias))
     }
 
@@ -202,13 +263,22 @@ impl<'a> WeightReader<'a> {
 fn reorder_rows(values: &[f32], rows: usize, heads: usize) -> Option<Vec<f32>> {
     let cols = values.len() / rows.max(1);
     let order = llama_qk_row_order(rows, heads)?;
-    Some(order.iter().flat_map(|&src| values[src * cols..(src + 1) * cols].iter().copied()).collect())
+    Some(
+        order
+            .iter()
+            .flat_map(|&src| values[src * cols..(src + 1) * cols].iter().copied())
+            .collect(),
+    )
 }
 
 /// Builds the model, reading each tensor by its HF name.
 pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, ModelError> {
     let h = config.hidden_size;
-    let (nh, nkv, hd) = (config.num_attention_heads, config.kv_heads(), config.head_dim());
+    let (nh, nkv, hd) = (
+        config.num_attention_heads,
+        config.kv_heads(),
+        config.head_dim(),
+    );
     let inter = config.intermediate_size;
     let eps = config.rms_norm_eps;
     let embed = w.read("model.embed_tokens.weight", [config.vocab_size, h])?;
@@ -217,10 +287,30 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
         let p = format!("model.layers.{i}");
         layers.push(Block {
             self_attn: Attention {
-                q_proj: w.linear(&format!("{p}.self_attn.q_proj"), h, nh * hd, config.qkv_bias())?,
-                k_proj: w.linear(&format!("{p}.self_attn.k_proj"), h, nkv * hd, config.qkv_bias())?,
-                v_proj: w.linear(&format!("{p}.self_attn.v_proj"), h, nkv * hd, config.qkv_bias())?,
-                o_proj: w.linear(&format!("{p}.self_attn.o_proj"), nh * hd, h, config.o_bias())?,
+                q_proj: w.linear(
+                    &format!("{p}.self_attn.q_proj"),
+                    h,
+                    nh * hd,
+                    config.qkv_bias(),
+                )?,
+                k_proj: w.linear(
+                    &format!("{p}.self_attn.k_proj"),
+                    h,
+                    nkv * hd,
+                    config.qkv_bias(),
+                )?,
+                v_proj: w.linear(
+                    &format!("{p}.self_attn.v_proj"),
+                    h,
+                    nkv * hd,
+                    config.qkv_bias(),
+                )?,
+                o_proj: w.linear(
+                    &format!("{p}.self_attn.o_proj"),
+                    nh * hd,
+                    h,
+                    config.o_bias(),
+                )?,
                 num_heads: nh,
                 num_kv_heads: nkv,
                 head_dim: hd,
@@ -231,7 +321,11 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
                 down_proj: w.linear(&format!("{p}.mlp.down_proj"), inter, h, false)?,
             },
             input_layernorm: w.norm(&format!("{p}.input_layernorm.weight"), h, eps)?,
-            post_attention_layernorm: w.norm(&format!("{p}.post_attention_layernorm.weight"), h, eps)?,
+            post_attention_layernorm: w.norm(
+                &format!("{p}.post_attention_layernorm.weight"),
+                h,
+                eps,
+            )?,
         });
     }
     let norm = w.norm("model.norm.weight", h, eps)?;
@@ -242,8 +336,16 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
         w.read("lm_head.weight", [config.vocab_size, h])?
     };
     Ok(CausalLm {
-        model: Decoder { embed_tokens: Embedding { weight: Param::from_tensor(embed) }, layers, norm },
-        lm_head: LmHead { weight: Param::from_tensor(head) },
+        model: Decoder {
+            embed_tokens: Embedding {
+                weight: Param::from_tensor(embed),
+            },
+            layers,
+            norm,
+        },
+        lm_head: LmHead {
+            weight: Param::from_tensor(head),
+        },
         config: config.clone(),
     })
 }

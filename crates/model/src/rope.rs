@@ -20,8 +20,9 @@ impl Rope {
     /// (`inv_freq = 1 / theta^(2i/d)`, `freqs = pos · inv_freq`), so logits match to 1e-5.
     pub fn new(head_dim: usize, theta: f64, len: usize, device: &Device) -> Self {
         let half = head_dim / 2;
-        let inv_freq: Vec<f32> =
-            (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+            .collect();
         let mut cos = Vec::with_capacity(len * head_dim);
         let mut sin = Vec::with_capacity(len * head_dim);
         for pos in 0..len {
@@ -52,7 +53,12 @@ impl Rope {
 
     /// `(cos, sin)` gathered at `positions` (`[batch·seq]`), shaped `[batch, 1, seq, head_dim]`
     /// to broadcast over heads.
-    pub fn tables(&self, positions: Tensor<1, Int>, batch: usize, seq: usize) -> (Tensor<4>, Tensor<4>) {
+    pub fn tables(
+        &self,
+        positions: Tensor<1, Int>,
+        batch: usize,
+        seq: usize,
+    ) -> (Tensor<4>, Tensor<4>) {
         let shape = [batch, 1, seq, self.head_dim];
         let cos = self.cos.clone().select(0, positions.clone()).reshape(shape);
         let sin = self.sin.clone().select(0, positions).reshape(shape);

@@ -16,17 +16,28 @@ pub fn fixture(rel: &str) -> PathBuf {
 pub fn read_json(rel: &str) -> serde_json::Value {
     let path = fixture(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (run tests/scripts/gen_metric_fixtures.py)", path.display())
+        panic!(
+            "{}: {e} (run tests/scripts/gen_metric_fixtures.py)",
+            path.display()
+        )
     });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn usizes(v: &serde_json::Value) -> Vec<usize> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("integer") as usize).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("integer") as usize)
+        .collect()
 }
 
 pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 pub fn close(a: f64, b: f64, what: &str) {

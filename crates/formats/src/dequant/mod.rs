@@ -17,12 +17,23 @@ pub use types::{GgmlType, QK_K};
 /// Why a byte buffer could not be dequantized. The caller adds the tensor and file names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DequantError {
-    #[error("type {0} cannot be converted to f32 (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)")]
+    #[error(
+        "type {0} cannot be converted to f32 (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)"
+    )]
     Unsupported(GgmlType),
     #[error("{n_elements} elements are not a whole number of {ty} blocks of {block_size}")]
-    PartialBlock { ty: GgmlType, n_elements: usize, block_size: usize },
+    PartialBlock {
+        ty: GgmlType,
+        n_elements: usize,
+        block_size: usize,
+    },
     #[error("{n_elements} elements of {ty} need {expected} bytes, got {actual}")]
-    Length { ty: GgmlType, n_elements: usize, expected: usize, actual: usize },
+    Length {
+        ty: GgmlType,
+        n_elements: usize,
+        expected: usize,
+        actual: usize,
+    },
 }
 
 /// Converts `n_elements` values of type `ty` stored in `bytes` to `f32`.
@@ -34,7 +45,11 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
     }
     let (block_size, type_size) = ty.block_geometry();
     if !n_elements.is_multiple_of(block_size) {
-        return Err(DequantError::PartialBlock { ty, n_elements, block_size });
+        return Err(DequantError::PartialBlock {
+            ty,
+            n_elements,
+            block_size,
+        });
     }
     let expected = (n_elements / block_size).checked_mul(type_size);
     if expected != Some(bytes.len()) {
@@ -47,7 +62,9 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
     }
     let mut out = vec![0.0f32; n_elements];
     // Blocks are independent: pair each one with its slice of the output.
-    let blocks = bytes.chunks_exact(type_size).zip(out.chunks_exact_mut(block_size));
+    let blocks = bytes
+        .chunks_exact(type_size)
+        .zip(out.chunks_exact_mut(block_size));
     match ty {
         GgmlType::F32 => blocks.for_each(|(b, y)| y[0] = float::f32_le(b)),
         GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = float::f16_le(b)),

@@ -173,7 +173,10 @@ impl GgmlType {
     /// Whether [`crate::dequant::dequantize`] can convert this type to `f32`.
     pub fn is_supported(self) -> bool {
         use GgmlType::*;
-        matches!(self, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
+        matches!(
+            self,
+            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K
+        )
     }
 
     /// Bytes that `n_elements` of this type occupy, or `None` when `n_elements` is not a

@@ -74,7 +74,9 @@ impl GgufModelConfig {
             None => {
                 return Err(md.error(
                     &key("attention.head_count"),
-                    format!("{num_attention_heads} heads do not divide the hidden size {hidden_size}"),
+                    format!(
+                        "{num_attention_heads} heads do not divide the hidden size {hidden_size}"
+                    ),
                 ));
             }
         };
@@ -97,9 +99,10 @@ impl GgufModelConfig {
 
         // Special ids index the embedding: reject any the vocabulary does not have.
         let token_id = |k: &str| match md.get_u32(k)? {
-            Some(id) if id as usize >= vocab_size => {
-                Err(md.error(k, format!("{id} is past the vocabulary of {vocab_size} tokens")))
-            }
+            Some(id) if id as usize >= vocab_size => Err(md.error(
+                k,
+                format!("{id} is past the vocabulary of {vocab_size} tokens"),
+            )),
             other => Ok(other),
         };
 

@@ -20,8 +20,16 @@ pub struct GgufMetadata {
 
 impl GgufMetadata {
     pub(crate) fn new(path: PathBuf, entries: Vec<(String, GgufValue)>) -> Self {
-        let index = entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
-        Self { path, entries, index }
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
+        Self {
+            path,
+            entries,
+            index,
+        }
     }
 
     /// The file the metadata came from (or the label of an in-memory file).
@@ -44,7 +52,10 @@ impl GgufMetadata {
 
     /// An error about `key`, naming the file.
     pub fn error(&self, key: &str, reason: impl std::fmt::Display) -> FormatError {
-        FormatError::Gguf { path: self.path.clone(), reason: format!("metadata `{key}`: {reason}") }
+        FormatError::Gguf {
+            path: self.path.clone(),
+            reason: format!("metadata `{key}`: {reason}"),
+        }
     }
 
     fn typed<'a, T>(
@@ -55,25 +66,34 @@ impl GgufMetadata {
     ) -> Result<Option<T>, FormatError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => f(v)
-                .map(Some)
-                .ok_or_else(|| self.error(key, format!("expected {expected}, found {}", v.describe_value()))),
+            Some(v) => f(v).map(Some).ok_or_else(|| {
+                self.error(
+                    key,
+                    format!("expected {expected}, found {}", v.describe_value()),
+                )
+            }),
         }
     }
 
     /// Any integer type whose value fits in `u32`.
     pub fn get_u32(&self, key: &str) -> Result<Option<u32>, FormatError> {
-        self.typed(key, "an integer in u32 range", |v| v.as_integer().and_then(|n| u32::try_from(n).ok()))
+        self.typed(key, "an integer in u32 range", |v| {
+            v.as_integer().and_then(|n| u32::try_from(n).ok())
+        })
     }
 
     /// Any integer type whose value fits in `u64`.
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>, FormatError> {
-        self.typed(key, "an integer in u64 range", |v| v.as_integer().and_then(|n| u64::try_from(n).ok()))
+        self.typed(key, "an integer in u64 range", |v| {
+            v.as_integer().and_then(|n| u64::try_from(n).ok())
+        })
     }
 
     /// Any integer type whose value fits in `i64`.
     pub fn get_i64(&self, key: &str) -> Result<Option<i64>, FormatError> {
-        self.typed(key, "an integer in i64 range", |v| v.as_integer().and_then(|n| i64::try_from(n).ok()))
+        self.typed(key, "an integer in i64 range", |v| {
+            v.as_integer().and_then(|n| i64::try_from(n).ok())
+        })
     }
 
     /// An f32 or f64 (narrowed to f32).
@@ -99,20 +119,32 @@ impl GgufMetadata {
 
     /// An array of strings (`tokenizer.ggml.tokens`, `tokenizer.ggml.merges`).
     pub fn get_str_array(&self, key: &str) -> Result<Option<&[String]>, FormatError> {
-        self.typed(key, "an array of strings", |v| v.as_array().and_then(|a| a.as_strings()))
+        self.typed(key, "an array of strings", |v| {
+            v.as_array().and_then(|a| a.as_strings())
+        })
     }
 
     /// An array of any integer type whose values all fit in `i32` (`tokenizer.ggml.token_type`).
     pub fn get_i32_array(&self, key: &str) -> Result<Option<Vec<i32>>, FormatError> {
         self.typed(key, "an array of integers in i32 range", |v| {
-            v.as_array()?.to_integers()?.into_iter().map(|n| i32::try_from(n).ok()).collect()
+            v.as_array()?
+                .to_integers()?
+                .into_iter()
+                .map(|n| i32::try_from(n).ok())
+                .collect()
         })
     }
 
     /// An array of f32 or f64 values (`tokenizer.ggml.scores`).
     pub fn get_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, FormatError> {
         self.typed(key, "an array of floats", |v| {
-            Some(v.as_array()?.to_floats()?.into_iter().map(|x| x as f32).collect())
+            Some(
+                v.as_array()?
+                    .to_floats()?
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect(),
+            )
         })
     }
 

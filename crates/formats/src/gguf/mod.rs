@@ -101,10 +101,22 @@ impl GgufFile {
 
     fn from_storage(path: PathBuf, storage: Storage) -> Result<Self, FormatError> {
         let parsed = parse::parse(&storage).map_err(|e| match e.tensor {
-            Some(name) => FormatError::BadTensor { name, path: path.clone(), reason: e.reason },
-            None => FormatError::Gguf { path: path.clone(), reason: e.reason },
+            Some(name) => FormatError::BadTensor {
+                name,
+                path: path.clone(),
+                reason: e.reason,
+            },
+            None => FormatError::Gguf {
+                path: path.clone(),
+                reason: e.reason,
+            },
         })?;
-        let index = parsed.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let index = parsed
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         Ok(Self {
             metadata: GgufMetadata::new(path.clone(), parsed.metadata),
             path,
@@ -169,17 +181,28 @@ impl GgufFile {
             .checked_add(info.offset)
             .and_then(|start| self.storage.get(start..start.checked_add(info.n_bytes)?))
             .ok_or_else(|| self.bad(name, "data lies outside the file"))?;
-        Ok(RawTensor { bytes, ggml_type: info.ggml_type, dims: &info.dims })
+        Ok(RawTensor {
+            bytes,
+            ggml_type: info.ggml_type,
+            dims: &info.dims,
+        })
     }
 
     /// `read_f32` with llama.cpp's Q/K row permutation undone (see [`llama_qk_row_order`]):
     /// pass `n_head` for `attn_q` and `n_kv_head` for `attn_k` of a `llama` GGUF.
-    pub fn read_f32_unpermuted(&self, name: &str, n_head: usize) -> Result<(Vec<f32>, Vec<usize>), FormatError> {
+    pub fn read_f32_unpermuted(
+        &self,
+        name: &str,
+        n_head: usize,
+    ) -> Result<(Vec<f32>, Vec<usize>), FormatError> {
         let (values, shape) = self.read_f32(name)?;
         let rows = shape.first().copied().unwrap_or(1);
         let cols = values.len().checked_div(rows).unwrap_or(0);
         let order = llama_qk_row_order(rows, n_head).ok_or_else(|| {
-            self.bad(name, format!("{rows} rows cannot be split into {n_head} heads of an even size"))
+            self.bad(
+                name,
+                format!("{rows} rows cannot be split into {n_head} heads of an even size"),
+            )
         })?;
         let mut out = Vec::with_capacity(values.len());
         for src in order {
@@ -189,11 +212,18 @@ impl GgufFile {
     }
 
     fn missing(&self, name: &str) -> FormatError {
-        FormatError::MissingTensor { name: name.to_string(), path: self.path.clone() }
+        FormatError::MissingTensor {
+            name: name.to_string(),
+            path: self.path.clone(),
+        }
     }
 
     fn bad(&self, name: &str, reason: impl Into<String>) -> FormatError {
-        FormatError::BadTensor { name: name.to_string(), path: self.path.clone(), reason: reason.into() }
+        FormatError::BadTensor {
+            name: name.to_string(),
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -204,13 +234,18 @@ impl TensorSource for GgufFile {
 
     fn info(&self, name: &str) -> Option<TensorInfo> {
         let t = self.tensor(name)?;
-        Some(TensorInfo { name: t.name.clone(), shape: t.shape(), dtype: t.ggml_type.to_string() })
+        Some(TensorInfo {
+            name: t.name.clone(),
+            shape: t.shape(),
+            dtype: t.ggml_type.to_string(),
+        })
     }
 
     fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), FormatError> {
         let raw = self.read_raw(name)?;
         let n = raw.dims.iter().product();
-        let values = dequant::dequantize(raw.ggml_type, raw.bytes, n).map_err(|e| self.bad(name, e.to_string()))?;
+        let values = dequant::dequantize(raw.ggml_type, raw.bytes, n)
+            .map_err(|e| self.bad(name, e.to_string()))?;
         Ok((values, raw.shape()))
     }
 

@@ -38,10 +38,16 @@ pub struct ParseError {
 
 impl ParseError {
     fn file(reason: impl Into<String>) -> Self {
-        Self { tensor: None, reason: reason.into() }
+        Self {
+            tensor: None,
+            reason: reason.into(),
+        }
     }
     fn tensor(name: &str, reason: impl Into<String>) -> Self {
-        Self { tensor: Some(name.to_string()), reason: reason.into() }
+        Self {
+            tensor: Some(name.to_string()),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -117,7 +123,10 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, min_size: usize, what: &str) -> Result<usize> {
         let at = self.pos;
         let n = self.u64(what)?;
-        let fits = usize::try_from(n).ok().filter(|&n| n.checked_mul(min_size).is_some_and(|b| b <= self.remaining()));
+        let fits = usize::try_from(n).ok().filter(|&n| {
+            n.checked_mul(min_size)
+                .is_some_and(|b| b <= self.remaining())
+        });
         fits.ok_or_else(|| {
             ParseError::file(format!(
                 "{what} at byte {at}: length or count {n} is more than the {} remaining bytes can hold \
@@ -138,8 +147,9 @@ impl<'a> Cursor<'a> {
     fn value_type(&mut self, what: &str) -> Result<GgufValueType> {
         let at = self.pos;
         let id = self.u32(what)?;
-        GgufValueType::from_id(id)
-            .ok_or_else(|| ParseError::file(format!("{what} at byte {at}: unknown value type id {id}")))
+        GgufValueType::from_id(id).ok_or_else(|| {
+            ParseError::file(format!("{what} at byte {at}: unknown value type id {id}"))
+        })
     }
 
     fn value(&mut self, ty: GgufValueType, key: &str, depth: usize) -> Result<GgufValue> {
@@ -160,7 +170,10 @@ impl<'a> Cursor<'a> {
             GgufValueType::String => GgufValue::String(self.string(&what())?),
             GgufValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(ParseError::file(format!("{}: arrays nested deeper than {MAX_ARRAY_DEPTH}", what())));
+                    return Err(ParseError::file(format!(
+                        "{}: arrays nested deeper than {MAX_ARRAY_DEPTH}",
+                        what()
+                    )));
                 }
                 let elem = self.value_type(&format!("element type of `{key}`"))?;
                 let n = self.count(elem.min_size(), &format!("element count of `{key}`"))?;
@@ -170,7 +183,13 @@ impl<'a> Cursor<'a> {
     }
 
     /// `n` elements of type `elem`; `count` has already checked that they can fit.
-    fn array_items(&mut self, elem: GgufValueType, n: usize, key: &str, depth: usize) -> Result<GgufArray> {
+    fn array_items(
+        &mut self,
+        elem: GgufValueType,
+        n: usize,
+        key: &str,
+        depth: usize,
+    ) -> Result<GgufArray> {
         let what = format!("elements of `{key}`");
         Ok(match elem {
             GgufValueType::U8 => GgufArray::U8(self.take(n, &what)?.to_vec()),
@@ -183,7 +202,9 @@ impl<'a> Cursor<'a> {
             GgufValueType::U64 => GgufArray::U64(self.numbers(n, &what, u64::from_le_bytes)?),
             GgufValueType::I64 => GgufArray::I64(self.numbers(n, &what, i64::from_le_bytes)?),
             GgufValueType::F64 => GgufArray::F64(self.numbers(n, &what, f64::from_le_bytes)?),
-            GgufValueType::Bool => GgufArray::Bool(self.take(n, &what)?.iter().map(|&b| b != 0).collect()),
+            GgufValueType::Bool => {
+                GgufArray::Bool(self.take(n, &what)?.iter().map(|&b| b != 0).collect())
+            }
             GgufValueType::String => {
                 let mut items = Vec::with_capacity(n.min(PREALLOC_LIMIT));
                 for _ in 0..n {
@@ -211,8 +232,15 @@ impl<'a> Cursor<'a> {
     }
 
     /// `n` little-endian numbers of `N` bytes each.
-    fn numbers<const N: usize, T>(&mut self, n: usize, what: &str, from_le: fn([u8; N]) -> T) -> Result<Vec<T>> {
-        let len = n.checked_mul(N).ok_or_else(|| ParseError::file(format!("{what}: size overflows")))?;
+    fn numbers<const N: usize, T>(
+        &mut self,
+        n: usize,
+        what: &str,
+        from_le: fn([u8; N]) -> T,
+    ) -> Result<Vec<T>> {
+        let len = n
+            .checked_mul(N)
+            .ok_or_else(|| ParseError::file(format!("{what}: size overflows")))?;
         let bytes = self.take(len, what)?;
         Ok(bytes
             .chunks_exact(N)
@@ -230,15 +258,24 @@ impl<'a> Cursor<'a> {
 pub fn parse(buf: &[u8]) -> Result<Parsed> {
     let mut c = Cursor { buf, pos: 0 };
     if buf.len() < 4 {
-        return Err(ParseError::file(format!("file is {} bytes, too short for the GGUF magic", buf.len())));
+        return Err(ParseError::file(format!(
+            "file is {} bytes, too short for the GGUF magic",
+            buf.len()
+        )));
     }
     let magic = c.array::<4>("magic")?;
     if &magic != b"GGUF" {
-        return Err(ParseError::file(format!("bad magic {magic:02x?}, expected \"GGUF\" (47 47 55 46)")));
+        return Err(ParseError::file(format!(
+            "bad magic {magic:02x?}, expected \"GGUF\" (47 47 55 46)"
+        )));
     }
     let version = c.u32("version")?;
     if !SUPPORTED_VERSIONS.contains(&version) {
-        let hint = if SUPPORTED_VERSIONS.contains(&version.swap_bytes()) { " (a big-endian file)" } else { "" };
+        let hint = if SUPPORTED_VERSIONS.contains(&version.swap_bytes()) {
+            " (a big-endian file)"
+        } else {
+            ""
+        };
         return Err(ParseError::file(format!(
             "unsupported GGUF version {version}{hint}; versions 2 and 3 (little-endian) are read"
         )));
@@ -255,7 +292,9 @@ pub fn parse(buf: &[u8]) -> Result<Parsed> {
         let ty = c.value_type(&format!("type of `{key}`"))?;
         let value = c.value(ty, &key, 0)?;
         if !seen.insert(key.clone()) {
-            return Err(ParseError::file(format!("metadata key `{key}` appears twice")));
+            return Err(ParseError::file(format!(
+                "metadata key `{key}` appears twice"
+            )));
         }
         metadata.push((key, value));
     }
@@ -271,8 +310,10 @@ pub fn parse(buf: &[u8]) -> Result<Parsed> {
         tensors.push(info);
     }
 
-    let data_start =
-        c.pos.checked_next_multiple_of(alignment).ok_or_else(|| ParseError::file("data offset overflows"))?;
+    let data_start = c
+        .pos
+        .checked_next_multiple_of(alignment)
+        .ok_or_else(|| ParseError::file("data offset overflows"))?;
     let data_len = buf.len().saturating_sub(data_start);
     for t in &tensors {
         let end = t.offset.checked_add(t.n_bytes);
@@ -290,7 +331,13 @@ pub fn parse(buf: &[u8]) -> Result<Parsed> {
             ));
         }
     }
-    Ok(Parsed { version, metadata, tensors, alignment, data_start })
+    Ok(Parsed {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_start,
+    })
 }
 
 /// `general.alignment`: a power of two, 32 when absent (as in gguf.c).
@@ -299,12 +346,19 @@ fn alignment(metadata: &[(String, GgufValue)]) -> Result<usize> {
         return Ok(DEFAULT_ALIGNMENT);
     };
     let n = value.as_integer().ok_or_else(|| {
-        ParseError::file(format!("`general.alignment` is a {}, expected an integer", value.describe()))
+        ParseError::file(format!(
+            "`general.alignment` is a {}, expected an integer",
+            value.describe()
+        ))
     })?;
     usize::try_from(n)
         .ok()
         .filter(|n| n.is_power_of_two())
-        .ok_or_else(|| ParseError::file(format!("`general.alignment` is {n}, expected a power of two")))
+        .ok_or_else(|| {
+            ParseError::file(format!(
+                "`general.alignment` is {n}, expected a power of two"
+            ))
+        })
 }
 
 fn tensor_info(c: &mut Cursor<'_>, i: usize, alignment: usize) -> Result<GgufTensorInfo> {
@@ -312,24 +366,36 @@ fn tensor_info(c: &mut Cursor<'_>, i: usize, alignment: usize) -> Result<GgufTen
     let err = |reason: String| ParseError::tensor(&name, reason);
     let n_dims = c.u32(&format!("dimension count of `{name}`"))? as usize;
     if n_dims > MAX_DIMS {
-        return Err(err(format!("{n_dims} dimensions, at most {MAX_DIMS} are allowed")));
+        return Err(err(format!(
+            "{n_dims} dimensions, at most {MAX_DIMS} are allowed"
+        )));
     }
     let mut dims = Vec::with_capacity(n_dims);
     for _ in 0..n_dims {
         let d = c.u64(&format!("dimensions of `{name}`"))?;
-        dims.push(usize::try_from(d).map_err(|_| err(format!("dimension {d} does not fit in memory")))?);
+        dims.push(
+            usize::try_from(d).map_err(|_| err(format!("dimension {d} does not fit in memory")))?,
+        );
     }
     let type_id = c.u32(&format!("type of `{name}`"))?;
-    let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| err(format!("unknown ggml type id {type_id}")))?;
+    let ggml_type =
+        GgmlType::from_id(type_id).ok_or_else(|| err(format!("unknown ggml type id {type_id}")))?;
     let offset = c.u64(&format!("data offset of `{name}`"))?;
-    let offset = usize::try_from(offset).map_err(|_| err(format!("data offset {offset} does not fit in memory")))?;
+    let offset = usize::try_from(offset)
+        .map_err(|_| err(format!("data offset {offset} does not fit in memory")))?;
     if offset % alignment != 0 {
-        return Err(err(format!("data offset {offset} is not a multiple of the alignment {alignment}")));
+        return Err(err(format!(
+            "data offset {offset} is not a multiple of the alignment {alignment}"
+        )));
     }
     let n_elements = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| err(format!("shape {dims:?} has more elements than fit in memory")))?;
+        .ok_or_else(|| {
+            err(format!(
+                "shape {dims:?} has more elements than fit in memory"
+            ))
+        })?;
     // Blocks never straddle rows: ggml requires the row length to be whole blocks.
     let row = dims.first().copied().unwrap_or(1);
     if row % ggml_type.block_size() != 0 {
@@ -341,6 +407,17 @@ fn tensor_info(c: &mut Cursor<'_>, i: usize, alignment: usize) -> Result<GgufTen
     let n_bytes = ggml_type
         .bytes_for(n_elements as u64)
         .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| err(format!("{n_elements} elements of {ggml_type} overflow the byte size")))?;
-    Ok(GgufTensorInfo { name, dims, ggml_type, offset, n_elements, n_bytes })
+        .ok_or_else(|| {
+            err(format!(
+                "{n_elements} elements of {ggml_type} overflow the byte size"
+            ))
+        })?;
+    Ok(GgufTensorInfo {
+        name,
+        dims,
+        ggml_type,
+        offset,
+        n_elements,
+        n_bytes,
+    })
 }

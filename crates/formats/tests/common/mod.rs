@@ -48,7 +48,15 @@ pub const TYPE_ARRAY: u32 = 9;
 
 impl GgufBytes {
     pub fn new() -> Self {
-        Self { version: 3, kv: Vec::new(), n_kv: 0, infos: Vec::new(), n_tensors: 0, data: Vec::new(), alignment: 32 }
+        Self {
+            version: 3,
+            kv: Vec::new(),
+            n_kv: 0,
+            infos: Vec::new(),
+            n_tensors: 0,
+            data: Vec::new(),
+            alignment: 32,
+        }
     }
 
     pub fn string(buf: &mut Vec<u8>, s: &str) {
@@ -103,7 +111,8 @@ impl GgufBytes {
     /// A tensor info; `dims` in GGUF order (innermost first).
     pub fn tensor(&mut self, name: &str, dims: &[u64], type_id: u32, offset: u64) -> &mut Self {
         Self::string(&mut self.infos, name);
-        self.infos.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        self.infos
+            .extend_from_slice(&(dims.len() as u32).to_le_bytes());
         for d in dims {
             self.infos.extend_from_slice(&d.to_le_bytes());
         }

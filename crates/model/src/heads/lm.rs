@@ -3,11 +3,11 @@
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 
+use crate::ModelError;
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoder::{Decoder, TokenBatch};
 use crate::rope::Rope;
-use crate::ModelError;
 
 #[derive(Module, Debug)]
 pub struct LmHead {
@@ -21,7 +21,10 @@ impl LmHead {
         let [b, s, h] = hidden.dims();
         let w = self.weight.val();
         let vocab = w.dims()[0];
-        hidden.reshape([b * s, h]).matmul(w.transpose()).reshape([b, s, vocab])
+        hidden
+            .reshape([b * s, h])
+            .matmul(w.transpose())
+            .reshape([b, s, vocab])
     }
 }
 
@@ -39,19 +42,41 @@ impl CausalLm {
         KvCache::new(self.model.layers.len())
     }
 
+    /// A cache with room for `positions` tokens allocated on first use.
+    pub fn new_cache_for(&self, positions: usize) -> KvCache {
+        KvCache::with_capacity(self.model.layers.len(), positions)
+    }
+
     /// Rotary tables for up to `len` positions on the model's device.
     pub fn rope(&self, len: usize) -> Rope {
-        Rope::new(self.config.head_dim(), self.config.rope_theta(), len, &self.model.embed_tokens.weight.device())
+        Rope::new(
+            self.config.head_dim(),
+            self.config.rope_theta(),
+            len,
+            &self.model.embed_tokens.weight.device(),
+        )
     }
 
     /// Logits at every position, `[batch, seq, vocab]`.
-    pub fn forward(&self, batch: TokenBatch<'_>, rope: &Rope, cache: &mut KvCache) -> Result<Tensor<3>, ModelError> {
-        Ok(self.lm_head.forward(self.model.forward(batch, rope, cache)?))
+    pub fn forward(
+        &self,
+        batch: TokenBatch<'_>,
+        rope: &Rope,
+        cache: &mut KvCache,
+    ) -> Result<Tensor<3>, ModelError> {
+        Ok(self
+            .lm_head
+            .forward(self.model.forward(batch, rope, cache)?))
     }
 
     /// Logits at the last position only, `[batch, vocab]`: generation needs no more, and the
     /// vocabulary projection is the largest matmul of a step.
-    pub fn forward_last(&self, batch: TokenBatch<'_>, rope: &Rope, cache: &mut KvCache) -> Result<Tensor<2>, ModelError> {
+    pub fn forward_last(
+        &self,
+        batch: TokenBatch<'_>,
+        rope: &Rope,
+        cache: &mut KvCache,
+    ) -> Result<Tensor<2>, ModelError> {
         let hidden = self.model.forward(batch, rope, cache)?;
         let [b, s, _] = hidden.dims();
         let logits = self.lm_head.forward(hidden.narrow(1, s - 1, 1));

@@ -1,0 +1,150 @@
+//! `mentalqlm classify --task DR "text"`: a label with per-label probabilities, and with
+//! `--explain` the model's reasoning.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use data::{ChatTemplate, Dataset, tasks};
+use serde_json::json;
+
+use crate::model_arg::ModelArgs;
+use crate::runner::{Runner, argmax, reasoning};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// DR, dreaddit, Irf, MultiWD, SAD or DEP-SEVERITY (also CAMS, loneliness, t-sid, swmh).
+    #[arg(long)]
+    pub task: String,
+    /// Texts to classify (or use --input).
+    pub texts: Vec<String>,
+    /// A JSONL file with one {"text": ...} object per line.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The question to ask instead of the task's default (e.g. another MultiWD dimension).
+    #[arg(long)]
+    pub question: Option<String>,
+    /// Also generate the model's answer with its reasoning.
+    #[arg(long)]
+    pub explain: bool,
+    #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
+    pub system: String,
+    #[arg(long, default_value_t = 512)]
+    pub max_prompt_tokens: usize,
+    #[arg(long, default_value_t = 160)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// One JSON object per text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Texts from the arguments and the JSONL input; an empty text is an error naming it.
+fn read_texts(args: &Args) -> Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for (i, t) in args.texts.iter().enumerate() {
+        if t.trim().is_empty() {
+            bail!("text {} is empty", i + 1);
+        }
+        texts.push(t.clone());
+    }
+    if let Some(path) = &args.input {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
+            let text = value
+                .get("text")
+                .or_else(|| value.get("post"))
+                .and_then(|v| v.as_str())
+                .with_context(|| format!("{}:{}: no \"text\" string", path.display(), i + 1))?;
+            if text.trim().is_empty() {
+                bail!("{}:{}: the text is empty", path.display(), i + 1);
+            }
+            texts.push(text.to_string());
+        }
+    }
+    if texts.is_empty() {
+        bail!("nothing to classify: give texts or --input FILE.jsonl");
+    }
+    Ok(texts)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dataset = Dataset::from_name(&args.task)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let texts = read_texts(&args)?;
+    let (loaded, _) = args.model.load()?;
+    let tokenizer = loaded
+        .tokenizer
+        .as_ref()
+        .context("the model has no tokenizer")?;
+    let runner = Runner {
+        model: &loaded.model,
+        tokenizer,
+        template: ChatTemplate::new(args.system.clone()),
+        max_prompt_tokens: args.max_prompt_tokens,
+        max_new_tokens: args.max_new_tokens,
+    };
+    let names = dataset.label_names();
+    for chunk in texts.chunks(args.batch_size) {
+        let prompts = chunk
+            .iter()
+            .map(|t| runner.prompt(&tasks::query_for_text(dataset, t, args.question.as_deref())))
+            .collect::<Result<Vec<_>>>()?;
+        let probs = runner.choose(dataset, &prompts)?;
+        let answers = if args.explain {
+            Some(runner.generate(&prompts)?)
+        } else {
+            None
+        };
+        for (i, (text, p)) in chunk.iter().zip(&probs).enumerate() {
+            let label = argmax(p);
+            let answer = answers.as_ref().map(|a| a[i].as_str());
+            if args.json {
+                let probabilities: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .zip(p)
+                    .map(|(n, v)| (n.to_string(), json!(v)))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "task": dataset.name(), "text": text, "label": names[label], "label_index": label,
+                        "probabilities": probabilities, "truncated": prompts[i].truncated, "answer": answer,
+                    })
+                );
+            } else {
+                let bars: Vec<String> = names
+                    .iter()
+                    .zip(p)
+                    .map(|(n, v)| format!("{n} {v:.3}"))
+                    .collect();
+                println!(
+                    "{}: {} ({:.3})   [{}]",
+                    dataset.name(),
+                    names[label],
+                    p[label],
+                    bars.join(" | ")
+                );
+                if let Some(a) = answer {
+                    println!("  answer: {}", a.trim());
+                    println!("  reasoning: {}", reasoning(a));
+                }
+            }
+        }
+    }
+    eprintln!("For research and screening support only; not a diagnosis.");
+    Ok(())
+}

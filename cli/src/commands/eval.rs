@@ -1,0 +1,259 @@
+//! `mentalqlm eval --data DIR --datasets DR,dreaddit,Irf,MultiWD,SAD`: predictions as JSONL
+//! (LLaMA-Factory's fields), and a Markdown + JSON report beside the published figures, with a
+//! confusion-matrix picture per set.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+use data::predictions::write_predictions;
+use data::text_metrics::{Tokenizer, bleu4, rouge_l};
+use data::{
+    ChatTemplate, Dataset, DatasetResult, EvalReport, PredictionRow, Split, dep_severity, imhi,
+    score_predictions, tasks,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+
+use crate::model_arg::ModelArgs;
+use crate::runner::{Runner, argmax, reasoning};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Greedy answers with reasoning, parsed by the MentaLLaMA rules (the paper's protocol).
+    Generate,
+    /// The likeliest of each label's answer sentence: faster, gives probabilities.
+    Choice,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The IMHI folder (holding test/ and train/), e.g. ../shared/data/imhi.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Comma-separated IMHI sets.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "DR,dreaddit,Irf,MultiWD,SAD"
+    )]
+    pub datasets: Vec<String>,
+    /// test, val or train.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Also evaluate a DEP-SEVERITY language file (its seeded 80/10/10 split's part).
+    #[arg(long)]
+    pub dep_severity: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Mode::Generate)]
+    pub mode: Mode,
+    /// Evaluate a seeded random sample of N examples per set.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 512)]
+    pub max_prompt_tokens: usize,
+    #[arg(long, default_value_t = 160)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
+    pub system: String,
+    /// Output folder for predictions and the report.
+    #[arg(long, default_value = "reports/eval")]
+    pub out: PathBuf,
+}
+
+/// One example to score: its query and gold answer.
+struct Item {
+    query: String,
+    gold: String,
+}
+
+fn load_items(args: &Args, dataset: Dataset, split: Split) -> Result<Vec<Item>> {
+    if dataset == Dataset::DepSeverity {
+        let path = args
+            .dep_severity
+            .as_ref()
+            .context("DEP-SEVERITY needs --dep-severity FILE.csv")?;
+        let rows = dep_severity::load(path)?;
+        let parts = dep_severity::split(&rows, dep_severity::PAPER_SEED)?;
+        let idx = match split {
+            Split::Test => parts.test,
+            Split::Val => parts.val,
+            Split::Train => parts.train,
+        };
+        let sentences = tasks::answer_sentences(dataset);
+        return Ok(idx
+            .into_iter()
+            .map(|i| Item {
+                query: tasks::query_for_text(dataset, &rows[i].text, None),
+                gold: sentences[rows[i].label].clone(),
+            })
+            .collect());
+    }
+    let dir = args
+        .data
+        .as_ref()
+        .context("--data DIR (the IMHI folder) is required")?;
+    let examples = imhi::load_split(dir, dataset, split)?;
+    Ok(examples
+        .into_iter()
+        .map(|e| Item {
+            query: e.query,
+            gold: e.answer,
+        })
+        .collect())
+}
+
+fn sample_items(items: Vec<Item>, limit: Option<usize>, seed: u64) -> Vec<Item> {
+    match limit {
+        Some(n) if n < items.len() => {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut keep = sample(&mut rng, items.len(), n).into_vec();
+            keep.sort_unstable();
+            let mut slots: Vec<Option<Item>> = items.into_iter().map(Some).collect();
+            keep.into_iter().filter_map(|i| slots[i].take()).collect()
+        }
+        _ => items,
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if args.limit == Some(0) {
+        bail!("--limit must be at least 1");
+    }
+    let split: Split = args.split.parse()?;
+    let mut sets = args
+        .datasets
+        .iter()
+        .map(|d| Dataset::from_name(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.dep_severity.is_some() && !sets.contains(&Dataset::DepSeverity) {
+        sets.push(Dataset::DepSeverity);
+    }
+    // Read every set before loading the model, so a bad file fails fast.
+    let mut work = Vec::new();
+    for &d in &sets {
+        let items = sample_items(load_items(&args, d, split)?, args.limit, args.seed);
+        if items.is_empty() {
+            bail!("{}: no examples in the {} split", d.name(), split.name());
+        }
+        work.push((d, items));
+    }
+    let (loaded, chosen) = args.model.load()?;
+    let tokenizer = loaded
+        .tokenizer
+        .as_ref()
+        .context("the model has no tokenizer")?;
+    let runner = Runner {
+        model: &loaded.model,
+        tokenizer,
+        template: ChatTemplate::new(args.system.clone()),
+        max_prompt_tokens: args.max_prompt_tokens,
+        max_new_tokens: args.max_new_tokens,
+    };
+    let total: usize = work.iter().map(|(_, items)| items.len()).sum();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let name = loaded
+        .origin
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut report = EvalReport::new(name);
+    report.notes.push(format!(
+        "mode {:?}, split {}, {}device {}, prompt budget {} tokens",
+        args.mode,
+        split.name(),
+        args.limit
+            .map(|n| format!("seeded sample of {n} per set (seed {}), ", args.seed))
+            .unwrap_or_default(),
+        chosen.description,
+        args.max_prompt_tokens
+    ));
+    let mut truncated = 0;
+    for (dataset, items) in &work {
+        bar.set_message(dataset.name());
+        let sentences = tasks::answer_sentences(*dataset);
+        let mut rows = Vec::with_capacity(items.len());
+        for chunk in items.chunks(args.batch_size) {
+            let prompts = chunk
+                .iter()
+                .map(|it| runner.prompt(&it.query))
+                .collect::<Result<Vec<_>>>()?;
+            truncated += prompts.iter().filter(|p| p.truncated).count();
+            let answers = match args.mode {
+                Mode::Generate => runner.generate(&prompts)?,
+                Mode::Choice => runner
+                    .choose(*dataset, &prompts)?
+                    .iter()
+                    .map(|p| sentences[argmax(p)].clone())
+                    .collect(),
+            };
+            for ((it, p), a) in chunk.iter().zip(prompts).zip(answers) {
+                rows.push(PredictionRow {
+                    prompt: p.text,
+                    label: it.gold.clone(),
+                    predict: a,
+                });
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        let file = args
+            .out
+            .join(format!("predictions_{}.jsonl", dataset.name()));
+        write_predictions(&file, &rows)?;
+        let scored = score_predictions(*dataset, &rows)?;
+        let mut result = DatasetResult::from_scored(&scored, split.name())?;
+        if args.mode == Mode::Generate {
+            let n = rows.len().max(1) as f64;
+            let (mut r, mut b) = (0.0, 0.0);
+            for row in &rows {
+                let (hyp, gold) = (reasoning(&row.predict), reasoning(&row.label));
+                r += rouge_l(hyp, gold, Tokenizer::Whitespace).f1;
+                b += bleu4(hyp, gold, Tokenizer::Whitespace);
+            }
+            result = result.with_explanations(data::TextScores {
+                rouge_l: r / n,
+                bleu4: b / n,
+            });
+        }
+        bar.println(format!(
+            "{:>12}: weighted F1 {:.2} over {} examples",
+            dataset.name(),
+            100.0 * result.metrics.weighted_f1,
+            result.metrics.n
+        ));
+        report.push(result);
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    report.notes.push(format!(
+        "{total} examples in {secs:.1} s ({:.2} examples/s); {truncated} posts truncated to fit",
+        total as f64 / secs.max(1e-9)
+    ));
+    for path in report.write(&args.out)? {
+        eprintln!("wrote {}", path.display());
+    }
+    eprintln!("wrote predictions_*.jsonl to {}", args.out.display());
+    if let Some(avg) = report.paper_five_average() {
+        println!("average weighted F1 over the five IMHI sets: {avg:.2}");
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The `mentalqlm` binary end to end on the tiny fixtures: output formats, files written, and
+//! clear errors (exit code 1, a message, no panic) for bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    root().join("tests/fixtures").join(rel)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mentalqlm"))
+        .args(args)
+        .output()
+        .expect("run mentalqlm")
+}
+
+fn ok(args: &[&str]) -> (String, String) {
+    let out = run(args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "mentalqlm {args:?} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Fails with exit code 1 and a message containing every `needle`; never a panic.
+fn fails(args: &[&str], needles: &[&str]) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "mentalqlm {args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    for n in needles {
+        assert!(
+            stderr.contains(n),
+            "mentalqlm {args:?}: `{n}` not in:\n{stderr}"
+        );
+    }
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mentalqlm-cli-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn logits_prints_last_position_json() {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny/reference.json")).unwrap())
+            .unwrap();
+    let ids: Vec<String> = reference["token_ids"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let model = fixture("tiny/qwen2");
+    let (stdout, stderr) = ok(&[
+        "logits",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        &ids.join(","),
+    ]);
+    assert!(stderr.contains("device: cpu"), "{stderr}");
+    let got: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let got: Vec<f64> = got["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let all = reference["models"]["qwen2"]["logits"][0]
+        .as_array()
+        .unwrap();
+    let want: Vec<f64> = all
+        .last()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert_eq!(got.len(), want.len());
+    assert!(diff < 1e-4, "max diff {diff}");
+}
+
+#[test]
+fn score_equals_scikit_learn() {
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("metrics/predictions_expected.json")).unwrap(),
+    )
+    .unwrap();
+    for set in ["DR", "SAD", "CAMS", "DEP-SEVERITY", "t-sid"] {
+        let file = fixture(&format!("metrics/predictions_{set}.jsonl"));
+        let (stdout, _) = ok(&[
+            "score",
+            "--predictions",
+            file.to_str().unwrap(),
+            "--dataset",
+            set,
+            "--json",
+        ]);
+        let got: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let sk = &expected[set]["sklearn"];
+        for key in ["accuracy", "weighted_f1", "macro_f1", "micro_f1"] {
+            let (a, b) = (
+                got["metrics"][key].as_f64().unwrap(),
+                sk[key].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-9, "{set} {key}: {a} vs scikit-learn {b}");
+        }
+    }
+}
+
+#[test]
+fn eval_writes_predictions_and_report() {
+    let model = fixture("tiny/qwen2");
+    let data = fixture("data/imhi");
+    let dep = fixture("data/dep-severity/english.csv");
+    for mode in ["choice", "generate"] {
+        let out = scratch(&format!("eval-{mode}"));
+        let (stdout, _) = ok(&[
+            "eval",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--dep-severity",
+            dep.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(stdout.contains("average weighted F1"), "{stdout}");
+        for set in ["DR", "dreaddit", "Irf", "MultiWD", "SAD", "DEP-SEVERITY"] {
+            let preds =
+                std::fs::read_to_string(out.join(format!("predictions_{set}.jsonl"))).unwrap();
+            let rows: Vec<serde_json::Value> = preds
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(rows.len(), 3, "{set}: --limit 3");
+            for r in &rows {
+                assert!(
+                    r["prompt"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("<|im_start|>system")
+                );
+                assert!(r["label"].is_string() && r["predict"].is_string());
+            }
+            assert!(
+                out.join(format!("confusion_{set}.svg")).exists(),
+                "{set}: no confusion picture"
+            );
+        }
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(
+            md.contains("MentaLLaMA-chat-13B") && md.contains("not a diagnosis"),
+            "{md}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["results"].as_array().unwrap().len(), 6);
+        assert!(json["paper_five_average_weighted_f1"].is_number());
+    }
+}
+
+#[test]
+fn classify_plain_and_json() {
+    let model = fixture("tiny/qwen2");
+    let (stdout, _) = ok(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        "SAD",
+        "--json",
+        "I failed my exam",
+        "My boss yells at me",
+    ]);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        let probs = l["probabilities"].as_object().unwrap();
+        assert_eq!(probs.len(), 9);
+        let total: f64 = probs.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+        let best = probs
+            .iter()
+            .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+            .unwrap()
+            .0;
+        assert_eq!(l["label"].as_str().unwrap(), best);
+    }
+    let (stdout, _) = ok(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        "DR",
+        "--explain",
+        "--max-new-tokens",
+        "4",
+        "I feel empty",
+    ]);
+    assert!(
+        stdout.starts_with("DR: ") && stdout.contains("reasoning:"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let model = fixture("tiny/qwen2");
+    let m = model.to_str().unwrap();
+    fails(
+        &[
+            "classify", "--device", "cpu", "--model", m, "--task", "DR", "  ",
+        ],
+        &["text 1 is empty"],
+    );
+    fails(
+        &[
+            "classify", "--device", "cpu", "--model", m, "--task", "nonsense", "hi",
+        ],
+        &["nonsense", "DR"],
+    );
+    let bad = fixture("data/malformed/predictions_bad.jsonl");
+    fails(
+        &[
+            "classify",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--task",
+            "DR",
+            "--input",
+            bad.to_str().unwrap(),
+        ],
+        &["predictions_bad.jsonl:"],
+    );
+    fails(
+        &[
+            "score",
+            "--predictions",
+            bad.to_str().unwrap(),
+            "--dataset",
+            "DR",
+        ],
+        &["predictions_bad.jsonl"],
+    );
+    fails(
+        &[
+            "eval",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--data",
+            "/nonexistent/imhi",
+            "--datasets",
+            "DR",
+        ],
+        &["/nonexistent/imhi"],
+    );
+    fails(
+        &[
+            "generate", "--device", "cpu", "--model", m, "--top-p", "2", "hi",
+        ],
+        &["--top-p"],
+    );
+    fails(
+        &["generate", "--device", "cpu", "--model", m, ""],
+        &["prompt 1 is empty"],
+    );
+    fails(
+        &["logits", "--device", "cpu", "--model", m, "--ids", "1,x"],
+        &["`x` is not a token id"],
+    );
+    fails(
+        &[
+            "logits",
+            "--device",
+            "cpu",
+            "--model",
+            "/nonexistent/model",
+            "--ids",
+            "1",
+        ],
+        &["/nonexistent/model"],
+    );
+}

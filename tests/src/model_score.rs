@@ -1,0 +1,64 @@
+//! `choice` scoring: the log-likelihood of a continuation, computed from a cached prompt for a
+//! whole batch, equals the sum of log-softmax values of a plain full-sequence forward.
+
+use model::decoder::TokenBatch;
+use model::load_model;
+use model::score::{continuation_logprobs, normalise};
+
+use crate::{cpu, fixture};
+
+fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = max
+        + row
+            .iter()
+            .map(|&v| (v as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    row.iter().map(|&v| v as f64 - lse).collect()
+}
+
+#[test]
+fn continuation_logprobs_match_full_forward() {
+    let model = load_model(&fixture("tiny/llama"), &cpu()).unwrap().model;
+    let vocab = model.model.vocab_size();
+    let prompts = vec![vec![5u32, 9, 33, 40, 7], vec![11u32, 2, 99]];
+    let candidates = vec![vec![17u32, 4, 250], vec![8u32], vec![300u32, 301, 12, 13]];
+    let got = continuation_logprobs(&model, &prompts, &candidates, 0).unwrap();
+    for (p, prompt) in prompts.iter().enumerate() {
+        for (c, cand) in candidates.iter().enumerate() {
+            let mut seq = prompt.clone();
+            seq.extend(cand);
+            let rope = model.rope(seq.len());
+            let mut cache = model.new_cache();
+            let valid = vec![vec![true; seq.len()]];
+            let logits: Vec<f32> = model
+                .forward(
+                    TokenBatch {
+                        ids: std::slice::from_ref(&seq),
+                        valid: &valid,
+                    },
+                    &rope,
+                    &mut cache,
+                )
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            let mut want = 0.0;
+            for (k, &tok) in cand.iter().enumerate() {
+                let pos = prompt.len() - 1 + k;
+                want += log_softmax(&logits[pos * vocab..(pos + 1) * vocab])[tok as usize];
+            }
+            assert!(
+                (got[p][c] - want).abs() < 1e-4,
+                "prompt {p} cand {c}: {} vs {want}",
+                got[p][c]
+            );
+        }
+        let probs = normalise(&got[p]);
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+    assert!(continuation_logprobs(&model, &prompts, &[vec![]], 0).is_err());
+    assert!(continuation_logprobs(&model, &[vec![]], &candidates, 0).is_err());
+}

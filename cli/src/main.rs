@@ -27,6 +27,8 @@ enum Command {
     Classify(commands::classify::Args),
     /// Evaluate on IMHI / DEP-SEVERITY: predictions JSONL and a report beside the paper's figures.
     Eval(commands::eval::Args),
+    /// Prune training data: answer-perplexity outliers, then a diverse k-center subset.
+    Select(commands::select::Args),
     /// Score a predictions JSONL file (this tool's or LLaMA-Factory's) with the label rules.
     Score(commands::score::Args),
 }
@@ -39,6 +41,7 @@ fn main() {
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Score(args) => commands::score::run(args),
+        Command::Select(args) => commands::select::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

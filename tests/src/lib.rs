@@ -58,6 +58,8 @@ mod model_gguf;
 mod model_parity;
 #[cfg(test)]
 mod model_score;
+#[cfg(test)]
+mod select;
 
 /// A fresh, empty scratch folder under the system temp dir, unique per call.
 pub fn scratch(tag: &str) -> PathBuf {

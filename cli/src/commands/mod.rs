@@ -3,3 +3,4 @@ pub mod eval;
 pub mod generate;
 pub mod logits;
 pub mod score;
+pub mod select;

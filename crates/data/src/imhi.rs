@@ -309,3 +309,36 @@ mod tests {
         assert!("holdout".parse::<Split>().is_err());
     }
 }
+
+/// Writes examples in the format their path names: `.json` as a list of
+/// `{"instruct", "output"}` objects, anything else as IMHI CSV (`query`, `gpt-3.5-turbo`),
+/// so a selected subset reads back like the original.
+pub fn write_examples(path: &Path, examples: &[Example]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| DataError::write(parent, e))?;
+    }
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        let list: Vec<serde_json::Value> = examples
+            .iter()
+            .map(|e| serde_json::json!({ "instruct": e.query, "output": e.answer }))
+            .collect();
+        let text =
+            serde_json::to_string_pretty(&list).map_err(|e| DataError::Invalid(e.to_string()))?;
+        return std::fs::write(path, text).map_err(|e| DataError::write(path, e));
+    }
+    let mut writer = csv::Writer::from_path(path)
+        .map_err(|e| DataError::write(path, std::io::Error::other(e)))?;
+    let io = |e: csv::Error| DataError::write(path, std::io::Error::other(e));
+    writer
+        .write_record(["query", "gpt-3.5-turbo"])
+        .map_err(io)?;
+    for e in examples {
+        writer
+            .write_record([e.query.as_str(), e.answer.as_str()])
+            .map_err(io)?;
+    }
+    writer.flush().map_err(|e| DataError::write(path, e))
+}

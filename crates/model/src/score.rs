@@ -109,3 +109,119 @@ pub fn normalise(logprobs: &[f64]) -> Vec<f64> {
     let total: f64 = exps.iter().sum();
     exps.iter().map(|e| e / total).collect()
 }
+
+/// Mean negative log-likelihood of the last `scored[i]` tokens of each sequence, each
+/// predicted from everything before it: the answer's cross-entropy given the instruction
+/// (`exp` of it is the answer perplexity). `scored[i]` must be in `1..seqs[i].len()`; a row
+/// with nothing to score gives NaN.
+///
+/// Rows are left-padded, so every row's answer ends at the last position and only the last
+/// `max(scored)` positions go through the vocabulary projection.
+pub fn answer_nll(
+    model: &CausalLm,
+    seqs: &[Vec<u32>],
+    scored: &[usize],
+    pad_id: u32,
+) -> Result<Vec<f64>, ModelError> {
+    if seqs.len() != scored.len() {
+        return Err(ModelError::Input(format!(
+            "{} sequences but {} answer lengths",
+            seqs.len(),
+            scored.len()
+        )));
+    }
+    if seqs.iter().any(Vec::is_empty) {
+        return Err(ModelError::Input(
+            "every sequence needs at least one token".into(),
+        ));
+    }
+    let scored: Vec<usize> = seqs
+        .iter()
+        .zip(scored)
+        .map(|(s, &a)| a.min(s.len() - 1))
+        .collect();
+    let b = seqs.len();
+    let width = scored.iter().copied().max().unwrap_or(0);
+    if width == 0 {
+        return Ok(vec![f64::NAN; b]);
+    }
+    let device = model.model.embed_tokens.weight.device();
+    let (ids, valid) = left_pad(seqs, pad_id);
+    let n = ids[0].len();
+    let rope = model.rope(n);
+    let mut cache = model.new_cache_for(n);
+    let hidden = model.model.forward(
+        TokenBatch {
+            ids: &ids,
+            valid: &valid,
+        },
+        &rope,
+        &mut cache,
+    )?;
+    // Positions n-1-width .. n-2 predict tokens n-width .. n-1.
+    let logits = model
+        .lm_head
+        .forward(hidden.narrow(1, n - 1 - width, width));
+    let logp = log_softmax(logits, 2);
+    let targets: Vec<i64> = ids
+        .iter()
+        .flat_map(|row| row[n - width..].iter().map(|&t| t as i64))
+        .collect();
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, width, 1]), &device);
+    let mask: Vec<f32> = scored
+        .iter()
+        .flat_map(|&a| (0..width).map(move |j| if j >= width - a { 1.0 } else { 0.0 }))
+        .collect();
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, width]), &device);
+    let picked = logp.gather(2, targets).reshape([b, width]) * mask;
+    let sums = read(picked.sum_dim(1))?;
+    Ok(sums
+        .iter()
+        .zip(&scored)
+        .map(|(&s, &a)| {
+            if a == 0 {
+                f64::NAN
+            } else {
+                -(s as f64) / a as f64
+            }
+        })
+        .collect())
+}
+
+/// Mean of the last hidden state (after the final norm, as HF's `hidden_states[-1]`) over
+/// each sequence's real tokens: one embedding per sequence.
+pub fn mean_pooled(
+    model: &CausalLm,
+    seqs: &[Vec<u32>],
+    pad_id: u32,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    if seqs.is_empty() || seqs.iter().any(Vec::is_empty) {
+        return Err(ModelError::Input(
+            "every sequence needs at least one token".into(),
+        ));
+    }
+    let device = model.model.embed_tokens.weight.device();
+    let (ids, valid) = left_pad(seqs, pad_id);
+    let (b, n) = (ids.len(), ids[0].len());
+    let rope = model.rope(n);
+    let mut cache = model.new_cache_for(n);
+    let hidden = model.model.forward(
+        TokenBatch {
+            ids: &ids,
+            valid: &valid,
+        },
+        &rope,
+        &mut cache,
+    )?;
+    let h = hidden.dims()[2];
+    let weights: Vec<f32> = valid
+        .iter()
+        .flat_map(|row| {
+            let count = row.iter().filter(|&&v| v).count() as f32;
+            row.iter().map(move |&v| if v { 1.0 / count } else { 0.0 })
+        })
+        .collect();
+    let weights = Tensor::<3>::from_data(TensorData::new(weights, [b, n, 1]), &device);
+    let pooled = (hidden * weights).sum_dim(1).reshape([b, h]);
+    Ok(read(pooled)?.chunks(h).map(<[f32]>::to_vec).collect())
+}

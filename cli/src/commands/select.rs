@@ -1,0 +1,375 @@
+//! `mentalqlm select`: MentalQLM's training-data pruning. Per dataset: answer perplexity given
+//! the instruction (or the IFD ratio), removal of non-finite scores and 1.5×IQR outliers,
+//! then k-center greedy over mean-pooled post embeddings keeping `keep × n`. Scores and
+//! embeddings are cached on disk, so another `--keep` takes seconds.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+use data::imhi::{self, Example, Split};
+use data::{ChatTemplate, Dataset};
+use indicatif::{ProgressBar, ProgressStyle};
+use model::score::{answer_nll, mean_pooled};
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use train::select::{k_center_greedy, remove_outliers};
+
+use crate::model_arg::ModelArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Hash)]
+pub enum Score {
+    /// Answer perplexity given the instruction (the paper's score).
+    Ppl,
+    /// Instruction-following difficulty: perplexity with the instruction / without it.
+    Ifd,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The IMHI folder (holding train/<set>/train.csv or val.csv).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "DR,dreaddit,Irf,MultiWD,SAD"
+    )]
+    pub datasets: Vec<String>,
+    /// Fraction of each dataset (after outlier removal) to keep, in (0, 1].
+    #[arg(long, default_value_t = 0.75)]
+    pub keep: f64,
+    /// Output folder (must not exist or be empty); written only when everything succeeded.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Score::Ppl)]
+    pub score: Score,
+    /// Work on a seeded sample of N examples per dataset.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Seeds the sample and the first k-center centre.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Instruction + answer are cut to this many tokens, as the paper's 512.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Rows per device chunk in k-center greedy.
+    #[arg(long, default_value_t = 4096)]
+    pub chunk: usize,
+    #[arg(long, default_value = ".cache/mentalqlm/select")]
+    pub cache_dir: PathBuf,
+    #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
+    pub system: String,
+}
+
+/// The training file of a set: train.csv, or val.csv where IMHI publishes no training file
+/// (Irf, MultiWD), as the paper trains on those.
+fn training_file(dir: &Path, dataset: Dataset) -> Result<(PathBuf, Split)> {
+    match imhi::split_path(dir, dataset, Split::Train) {
+        Ok(p) if p.is_file() => Ok((p, Split::Train)),
+        _ => Ok((imhi::split_path(dir, dataset, Split::Val)?, Split::Val)),
+    }
+}
+
+fn file_fingerprint(path: &Path, h: &mut DefaultHasher) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    bytes.hash(h);
+    Ok(())
+}
+
+/// Scores and embeddings of one dataset's examples (cached).
+struct Features {
+    scores: Vec<f64>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+fn cache_paths(args: &Args, dataset: Dataset, key: u64) -> (PathBuf, PathBuf) {
+    let stem = format!("{}-{key:016x}", dataset.name());
+    (
+        args.cache_dir.join(format!("{stem}.json")),
+        args.cache_dir.join(format!("{stem}.f32")),
+    )
+}
+
+fn load_cache(json_path: &Path, bin_path: &Path) -> Option<Features> {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json_path).ok()?).ok()?;
+    let scores: Vec<f64> = meta["scores"]
+        .as_array()?
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let dim = meta["dim"].as_u64()? as usize;
+    let bytes = std::fs::read(bin_path).ok()?;
+    if dim == 0 || bytes.len() != scores.len() * dim * 4 {
+        return None;
+    }
+    let flat: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Some(Features {
+        scores,
+        embeddings: flat.chunks(dim).map(<[f32]>::to_vec).collect(),
+    })
+}
+
+fn save_cache(json_path: &Path, bin_path: &Path, f: &Features) -> Result<()> {
+    if let Some(dir) = json_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let dim = f.embeddings.first().map_or(0, Vec::len);
+    let bytes: Vec<u8> = f
+        .embeddings
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let scores: Vec<serde_json::Value> = f
+        .scores
+        .iter()
+        .map(|s| {
+            if s.is_finite() {
+                json!(s)
+            } else {
+                serde_json::Value::Null
+            }
+        })
+        .collect();
+    // Data first, then the index that makes it valid: a killed run leaves no half cache.
+    std::fs::write(bin_path, bytes)
+        .with_context(|| format!("cannot write {}", bin_path.display()))?;
+    std::fs::write(
+        json_path,
+        json!({ "scores": scores, "dim": dim }).to_string(),
+    )
+    .with_context(|| format!("cannot write {}", json_path.display()))?;
+    Ok(())
+}
+
+fn compute(
+    args: &Args,
+    loaded: &model::LoadedModel,
+    examples: &[Example],
+    bar: &ProgressBar,
+) -> Result<Features> {
+    let tok = loaded
+        .tokenizer
+        .as_ref()
+        .context("the model has no tokenizer")?;
+    let template = ChatTemplate::new(args.system.clone());
+    let max = args.max_tokens;
+    let mut scores = Vec::with_capacity(examples.len());
+    let mut embeddings = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(args.batch_size) {
+        let mut seqs = Vec::new();
+        let mut answer_lens = Vec::new();
+        let mut alone = Vec::new();
+        let mut alone_lens = Vec::new();
+        let mut posts = Vec::new();
+        for e in chunk {
+            let prompt = tok.encode(&template.prompt(&e.query))?;
+            let answer = tok.encode(&e.answer)?;
+            // Instruction + answer cut to `max` tokens: a long instruction leaves less (or none)
+            // of the answer to score; none gives a non-finite score, removed and counted.
+            let mut seq = [prompt.clone(), answer.clone()].concat();
+            seq.truncate(max);
+            answer_lens.push(seq.len().saturating_sub(prompt.len()));
+            seqs.push(seq);
+            let mut a = answer;
+            a.truncate(max);
+            alone_lens.push(a.len().saturating_sub(1));
+            alone.push(if a.is_empty() { vec![tok.pad_id] } else { a });
+            let mut post = tok.encode(&e.post)?;
+            post.truncate(max);
+            posts.push(if post.is_empty() {
+                vec![tok.pad_id]
+            } else {
+                post
+            });
+        }
+        let nll = answer_nll(&loaded.model, &seqs, &answer_lens, tok.pad_id)?;
+        let batch_scores: Vec<f64> = match args.score {
+            Score::Ppl => nll.iter().map(|l| l.exp()).collect(),
+            Score::Ifd => {
+                let base = answer_nll(&loaded.model, &alone, &alone_lens, tok.pad_id)?;
+                nll.iter().zip(&base).map(|(c, a)| (c - a).exp()).collect()
+            }
+        };
+        scores.extend(batch_scores);
+        embeddings.extend(mean_pooled(&loaded.model, &posts, tok.pad_id)?);
+        bar.inc(chunk.len() as u64);
+    }
+    Ok(Features { scores, embeddings })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !(args.keep > 0.0 && args.keep <= 1.0) {
+        bail!("--keep must be in (0, 1], got {}", args.keep);
+    }
+    if args.batch_size == 0 || args.limit == Some(0) {
+        bail!("--batch-size and --limit must be at least 1");
+    }
+    if args.out.exists()
+        && std::fs::read_dir(&args.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not empty; choose another --out",
+            args.out.display()
+        );
+    }
+    // Read everything first: a bad file fails before any model work.
+    let mut sets = Vec::new();
+    for name in &args.datasets {
+        let dataset = Dataset::from_name(name)?;
+        let (file, split) = training_file(&args.data, dataset)?;
+        let mut examples = imhi::load_file(&file, Some(dataset))?;
+        if examples.is_empty() {
+            bail!("{}: no examples", file.display());
+        }
+        if let Some(n) = args.limit.filter(|&n| n < examples.len()) {
+            let mut rng = StdRng::seed_from_u64(args.seed);
+            let mut keep = sample(&mut rng, examples.len(), n).into_vec();
+            keep.sort_unstable();
+            examples = keep.into_iter().map(|i| examples[i].clone()).collect();
+        }
+        sets.push((dataset, file, split, examples));
+    }
+    let model_path = args.model.model_path()?;
+    let (loaded, chosen) = args.model.load()?;
+    let staging = args
+        .out
+        .with_extension(format!("partial-{}", std::process::id()));
+    let result = (|| -> Result<serde_json::Value> {
+        let mut report = serde_json::Map::new();
+        let total: u64 = sets.iter().map(|s| s.3.len() as u64).sum();
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        for (dataset, file, split, examples) in &sets {
+            bar.set_message(dataset.name());
+            let mut h = DefaultHasher::new();
+            (
+                "mentalqlm-select-v1",
+                args.score,
+                args.max_tokens,
+                &args.system,
+                args.limit,
+                args.seed,
+            )
+                .hash(&mut h);
+            model_path
+                .canonicalize()
+                .unwrap_or(model_path.clone())
+                .hash(&mut h);
+            file_fingerprint(&model_path_file(&model_path), &mut h).ok();
+            file_fingerprint(file, &mut h)?;
+            let (json_path, bin_path) = cache_paths(&args, *dataset, h.finish());
+            let cached =
+                load_cache(&json_path, &bin_path).filter(|f| f.scores.len() == examples.len());
+            let from_cache = cached.is_some();
+            let features = match cached {
+                Some(f) => {
+                    bar.inc(examples.len() as u64);
+                    f
+                }
+                None => {
+                    let f = compute(&args, &loaded, examples, &bar)?;
+                    save_cache(&json_path, &bin_path, &f)?;
+                    f
+                }
+            };
+            let (kept, outliers) = remove_outliers(&features.scores);
+            if kept.is_empty() {
+                bail!(
+                    "{}: every score was removed as an outlier or non-finite",
+                    dataset.name()
+                );
+            }
+            let k = ((args.keep * kept.len() as f64) as usize).max(1);
+            let rows: Vec<Vec<f32>> = kept
+                .iter()
+                .map(|&i| features.embeddings[i].clone())
+                .collect();
+            let first = StdRng::seed_from_u64(args.seed).random_range(0..rows.len());
+            let kc = k_center_greedy(&rows, k, first, args.chunk, &chosen.device)?;
+            let mut chosen_rows: Vec<usize> = kc.selected.iter().map(|&j| kept[j]).collect();
+            chosen_rows.sort_unstable();
+            let subset: Vec<Example> = chosen_rows.iter().map(|&i| examples[i].clone()).collect();
+            let rel = file.strip_prefix(&args.data).unwrap_or(file.as_path());
+            imhi::write_examples(&staging.join(rel), &subset)?;
+            report.insert(
+                dataset.name().to_string(),
+                json!({
+                    "file": file, "split": split.name(), "score": format!("{:?}", args.score).to_lowercase(),
+                    "from_cache": from_cache, "rows": examples.len(), "outliers": outliers,
+                    "keep": args.keep, "k": k, "selected": subset.len(),
+                    "coverage_radius": kc.coverage_radius, "output": staging_rel(rel),
+                }),
+            );
+            bar.println(format!(
+                "{:>10}: {} rows → {} after outliers ({} non-finite, {} outliers) → {} kept",
+                dataset.name(),
+                examples.len(),
+                outliers.after,
+                outliers.non_finite,
+                outliers.outliers,
+                subset.len()
+            ));
+        }
+        bar.finish_and_clear();
+        Ok(json!({ "model": model_path, "device": chosen.description, "datasets": report }))
+    })();
+    match result {
+        Ok(report) => {
+            std::fs::write(
+                staging.join("select_report.json"),
+                serde_json::to_string_pretty(&report)?,
+            )?;
+            if args.out.exists() {
+                std::fs::remove_dir(&args.out)
+                    .with_context(|| format!("cannot replace {}", args.out.display()))?;
+            }
+            std::fs::rename(&staging, &args.out).with_context(|| {
+                format!(
+                    "cannot move {} to {}",
+                    staging.display(),
+                    args.out.display()
+                )
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!("wrote {}", args.out.display());
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// The file whose bytes identify the model: the GGUF itself, or a folder's config.
+fn model_path_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("config.json")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn staging_rel(rel: &Path) -> String {
+    rel.display().to_string()
+}

@@ -25,7 +25,27 @@ pub struct Prompt {
     pub truncated: bool,
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    /// A runner over a loaded model; its tokenizer is required.
+    pub fn new(
+        loaded: &'a model::LoadedModel,
+        system: &str,
+        max_prompt_tokens: usize,
+        max_new_tokens: usize,
+    ) -> Result<Self> {
+        let tokenizer = loaded
+            .tokenizer
+            .as_ref()
+            .context("the model has no tokenizer")?;
+        Ok(Self {
+            model: &loaded.model,
+            tokenizer,
+            template: ChatTemplate::new(system),
+            max_prompt_tokens,
+            max_new_tokens,
+        })
+    }
+
     pub fn prompt(&self, query: &str) -> Result<Prompt> {
         let count = |text: &str| {
             self.tokenizer

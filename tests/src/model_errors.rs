@@ -115,8 +115,7 @@ fn bad_token_ids_and_empty_batches() {
     };
     let err = model
         .forward(batch, &rope, &mut cache)
-        .err()
-        .expect("out-of-vocab id is an error");
+        .expect_err("out-of-vocab id is an error");
     assert!(err.to_string().contains("100000"), "{err}");
     let batch = model::decoder::TokenBatch {
         ids: &[],
@@ -130,7 +129,6 @@ fn bad_token_ids_and_empty_batches() {
     };
     let err = model
         .forward(batch, &rope, &mut model.new_cache())
-        .err()
-        .expect("too long");
+        .expect_err("too long");
     assert!(err.to_string().contains("exceeds"), "{err}");
 }

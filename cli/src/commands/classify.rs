@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
-use data::{ChatTemplate, Dataset, tasks};
+use data::{Dataset, tasks};
 use serde_json::json;
 
 use crate::model_arg::ModelArgs;
@@ -86,17 +86,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let texts = read_texts(&args)?;
     let (loaded, _) = args.model.load()?;
-    let tokenizer = loaded
-        .tokenizer
-        .as_ref()
-        .context("the model has no tokenizer")?;
-    let runner = Runner {
-        model: &loaded.model,
-        tokenizer,
-        template: ChatTemplate::new(args.system.clone()),
-        max_prompt_tokens: args.max_prompt_tokens,
-        max_new_tokens: args.max_new_tokens,
-    };
+    let runner = Runner::new(
+        &loaded,
+        &args.system,
+        args.max_prompt_tokens,
+        args.max_new_tokens,
+    )?;
     let names = dataset.label_names();
     for chunk in texts.chunks(args.batch_size) {
         let prompts = chunk

@@ -10,7 +10,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use data::predictions::write_predictions;
 use data::text_metrics::{Tokenizer, bleu4, rouge_l};
 use data::{
-    ChatTemplate, Dataset, DatasetResult, EvalReport, PredictionRow, Split, dep_severity, imhi,
+    Dataset, DatasetResult, EvalReport, PredictionRow, Split, dep_severity, imhi,
     score_predictions, tasks,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -150,17 +150,12 @@ pub fn run(args: Args) -> Result<()> {
         work.push((d, items));
     }
     let (loaded, chosen) = args.model.load()?;
-    let tokenizer = loaded
-        .tokenizer
-        .as_ref()
-        .context("the model has no tokenizer")?;
-    let runner = Runner {
-        model: &loaded.model,
-        tokenizer,
-        template: ChatTemplate::new(args.system.clone()),
-        max_prompt_tokens: args.max_prompt_tokens,
-        max_new_tokens: args.max_new_tokens,
-    };
+    let runner = Runner::new(
+        &loaded,
+        &args.system,
+        args.max_prompt_tokens,
+        args.max_new_tokens,
+    )?;
     let total: usize = work.iter().map(|(_, items)| items.len()).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(

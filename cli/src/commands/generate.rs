@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(required = true)]
     pub prompts: Vec<String>,
     /// The system prompt of the ChatML template.
-    #[arg(long, default_value = "You are a helpful assistant.")]
+    #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
     pub system: String,
     /// Send the prompt text as is, without the chat template.
     #[arg(long)]
@@ -37,13 +37,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// ChatML, the template the paper trained with (LLaMA-Factory's `qwen`) and SmolLM2's own.
-pub fn chatml(system: &str, user: &str) -> String {
-    format!(
-        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-    )
-}
-
 pub fn run(args: Args) -> Result<()> {
     if let Some(i) = args.prompts.iter().position(|p| p.trim().is_empty()) {
         bail!("prompt {} is empty", i + 1);
@@ -58,6 +51,8 @@ pub fn run(args: Args) -> Result<()> {
     let tokenizer = loaded
         .tokenizer
         .context("the model has no tokenizer (tokenizer.json)")?;
+    // ChatML: the paper's template (LLaMA-Factory's `qwen`) and SmolLM2's own.
+    let template = data::ChatTemplate::new(args.system.clone());
     let texts: Vec<String> = args
         .prompts
         .iter()
@@ -65,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
             if args.raw {
                 p.clone()
             } else {
-                chatml(&args.system, p)
+                template.prompt(p)
             }
         })
         .collect();

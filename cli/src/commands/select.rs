@@ -317,7 +317,7 @@ pub fn run(args: Args) -> Result<()> {
                     "file": file, "split": split.name(), "score": format!("{:?}", args.score).to_lowercase(),
                     "from_cache": from_cache, "rows": examples.len(), "outliers": outliers,
                     "keep": args.keep, "k": k, "selected": subset.len(),
-                    "coverage_radius": kc.coverage_radius, "output": staging_rel(rel),
+                    "coverage_radius": kc.coverage_radius, "output": rel,
                 }),
             );
             bar.println(format!(
@@ -368,8 +368,4 @@ fn model_path_file(path: &Path) -> PathBuf {
     } else {
         path.to_path_buf()
     }
-}
-
-fn staging_rel(rel: &Path) -> String {
-    rel.display().to_string()
 }

@@ -284,32 +284,6 @@ fn find_ignoring_case(dir: &Path, name: &str) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn post_and_question_of_a_query() {
-        let q = r#"Consider this post: "He said "hi" to me" Question: Does the poster suffer from stress?"#;
-        assert_eq!(post_text(q), Some(r#"He said "hi" to me"#));
-        assert_eq!(
-            question_text(q),
-            Some("Does the poster suffer from stress?")
-        );
-        assert_eq!(post_text("no quotes"), None);
-        assert_eq!(post_text(r#"one " quote"#), None);
-        let built = build_query("a post", "Is it?");
-        assert_eq!(post_text(&built), Some("a post"));
-        assert_eq!(question_text(&built), Some("Is it?"));
-    }
-
-    #[test]
-    fn splits_parse() {
-        assert_eq!("VALID".parse::<Split>().ok(), Some(Split::Val));
-        assert!("holdout".parse::<Split>().is_err());
-    }
-}
-
 /// Writes examples in the format their path names: `.json` as a list of
 /// `{"instruct", "output"}` objects, anything else as IMHI CSV (`query`, `gpt-3.5-turbo`),
 /// so a selected subset reads back like the original.
@@ -341,4 +315,30 @@ pub fn write_examples(path: &Path, examples: &[Example]) -> Result<()> {
             .map_err(io)?;
     }
     writer.flush().map_err(|e| DataError::write(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn post_and_question_of_a_query() {
+        let q = r#"Consider this post: "He said "hi" to me" Question: Does the poster suffer from stress?"#;
+        assert_eq!(post_text(q), Some(r#"He said "hi" to me"#));
+        assert_eq!(
+            question_text(q),
+            Some("Does the poster suffer from stress?")
+        );
+        assert_eq!(post_text("no quotes"), None);
+        assert_eq!(post_text(r#"one " quote"#), None);
+        let built = build_query("a post", "Is it?");
+        assert_eq!(post_text(&built), Some("a post"));
+        assert_eq!(question_text(&built), Some("Is it?"));
+    }
+
+    #[test]
+    fn splits_parse() {
+        assert_eq!("VALID".parse::<Split>().ok(), Some(Split::Val));
+        assert!("holdout".parse::<Split>().is_err());
+    }
 }

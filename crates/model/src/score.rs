@@ -102,6 +102,28 @@ pub fn continuation_logprobs(
     Ok(out)
 }
 
+/// Hidden states `[batch, seq, hidden]`, the left-padded ids, and their realness mask.
+type HiddenBatch = (Tensor<3>, Vec<Vec<u32>>, Vec<Vec<bool>>);
+
+/// Final hidden states of a left-padded batch of whole sequences, with the padded ids and
+/// the realness mask.
+fn hidden_states(
+    model: &CausalLm,
+    seqs: &[Vec<u32>],
+    pad_id: u32,
+) -> Result<HiddenBatch, ModelError> {
+    let (ids, valid) = left_pad(seqs, pad_id);
+    let n = ids[0].len();
+    let rope = model.rope(n);
+    let mut cache = model.new_cache_for(n);
+    let batch = TokenBatch {
+        ids: &ids,
+        valid: &valid,
+    };
+    let hidden = model.model.forward(batch, &rope, &mut cache)?;
+    Ok((hidden, ids, valid))
+}
+
 /// Softmax of log-likelihoods: the probability of each candidate among the candidates.
 pub fn normalise(logprobs: &[f64]) -> Vec<f64> {
     let max = logprobs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -146,18 +168,8 @@ pub fn answer_nll(
         return Ok(vec![f64::NAN; b]);
     }
     let device = model.model.embed_tokens.weight.device();
-    let (ids, valid) = left_pad(seqs, pad_id);
+    let (hidden, ids, _) = hidden_states(model, seqs, pad_id)?;
     let n = ids[0].len();
-    let rope = model.rope(n);
-    let mut cache = model.new_cache_for(n);
-    let hidden = model.model.forward(
-        TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        },
-        &rope,
-        &mut cache,
-    )?;
     // Positions n-1-width .. n-2 predict tokens n-width .. n-1.
     let logits = model
         .lm_head
@@ -201,18 +213,8 @@ pub fn mean_pooled(
         ));
     }
     let device = model.model.embed_tokens.weight.device();
-    let (ids, valid) = left_pad(seqs, pad_id);
+    let (hidden, ids, valid) = hidden_states(model, seqs, pad_id)?;
     let (b, n) = (ids.len(), ids[0].len());
-    let rope = model.rope(n);
-    let mut cache = model.new_cache_for(n);
-    let hidden = model.model.forward(
-        TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        },
-        &rope,
-        &mut cache,
-    )?;
     let h = hidden.dims()[2];
     let weights: Vec<f32> = valid
         .iter()

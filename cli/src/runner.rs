@@ -111,3 +111,13 @@ pub fn reasoning(answer: &str) -> &str {
         None => answer.trim(),
     }
 }
+
+/// A progress line that shows in a terminal (above the bar) and in logs (where indicatif
+/// hides the bar and everything it prints).
+pub fn progress_line(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}

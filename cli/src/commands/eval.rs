@@ -229,12 +229,15 @@ pub fn run(args: Args) -> Result<()> {
                 bleu4: b / n,
             });
         }
-        bar.println(format!(
-            "{:>12}: weighted F1 {:.2} over {} examples",
-            dataset.name(),
-            100.0 * result.metrics.weighted_f1,
-            result.metrics.n
-        ));
+        crate::runner::progress_line(
+            &bar,
+            format!(
+                "{:>12}: weighted F1 {:.2} over {} examples",
+                dataset.name(),
+                100.0 * result.metrics.weighted_f1,
+                result.metrics.n
+            ),
+        );
         report.push(result);
     }
     bar.finish_and_clear();

@@ -320,15 +320,18 @@ pub fn run(args: Args) -> Result<()> {
                     "coverage_radius": kc.coverage_radius, "output": rel,
                 }),
             );
-            bar.println(format!(
-                "{:>10}: {} rows → {} after outliers ({} non-finite, {} outliers) → {} kept",
-                dataset.name(),
-                examples.len(),
-                outliers.after,
-                outliers.non_finite,
-                outliers.outliers,
-                subset.len()
-            ));
+            crate::runner::progress_line(
+                &bar,
+                format!(
+                    "{:>10}: {} rows → {} after outliers ({} non-finite, {} outliers) → {} kept",
+                    dataset.name(),
+                    examples.len(),
+                    outliers.after,
+                    outliers.non_finite,
+                    outliers.outliers,
+                    subset.len()
+                ),
+            );
         }
         bar.finish_and_clear();
         Ok(json!({ "model": model_path, "device": chosen.description, "datasets": report }))

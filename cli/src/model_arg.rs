@@ -16,6 +16,10 @@ pub struct ModelArgs {
     /// Default: $MENTALQLM_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf.
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
+    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), e.g. the
+    /// paper's stage-1 adapter, applied unmerged.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
@@ -55,8 +59,20 @@ impl ModelArgs {
     pub fn load(&self) -> Result<(model::LoadedModel, Chosen)> {
         let path = self.model_path()?;
         let chosen = self.device()?;
-        let loaded = model::load_model(&path, &chosen.device)
+        let mut loaded = model::load_model(&path, &chosen.device)
             .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;
+        if let Some(dir) = &self.adapter {
+            let config =
+                model::lora::peft_io::load_adapter(&mut loaded.model, dir).map_err(|e| {
+                    anyhow::anyhow!(e).context(format!("loading adapter {}", dir.display()))
+                })?;
+            eprintln!(
+                "adapter: {} (r {}, alpha {})",
+                dir.display(),
+                config.r,
+                config.lora_alpha
+            );
+        }
         Ok((loaded, chosen))
     }
 }

@@ -459,3 +459,67 @@ fn select_bad_input_writes_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "no staging folder is left behind");
 }
+
+#[test]
+fn adapter_flag_applies_a_peft_adapter() {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("lora/reference.json")).unwrap())
+            .unwrap();
+    let ids: Vec<String> = reference["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let model = fixture("tiny/llama");
+    let adapter = fixture("lora/llama-adapter");
+    let (stdout, stderr) = ok(&[
+        "logits",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--ids",
+        &ids.join(","),
+    ]);
+    assert!(stderr.contains("adapter:"), "{stderr}");
+    let got: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let got: Vec<f64> = got["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let rows = reference["cases"]["llama"]["logits"].as_array().unwrap();
+    let want: Vec<f64> = rows
+        .last()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-4, "max diff {diff}");
+    let wrong = fixture("lora/qwen2-adapter");
+    fails(
+        &[
+            "logits",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--adapter",
+            wrong.to_str().unwrap(),
+            "--ids",
+            "1,2",
+        ],
+        &["loading adapter", "expected shape"],
+    );
+}

@@ -8,6 +8,7 @@ use crate::ModelError;
 use crate::attention::AttentionInput;
 use crate::block::Block;
 use crate::cache::KvCache;
+use crate::linear::Linear;
 use crate::norm::RmsNorm;
 use crate::rope::Rope;
 
@@ -58,6 +59,24 @@ impl<'a> TokenBatch<'a> {
 }
 
 impl Decoder {
+    /// Every projection of every layer with its layer index and HF path
+    /// (`self_attn.q_proj`, `mlp.down_proj`, ...): where LoRA adapters attach.
+    pub fn linears_mut(&mut self) -> Vec<(usize, &'static str, &mut Linear)> {
+        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        for (i, block) in self.layers.iter_mut().enumerate() {
+            let a = &mut block.self_attn;
+            let m = &mut block.mlp;
+            out.push((i, "self_attn.q_proj", &mut a.q_proj));
+            out.push((i, "self_attn.k_proj", &mut a.k_proj));
+            out.push((i, "self_attn.v_proj", &mut a.v_proj));
+            out.push((i, "self_attn.o_proj", &mut a.o_proj));
+            out.push((i, "mlp.gate_proj", &mut m.gate_proj));
+            out.push((i, "mlp.up_proj", &mut m.up_proj));
+            out.push((i, "mlp.down_proj", &mut m.down_proj));
+        }
+        out
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.embed_tokens.weight.dims()[0]
     }

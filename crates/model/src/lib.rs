@@ -14,6 +14,7 @@ pub mod generate;
 pub mod heads;
 pub mod linear;
 pub mod load;
+pub mod lora;
 pub mod mlp;
 pub mod norm;
 pub mod rope;

@@ -4,12 +4,16 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
+use crate::lora::LoraAdapter;
+
 #[derive(Module, Debug)]
 pub struct Linear {
     /// `[out, in]`
     pub weight: Param<Tensor<2>>,
     /// `[out]`
     pub bias: Option<Param<Tensor<1>>>,
+    /// An unmerged LoRA adapter (PEFT's `lora_A` / `lora_B`), added to the output.
+    pub lora: Option<LoraAdapter>,
 }
 
 impl Linear {
@@ -17,6 +21,7 @@ impl Linear {
         Self {
             weight: Param::from_tensor(weight),
             bias: bias.map(Param::from_tensor),
+            lora: None,
         }
     }
 
@@ -46,10 +51,24 @@ impl Linear {
 
     /// `x · Wᵀ + b` for `[rows, in]`.
     pub fn forward_2d(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight.val().transpose());
-        match &self.bias {
+        let y = x.clone().matmul(self.weight.val().transpose());
+        let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze_dim(0),
             None => y,
+        };
+        match &self.lora {
+            Some(lora) => y + lora.forward_2d(x),
+            None => y,
+        }
+    }
+}
+
+impl Linear {
+    /// Folds the adapter into the base weight (`W += s·B·A`) and drops it.
+    pub fn merge_lora(&mut self) {
+        if let Some(lora) = self.lora.take() {
+            let merged = self.weight.val() + lora.delta();
+            self.weight = Param::from_tensor(merged.detach());
         }
     }
 }

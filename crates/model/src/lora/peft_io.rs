@@ -1,0 +1,171 @@
+//! PEFT adapter folders: `adapter_config.json` + `adapter_model.safetensors`, tensors named
+//! `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight` (`[r, in]`) and
+//! `...lora_B.weight` (`[out, r]`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use formats::TensorSource;
+use formats::safetensors::SafetensorsSource;
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::ModelError;
+use crate::heads::lm::CausalLm;
+use crate::lora::{LoraAdapter, LoraConfig};
+
+/// PEFT's name of one factor (`lora_A` / `lora_B`) of a projection.
+pub fn peft_key(layer: usize, path: &str, factor: &str) -> String {
+    format!("base_model.model.model.layers.{layer}.{path}.{factor}.weight")
+}
+
+/// The projection's short name (`q_proj`) from its path (`self_attn.q_proj`).
+fn short(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+fn config_err(path: &Path, reason: impl Into<String>) -> ModelError {
+    ModelError::Config {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+pub fn read_config(dir: &Path) -> Result<LoraConfig, ModelError> {
+    let file = dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| ModelError::Format(formats::FormatError::io(&file, e)))?;
+    let config: LoraConfig =
+        serde_json::from_str(&text).map_err(|e| config_err(&file, e.to_string()))?;
+    config.validate().map_err(|r| config_err(&file, r))?;
+    Ok(config)
+}
+
+/// Attaches fresh adapters (A Kaiming-uniform, B zero) to the targeted projections.
+pub fn attach_new(model: &mut CausalLm, config: &LoraConfig, device: &Device) -> usize {
+    let mut n = 0;
+    for (_, path, linear) in model.model.linears_mut() {
+        if config.targets(short(path)) {
+            let (i, o) = (linear.in_features(), linear.out_features());
+            linear.lora = Some(LoraAdapter::init(
+                i,
+                o,
+                config.r,
+                config.scaling(),
+                config.lora_dropout,
+                device,
+            ));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Loads a PEFT adapter folder onto the model's targeted projections. Every targeted
+/// projection must have both factors of the right shapes, and every LoRA tensor in the file
+/// must find its projection.
+pub fn load_adapter(model: &mut CausalLm, dir: &Path) -> Result<LoraConfig, ModelError> {
+    let config = read_config(dir)?;
+    let file = dir.join("adapter_model.safetensors");
+    let source = SafetensorsSource::open(&file)?;
+    let device = model.model.embed_tokens.weight.device();
+    let mut unused: BTreeSet<String> = source.tensor_names().into_iter().collect();
+    let origin = file.display().to_string();
+    let read = |name: &str,
+                shape: [usize; 2],
+                unused: &mut BTreeSet<String>|
+     -> Result<Tensor<2>, ModelError> {
+        let Some(info) = source.info(name) else {
+            return Err(ModelError::MissingTensor {
+                name: name.to_string(),
+                origin: origin.clone(),
+            });
+        };
+        if info.shape != shape {
+            return Err(ModelError::Shape {
+                name: name.to_string(),
+                origin: origin.clone(),
+                expected: shape.to_vec(),
+                actual: info.shape,
+            });
+        }
+        unused.remove(name);
+        let (values, _) = source.read_f32(name)?;
+        Ok(Tensor::from_data(TensorData::new(values, shape), &device))
+    };
+    for (layer, path, linear) in model.model.linears_mut() {
+        if !config.targets(short(path)) {
+            continue;
+        }
+        let (i, o) = (linear.in_features(), linear.out_features());
+        let a = read(&peft_key(layer, path, "lora_A"), [config.r, i], &mut unused)?;
+        let b = read(&peft_key(layer, path, "lora_B"), [o, config.r], &mut unused)?;
+        linear.lora = Some(LoraAdapter::from_tensors(
+            a,
+            b,
+            config.scaling(),
+            config.lora_dropout,
+        ));
+    }
+    let stray: Vec<&String> = unused.iter().filter(|n| n.contains("lora_")).collect();
+    if !stray.is_empty() {
+        return Err(config_err(
+            &file,
+            format!("LoRA tensors with no targeted projection: {stray:?}"),
+        ));
+    }
+    Ok(config)
+}
+
+/// Writes the model's adapters as a PEFT folder. Files are written under temporary names
+/// and renamed, so a killed run never leaves a half-written adapter.
+pub fn save_adapter(
+    model: &mut CausalLm,
+    config: &LoraConfig,
+    dir: &Path,
+) -> Result<usize, ModelError> {
+    let io = |path: &Path, e: std::io::Error| ModelError::Format(formats::FormatError::io(path, e));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (layer, path, linear) in model.model.linears_mut() {
+        let Some(lora) = &linear.lora else { continue };
+        for (factor, t) in [("lora_A", lora.lora_A.val()), ("lora_B", lora.lora_B.val())] {
+            let shape = t.dims().to_vec();
+            let data = t
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+            tensors.push((
+                peft_key(layer, path, factor),
+                shape,
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
+        }
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| config_err(dir, e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let weights = dir.join("adapter_model.safetensors");
+    let tmp = dir.join("adapter_model.safetensors.tmp");
+    safetensors::serialize_to_file(views, None, &tmp)
+        .map_err(|e| config_err(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, &weights).map_err(|e| io(&weights, e))?;
+    let cfg = dir.join("adapter_config.json");
+    let text = serde_json::to_string_pretty(config).map_err(|e| config_err(&cfg, e.to_string()))?;
+    let tmp = dir.join("adapter_config.json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &cfg).map_err(|e| io(&cfg, e))?;
+    Ok(tensors.len() / 2)
+}
+
+/// Folds every adapter into its base weight.
+pub fn merge(model: &mut CausalLm) {
+    for (_, _, linear) in model.model.linears_mut() {
+        linear.merge_lora();
+    }
+}

@@ -6,7 +6,7 @@ use clap::ValueEnum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeviceArg {
-    /// wgpu where an adapter exists, else the CPU.
+    /// wgpu where a hardware adapter exists, else the CPU.
     Auto,
     /// Burn's Flex backend (pure-Rust CPU).
     Cpu,
@@ -18,17 +18,34 @@ pub enum DeviceArg {
 pub struct Chosen {
     pub device: Device,
     pub description: String,
+    /// A CPU-emulated wgpu adapter.
+    pub software: bool,
 }
 
 pub fn choose(arg: DeviceArg) -> Result<Chosen> {
     let cpu = || Chosen {
         device: Device::flex(),
         description: "cpu (Burn flex)".into(),
+        software: false,
     };
     match arg {
         DeviceArg::Cpu => Ok(cpu()),
         DeviceArg::Wgpu => wgpu().context("--device wgpu: no usable wgpu adapter"),
-        DeviceArg::Auto => Ok(wgpu().unwrap_or_else(|_| cpu())),
+        // A software adapter (Mesa's llvmpipe, SwiftShader) runs the same kernels an order of
+        // magnitude slower than the CPU backend: `auto` takes wgpu only on real hardware;
+        // `--device wgpu` still forces it.
+        DeviceArg::Auto => Ok(match wgpu() {
+            Ok(chosen) if !chosen.software => chosen,
+            Ok(chosen) => {
+                let mut c = cpu();
+                c.description = format!(
+                    "{} (auto: the only wgpu adapter is software, {})",
+                    c.description, chosen.description
+                );
+                c
+            }
+            Err(_) => cpu(),
+        }),
     }
 }
 
@@ -40,11 +57,13 @@ fn wgpu() -> Result<Chosen> {
     if info.name.is_empty() {
         bail!("the wgpu adapter has no name");
     }
+    let software = info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu;
     Ok(Chosen {
         device,
         description: format!(
             "wgpu ({}, {:?}, {:?})",
             info.name, setup.backend, info.device_type
         ),
+        software,
     })
 }

@@ -49,53 +49,60 @@ fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn logits_prints_last_position_json() {
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("tiny/reference.json")).unwrap())
-            .unwrap();
-    let ids: Vec<String> = reference["token_ids"][0]
+fn read_json(path: PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// `mentalqlm logits` for `ids` (with an optional adapter) equals the last row of `rows`.
+fn check_logits(
+    model: &str,
+    adapter: Option<&str>,
+    ids: &serde_json::Value,
+    rows: &serde_json::Value,
+) -> String {
+    let ids: Vec<String> = ids
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.to_string())
         .collect();
-    let model = fixture("tiny/qwen2");
-    let (stdout, stderr) = ok(&[
-        "logits",
-        "--device",
-        "cpu",
-        "--model",
-        model.to_str().unwrap(),
-        "--ids",
-        &ids.join(","),
-    ]);
-    assert!(stderr.contains("device: cpu"), "{stderr}");
-    let got: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let got: Vec<f64> = got["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let all = reference["models"]["qwen2"]["logits"][0]
-        .as_array()
-        .unwrap();
-    let want: Vec<f64> = all
-        .last()
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let ids = ids.join(",");
+    let mut args = vec!["logits", "--device", "cpu", "--model", model, "--ids", &ids];
+    if let Some(a) = adapter {
+        args.extend(["--adapter", a]);
+    }
+    let (stdout, stderr) = ok(&args);
+    let got = floats(&serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap()["logits"]);
+    let want = floats(rows.as_array().unwrap().last().unwrap());
+    assert_eq!(got.len(), want.len());
     let diff = got
         .iter()
         .zip(&want)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    assert_eq!(got.len(), want.len());
     assert!(diff < 1e-4, "max diff {diff}");
+    stderr
+}
+
+#[test]
+fn logits_prints_last_position_json() {
+    let reference = read_json(fixture("tiny/reference.json"));
+    let model = fixture("tiny/qwen2");
+    let stderr = check_logits(
+        model.to_str().unwrap(),
+        None,
+        &reference["token_ids"][0],
+        &reference["models"]["qwen2"]["logits"][0],
+    );
+    assert!(stderr.contains("device: cpu"), "{stderr}");
 }
 
 #[test]
@@ -462,51 +469,16 @@ fn select_bad_input_writes_nothing() {
 
 #[test]
 fn adapter_flag_applies_a_peft_adapter() {
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("lora/reference.json")).unwrap())
-            .unwrap();
-    let ids: Vec<String> = reference["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
+    let reference = read_json(fixture("lora/reference.json"));
     let model = fixture("tiny/llama");
     let adapter = fixture("lora/llama-adapter");
-    let (stdout, stderr) = ok(&[
-        "logits",
-        "--device",
-        "cpu",
-        "--model",
+    let stderr = check_logits(
         model.to_str().unwrap(),
-        "--adapter",
-        adapter.to_str().unwrap(),
-        "--ids",
-        &ids.join(","),
-    ]);
+        Some(adapter.to_str().unwrap()),
+        &reference["ids"],
+        &reference["cases"]["llama"]["logits"],
+    );
     assert!(stderr.contains("adapter:"), "{stderr}");
-    let got: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let got: Vec<f64> = got["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let rows = reference["cases"]["llama"]["logits"].as_array().unwrap();
-    let want: Vec<f64> = rows
-        .last()
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    assert!(diff < 1e-4, "max diff {diff}");
     let wrong = fixture("lora/qwen2-adapter");
     fails(
         &[

@@ -192,6 +192,10 @@ fn eval_writes_predictions_and_report() {
                 .unwrap();
         assert_eq!(json["results"].as_array().unwrap().len(), 6);
         assert!(json["paper_five_average_weighted_f1"].is_number());
+        let method = if mode == "choice" { "choice" } else { "generation" };
+        for r in json["results"].as_array().unwrap() {
+            assert_eq!(r["method"], method);
+        }
     }
 }
 

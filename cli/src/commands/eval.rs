@@ -216,6 +216,9 @@ pub fn run(args: Args) -> Result<()> {
         write_predictions(&file, &rows)?;
         let scored = score_predictions(*dataset, &rows)?;
         let mut result = DatasetResult::from_scored(&scored, split.name())?;
+        if args.mode == Mode::Choice {
+            result = result.with_method(data::Method::Choice);
+        }
         if args.mode == Mode::Generate {
             let n = rows.len().max(1) as f64;
             let (mut r, mut b) = (0.0, 0.0);

@@ -19,6 +19,8 @@ use crate::svg::confusion_svg;
 pub enum Method {
     /// Generated answers parsed by the label rules (stage 1).
     Generation,
+    /// The likeliest label answer sentence (`eval --mode choice`), parsed by the same rules.
+    Choice,
     /// A classification head's argmax (stage 2).
     Classifier,
 }
@@ -108,6 +110,11 @@ impl DatasetResult {
             metrics,
             explanations: None,
         })
+    }
+
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
     }
 
     pub fn with_explanations(mut self, scores: TextScores) -> Self {
@@ -237,6 +244,7 @@ impl EvalReport {
                 r.title(),
                 match r.method {
                     Method::Generation => "generation",
+                    Method::Choice => "choice",
                     Method::Classifier => "classifier",
                 },
                 r.split,

@@ -29,6 +29,9 @@ enum Command {
     Eval(commands::eval::Args),
     /// Prune training data: answer-perplexity outliers, then a diverse k-center subset.
     Select(commands::select::Args),
+    /// Train: `train classifier` is MentalQLM's stage 2 (LoRA + dense head).
+    #[command(subcommand)]
+    Train(commands::train::TrainCommand),
     /// Score a predictions JSONL file (this tool's or LLaMA-Factory's) with the label rules.
     Score(commands::score::Args),
 }
@@ -42,6 +45,7 @@ fn main() {
         Command::Eval(args) => commands::eval::run(args),
         Command::Score(args) => commands::score::run(args),
         Command::Select(args) => commands::select::run(args),
+        Command::Train(cmd) => commands::train::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -192,7 +192,11 @@ fn eval_writes_predictions_and_report() {
                 .unwrap();
         assert_eq!(json["results"].as_array().unwrap().len(), 6);
         assert!(json["paper_five_average_weighted_f1"].is_number());
-        let method = if mode == "choice" { "choice" } else { "generation" };
+        let method = if mode == "choice" {
+            "choice"
+        } else {
+            "generation"
+        };
         for r in json["results"].as_array().unwrap() {
             assert_eq!(r["method"], method);
         }
@@ -497,5 +501,164 @@ fn adapter_flag_applies_a_peft_adapter() {
             "1,2",
         ],
         &["loading adapter", "expected shape"],
+    );
+}
+
+#[test]
+fn train_classifier_then_classify_with_the_head() {
+    let model = fixture("tiny/qwen2");
+    let m = model.to_str().unwrap();
+    let data = fixture("data/imhi");
+    let out = scratch("train-classifier");
+    let (stdout, stderr) = ok(&[
+        "train",
+        "classifier",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--dataset",
+        "SAD",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--eval-every",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(summary["steps"].as_u64().unwrap() > 0);
+    assert!(stderr.contains("val weighted F1"), "{stderr}");
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "classifier_head.safetensors",
+        "classifier.json",
+        "log.jsonl",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "config");
+    assert!(
+        events.iter().any(|e| e["event"] == "step") && events.iter().any(|e| e["event"] == "eval")
+    );
+    let (stdout, _) = ok(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--task",
+        "SAD",
+        "--head",
+        out.to_str().unwrap(),
+        "--json",
+        "I failed my exam",
+    ]);
+    let row: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let total: f64 = row["probabilities"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-5);
+    fails(
+        &[
+            "classify",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--task",
+            "DR",
+            "--head",
+            out.to_str().unwrap(),
+            "x",
+        ],
+        &["holds a SAD head"],
+    );
+    // Bad options and a used output folder.
+    let d = data.to_str().unwrap();
+    fails(
+        &[
+            "train",
+            "classifier",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--dataset",
+            "SAD",
+            "--data",
+            d,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["not empty"],
+    );
+    let o2 = scratch("train-bad");
+    let o2 = o2.to_str().unwrap();
+    fails(
+        &[
+            "train",
+            "classifier",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--dataset",
+            "DR",
+            "--data",
+            d,
+            "--out",
+            o2,
+        ],
+        &["SAD or DEP-SEVERITY"],
+    );
+    fails(
+        &[
+            "train",
+            "classifier",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--dataset",
+            "SAD",
+            "--data",
+            d,
+            "--lr",
+            "0",
+            "--out",
+            o2,
+        ],
+        &["--lr"],
+    );
+    fails(
+        &[
+            "train",
+            "classifier",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--dataset",
+            "DEP-SEVERITY",
+            "--out",
+            o2,
+        ],
+        &["--dep-severity"],
     );
 }

@@ -41,6 +41,10 @@ pub struct Args {
     /// One JSON object per text.
     #[arg(long)]
     pub json: bool,
+    /// A stage-2 classifier folder (`train classifier --out`): its LoRA adapter and dense head
+    /// give the probabilities (a --adapter is merged under it first).
+    #[arg(long)]
+    pub head: Option<PathBuf>,
 }
 
 /// Texts from the arguments and the JSONL input; an empty text is an error naming it.
@@ -85,6 +89,9 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let texts = read_texts(&args)?;
+    if let Some(dir) = &args.head {
+        return classify_with_head(&args, dataset, dir, &texts);
+    }
     let (loaded, _) = args.model.load()?;
     let runner = Runner::new(
         &loaded,
@@ -137,6 +144,90 @@ pub fn run(args: Args) -> Result<()> {
                     println!("  answer: {}", a.trim());
                     println!("  reasoning: {}", reasoning(a));
                 }
+            }
+        }
+    }
+    eprintln!("For research and screening support only; not a diagnosis.");
+    Ok(())
+}
+
+/// Probabilities from a stage-2 head: the adapter and head of `dir` over the (merged) model.
+fn classify_with_head(
+    args: &Args,
+    dataset: Dataset,
+    dir: &std::path::Path,
+    texts: &[String],
+) -> Result<()> {
+    use model::decoder::TokenBatch;
+    use model::heads::classifier::{SequenceClassifier, load_head};
+    let (mut loaded, chosen) = args.model.load()?;
+    model::lora::peft_io::merge(&mut loaded.model);
+    model::lora::peft_io::load_adapter(&mut loaded.model, dir)
+        .with_context(|| format!("loading the stage-2 adapter in {}", dir.display()))?;
+    let hidden = loaded.model.model.hidden_size();
+    let (head, config) = load_head(dir, hidden, &chosen.device)?;
+    if Dataset::from_name(&config.dataset)? != dataset {
+        bail!(
+            "{} holds a {} head, not {}",
+            dir.display(),
+            config.dataset,
+            dataset.name()
+        );
+    }
+    let tokenizer = loaded
+        .tokenizer
+        .clone()
+        .context("the model has no tokenizer")?;
+    let model = SequenceClassifier {
+        lm: loaded.model,
+        head,
+        pool_include_padding: config.pool_include_padding,
+    };
+    for chunk in texts.chunks(args.batch_size) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            let mut ids = tokenizer.encode(t)?;
+            ids.truncate(config.max_length);
+            rows.push(ids);
+        }
+        let (ids, valid) = model.batch(&rows, tokenizer.pad_id, config.max_length);
+        let logits = model.forward(TokenBatch {
+            ids: &ids,
+            valid: &valid,
+        })?;
+        let probs = burn::tensor::activation::softmax(logits, 1);
+        let flat: Vec<f32> = probs
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for (text, p) in chunk.iter().zip(flat.chunks(config.labels.len())) {
+            let p: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+            let label = argmax(&p);
+            if args.json {
+                let probabilities: serde_json::Map<String, serde_json::Value> = config
+                    .labels
+                    .iter()
+                    .zip(&p)
+                    .map(|(n, v)| (n.clone(), json!(v)))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({ "task": dataset.name(), "text": text, "label": config.labels[label], "label_index": label, "probabilities": probabilities, "head": dir })
+                );
+            } else {
+                let bars: Vec<String> = config
+                    .labels
+                    .iter()
+                    .zip(&p)
+                    .map(|(n, v)| format!("{n} {v:.3}"))
+                    .collect();
+                println!(
+                    "{}: {} ({:.3})   [{}]",
+                    dataset.name(),
+                    config.labels[label],
+                    p[label],
+                    bars.join(" | ")
+                );
             }
         }
     }

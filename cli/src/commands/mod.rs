@@ -4,3 +4,4 @@ pub mod generate;
 pub mod logits;
 pub mod score;
 pub mod select;
+pub mod train;

@@ -1,1 +1,2 @@
+pub mod classifier;
 pub mod lm;

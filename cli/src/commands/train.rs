@@ -1,0 +1,314 @@
+//! `mentalqlm train classifier`: MentalQLM's stage 2 (LoRA r 4 on q/v + a dense head) on SAD
+//! or DEP-SEVERITY. Writes the best model by validation weighted F1 as a PEFT adapter plus
+//! `classifier_head.safetensors` / `classifier.json`, and a JSONL log of every step and
+//! evaluation.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use clap::{Args as ClapArgs, Subcommand};
+use data::imhi::{self, Split};
+use data::{Dataset, classification_metrics, dep_severity};
+use indicatif::{ProgressBar, ProgressStyle};
+use model::heads::classifier::{ClassifierHead, HeadConfig, SequenceClassifier, save_head};
+use model::lora::LoraConfig;
+use model::lora::peft_io::{attach_new, merge, save_adapter};
+use train::classifier::{ClassifierTrainConfig, Event, Example, train_classifier};
+
+use crate::model_arg::ModelArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum TrainCommand {
+    /// Stage 2: LoRA (r 4, q/v, dropout 0.2) and a mean-pool → LayerNorm → Linear head.
+    Classifier(ClassifierArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct ClassifierArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// SAD (from the IMHI files under --data) or DEP-SEVERITY (from --dep-severity).
+    #[arg(long)]
+    pub dataset: String,
+    /// The IMHI folder (SAD: train/SAD/train.csv and val.csv).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// A DEP-SEVERITY language file, split 80/10/10 stratified with --seed.
+    #[arg(long)]
+    pub dep_severity: Option<PathBuf>,
+    /// Defaults: the paper's (SAD 2e-5, DEP-SEVERITY 2e-4).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Defaults: SAD 1e-6, DEP-SEVERITY 1e-5.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Defaults: SAD 32, DEP-SEVERITY 16.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Tokens per text. Defaults: SAD 32, DEP-SEVERITY 256.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Defaults: SAD 0, DEP-SEVERITY 2.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Evaluate on validation every N steps (and after each epoch).
+    #[arg(long, default_value_t = 200)]
+    pub eval_every: usize,
+    /// Average over padding positions too, as MentalQLM's code does (it passes no mask).
+    #[arg(long)]
+    pub pool_include_padding: bool,
+    /// Train on the data as is, without random oversampling of minority classes.
+    #[arg(long)]
+    pub no_oversample: bool,
+    /// Use a seeded sample of N training (and N/4 validation) examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(cmd: TrainCommand) -> Result<()> {
+    match cmd {
+        TrainCommand::Classifier(args) => classifier(args),
+    }
+}
+
+/// Texts and labels of the training and validation sets.
+fn load_sets(
+    args: &ClassifierArgs,
+    dataset: Dataset,
+    seed: u64,
+) -> Result<(Vec<(String, usize)>, Vec<(String, usize)>)> {
+    match dataset {
+        Dataset::Sad => {
+            let dir = args
+                .data
+                .as_ref()
+                .context("SAD needs --data DIR (the IMHI folder)")?;
+            let take = |split| -> Result<Vec<(String, usize)>> {
+                Ok(imhi::load_split(dir, dataset, split)?
+                    .into_iter()
+                    .filter_map(|e| e.label.map(|l| (e.post, l)))
+                    .collect())
+            };
+            Ok((take(Split::Train)?, take(Split::Val)?))
+        }
+        Dataset::DepSeverity => {
+            let file = args
+                .dep_severity
+                .as_ref()
+                .context("DEP-SEVERITY needs --dep-severity FILE.csv")?;
+            let rows = dep_severity::load(file)?;
+            let parts = dep_severity::split(&rows, seed)?;
+            let pick = |idx: &[usize]| {
+                idx.iter()
+                    .map(|&i| (rows[i].text.clone(), rows[i].label))
+                    .collect()
+            };
+            Ok((pick(&parts.train), pick(&parts.val)))
+        }
+        other => bail!("stage 2 trains SAD or DEP-SEVERITY, not {}", other.name()),
+    }
+}
+
+fn sample<T: Clone>(items: Vec<T>, n: Option<usize>, seed: u64) -> Vec<T> {
+    use rand::SeedableRng;
+    match n {
+        Some(n) if n < items.len() => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut idx = rand::seq::index::sample(&mut rng, items.len(), n).into_vec();
+            idx.sort_unstable();
+            idx.into_iter().map(|i| items[i].clone()).collect()
+        }
+        _ => items,
+    }
+}
+
+fn classifier(args: ClassifierArgs) -> Result<()> {
+    let dataset = Dataset::from_name(&args.dataset)?;
+    let sad = dataset == Dataset::Sad;
+    let lr = args.lr.unwrap_or(if sad { 2e-5 } else { 2e-4 });
+    let weight_decay = args.weight_decay.unwrap_or(if sad { 1e-6 } else { 1e-5 });
+    let batch_size = args.batch_size.unwrap_or(if sad { 32 } else { 16 });
+    let max_length = args.max_length.unwrap_or(if sad { 32 } else { 256 });
+    let seed = args.seed.unwrap_or(if sad { 0 } else { 2 });
+    if !(lr > 0.0 && lr.is_finite()) || weight_decay < 0.0 {
+        bail!("--lr must be positive and --weight-decay non-negative");
+    }
+    if batch_size == 0 || max_length == 0 || args.epochs == 0 || args.limit == Some(0) {
+        bail!("--batch-size, --max-length, --epochs and --limit must be at least 1");
+    }
+    if args.out.exists()
+        && std::fs::read_dir(&args.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not empty; choose another --out",
+            args.out.display()
+        );
+    }
+    let (train_texts, val_texts) = load_sets(&args, dataset, seed)?;
+    let train_texts = sample(train_texts, args.limit, seed);
+    let val_texts = sample(val_texts, args.limit.map(|n| (n / 4).max(1)), seed);
+    if train_texts.is_empty() || val_texts.is_empty() {
+        bail!("{}: empty training or validation set", dataset.name());
+    }
+
+    let path = args.model.model_path()?;
+    let chosen = args.model.device()?;
+    let device = chosen.device.clone().autodiff();
+    let loaded = model::load_model(&path, &device)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    let tokenizer = loaded
+        .tokenizer
+        .clone()
+        .context("the model has no tokenizer")?;
+    let mut lm = loaded.model;
+    // A stage-1 adapter is merged first: stage 2 adapts the instruction-tuned model.
+    if let Some(dir) = &args.model.adapter {
+        model::lora::peft_io::load_adapter(&mut lm, dir)
+            .with_context(|| format!("loading adapter {}", dir.display()))?;
+        merge(&mut lm);
+    }
+    let mut lm = lm.set_require_grad(false);
+    let lora = LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]);
+    attach_new(&mut lm, &lora, &device);
+    let hidden = lm.model.hidden_size();
+    let classes = dataset.num_classes();
+    let model = SequenceClassifier {
+        lm,
+        head: ClassifierHead::init(hidden, classes, &device),
+        pool_include_padding: args.pool_include_padding,
+    };
+
+    let encode = |set: &[(String, usize)]| -> Result<Vec<Example>> {
+        set.iter()
+            .map(|(text, label)| {
+                let mut ids = tokenizer.encode(text)?;
+                ids.truncate(max_length);
+                if ids.is_empty() {
+                    ids.push(tokenizer.pad_id);
+                }
+                Ok((ids, *label))
+            })
+            .collect()
+    };
+    let (train_set, val_set) = (encode(&train_texts)?, encode(&val_texts)?);
+    let config = ClassifierTrainConfig {
+        lr,
+        weight_decay,
+        epochs: args.epochs,
+        batch_size,
+        seed,
+        eval_every: args.eval_every,
+        plateau_factor: 0.5,
+        plateau_patience: 6,
+        oversample: !args.no_oversample,
+        max_length,
+        pad_id: tokenizer.pad_id,
+        classes,
+    };
+    let per_epoch = if config.oversample {
+        train::classifier::oversample(
+            &train_set.iter().map(|e| e.1).collect::<Vec<_>>(),
+            classes,
+            seed,
+        )
+        .len()
+    } else {
+        train_set.len()
+    };
+    let steps = (per_epoch.div_ceil(batch_size) * args.epochs) as u64;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let log_path = args.out.join("log.jsonl");
+    let mut log = std::io::BufWriter::new(
+        std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot write {}", log_path.display()))?,
+    );
+    writeln!(
+        log,
+        "{}",
+        serde_json::json!({ "event": "config", "dataset": dataset.name(), "train": train_set.len(), "val": val_set.len(), "config": &config })
+    )?;
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ETA {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let start = std::time::Instant::now();
+    let mut tokens = 0usize;
+    let weighted_f1 = |t: &[usize], p: &[usize]| {
+        classification_metrics(t, p, None)
+            .map(|m| m.weighted_f1)
+            .unwrap_or(0.0)
+    };
+    let trained = train_classifier(
+        model,
+        &train_set,
+        &val_set,
+        &config,
+        &weighted_f1,
+        |event| {
+            let _ = writeln!(log, "{}", serde_json::to_string(event).unwrap_or_default());
+            match event {
+                Event::Step {
+                    loss,
+                    lr,
+                    tokens: t,
+                    ..
+                } => {
+                    tokens += t;
+                    let rate = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {rate:.0} tok/s"));
+                    bar.inc(1);
+                }
+                Event::Eval {
+                    step,
+                    val_loss,
+                    val_weighted_f1,
+                    best,
+                    ..
+                } => crate::runner::progress_line(
+                    &bar,
+                    format!(
+                        "step {step}: val loss {val_loss:.4}, val weighted F1 {:.2}{}",
+                        100.0 * val_weighted_f1,
+                        if *best { " (best)" } else { "" }
+                    ),
+                ),
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    log.flush()?;
+    drop(log);
+    let mut best = trained.best;
+    save_adapter(&mut best.lm, &lora, &args.out)?;
+    let head_config = HeadConfig {
+        dataset: dataset.name().to_string(),
+        labels: dataset
+            .label_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        hidden_size: hidden,
+        pool_include_padding: args.pool_include_padding,
+        max_length,
+    };
+    save_head(&best.head, &head_config, &args.out)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "dataset": dataset.name(), "steps": trained.steps, "best_val_weighted_f1": trained.best_weighted_f1,
+            "seconds": start.elapsed().as_secs_f64(), "device": chosen.description, "out": args.out,
+        })
+    );
+    Ok(())
+}

@@ -256,7 +256,9 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
         &config,
         &weighted_f1,
         |event| {
+            // Flushed per event, so the log can be followed while training runs.
             let _ = writeln!(log, "{}", serde_json::to_string(event).unwrap_or_default());
+            let _ = log.flush();
             match event {
                 Event::Step {
                     loss,

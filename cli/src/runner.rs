@@ -121,3 +121,18 @@ pub fn progress_line(bar: &indicatif::ProgressBar, line: String) {
         bar.println(line);
     }
 }
+
+/// An output folder must be new or empty: results are never mixed with an earlier run's.
+pub fn require_empty_out(out: &std::path::Path) -> Result<()> {
+    let used = out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true);
+    if used {
+        anyhow::bail!(
+            "{} exists and is not empty; choose another --out",
+            out.display()
+        );
+    }
+    Ok(())
+}

@@ -88,3 +88,17 @@ pub fn copy_fixture_model(name: &str, tag: &str) -> PathBuf {
     }
     dir
 }
+
+/// A JSON matrix (list of lists of numbers) flattened row-major to f32.
+pub fn json_matrix(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .expect("a JSON list")
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .expect("a JSON row")
+                .iter()
+                .map(|x| x.as_f64().expect("a number") as f32)
+        })
+        .collect()
+}

@@ -43,26 +43,13 @@ fn logits(model: &CausalLm, row: &[u32]) -> Vec<f32> {
         .unwrap()
 }
 
-fn flat(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect()
-}
-
 #[test]
 fn peft_adapters_load_merge_and_round_trip() {
     let r = reference();
     let row = ids(&r);
     for name in ["llama", "qwen2"] {
         let case = &r["cases"][name];
-        let want = flat(&case["logits"]);
+        let want = crate::json_matrix(&case["logits"]);
         let mut model = load_model(&fixture(&format!("tiny/{name}")), &cpu())
             .unwrap()
             .model;

@@ -23,19 +23,6 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect()
-}
-
 fn load(name: &str, device: &Device) -> CausalLm {
     load_model(&fixture(&format!("tiny/{name}")), device)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -72,7 +59,7 @@ fn check_full(name: &str, device: &Device, tol: f32, ref_name: &str) {
         .enumerate()
     {
         let got = full_logits(&model, &ids(row));
-        let want = floats(&r["models"][ref_name]["logits"][i]);
+        let want = crate::json_matrix(&r["models"][ref_name]["logits"][i]);
         let diff = max_abs_diff(&got, &want);
         assert!(diff <= tol, "{name} seq {i}: max |Δlogit| = {diff} > {tol}");
     }
@@ -180,7 +167,7 @@ fn batched_left_padding_matches() {
         for (i, row) in rows.iter().enumerate() {
             let start = (i * n + n - row.len()) * vocab;
             let got = &flat[start..(i + 1) * n * vocab];
-            let want = floats(&r["models"][name]["batched"][i]);
+            let want = crate::json_matrix(&r["models"][name]["batched"][i]);
             let diff = max_abs_diff(got, &want);
             assert!(
                 diff <= 1e-4,

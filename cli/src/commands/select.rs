@@ -218,16 +218,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.batch_size == 0 || args.limit == Some(0) {
         bail!("--batch-size and --limit must be at least 1");
     }
-    if args.out.exists()
-        && std::fs::read_dir(&args.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{} exists and is not empty; choose another --out",
-            args.out.display()
-        );
-    }
+    crate::runner::require_empty_out(&args.out)?;
     // Read everything first: a bad file fails before any model work.
     let mut sets = Vec::new();
     for name in &args.datasets {

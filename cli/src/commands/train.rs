@@ -142,16 +142,7 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
     if batch_size == 0 || max_length == 0 || args.epochs == 0 || args.limit == Some(0) {
         bail!("--batch-size, --max-length, --epochs and --limit must be at least 1");
     }
-    if args.out.exists()
-        && std::fs::read_dir(&args.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{} exists and is not empty; choose another --out",
-            args.out.display()
-        );
-    }
+    crate::runner::require_empty_out(&args.out)?;
     let (train_texts, val_texts) = load_sets(&args, dataset, seed)?;
     let train_texts = sample(train_texts, args.limit, seed);
     let val_texts = sample(val_texts, args.limit.map(|n| (n / 4).max(1)), seed);

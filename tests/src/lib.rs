@@ -102,3 +102,27 @@ pub fn json_matrix(v: &serde_json::Value) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Full-sequence logits `[seq * vocab]` of one unpadded row, computed from an empty cache.
+pub fn full_logits(model: &model::CausalLm, row: &[u32]) -> Vec<f32> {
+    let rope = model.rope(row.len());
+    let mut cache = model.new_cache();
+    let ids = vec![row.to_vec()];
+    let valid = vec![vec![true; row.len()]];
+    let batch = model::decoder::TokenBatch {
+        ids: &ids,
+        valid: &valid,
+    };
+    let logits = model.forward(batch, &rope, &mut cache).expect("forward");
+    logits.into_data().try_to_vec().expect("readback")
+}
+
+/// `log Σ exp(row)`, in f64.
+pub fn logsumexp(row: &[f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + row
+        .iter()
+        .map(|&v| (v as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+}

@@ -8,10 +8,10 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, TensorData};
 use model::decoder::TokenBatch;
 use model::lora::peft_io::{load_adapter, merge, peft_key, save_adapter};
-use model::{CausalLm, load_model};
+use model::load_model;
 use serde_json::Value;
 
-use crate::{copy_fixture_model, cpu, fixture, max_abs_diff};
+use crate::{copy_fixture_model, cpu, fixture, full_logits, max_abs_diff};
 
 fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("lora/reference.json")).unwrap()).unwrap()
@@ -26,23 +26,6 @@ fn ids(r: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn logits(model: &CausalLm, row: &[u32]) -> Vec<f32> {
-    let rope = model.rope(row.len());
-    let mut cache = model.new_cache();
-    let valid = vec![vec![true; row.len()]];
-    let rows = vec![row.to_vec()];
-    let batch = TokenBatch {
-        ids: &rows,
-        valid: &valid,
-    };
-    model
-        .forward(batch, &rope, &mut cache)
-        .unwrap()
-        .into_data()
-        .try_to_vec()
-        .unwrap()
-}
-
 #[test]
 fn peft_adapters_load_merge_and_round_trip() {
     let r = reference();
@@ -53,9 +36,9 @@ fn peft_adapters_load_merge_and_round_trip() {
         let mut model = load_model(&fixture(&format!("tiny/{name}")), &cpu())
             .unwrap()
             .model;
-        let base = logits(&model, &row);
+        let base = full_logits(&model, &row);
         let config = load_adapter(&mut model, &fixture(&format!("lora/{name}-adapter"))).unwrap();
-        let with = logits(&model, &row);
+        let with = full_logits(&model, &row);
         assert!(
             max_abs_diff(&with, &want) < 1e-4,
             "{name}: adapter logits differ from PEFT by {}",
@@ -89,12 +72,12 @@ fn peft_adapters_load_merge_and_round_trip() {
             .model;
         load_adapter(&mut reloaded, &dir).unwrap();
         assert!(
-            max_abs_diff(&logits(&reloaded, &row), &with) < 1e-6,
+            max_abs_diff(&full_logits(&reloaded, &row), &with) < 1e-6,
             "{name}: round trip"
         );
 
         merge(&mut model);
-        let merged = logits(&model, &row);
+        let merged = full_logits(&model, &row);
         assert!(
             max_abs_diff(&merged, &want) < 1e-4,
             "{name}: merged logits differ by {}",

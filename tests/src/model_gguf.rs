@@ -2,12 +2,11 @@
 //! GGUF-dequantized model (tests/scripts/gen_smollm2_logits.py), and greedy chat answers are
 //! English.
 
-use model::decoder::TokenBatch;
 use model::generate::{GenerateConfig, Sampling, generate};
 use model::{LoadedModel, load_model};
 use serde_json::Value;
 
-use crate::{cpu, fixture, max_abs_diff, workspace_root};
+use crate::{cpu, fixture, full_logits, logsumexp, max_abs_diff, workspace_root};
 
 pub fn default_model() -> LoadedModel {
     let path = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -34,20 +33,7 @@ fn default_model_logits_match_transformers() {
         .iter()
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
-    let rope = model.rope(ids.len());
-    let mut cache = model.new_cache();
-    let valid = vec![vec![true; ids.len()]];
-    let logits = model
-        .forward(
-            TokenBatch {
-                ids: std::slice::from_ref(&ids),
-                valid: &valid,
-            },
-            &rope,
-            &mut cache,
-        )
-        .unwrap();
-    let flat: Vec<f32> = logits.into_data().try_to_vec().unwrap();
+    let flat = full_logits(&model, &ids);
     let vocab = 49152;
     for p in r["positions"].as_array().unwrap() {
         let pos = p["position"].as_u64().unwrap() as usize;
@@ -70,13 +56,7 @@ fn default_model_logits_match_transformers() {
             p["argmax"].as_u64().unwrap(),
             "position {pos} argmax"
         );
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max
-            + row
-                .iter()
-                .map(|&v| (v as f64 - max).exp())
-                .sum::<f64>()
-                .ln();
+        let lse = logsumexp(row);
         let want = p["logsumexp"].as_f64().unwrap();
         assert!(
             (lse - want).abs() <= 1e-3,

@@ -8,7 +8,7 @@ use model::generate::{GenerateConfig, Sampling, generate, left_pad};
 use model::{CausalLm, load_model};
 use serde_json::Value;
 
-use crate::{cpu, fixture, max_abs_diff, wgpu};
+use crate::{cpu, fixture, full_logits, max_abs_diff, wgpu};
 
 fn reference() -> Value {
     let text = std::fs::read_to_string(fixture("tiny/reference.json")).expect("reference.json");
@@ -27,25 +27,6 @@ fn load(name: &str, device: &Device) -> CausalLm {
     load_model(&fixture(&format!("tiny/{name}")), device)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .model
-}
-
-/// Full-sequence logits `[seq * vocab]` of one unpadded row.
-fn full_logits(model: &CausalLm, row: &[u32]) -> Vec<f32> {
-    let rope = model.rope(row.len());
-    let mut cache = model.new_cache();
-    let ids = vec![row.to_vec()];
-    let valid = vec![vec![true; row.len()]];
-    let logits = model
-        .forward(
-            TokenBatch {
-                ids: &ids,
-                valid: &valid,
-            },
-            &rope,
-            &mut cache,
-        )
-        .unwrap();
-    logits.into_data().try_to_vec().unwrap()
 }
 
 fn check_full(name: &str, device: &Device, tol: f32, ref_name: &str) {

@@ -1,22 +1,10 @@
 //! `choice` scoring: the log-likelihood of a continuation, computed from a cached prompt for a
 //! whole batch, equals the sum of log-softmax values of a plain full-sequence forward.
 
-use model::decoder::TokenBatch;
 use model::load_model;
 use model::score::{continuation_logprobs, normalise};
 
-use crate::{cpu, fixture};
-
-fn log_softmax(row: &[f32]) -> Vec<f64> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (v as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    row.iter().map(|&v| v as f64 - lse).collect()
-}
+use crate::{cpu, fixture, full_logits, logsumexp};
 
 #[test]
 fn continuation_logprobs_match_full_forward() {
@@ -29,26 +17,12 @@ fn continuation_logprobs_match_full_forward() {
         for (c, cand) in candidates.iter().enumerate() {
             let mut seq = prompt.clone();
             seq.extend(cand);
-            let rope = model.rope(seq.len());
-            let mut cache = model.new_cache();
-            let valid = vec![vec![true; seq.len()]];
-            let logits: Vec<f32> = model
-                .forward(
-                    TokenBatch {
-                        ids: std::slice::from_ref(&seq),
-                        valid: &valid,
-                    },
-                    &rope,
-                    &mut cache,
-                )
-                .unwrap()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
+            let logits = full_logits(&model, &seq);
             let mut want = 0.0;
             for (k, &tok) in cand.iter().enumerate() {
                 let pos = prompt.len() - 1 + k;
-                want += log_softmax(&logits[pos * vocab..(pos + 1) * vocab])[tok as usize];
+                let row = &logits[pos * vocab..(pos + 1) * vocab];
+                want += row[tok as usize] as f64 - logsumexp(row);
             }
             assert!(
                 (got[p][c] - want).abs() < 1e-4,

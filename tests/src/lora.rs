@@ -7,8 +7,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, TensorData};
 use model::decoder::TokenBatch;
-use model::lora::peft_io::{load_adapter, merge, peft_key, save_adapter};
 use model::load_model;
+use model::lora::peft_io::{load_adapter, merge, peft_key, save_adapter};
 use serde_json::Value;
 
 use crate::{copy_fixture_model, cpu, fixture, full_logits, max_abs_diff};

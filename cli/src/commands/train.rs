@@ -153,6 +153,8 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
     let path = args.model.model_path()?;
     let chosen = args.model.device()?;
     let device = chosen.device.clone().autodiff();
+    // LoRA A, the head and dropout draw from the device's RNG: --seed makes runs repeatable.
+    device.seed(seed);
     let loaded = model::load_model(&path, &device)
         .with_context(|| format!("loading model {}", path.display()))?;
     let tokenizer = loaded

@@ -29,7 +29,7 @@ enum Command {
     Eval(commands::eval::Args),
     /// Prune training data: answer-perplexity outliers, then a diverse k-center subset.
     Select(commands::select::Args),
-    /// Train: `train classifier` is MentalQLM's stage 2 (LoRA + dense head).
+    /// Train: `train sft` is MentalQLM's stage 1 (instruction tuning), `train classifier` stage 2 (LoRA + dense head).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
     /// Score a predictions JSONL file (this tool's or LLaMA-Factory's) with the label rules.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    manifest_dir().join("..")
 }
 
 fn fixture(rel: &str) -> PathBuf {
@@ -661,4 +661,12 @@ fn train_classifier_then_classify_with_the_head() {
         ],
         &["--dep-severity"],
     );
+}
+
+/// The package folder, read when the test runs (cargo sets it), so a test binary built in
+/// another clone sharing the target folder still reads this clone's fixtures.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -11,8 +11,9 @@ use model::lora::peft_io::attach_new;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use train::classifier::{
-    ClassifierTrainConfig, Event, Example, evaluate, oversample, train_classifier,
+    ClassifierTrainConfig, Example, RunOptions, evaluate, oversample, train_classifier,
 };
+use train::trainer::Event;
 
 use crate::{cpu, fixture, scratch};
 
@@ -51,10 +52,8 @@ fn oversampling_balances_classes() {
 
 #[test]
 fn stage2_learns_a_synthetic_task() {
+    let _rng = crate::rng_lock();
     let device = cpu().autodiff();
-    // LoRA A, the head and dropout draw from the device's RNG: seed it so the run is the same
-    // every time.
-    device.seed(42);
     let lm = load_model(&fixture("tiny/qwen2"), &device)
         .unwrap()
         .model
@@ -62,14 +61,14 @@ fn stage2_learns_a_synthetic_task() {
     let mut lm = lm;
     let lora = LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]);
     assert_eq!(
-        attach_new(&mut lm, &lora, &device),
+        attach_new(&mut lm, &lora, 42, &device),
         4,
         "q and v of two layers"
     );
     let hidden = lm.model.hidden_size();
     let model = SequenceClassifier {
         lm,
-        head: ClassifierHead::init(hidden, 3, &device),
+        head: ClassifierHead::init(hidden, 3, 42, &device),
         pool_include_padding: false,
     };
     let (train, val) = (synthetic(96, 1), synthetic(30, 2));
@@ -90,11 +89,22 @@ fn stage2_learns_a_synthetic_task() {
     let before = evaluate(&model.valid(), &val, &config).unwrap().0;
     let mut losses = Vec::new();
     let mut evals = 0;
-    let trained = train_classifier(model, &train, &val, &config, &weighted_f1, |e| match e {
-        Event::Step { loss, .. } => losses.push(*loss),
-        Event::Eval { .. } => evals += 1,
-    })
+    let run = RunOptions::default();
+    let trained = train_classifier(
+        model,
+        &train,
+        &val,
+        &config,
+        &run,
+        &weighted_f1,
+        |e| match e {
+            Event::Step { loss, .. } => losses.push(*loss),
+            Event::Eval { .. } => evals += 1,
+            Event::Checkpoint { .. } => panic!("no output folder, no checkpoint"),
+        },
+    )
     .unwrap();
+    assert!(trained.finished);
     let (after, preds, probs) = evaluate(&trained.best, &val, &config).unwrap();
     let labels: Vec<usize> = val.iter().map(|e| e.1).collect();
     let f1 = weighted_f1(&labels, &preds);
@@ -137,4 +147,93 @@ fn stage2_learns_a_synthetic_task() {
         load_head(&dir, hidden + 1, &cpu()).is_err(),
         "a head for another width is refused"
     );
+}
+
+#[test]
+fn stage2_killed_and_resumed_equals_an_uninterrupted_run() {
+    let _rng = crate::rng_lock();
+    let device = cpu().autodiff();
+    let fresh = || {
+        let mut lm = load_model(&fixture("tiny/qwen2"), &device)
+            .unwrap()
+            .model
+            .set_require_grad(false);
+        attach_new(
+            &mut lm,
+            &LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]),
+            5,
+            &device,
+        );
+        let hidden = lm.model.hidden_size();
+        SequenceClassifier {
+            lm,
+            head: ClassifierHead::init(hidden, 3, 5, &device),
+            pool_include_padding: true,
+        }
+    };
+    let (train, val) = (synthetic(40, 3), synthetic(12, 4));
+    let config = ClassifierTrainConfig {
+        lr: 5e-3,
+        weight_decay: 1e-5,
+        epochs: 2,
+        batch_size: 8,
+        seed: 1,
+        eval_every: 2,
+        plateau_factor: 0.5,
+        plateau_patience: 0,
+        oversample: true,
+        max_length: 12,
+        pad_id: 0,
+        classes: 3,
+    };
+    let go = |out: &std::path::Path, resume: bool, stop: Option<usize>| {
+        let run = RunOptions {
+            out: Some(out.to_path_buf()),
+            save_every: 3,
+            keep: 1,
+            resume,
+            stop_after: stop,
+        };
+        let mut events = Vec::new();
+        let mut trained = train_classifier(
+            fresh(),
+            &train,
+            &val,
+            &config,
+            &run,
+            &weighted_f1,
+            |e| match e {
+                Event::Step { step, loss, lr, .. } => events.push((*step, *loss, *lr)),
+                Event::Eval { step, val_loss, .. } => events.push((*step, *val_loss, -1.0)),
+                Event::Checkpoint { .. } => {}
+            },
+        )
+        .unwrap();
+        let best = train::optim::Trainable::trainable_tensors(&mut trained.best).unwrap();
+        (events, best, trained.best_weighted_f1, trained.finished)
+    };
+    let straight = scratch("stage2-straight");
+    let (all, best, f1, done) = go(&straight, false, None);
+    assert!(done);
+    let killed = scratch("stage2-killed");
+    let (first, _, _, done) = go(&killed, false, Some(7));
+    assert!(!done);
+    let (second, resumed_best, resumed_f1, done) = go(&killed, true, None);
+    assert!(done);
+    // The checkpoint was at 6: events after it are redone.
+    let joined: Vec<(usize, f64, f64)> = first
+        .iter()
+        .filter(|e| e.0 <= 6)
+        .chain(&second)
+        .cloned()
+        .collect();
+    assert_eq!(joined.len(), all.len());
+    for (a, b) in joined.iter().zip(&all) {
+        assert_eq!((a.0, a.2), (b.0, b.2), "step and learning rate");
+        assert!((a.1 - b.1).abs() < 1e-6, "step {}: {} vs {}", a.0, a.1, b.1);
+    }
+    assert_eq!(resumed_f1, f1);
+    for (a, b) in resumed_best.iter().zip(&best) {
+        assert!(crate::max_abs_diff(&a.2, &b.2) < 1e-6, "best {}", a.0);
+    }
 }

@@ -8,14 +8,12 @@ use burn::tensor::Device;
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
+    manifest_dir().join("fixtures").join(rel)
 }
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    manifest_dir().join("..")
 }
 
 pub fn cpu() -> Device {
@@ -64,6 +62,17 @@ mod model_parity;
 mod model_score;
 #[cfg(test)]
 mod select;
+#[cfg(test)]
+mod sft;
+#[cfg(test)]
+mod train_checks;
+
+/// Held by tests that train: updates reseed the CPU device's random stream (LoRA dropout),
+/// which every test thread shares, so they take turns.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A fresh, empty scratch folder under the system temp dir, unique per call.
 pub fn scratch(tag: &str) -> PathBuf {
@@ -125,4 +134,12 @@ pub fn logsumexp(row: &[f32]) -> f64 {
         .map(|&v| (v as f64 - max).exp())
         .sum::<f64>()
         .ln()
+}
+
+/// The package folder, read when the test runs (cargo sets it), so a test binary built in
+/// another clone sharing the target folder still reads this clone's fixtures.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

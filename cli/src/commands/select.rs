@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
-use data::imhi::{self, Example, Split};
+use data::imhi::{self, Example};
 use data::{ChatTemplate, Dataset};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::score::{answer_nll, mean_pooled};
@@ -68,15 +68,6 @@ pub struct Args {
     pub cache_dir: PathBuf,
     #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
     pub system: String,
-}
-
-/// The training file of a set: train.csv, or val.csv where IMHI publishes no training file
-/// (Irf, MultiWD), as the paper trains on those.
-fn training_file(dir: &Path, dataset: Dataset) -> Result<(PathBuf, Split)> {
-    match imhi::split_path(dir, dataset, Split::Train) {
-        Ok(p) if p.is_file() => Ok((p, Split::Train)),
-        _ => Ok((imhi::split_path(dir, dataset, Split::Val)?, Split::Val)),
-    }
 }
 
 fn file_fingerprint(path: &Path, h: &mut DefaultHasher) -> Result<()> {
@@ -223,7 +214,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut sets = Vec::new();
     for name in &args.datasets {
         let dataset = Dataset::from_name(name)?;
-        let (file, split) = training_file(&args.data, dataset)?;
+        let (file, split) = imhi::training_file(&args.data, dataset)?;
         let mut examples = imhi::load_file(&file, Some(dataset))?;
         if examples.is_empty() {
             bail!("{}: no examples", file.display());

@@ -266,6 +266,15 @@ pub fn split_path(dir: &Path, dataset: Dataset, split: Split) -> Result<PathBuf>
     })
 }
 
+/// The training file of a set: train.csv, or val.csv where IMHI publishes no training file
+/// (Irf, MultiWD), as the paper trains on those.
+pub fn training_file(dir: &Path, dataset: Dataset) -> Result<(PathBuf, Split)> {
+    match split_path(dir, dataset, Split::Train) {
+        Ok(p) if p.is_file() => Ok((p, Split::Train)),
+        _ => Ok((split_path(dir, dataset, Split::Val)?, Split::Val)),
+    }
+}
+
 /// Reads one split of one dataset from an IMHI folder.
 pub fn load_split(dir: &Path, dataset: Dataset, split: Split) -> Result<Vec<Example>> {
     load_csv(&split_path(dir, dataset, split)?, dataset)

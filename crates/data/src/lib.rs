@@ -12,6 +12,7 @@
 //!   paper's figures.
 
 mod csv_table;
+pub mod curve;
 pub mod dep_severity;
 pub mod error;
 pub mod imhi;

@@ -12,6 +12,8 @@ pub mod decoder;
 pub mod error;
 pub mod generate;
 pub mod heads;
+pub mod init;
+pub mod io;
 pub mod linear;
 pub mod load;
 pub mod lora;

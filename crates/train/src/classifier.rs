@@ -2,8 +2,9 @@
 //! cross-entropy, AdamW and ReduceLROnPlateau, random oversampling of minority classes, and
 //! the best model kept by validation weighted F1 (PAPER.md, "Stage 2").
 
+use std::path::{Path, PathBuf};
+
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use model::decoder::TokenBatch;
@@ -11,7 +12,13 @@ use model::heads::classifier::SequenceClassifier;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, CheckpointState};
+use crate::optim::{AdamW, Trainable};
+use crate::schedule::Plateau;
+pub use crate::sft::RunOptions;
+use crate::trainer::{Event, Trainer};
 
 /// One example: token ids (already cut to the maximum length) and its class.
 pub type Example = (Vec<u32>, usize);
@@ -36,28 +43,6 @@ pub struct ClassifierTrainConfig {
     pub classes: usize,
 }
 
-/// What the loop reports as it goes (for the progress bar and the JSONL log).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
-pub enum Event {
-    Step {
-        step: usize,
-        epoch: usize,
-        loss: f64,
-        lr: f64,
-        tokens: usize,
-    },
-    Eval {
-        step: usize,
-        epoch: usize,
-        val_loss: f64,
-        val_weighted_f1: f64,
-        val_accuracy: f64,
-        lr: f64,
-        best: bool,
-    },
-}
-
 /// Random oversampling: every class repeated (sampled with replacement, seeded) up to the
 /// majority count, as the paper's training set. Returns indices into `labels`.
 pub fn oversample(labels: &[usize], classes: usize, seed: u64) -> Vec<usize> {
@@ -80,7 +65,7 @@ pub fn oversample(labels: &[usize], classes: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Mean cross-entropy of `[batch, classes]` logits.
-fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
+pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
     let device = logits.device();
     let b = labels.len();
     let targets: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
@@ -138,16 +123,66 @@ fn read(t: Tensor<2>) -> Result<Vec<f32>, model::ModelError> {
 pub struct Trained {
     pub best: SequenceClassifier,
     pub best_weighted_f1: f64,
+    /// Updates done in total (including those before a resume).
     pub steps: usize,
+    /// False when the run stopped early at `stop_after`.
+    pub finished: bool,
+}
+
+/// The loop's state kept in checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    plateau: Plateau,
+    best_weighted_f1: Option<f64>,
+}
+
+/// `OUT/best/trainable.safetensors`: the best model's LoRA and head, replaced atomically
+/// at each new best so a resumed run still knows it.
+fn best_path(out: &Path) -> PathBuf {
+    out.join("best").join("trainable.safetensors")
+}
+
+fn settings(
+    config: &ClassifierTrainConfig,
+    train: &[Example],
+    val: &[Example],
+) -> serde_json::Value {
+    let digest = |set: &[Example]| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (ids, label) in set {
+            for &t in ids.iter().chain([&(*label as u32), &u32::MAX]) {
+                h = (h ^ t as u64).wrapping_mul(0x0000_0100_0000_01B3);
+            }
+        }
+        format!("{}:{h:016x}", set.len())
+    };
+    serde_json::json!({ "stage": "classifier", "config": config, "train": digest(train), "val": digest(val) })
+}
+
+/// Validation loss, weighted F1 and accuracy of the current model.
+fn validate(
+    model: &SequenceClassifier,
+    val: &[Example],
+    config: &ClassifierTrainConfig,
+    weighted_f1: &dyn Fn(&[usize], &[usize]) -> f64,
+) -> Result<(f64, f64, f64), model::ModelError> {
+    let labels: Vec<usize> = val.iter().map(|e| e.1).collect();
+    let (loss, preds, _) = evaluate(model, val, config)?;
+    let accuracy =
+        preds.iter().zip(&labels).filter(|(p, t)| p == t).count() as f64 / val.len() as f64;
+    Ok((loss, weighted_f1(&labels, &preds), accuracy))
 }
 
 /// Trains `model` (on an autodiff device; only its LoRA factors and head require grad).
-/// `weighted_f1(y_true, y_pred)` scores validation, `on_event` reports progress.
+/// `weighted_f1(y_true, y_pred)` scores validation, `on_event` reports progress. With
+/// `run.out`, checkpoints are written every `run.save_every` updates and the best model to
+/// `OUT/best/`, and `run.resume` continues the newest checkpoint exactly.
 pub fn train_classifier(
-    mut model: SequenceClassifier,
+    model: SequenceClassifier,
     train: &[Example],
     val: &[Example],
     config: &ClassifierTrainConfig,
+    run: &RunOptions,
     weighted_f1: &dyn Fn(&[usize], &[usize]) -> f64,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Trained, model::ModelError> {
@@ -156,89 +191,141 @@ pub fn train_classifier(
             "training and validation sets must not be empty".into(),
         ));
     }
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .init();
+    if config.batch_size == 0 || config.epochs == 0 {
+        return Err(model::ModelError::Input(
+            "batch size and epochs must be at least 1".into(),
+        ));
+    }
+    let device = model.lm.model.embed_tokens.weight.device();
+    let mut trainer = Trainer {
+        model,
+        optim: AdamW::new(config.weight_decay),
+        max_grad_norm: None,
+        device,
+        seed: config.seed,
+    };
+    let settings = settings(config, train, val);
+    let mut state = RunState {
+        plateau: Plateau::new(config.lr, config.plateau_factor, config.plateau_patience),
+        best_weighted_f1: None,
+    };
+    let mut best: Option<SequenceClassifier> = None;
+    let mut start = 0;
+    if run.resume {
+        let out = run.out.as_ref().ok_or_else(|| {
+            model::ModelError::Input("resuming needs the run's output folder".into())
+        })?;
+        let saved = checkpoint::restore(out, &mut trainer.model, &mut trainer.optim, &settings)?;
+        start = saved.step;
+        state = serde_json::from_value(saved.run).map_err(|e| model::ModelError::Config {
+            path: checkpoint::checkpoints_dir(out),
+            reason: format!("unreadable loop state: {e}"),
+        })?;
+        if state.best_weighted_f1.is_some() {
+            let mut restored = trainer.model.valid();
+            let path = best_path(out);
+            restored.load_trainable(
+                &model::io::read_safetensors(&path)?,
+                &path.display().to_string(),
+            )?;
+            best = Some(restored);
+        }
+    }
     let labels: Vec<usize> = train.iter().map(|e| e.1).collect();
     let base_order: Vec<usize> = if config.oversample {
         oversample(&labels, config.classes, config.seed)
     } else {
         (0..train.len()).collect()
     };
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut lr = config.lr;
-    let (mut best_loss, mut bad_evals) = (f64::INFINITY, 0usize);
-    let mut best: Option<(f64, SequenceClassifier)> = None;
-    let mut step = 0;
-    let val_labels: Vec<usize> = val.iter().map(|e| e.1).collect();
-    for epoch in 0..config.epochs {
-        let mut order = base_order.clone();
-        order.shuffle(&mut rng);
-        let batches: Vec<&[usize]> = order.chunks(config.batch_size.max(1)).collect();
-        for (i, idx) in batches.iter().enumerate() {
-            let refs: Vec<&Example> = idx.iter().map(|&j| &train[j]).collect();
-            let rows: Vec<Vec<u32>> = refs.iter().map(|e| e.0.clone()).collect();
-            let (ids, valid) = model.batch(&rows, config.pad_id, config.max_length);
-            let logits = model.forward(TokenBatch {
+    let per_epoch = base_order.len().div_ceil(config.batch_size);
+    let total = per_epoch * config.epochs;
+    let mut order: Option<(usize, Vec<usize>)> = None;
+    let mut done = start;
+    for step in start + 1..=total {
+        let epoch = (step - 1) / per_epoch;
+        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut o = base_order.clone();
+            o.shuffle(&mut StdRng::seed_from_u64(
+                config.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+            ));
+            order = Some((epoch, o));
+        }
+        let o = &order.as_ref().expect("just set").1;
+        let i = (step - 1) % per_epoch;
+        let idx = &o[i * config.batch_size..((i + 1) * config.batch_size).min(o.len())];
+        let rows: Vec<Vec<u32>> = idx.iter().map(|&j| train[j].0.clone()).collect();
+        let batch_labels: Vec<usize> = idx.iter().map(|&j| train[j].1).collect();
+        let lr = state.plateau.lr;
+        let mut tokens = 0;
+        let update = trainer.update(step, 1, lr, |m, _| {
+            let (ids, valid) = m.batch(&rows, config.pad_id, config.max_length);
+            tokens = ids.iter().map(Vec::len).sum();
+            let logits = m.forward(TokenBatch {
                 ids: &ids,
                 valid: &valid,
             })?;
-            let batch_labels: Vec<usize> = refs.iter().map(|e| e.1).collect();
-            let loss = cross_entropy(logits, &batch_labels);
-            let value = read(loss.clone().reshape([1, 1]))?[0] as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            step += 1;
-            let tokens = ids.iter().map(Vec::len).sum();
-            on_event(&Event::Step {
+            Ok(cross_entropy(logits, &batch_labels))
+        })?;
+        on_event(&Event::Step {
+            step,
+            epoch,
+            loss: update.loss,
+            lr,
+            grad_norm: update.grad_norm,
+            tokens,
+        });
+        let last_of_epoch = step % per_epoch == 0;
+        if step % config.eval_every.max(1) == 0 || last_of_epoch {
+            let plain = trainer.model.valid();
+            let (val_loss, f1, accuracy) = validate(&plain, val, config, weighted_f1)?;
+            state.plateau.observe(val_loss);
+            let is_best = state.best_weighted_f1.is_none_or(|b| f1 > b);
+            if is_best {
+                state.best_weighted_f1 = Some(f1);
+                if let Some(out) = &run.out {
+                    let mut copy = plain.clone();
+                    let path = best_path(out);
+                    std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(|e| {
+                        model::ModelError::Format(formats::FormatError::io(&path, e))
+                    })?;
+                    model::io::write_safetensors(&path, &copy.trainable_tensors()?)?;
+                }
+                best = Some(plain);
+            }
+            on_event(&Event::Eval {
                 step,
                 epoch,
-                loss: value,
-                lr,
-                tokens,
+                val_loss,
+                val_weighted_f1: Some(f1),
+                val_accuracy: Some(accuracy),
+                lr: state.plateau.lr,
+                best: Some(is_best),
             });
-            let last = i + 1 == batches.len();
-            if step % config.eval_every.max(1) == 0 || last {
-                let plain = model.valid();
-                let (val_loss, preds, _) = evaluate(&plain, val, config)?;
-                let f1 = weighted_f1(&val_labels, &preds);
-                let accuracy = preds
-                    .iter()
-                    .zip(&val_labels)
-                    .filter(|(p, t)| p == t)
-                    .count() as f64
-                    / val.len() as f64;
-                // ReduceLROnPlateau (mode min on validation loss).
-                if val_loss < best_loss {
-                    best_loss = val_loss;
-                    bad_evals = 0;
-                } else {
-                    bad_evals += 1;
-                    if bad_evals > config.plateau_patience {
-                        lr *= config.plateau_factor;
-                        bad_evals = 0;
-                    }
-                }
-                let is_best = best.as_ref().is_none_or(|(b, _)| f1 > *b);
-                if is_best {
-                    best = Some((f1, plain));
-                }
-                on_event(&Event::Eval {
-                    step,
-                    epoch,
-                    val_loss,
-                    val_weighted_f1: f1,
-                    val_accuracy: accuracy,
-                    lr,
-                    best: is_best,
-                });
-            }
+        }
+        if let Some(out) = &run.out
+            && ((run.save_every > 0 && step % run.save_every == 0) || step == total)
+        {
+            let saved = CheckpointState {
+                step,
+                settings: settings.clone(),
+                run: serde_json::to_value(&state).expect("plain data"),
+            };
+            let path = checkpoint::save(out, &mut trainer.model, &trainer.optim, &saved, run.keep)?;
+            on_event(&Event::Checkpoint { step, path });
+        }
+        done = step;
+        if run.stop_after == Some(step) {
+            break;
         }
     }
-    let (best_weighted_f1, best) = best.expect("at least one evaluation ran");
+    let best = match best {
+        Some(b) => b,
+        None => trainer.model.valid(),
+    };
     Ok(Trained {
         best,
-        best_weighted_f1,
-        steps: step,
+        best_weighted_f1: state.best_weighted_f1.unwrap_or(0.0),
+        steps: done,
+        finished: done == total,
     })
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 /// `tests/fixtures/<rel>` of the workspace, written by `tests/scripts/gen_*_fixtures.py`.
@@ -50,4 +50,12 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// The package folder, read when the test runs (cargo sets it), so a test binary built in
+/// another clone sharing the target folder still reads this clone's fixtures.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

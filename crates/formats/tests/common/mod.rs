@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The workspace root (fixtures and `models/` live there).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
@@ -151,4 +151,12 @@ pub fn tiny_valid() -> GgufBytes {
     g.kv_str("general.architecture", "test");
     g.f32_tensor("w", &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     g
+}
+
+/// The package folder, read when the test runs (cargo sets it), so a test binary built in
+/// another clone sharing the target folder still reads this clone's fixtures.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -2,7 +2,7 @@
 //! LayerNorm(hidden) and Linear(hidden, classes).
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::ModelError;
 use crate::cache::KvCache;
@@ -36,15 +36,24 @@ pub struct ClassifierHead {
 }
 
 impl ClassifierHead {
-    /// PyTorch's defaults: LayerNorm ones/zeros (eps 1e-5), Linear uniform(±1/sqrt(hidden)).
-    pub fn init(hidden: usize, classes: usize, device: &Device) -> Self {
+    /// PyTorch's defaults: LayerNorm ones/zeros (eps 1e-5), Linear uniform(±1/sqrt(hidden)),
+    /// drawn on the host from `seed`.
+    pub fn init(hidden: usize, classes: usize, seed: u64, device: &Device) -> Self {
+        use crate::init::{derive_seed, uniform};
         let bound = 1.0 / (hidden as f64).sqrt();
-        let weight = Tensor::random(
+        let weight = uniform(
             [classes, hidden],
-            Distribution::Uniform(-bound, bound),
+            bound,
+            derive_seed(seed, "classifier.weight"),
             device,
         );
-        let bias = Tensor::random([classes], Distribution::Uniform(-bound, bound), device);
+        let bias = uniform(
+            [1, classes],
+            bound,
+            derive_seed(seed, "classifier.bias"),
+            device,
+        )
+        .reshape([classes]);
         Self {
             layer_norm: LayerNorm {
                 weight: Param::from_tensor(Tensor::ones([hidden], device)),
@@ -144,7 +153,7 @@ pub struct HeadConfig {
     pub max_length: usize,
 }
 
-const HEAD_KEYS: [&str; 4] = [
+pub const HEAD_KEYS: [&str; 4] = [
     "layer_norm.weight",
     "layer_norm.bias",
     "classifier.weight",
@@ -158,60 +167,37 @@ pub fn save_head(
     config: &HeadConfig,
     dir: &std::path::Path,
 ) -> Result<(), ModelError> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let io =
-        |p: &std::path::Path, e: std::io::Error| ModelError::Format(formats::FormatError::io(p, e));
-    let bad = |p: &std::path::Path, e: String| ModelError::Config {
-        path: p.to_path_buf(),
-        reason: e,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ModelError::Format(formats::FormatError::io(dir, e)))?;
     let bias = head
         .classifier
         .bias
         .as_ref()
-        .map(|b| b.val().unsqueeze_dim::<2>(0));
-    let bias = bias.ok_or_else(|| bad(dir, "the classifier has no bias".into()))?;
-    let tensors: [Tensor<2>; 4] = [
-        head.layer_norm.weight.val().unsqueeze_dim(0),
-        head.layer_norm.bias.val().unsqueeze_dim(0),
-        head.classifier.weight.val(),
-        bias,
+        .ok_or_else(|| ModelError::Config {
+            path: dir.to_path_buf(),
+            reason: "the classifier has no bias".into(),
+        })?;
+    let vector = |name: &str, t: Tensor<1>| -> Result<crate::io::Named, ModelError> {
+        Ok((name.to_string(), t.dims().to_vec(), crate::io::values(t)?))
+    };
+    let weight = head.classifier.weight.val();
+    let tensors = [
+        vector(HEAD_KEYS[0], head.layer_norm.weight.val())?,
+        vector(HEAD_KEYS[1], head.layer_norm.bias.val())?,
+        (
+            HEAD_KEYS[2].to_string(),
+            weight.dims().to_vec(),
+            crate::io::values(weight)?,
+        ),
+        vector(HEAD_KEYS[3], bias.val())?,
     ];
-    let mut shapes = Vec::new();
-    let mut bytes = Vec::new();
-    for (key, t) in HEAD_KEYS.iter().zip(tensors) {
-        let dims = t.dims();
-        // 1-D tensors were lifted to [1, n] for one array type; store them 1-D again.
-        shapes.push(if *key == "classifier.weight" {
-            dims.to_vec()
-        } else {
-            vec![dims[1]]
-        });
-        let v = t
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-        bytes.push(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
-    }
-    let views = HEAD_KEYS
-        .iter()
-        .zip(shapes.iter().zip(&bytes))
-        .map(|(k, (shape, b))| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
-                .map(|v| (k.to_string(), v))
-                .map_err(|e| bad(dir, e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let file = dir.join("classifier_head.safetensors");
-    let tmp = dir.join("classifier_head.safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp).map_err(|e| bad(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, &file).map_err(|e| io(&file, e))?;
+    crate::io::write_safetensors(&dir.join("classifier_head.safetensors"), &tensors)?;
     let cfg = dir.join("classifier.json");
-    let tmp = dir.join("classifier.json.tmp");
-    let text = serde_json::to_string_pretty(config).map_err(|e| bad(&cfg, e.to_string()))?;
-    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &cfg).map_err(|e| io(&cfg, e))
+    let text = serde_json::to_string_pretty(config).map_err(|e| ModelError::Config {
+        path: cfg.clone(),
+        reason: e.to_string(),
+    })?;
+    crate::io::write_atomic(&cfg, text.as_bytes())
 }
 
 /// Reads a head saved by [`save_head`], checking it fits a model of `hidden` width.

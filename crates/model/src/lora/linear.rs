@@ -18,22 +18,20 @@ pub struct LoraAdapter {
 
 impl LoraAdapter {
     /// PEFT's initialisation: A Kaiming-uniform (`a = sqrt(5)`, so bound `1/sqrt(in)`), B zero,
-    /// so a new adapter leaves the model unchanged.
+    /// so a new adapter leaves the model unchanged. A is drawn on the host from `seed`, so
+    /// the same seed gives the same adapter on every device and in every thread.
     pub fn init(
         in_features: usize,
         out_features: usize,
         r: usize,
         scaling: f64,
         dropout: f64,
+        seed: u64,
         device: &burn::tensor::Device,
     ) -> Self {
         let bound = 1.0 / (in_features as f64).sqrt();
         Self {
-            lora_A: Param::from_tensor(Tensor::random(
-                [r, in_features],
-                Distribution::Uniform(-bound, bound),
-                device,
-            )),
+            lora_A: Param::from_tensor(crate::init::uniform([r, in_features], bound, seed, device)),
             lora_B: Param::from_tensor(Tensor::zeros([out_features, r], device)),
             scaling,
             dropout,

@@ -8,7 +8,6 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 use formats::TensorSource;
 use formats::safetensors::SafetensorsSource;
-use safetensors::tensor::{Dtype, TensorView};
 
 use crate::ModelError;
 use crate::heads::lm::CausalLm;
@@ -41,10 +40,11 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig, ModelError> {
     Ok(config)
 }
 
-/// Attaches fresh adapters (A Kaiming-uniform, B zero) to the targeted projections.
-pub fn attach_new(model: &mut CausalLm, config: &LoraConfig, device: &Device) -> usize {
+/// Attaches fresh adapters (A Kaiming-uniform, B zero) to the targeted projections; each
+/// A is drawn from `seed` and its projection's name.
+pub fn attach_new(model: &mut CausalLm, config: &LoraConfig, seed: u64, device: &Device) -> usize {
     let mut n = 0;
-    for (_, path, linear) in model.model.linears_mut() {
+    for (layer, path, linear) in model.model.linears_mut() {
         if config.targets(short(path)) {
             let (i, o) = (linear.in_features(), linear.out_features());
             linear.lora = Some(LoraAdapter::init(
@@ -53,6 +53,7 @@ pub fn attach_new(model: &mut CausalLm, config: &LoraConfig, device: &Device) ->
                 config.r,
                 config.scaling(),
                 config.lora_dropout,
+                crate::init::derive_seed(seed, &peft_key(layer, path, "lora_A")),
                 device,
             ));
             n += 1;
@@ -124,43 +125,27 @@ pub fn save_adapter(
     config: &LoraConfig,
     dir: &Path,
 ) -> Result<usize, ModelError> {
-    let io = |path: &Path, e: std::io::Error| ModelError::Format(formats::FormatError::io(path, e));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ModelError::Format(formats::FormatError::io(dir, e)))?;
+    let tensors = adapter_tensors(model)?;
+    crate::io::write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
+    let cfg = dir.join("adapter_config.json");
+    let text = serde_json::to_string_pretty(config).map_err(|e| config_err(&cfg, e.to_string()))?;
+    crate::io::write_atomic(&cfg, text.as_bytes())?;
+    Ok(tensors.len() / 2)
+}
+
+/// Every LoRA factor of the model under its PEFT name, read back to the host.
+pub fn adapter_tensors(model: &mut CausalLm) -> Result<Vec<crate::io::Named>, ModelError> {
+    let mut tensors = Vec::new();
     for (layer, path, linear) in model.model.linears_mut() {
         let Some(lora) = &linear.lora else { continue };
         for (factor, t) in [("lora_A", lora.lora_A.val()), ("lora_B", lora.lora_B.val())] {
             let shape = t.dims().to_vec();
-            let data = t
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-            tensors.push((
-                peft_key(layer, path, factor),
-                shape,
-                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ));
+            tensors.push((peft_key(layer, path, factor), shape, crate::io::values(t)?));
         }
     }
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| config_err(dir, e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let weights = dir.join("adapter_model.safetensors");
-    let tmp = dir.join("adapter_model.safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp)
-        .map_err(|e| config_err(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, &weights).map_err(|e| io(&weights, e))?;
-    let cfg = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(config).map_err(|e| config_err(&cfg, e.to_string()))?;
-    let tmp = dir.join("adapter_config.json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &cfg).map_err(|e| io(&cfg, e))?;
-    Ok(tensors.len() / 2)
+    Ok(tensors)
 }
 
 /// Folds every adapter into its base weight.

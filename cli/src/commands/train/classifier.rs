@@ -1,29 +1,22 @@
 //! `mentalqlm train classifier`: MentalQLM's stage 2 (LoRA r 4 on q/v + a dense head) on SAD
 //! or DEP-SEVERITY. Writes the best model by validation weighted F1 as a PEFT adapter plus
-//! `classifier_head.safetensors` / `classifier.json`, and a JSONL log of every step and
-//! evaluation.
+//! `classifier_head.safetensors` / `classifier.json`, with the run's log, curves and
+//! checkpoints.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use clap::{Args as ClapArgs, Subcommand};
+use clap::Args as ClapArgs;
 use data::imhi::{self, Split};
 use data::{Dataset, classification_metrics, dep_severity};
-use indicatif::{ProgressBar, ProgressStyle};
 use model::heads::classifier::{ClassifierHead, HeadConfig, SequenceClassifier, save_head};
 use model::lora::LoraConfig;
 use model::lora::peft_io::{attach_new, merge, save_adapter};
-use train::classifier::{ClassifierTrainConfig, Event, Example, train_classifier};
+use train::classifier::{ClassifierTrainConfig, Example, train_classifier};
 
+use super::{Monitor, RunArgs, sample};
 use crate::model_arg::ModelArgs;
-
-#[derive(Subcommand, Debug)]
-pub enum TrainCommand {
-    /// Stage 2: LoRA (r 4, q/v, dropout 0.2) and a mean-pool → LayerNorm → Linear head.
-    Classifier(ClassifierArgs),
-}
 
 #[derive(ClapArgs, Debug)]
 pub struct ClassifierArgs {
@@ -67,14 +60,8 @@ pub struct ClassifierArgs {
     /// Use a seeded sample of N training (and N/4 validation) examples.
     #[arg(long)]
     pub limit: Option<usize>,
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
-pub fn run(cmd: TrainCommand) -> Result<()> {
-    match cmd {
-        TrainCommand::Classifier(args) => classifier(args),
-    }
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Texts and labels of the training and validation sets.
@@ -115,20 +102,7 @@ fn load_sets(
     }
 }
 
-fn sample<T: Clone>(items: Vec<T>, n: Option<usize>, seed: u64) -> Vec<T> {
-    use rand::SeedableRng;
-    match n {
-        Some(n) if n < items.len() => {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let mut idx = rand::seq::index::sample(&mut rng, items.len(), n).into_vec();
-            idx.sort_unstable();
-            idx.into_iter().map(|i| items[i].clone()).collect()
-        }
-        _ => items,
-    }
-}
-
-fn classifier(args: ClassifierArgs) -> Result<()> {
+pub fn run(args: ClassifierArgs) -> Result<()> {
     let dataset = Dataset::from_name(&args.dataset)?;
     let sad = dataset == Dataset::Sad;
     let lr = args.lr.unwrap_or(if sad { 2e-5 } else { 2e-4 });
@@ -142,7 +116,7 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
     if batch_size == 0 || max_length == 0 || args.epochs == 0 || args.limit == Some(0) {
         bail!("--batch-size, --max-length, --epochs and --limit must be at least 1");
     }
-    crate::runner::require_empty_out(&args.out)?;
+    args.run.prepare()?;
     let (train_texts, val_texts) = load_sets(&args, dataset, seed)?;
     let train_texts = sample(train_texts, args.limit, seed);
     let val_texts = sample(val_texts, args.limit.map(|n| (n / 4).max(1)), seed);
@@ -170,12 +144,12 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
     }
     let mut lm = lm.set_require_grad(false);
     let lora = LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]);
-    attach_new(&mut lm, &lora, &device);
+    attach_new(&mut lm, &lora, seed, &device);
     let hidden = lm.model.hidden_size();
     let classes = dataset.num_classes();
     let model = SequenceClassifier {
         lm,
-        head: ClassifierHead::init(hidden, classes, &device),
+        head: ClassifierHead::init(hidden, classes, seed, &device),
         pool_include_padding: args.pool_include_padding,
     };
 
@@ -216,27 +190,18 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
     } else {
         train_set.len()
     };
-    let steps = (per_epoch.div_ceil(batch_size) * args.epochs) as u64;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let log_path = args.out.join("log.jsonl");
-    let mut log = std::io::BufWriter::new(
-        std::fs::File::create(&log_path)
-            .with_context(|| format!("cannot write {}", log_path.display()))?,
-    );
-    writeln!(
-        log,
-        "{}",
-        serde_json::json!({ "event": "config", "dataset": dataset.name(), "train": train_set.len(), "val": val_set.len(), "config": &config })
+    let total = per_epoch.div_ceil(batch_size) * args.epochs;
+    let header = serde_json::json!({
+        "event": "config", "stage": "classifier", "dataset": dataset.name(),
+        "train": train_set.len(), "val": val_set.len(), "config": &config,
+        "device": chosen.description,
+    });
+    let mut monitor = Monitor::new(
+        &args.run,
+        total,
+        &format!("stage 2: {}", dataset.name()),
+        &header,
     )?;
-    let bar = ProgressBar::new(steps);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ETA {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    let start = std::time::Instant::now();
-    let mut tokens = 0usize;
     let weighted_f1 = |t: &[usize], p: &[usize]| {
         classification_metrics(t, p, None)
             .map(|m| m.weighted_f1)
@@ -247,45 +212,19 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
         &train_set,
         &val_set,
         &config,
+        &args.run.options(),
         &weighted_f1,
-        |event| {
-            // Flushed per event, so the log can be followed while training runs.
-            let _ = writeln!(log, "{}", serde_json::to_string(event).unwrap_or_default());
-            let _ = log.flush();
-            match event {
-                Event::Step {
-                    loss,
-                    lr,
-                    tokens: t,
-                    ..
-                } => {
-                    tokens += t;
-                    let rate = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {rate:.0} tok/s"));
-                    bar.inc(1);
-                }
-                Event::Eval {
-                    step,
-                    val_loss,
-                    val_weighted_f1,
-                    best,
-                    ..
-                } => crate::runner::progress_line(
-                    &bar,
-                    format!(
-                        "step {step}: val loss {val_loss:.4}, val weighted F1 {:.2}{}",
-                        100.0 * val_weighted_f1,
-                        if *best { " (best)" } else { "" }
-                    ),
-                ),
-            }
-        },
+        |event| monitor.event(event),
     )?;
-    bar.finish_and_clear();
-    log.flush()?;
-    drop(log);
+    let seconds = monitor.seconds();
+    let curves = monitor.finish()?;
+    if !trained.finished {
+        super::report_stop(&args.run.out, trained.steps);
+        return Ok(());
+    }
     let mut best = trained.best;
-    save_adapter(&mut best.lm, &lora, &args.out)?;
+    let out = &args.run.out;
+    save_adapter(&mut best.lm, &lora, out)?;
     let head_config = HeadConfig {
         dataset: dataset.name().to_string(),
         labels: dataset
@@ -297,12 +236,12 @@ fn classifier(args: ClassifierArgs) -> Result<()> {
         pool_include_padding: args.pool_include_padding,
         max_length,
     };
-    save_head(&best.head, &head_config, &args.out)?;
+    save_head(&best.head, &head_config, out)?;
     println!(
         "{}",
         serde_json::json!({
             "dataset": dataset.name(), "steps": trained.steps, "best_val_weighted_f1": trained.best_weighted_f1,
-            "seconds": start.elapsed().as_secs_f64(), "device": chosen.description, "out": args.out,
+            "seconds": seconds, "device": chosen.description, "out": out, "curves": curves,
         })
     );
     Ok(())

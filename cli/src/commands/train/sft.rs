@@ -1,0 +1,252 @@
+//! `mentalqlm train sft`: MentalQLM's stage 1. The IMHI instruction sets (or a `select`
+//! output, which has the same layout) are mixed, formatted as ChatML, and a LoRA on every
+//! linear layer learns the answers. The adapter of the last update is the result (PAPER.md:
+//! "the last checkpoint is used"), written in PEFT's format.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use clap::Args as ClapArgs;
+use data::imhi::{self, Split};
+use data::{ChatTemplate, Dataset, fit_query};
+use model::lora::LoraConfig;
+use model::lora::peft_io::{attach_new, save_adapter};
+use train::sft::{SftConfig, SftExample, total_steps, train_sft};
+
+use super::{Monitor, RunArgs, sample};
+use crate::model_arg::ModelArgs;
+
+#[derive(ClapArgs, Debug)]
+pub struct SftArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The IMHI folder, or a `mentalqlm select` output (train/<set>/train.csv; val.csv for
+    /// Irf and MultiWD, which have no training file).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The instruction sets to mix.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "DR,dreaddit,Irf,MultiWD,SAD"
+    )]
+    pub datasets: Vec<String>,
+    #[arg(long, default_value_t = 15)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Share of the updates spent warming the rate up linearly (the paper uses none).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ratio: f64,
+    /// Examples per update.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Examples per forward pass (gradients are accumulated up to --batch-size): lower it
+    /// when memory is short; the result is the same.
+    #[arg(long, default_value_t = 4)]
+    pub micro_batch_size: usize,
+    /// Tokens per example (instruction + answer); long posts are shortened, the question
+    /// and answer kept.
+    #[arg(long, default_value_t = 512)]
+    pub cutoff: usize,
+    /// Gradient clipping on the joint norm; 0 turns it off.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 8)]
+    pub lora_r: usize,
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub lora_dropout: f64,
+    /// `all` (q,k,v,o,gate,up,down) or a list such as q_proj,v_proj.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub targets: Vec<String>,
+    /// Seeds LoRA's initialisation, the data order and any sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Evaluate the answer loss on validation every N updates (and at the end).
+    #[arg(long, default_value_t = 200)]
+    pub eval_every: usize,
+    /// Validation examples, drawn from the val.csv of the sets that train on train.csv; 0
+    /// for none.
+    #[arg(long, default_value_t = 64)]
+    pub val_examples: usize,
+    /// Use a seeded sample of N training examples per set.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
+    pub system: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl SftArgs {
+    fn check(&self) -> Result<()> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.weight_decay >= 0.0) {
+            bail!("--lr must be positive and --weight-decay non-negative");
+        }
+        if self.epochs == 0 || self.batch_size == 0 || self.micro_batch_size == 0 {
+            bail!("--epochs, --batch-size and --micro-batch-size must be at least 1");
+        }
+        if self.micro_batch_size > self.batch_size {
+            bail!(
+                "--micro-batch-size ({}) cannot exceed --batch-size ({})",
+                self.micro_batch_size,
+                self.batch_size
+            );
+        }
+        if self.cutoff < 8 || self.lora_r == 0 || self.limit == Some(0) {
+            bail!("--cutoff must be at least 8, --lora-r and --limit at least 1");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) || !(0.0..1.0).contains(&self.lora_dropout) {
+            bail!("--warmup-ratio and --lora-dropout must be in [0, 1)");
+        }
+        if !(self.max_grad_norm >= 0.0) || !(self.lora_alpha > 0.0) {
+            bail!("--max-grad-norm must be non-negative and --lora-alpha positive");
+        }
+        if self.model.adapter.is_some() {
+            bail!(
+                "train sft starts a new adapter; --adapter is for stage 2 (use --resume to continue a run)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Tokenised training and validation examples, and how many were dropped.
+struct Sets {
+    train: Vec<SftExample>,
+    val: Vec<SftExample>,
+    dropped: usize,
+    per_dataset: serde_json::Map<String, serde_json::Value>,
+}
+
+fn load_sets(args: &SftArgs, tokenizer: &formats::tokenizer::TextTokenizer) -> Result<Sets> {
+    let template = ChatTemplate::new(args.system.clone());
+    let count = |text: &str| tokenizer.encode(text).map_or(usize::MAX, |ids| ids.len());
+    let mut dropped = 0;
+    let mut encode = |examples: &[imhi::Example]| -> Result<Vec<SftExample>> {
+        let mut out = Vec::with_capacity(examples.len());
+        for e in examples {
+            let answer = tokenizer.encode(&template.answer_part(&e.answer))?;
+            // The instruction gets what the answer leaves, but never less than half: a very
+            // long answer is cut instead.
+            let budget = args
+                .cutoff
+                .saturating_sub(answer.len())
+                .max(args.cutoff / 2);
+            let fitted = fit_query(&template, &e.query, budget, &count);
+            let prompt = tokenizer.encode(&fitted.prompt)?;
+            match SftExample::new(&prompt, &answer, args.cutoff) {
+                Some(x) => out.push(x),
+                None => dropped += 1,
+            }
+        }
+        Ok(out)
+    };
+    let (mut train, mut val_pool) = (Vec::new(), Vec::new());
+    let mut per_dataset = serde_json::Map::new();
+    for name in &args.datasets {
+        let dataset = Dataset::from_name(name)?;
+        let (file, split) = imhi::training_file(&args.data, dataset)?;
+        let examples = imhi::load_csv(&file, dataset)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let examples = sample(examples, args.limit, args.seed);
+        let encoded = encode(&examples)?;
+        per_dataset.insert(
+            dataset.name().into(),
+            serde_json::json!({ "file": file, "examples": encoded.len() }),
+        );
+        train.extend(encoded);
+        if split == Split::Train && args.val_examples > 0 {
+            let val_file = imhi::split_path(&args.data, dataset, Split::Val)?;
+            let rows = imhi::load_csv(&val_file, dataset)
+                .with_context(|| format!("reading {}", val_file.display()))?;
+            val_pool.extend(sample(rows, Some(args.val_examples), args.seed));
+        }
+    }
+    let val = encode(&sample(val_pool, Some(args.val_examples), args.seed))?;
+    Ok(Sets {
+        train,
+        val,
+        dropped,
+        per_dataset,
+    })
+}
+
+pub fn run(args: SftArgs) -> Result<()> {
+    args.check()?;
+    args.run.prepare()?;
+    let path = args.model.model_path()?;
+    let chosen = args.model.device()?;
+    let device = chosen.device.clone().autodiff();
+    // LoRA A is drawn from the device's RNG: --seed makes it repeatable.
+    device.seed(args.seed);
+    let loaded = model::load_model(&path, &device)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    let tokenizer = loaded
+        .tokenizer
+        .clone()
+        .context("the model has no tokenizer")?;
+    let sets = load_sets(&args, &tokenizer)?;
+    if sets.train.is_empty() {
+        bail!("no training example fits --cutoff {}", args.cutoff);
+    }
+    let mut lm = loaded.model.set_require_grad(false);
+    let targets: Vec<&str> = args.targets.iter().map(String::as_str).collect();
+    let lora = LoraConfig::new(args.lora_r, args.lora_alpha, args.lora_dropout, &targets);
+    lora.validate().map_err(anyhow::Error::msg)?;
+    if attach_new(&mut lm, &lora, args.seed, &device) == 0 {
+        bail!("--targets {targets:?} matches no projection (use all, or q_proj, v_proj, ...)");
+    }
+    let mut config = SftConfig {
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        micro_batch_size: args.micro_batch_size,
+        warmup_steps: 0,
+        max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+        seed: args.seed,
+        pad_id: tokenizer.pad_id,
+        eval_every: args.eval_every,
+    };
+    let total = total_steps(sets.train.len(), &config);
+    config.warmup_steps = (args.warmup_ratio * total as f64).ceil() as usize;
+    let header = serde_json::json!({
+        "event": "config", "stage": "sft", "model": path, "device": chosen.description,
+        "train": sets.train.len(), "val": sets.val.len(), "dropped": sets.dropped,
+        "datasets": sets.per_dataset, "lora": &lora, "config": &config,
+    });
+    let mut monitor = Monitor::new(&args.run, total, "stage 1: instruction tuning", &header)?;
+    let outcome = train_sft(
+        lm,
+        &sets.train,
+        &sets.val,
+        &config,
+        &args.run.options(),
+        |event| monitor.event(event),
+    )?;
+    let seconds = monitor.seconds();
+    let curves = monitor.finish()?;
+    if !outcome.finished {
+        super::report_stop(&args.run.out, outcome.steps);
+        return Ok(());
+    }
+    let mut lm = outcome.model;
+    let mut saved = lora.clone();
+    saved.base_model_name_or_path = Some(path.display().to_string());
+    save_adapter(&mut lm, &saved, &args.run.out)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "stage": "sft", "steps": outcome.steps, "train": sets.train.len(), "val": sets.val.len(),
+            "dropped": sets.dropped, "seconds": seconds, "device": chosen.description,
+            "out": args.run.out, "curves": curves,
+        })
+    );
+    Ok(())
+}

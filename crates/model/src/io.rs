@@ -1,0 +1,74 @@
+//! Small-file output shared by adapters, heads and training checkpoints: every file is
+//! written under a temporary name and renamed, so a killed run leaves the previous version
+//! intact and never a half-written one.
+
+use std::path::Path;
+
+use burn::tensor::Tensor;
+use formats::TensorSource;
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::ModelError;
+
+/// A named f32 tensor ready to be written: name, shape, values.
+pub type Named = (String, Vec<usize>, Vec<f32>);
+
+fn io_err(path: &Path, e: std::io::Error) -> ModelError {
+    ModelError::Format(formats::FormatError::io(path, e))
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> ModelError {
+    ModelError::Config {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Writes `bytes` to `path` through `path.tmp` and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// Writes f32 tensors as one safetensors file, atomically.
+pub fn write_safetensors(path: &Path, tensors: &[Named]) -> Result<(), ModelError> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = safetensors::serialize(views, None).map_err(|e| bad(path, e.to_string()))?;
+    write_atomic(path, &data)
+}
+
+/// Every tensor of a safetensors file as f32, in name order.
+pub fn read_safetensors(path: &Path) -> Result<Vec<Named>, ModelError> {
+    let source = formats::safetensors::SafetensorsSource::open(path)?;
+    let mut names = source.tensor_names();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let (values, shape) = source.read_f32(&name)?;
+            Ok((name, shape, values))
+        })
+        .collect()
+}
+
+/// A tensor's values on the host (a blocking read: native code only).
+pub fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))
+}

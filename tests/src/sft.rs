@@ -1,0 +1,309 @@
+//! Stage 1 on the tiny Qwen2: the answer-only loss equals PEFT's (loss and every LoRA
+//! gradient), a synthetic instruction task is learned in seconds, gradient accumulation
+//! does not change the update, and a run killed after a checkpoint and resumed equals an
+//! uninterrupted one.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use model::heads::lm::CausalLm;
+use model::load_model;
+use model::lora::LoraConfig;
+use model::lora::peft_io::{attach_new, load_adapter};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use train::optim::{AdamW, Grads, Trainable, accumulate};
+use train::sft::{RunOptions, SftConfig, SftExample, answer_nll, epoch_batches, train_sft};
+use train::trainer::{Event, Trainer};
+
+use crate::{cpu, fixture, max_abs_diff, scratch};
+
+const YES: u32 = 300;
+const NO: u32 = 301;
+
+/// `<|im_start|> tokens <|im_end|> <|im_start|>` → `YES|NO <|im_end|>`: the answer says
+/// which range the tokens came from.
+fn synthetic(n: usize, seed: u64) -> Vec<SftExample> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let class = i % 2;
+            let len = rng.random_range(3..9);
+            let mut prompt = vec![1];
+            prompt.extend((0..len).map(|_| 20 + 100 * class as u32 + rng.random_range(0..60)));
+            prompt.extend([2, 1]);
+            let answer = [if class == 0 { YES } else { NO }, 2];
+            SftExample::new(&prompt, &answer, 64).unwrap()
+        })
+        .collect()
+}
+
+fn config(epochs: usize, micro: usize) -> SftConfig {
+    SftConfig {
+        lr: 1e-2,
+        weight_decay: 0.0,
+        epochs,
+        batch_size: 8,
+        micro_batch_size: micro,
+        warmup_steps: 2,
+        max_grad_norm: Some(1.0),
+        seed: 3,
+        pad_id: 0,
+        eval_every: 4,
+    }
+}
+
+/// The tiny model with a fresh stage-1 LoRA, the same every call.
+fn model(device: &Device, dropout: f64) -> CausalLm {
+    device.seed(11);
+    let mut lm = load_model(&fixture("tiny/qwen2"), device)
+        .unwrap()
+        .model
+        .set_require_grad(false);
+    let lora = LoraConfig::new(8, 16.0, dropout, &["all"]);
+    assert_eq!(attach_new(&mut lm, &lora, 11, device), 14);
+    lm
+}
+
+/// Share of examples whose YES/NO logit at the answer position is the right one.
+fn accuracy(lm: &CausalLm, examples: &[SftExample]) -> f64 {
+    let mut right = 0;
+    for e in examples {
+        let prompt = &e.ids[..e.answer_start];
+        let logits = crate::full_logits(lm, prompt);
+        let vocab = logits.len() / prompt.len();
+        let last = &logits[(prompt.len() - 1) * vocab..];
+        let says_yes = last[YES as usize] > last[NO as usize];
+        right += usize::from(says_yes == (e.ids[e.answer_start] == YES));
+    }
+    right as f64 / examples.len() as f64
+}
+
+#[test]
+fn answer_loss_and_gradients_match_peft() {
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("lora/reference.json")).unwrap())
+            .unwrap();
+    let ids: Vec<u32> = r["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let from = r["loss_from"].as_u64().unwrap() as usize;
+    let device = cpu().autodiff();
+    for name in ["llama", "qwen2"] {
+        let case = &r["cases"][name];
+        let mut lm = load_model(&fixture(&format!("tiny/{name}")), &device)
+            .unwrap()
+            .model
+            .set_require_grad(false);
+        load_adapter(&mut lm, &fixture(&format!("lora/{name}-adapter"))).unwrap();
+        let example = SftExample::new(&ids[..from], &ids[from..], 512).unwrap();
+        let (nll, n) = answer_nll(&lm, &[&example], 0).unwrap();
+        assert_eq!(n, ids.len() - from);
+        let loss = nll / n as f64;
+        let value = model::io::values(loss.clone().inner()).unwrap()[0] as f64;
+        let want = case["loss"].as_f64().unwrap();
+        assert!(
+            (value - want).abs() < 1e-4,
+            "{name}: loss {value} vs PEFT {want}"
+        );
+        let mut grads = Grads::new();
+        accumulate(&mut grads, &mut lm, &loss.backward(), 1.0);
+        let expected = case["grads"].as_object().unwrap();
+        assert_eq!(
+            grads.len(),
+            expected.len(),
+            "{name}: one gradient per factor"
+        );
+        for (key, g) in grads {
+            let got = model::io::values(g).unwrap();
+            let want: Vec<f32> = expected[&key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: PEFT has no {key}"))
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let diff = max_abs_diff(&got, &want);
+            assert!(diff < 1e-4, "{name} {key}: max |Δgrad| {diff}");
+        }
+    }
+}
+
+#[test]
+fn epoch_batches_are_seeded_permutations_bucketed_by_length() {
+    let lens: Vec<usize> = (0..1000).map(|i| (i * 7919) % 300 + 1).collect();
+    let batches = epoch_batches(&lens, 16, 5, 0);
+    assert_eq!(batches.len(), 1000usize.div_ceil(16));
+    let mut all: Vec<usize> = batches.concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..1000).collect::<Vec<_>>(), "every example once");
+    assert!(batches[..batches.len() - 1].iter().all(|b| b.len() == 16));
+    assert_eq!(batches, epoch_batches(&lens, 16, 5, 0), "seeded");
+    assert_ne!(
+        batches,
+        epoch_batches(&lens, 16, 5, 1),
+        "each epoch its own order"
+    );
+    // Padding waste within batches is far below that of random batches.
+    let waste = |bs: &[Vec<usize>]| -> usize {
+        bs.iter()
+            .map(|b| {
+                let max = b.iter().map(|&i| lens[i]).max().unwrap();
+                b.iter().map(|&i| max - lens[i]).sum::<usize>()
+            })
+            .sum()
+    };
+    let random: Vec<Vec<usize>> = (0..1000)
+        .collect::<Vec<_>>()
+        .chunks(16)
+        .map(<[usize]>::to_vec)
+        .collect();
+    assert!(
+        waste(&batches) * 5 < waste(&random),
+        "{} vs {}",
+        waste(&batches),
+        waste(&random)
+    );
+}
+
+#[test]
+fn stage1_learns_a_synthetic_instruction_task() {
+    let _rng = crate::rng_lock(); // updates reseed the shared device stream
+    let device = cpu().autodiff();
+    let lm = model(&device, 0.0);
+    let (train, val) = (synthetic(96, 1), synthetic(40, 2));
+    let before = accuracy(&lm.valid(), &val);
+    let mut losses = Vec::new();
+    let mut val_losses = Vec::new();
+    let out = train_sft(
+        lm,
+        &train,
+        &val,
+        &config(6, 4),
+        &RunOptions::default(),
+        |e| match e {
+            Event::Step { loss, .. } => losses.push(*loss),
+            Event::Eval { val_loss, .. } => val_losses.push(*val_loss),
+            Event::Checkpoint { .. } => panic!("no output folder, no checkpoint"),
+        },
+    )
+    .unwrap();
+    assert!(out.finished);
+    assert_eq!(out.steps, 72);
+    let after = accuracy(&out.model.valid(), &val);
+    let head: f64 = losses[..6].iter().sum::<f64>() / 6.0;
+    let tail: f64 = losses[losses.len() - 6..].iter().sum::<f64>() / 6.0;
+    assert!(tail < head * 0.5, "training loss {head} → {tail}");
+    assert!(val_losses.last() < val_losses.first(), "{val_losses:?}");
+    assert!(after >= 0.9, "accuracy {before} → {after} (chance is 0.5)");
+}
+
+#[test]
+fn gradient_accumulation_gives_the_same_update() {
+    let _rng = crate::rng_lock(); // updates reseed the shared device stream
+    let device = cpu().autodiff();
+    let train = synthetic(8, 4);
+    let mut results = Vec::new();
+    for micro in [8, 2, 3] {
+        let mut trainer = Trainer {
+            model: model(&device, 0.0),
+            optim: AdamW::new(0.0),
+            max_grad_norm: None,
+            device: device.clone(),
+            seed: 0,
+        };
+        // Move B off zero first so every factor has a gradient.
+        let rows: Vec<&SftExample> = train.iter().collect();
+        let chunks: Vec<Vec<&SftExample>> = rows.chunks(micro).map(<[_]>::to_vec).collect();
+        let total: usize = train.iter().map(SftExample::answer_tokens).sum();
+        let mut updates = Vec::new();
+        for step in 1..=2 {
+            let u = trainer
+                .update(step, chunks.len(), 1e-2, |m, i| {
+                    Ok(answer_nll(m, &chunks[i], 0)?.0 / total as f64)
+                })
+                .unwrap();
+            updates.push((u.loss, u.grad_norm));
+        }
+        results.push((updates, trainer.model.trainable_tensors().unwrap()));
+    }
+    for (updates, tensors) in &results[1..] {
+        for ((l, g), (l0, g0)) in updates.iter().zip(&results[0].0) {
+            assert!(
+                (l - l0).abs() < 1e-5 && (g - g0).abs() < 1e-4 * g0.max(1.0),
+                "{l} {g} vs {l0} {g0}"
+            );
+        }
+        for (a, b) in tensors.iter().zip(&results[0].1) {
+            assert!(max_abs_diff(&a.2, &b.2) < 1e-5, "{}", a.0);
+        }
+    }
+}
+
+#[test]
+fn killed_and_resumed_run_equals_an_uninterrupted_one() {
+    let _rng = crate::rng_lock();
+    let device = cpu().autodiff();
+    let (train, val) = (synthetic(40, 5), synthetic(8, 6));
+    // Dropout on, so the resumed run must also draw the same masks.
+    let cfg = config(2, 3);
+    let run = |out: &std::path::Path, resume: bool, stop: Option<usize>| {
+        let mut losses = Vec::new();
+        let options = RunOptions {
+            out: Some(out.to_path_buf()),
+            save_every: 3,
+            keep: 2,
+            resume,
+            stop_after: stop,
+        };
+        let mut outcome = train_sft(model(&device, 0.1), &train, &val, &cfg, &options, |e| {
+            if let Event::Step { step, loss, .. } = e {
+                losses.push((*step, *loss));
+            }
+        })
+        .unwrap();
+        let tensors = outcome.model.trainable_tensors().unwrap();
+        (losses, tensors, outcome.finished)
+    };
+    let straight = scratch("sft-straight");
+    let (full, full_tensors, done) = run(&straight, false, None);
+    assert!(done);
+    assert_eq!(full.len(), 10);
+    let steps: Vec<usize> = train::checkpoint::list(&straight)
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(
+        steps,
+        vec![9, 10],
+        "every 3 updates and the last, newest 2 kept"
+    );
+
+    let killed = scratch("sft-killed");
+    let (first, _, done) = run(&killed, false, Some(7));
+    assert!(!done);
+    assert_eq!(first.len(), 7);
+    // Update 7 happened after the last checkpoint (6): the resumed run redoes it.
+    let (second, resumed_tensors, done) = run(&killed, true, None);
+    assert!(done);
+    assert_eq!(second.first().map(|s| s.0), Some(7));
+    let joined: Vec<(usize, f64)> = first[..6].iter().chain(&second).cloned().collect();
+    assert_eq!(joined.len(), full.len());
+    for ((s, a), (t, b)) in joined.iter().zip(&full) {
+        assert_eq!(s, t);
+        assert!(
+            (a - b).abs() < 1e-6,
+            "step {s}: loss {a} vs uninterrupted {b}"
+        );
+    }
+    for (a, b) in resumed_tensors.iter().zip(&full_tensors) {
+        assert_eq!(a.0, b.0);
+        assert!(
+            max_abs_diff(&a.2, &b.2) < 1e-6,
+            "{}: parameters differ",
+            a.0
+        );
+    }
+}

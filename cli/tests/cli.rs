@@ -541,9 +541,13 @@ fn train_classifier_then_classify_with_the_head() {
         "classifier_head.safetensors",
         "classifier.json",
         "log.jsonl",
+        "curves.svg",
+        "best/trainable.safetensors",
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+    let svg = std::fs::read_to_string(out.join("curves.svg")).unwrap();
+    assert!(svg.contains("weighted F1") && svg.contains("<polyline"));
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
     let events: Vec<serde_json::Value> = log
         .lines()
@@ -661,6 +665,148 @@ fn train_classifier_then_classify_with_the_head() {
         ],
         &["--dep-severity"],
     );
+}
+
+fn log_events(out: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
+    let model = fixture("tiny/qwen2");
+    let data = fixture("data/imhi");
+    let out = scratch("train-sft");
+    let o = out.to_str().unwrap().to_string();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "train",
+            "sft",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--datasets",
+            "DR,Irf",
+            "--limit",
+            "6",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--micro-batch-size",
+            "2",
+            "--cutoff",
+            "160",
+            "--lr",
+            "1e-3",
+            "--val-examples",
+            "4",
+            "--eval-every",
+            "2",
+            "--save-every",
+            "2",
+            "--out",
+            &o,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let call = |extra: &[&str]| {
+        let a = args(extra);
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // Killed after update 3: the checkpoint at 2 survives, no adapter yet.
+    let (_, stderr) = call(&["--stop-after", "3"]);
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(out.join("checkpoints/step-00000002/state.json").exists());
+    assert!(!out.join("adapter_model.safetensors").exists());
+    let a = args(&["--resume", "--weight-decay", "0.1"]);
+    fails(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["other settings", "config.weight_decay"],
+    );
+    let (stdout, _) = call(&["--resume"]);
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let train = summary["train"].as_u64().unwrap();
+    assert!(train > 4, "{summary}");
+    let total = train.div_ceil(4) * 2;
+    assert_eq!(summary["steps"], total, "batch 4, 2 epochs");
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "log.jsonl",
+        "curves.svg",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // The log reads as one run: every update once, the resumption recorded.
+    let events = log_events(&out);
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "step")
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=total).collect::<Vec<_>>());
+    assert!(events.iter().any(|e| e["resumed_from"] == 2));
+    assert!(events.iter().any(|e| e["event"] == "eval"));
+    let cfg = read_json(out.join("adapter_config.json"));
+    assert_eq!(cfg["r"], 8);
+    assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
+    // The adapter applies.
+    ok(&[
+        "logits",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--adapter",
+        &o,
+        "--ids",
+        "1,40,41,2",
+    ]);
+
+    // Bad options.
+    let fresh = scratch("train-sft-bad");
+    let f = fresh.to_str().unwrap();
+    let base = [
+        "train",
+        "sft",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    for (extra, needles) in [
+        (
+            vec!["--out", f, "--batch-size", "4", "--micro-batch-size", "8"],
+            vec!["--micro-batch-size"],
+        ),
+        (vec!["--out", f, "--resume"], vec!["no checkpoint"]),
+        (vec!["--out", f, "--adapter", &o], vec!["--adapter"]),
+        (
+            vec!["--out", f, "--targets", "nonsense"],
+            vec!["matches no projection"],
+        ),
+        (vec!["--out", f, "--datasets", "DR,nope"], vec!["nope"]),
+        (vec!["--out", &o], vec!["not empty"]),
+    ] {
+        let a = with(&extra);
+        fails(&a.iter().map(String::as_str).collect::<Vec<_>>(), &needles);
+    }
 }
 
 /// The package folder, read when the test runs (cargo sets it), so a test binary built in

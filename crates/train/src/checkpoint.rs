@@ -96,21 +96,24 @@ pub fn save(
     Ok(done)
 }
 
-/// The first setting whose value differs between two runs, as `key: old → new`.
+/// The first setting whose value differs between two runs, as `path: old → new`.
 fn difference(old: &Value, new: &Value) -> Option<String> {
-    match (old.as_object(), new.as_object()) {
-        (Some(a), Some(b)) => {
+    fn walk(path: &str, old: Option<&Value>, new: Option<&Value>) -> Option<String> {
+        if let (Some(Value::Object(a)), Some(Value::Object(b))) = (old, new) {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            keys.into_iter().find_map(|k| {
-                let (x, y) = (&a.get(k), &b.get(k));
-                (x != y).then(|| {
-                    let show = |v: &Option<&Value>| v.map_or("(none)".into(), |v| v.to_string());
-                    format!("{k}: {} → {}", show(x), show(y))
-                })
-            })
+            return keys.into_iter().find_map(|k| {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(&sub, a.get(k), b.get(k))
+            });
         }
-        _ => (old != new).then(|| format!("{old} → {new}")),
+        let show = |v: Option<&Value>| v.map_or("(none)".into(), Value::to_string);
+        (old != new).then(|| format!("{path}: {} → {}", show(old), show(new)))
     }
+    walk("", Some(old), Some(new))
 }
 
 /// Restores the newest checkpoint under `out` into `model` and `optim`, after checking it

@@ -199,45 +199,65 @@ fn stage1_learns_a_synthetic_instruction_task() {
     assert!(after >= 0.9, "accuracy {before} → {after} (chance is 0.5)");
 }
 
+/// Two updates of a fresh model on `train` split into micro-batches of `micro`: the
+/// (loss, gradient norm) of each and the trainable tensors after.
+type TwoUpdates = (Vec<(f64, f64)>, Vec<model::io::Named>);
+
+fn two_updates(
+    device: &Device,
+    train: &[SftExample],
+    micro: usize,
+    wd: f64,
+    clip: Option<f64>,
+) -> TwoUpdates {
+    let mut trainer = Trainer {
+        model: model(device, 0.0),
+        optim: AdamW::new(wd),
+        max_grad_norm: clip,
+        device: device.clone(),
+        seed: 0,
+    };
+    let rows: Vec<&SftExample> = train.iter().collect();
+    let chunks: Vec<Vec<&SftExample>> = rows.chunks(micro).map(<[_]>::to_vec).collect();
+    let total: usize = train.iter().map(SftExample::answer_tokens).sum();
+    let mut updates = Vec::new();
+    // The first update moves B off zero, so the second has a gradient for every factor.
+    for step in 1..=2 {
+        let u = trainer
+            .update(step, chunks.len(), 1e-2, |m, i| {
+                Ok(answer_nll(m, &chunks[i], 0)?.0 / total as f64)
+            })
+            .unwrap();
+        updates.push((u.loss, u.grad_norm));
+    }
+    (updates, trainer.model.trainable_tensors().unwrap())
+}
+
+fn assert_same_updates(a: &TwoUpdates, b: &TwoUpdates, tol: f64, what: &str) {
+    for ((l, g), (l0, g0)) in a.0.iter().zip(&b.0) {
+        assert!(
+            (l - l0).abs() < tol && (g - g0).abs() < tol * g0.max(1.0),
+            "{what}: loss {l} vs {l0}, gradient norm {g} vs {g0}"
+        );
+    }
+    for (x, y) in a.1.iter().zip(&b.1) {
+        assert!(
+            max_abs_diff(&x.2, &y.2) < tol as f32 * 10.0,
+            "{what}: {} differs",
+            x.0
+        );
+    }
+}
+
 #[test]
 fn gradient_accumulation_gives_the_same_update() {
     let _rng = crate::rng_lock(); // updates reseed the shared device stream
     let device = cpu().autodiff();
     let train = synthetic(8, 4);
-    let mut results = Vec::new();
-    for micro in [8, 2, 3] {
-        let mut trainer = Trainer {
-            model: model(&device, 0.0),
-            optim: AdamW::new(0.0),
-            max_grad_norm: None,
-            device: device.clone(),
-            seed: 0,
-        };
-        // Move B off zero first so every factor has a gradient.
-        let rows: Vec<&SftExample> = train.iter().collect();
-        let chunks: Vec<Vec<&SftExample>> = rows.chunks(micro).map(<[_]>::to_vec).collect();
-        let total: usize = train.iter().map(SftExample::answer_tokens).sum();
-        let mut updates = Vec::new();
-        for step in 1..=2 {
-            let u = trainer
-                .update(step, chunks.len(), 1e-2, |m, i| {
-                    Ok(answer_nll(m, &chunks[i], 0)?.0 / total as f64)
-                })
-                .unwrap();
-            updates.push((u.loss, u.grad_norm));
-        }
-        results.push((updates, trainer.model.trainable_tensors().unwrap()));
-    }
-    for (updates, tensors) in &results[1..] {
-        for ((l, g), (l0, g0)) in updates.iter().zip(&results[0].0) {
-            assert!(
-                (l - l0).abs() < 1e-5 && (g - g0).abs() < 1e-4 * g0.max(1.0),
-                "{l} {g} vs {l0} {g0}"
-            );
-        }
-        for (a, b) in tensors.iter().zip(&results[0].1) {
-            assert!(max_abs_diff(&a.2, &b.2) < 1e-5, "{}", a.0);
-        }
+    let whole = two_updates(&device, &train, 8, 0.0, None);
+    for micro in [2, 3] {
+        let split = two_updates(&device, &train, micro, 0.0, None);
+        assert_same_updates(&split, &whole, 1e-5, &format!("micro-batches of {micro}"));
     }
 }
 
@@ -306,4 +326,15 @@ fn killed_and_resumed_run_equals_an_uninterrupted_one() {
             a.0
         );
     }
+}
+
+/// Training runs on wgpu too: two updates there equal the CPU backend's.
+#[test]
+fn updates_on_wgpu_equal_the_cpu_backend() {
+    let Some(gpu) = crate::wgpu() else { return };
+    let _rng = crate::rng_lock();
+    let train = synthetic(6, 9);
+    let on_cpu = two_updates(&cpu().autodiff(), &train, 3, 0.01, Some(1.0));
+    let on_gpu = two_updates(&gpu.autodiff(), &train, 3, 0.01, Some(1.0));
+    assert_same_updates(&on_gpu, &on_cpu, 1e-4, "wgpu against cpu");
 }

@@ -13,7 +13,8 @@ use crate::ModelError;
 /// A named f32 tensor ready to be written: name, shape, values.
 pub type Named = (String, Vec<usize>, Vec<f32>);
 
-fn io_err(path: &Path, e: std::io::Error) -> ModelError {
+/// An I/O error naming its file.
+pub fn io_err(path: &Path, e: std::io::Error) -> ModelError {
     ModelError::Format(formats::FormatError::io(path, e))
 }
 

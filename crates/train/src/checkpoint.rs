@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use model::ModelError;
+use model::io::io_err;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,10 +22,6 @@ pub struct CheckpointState {
     pub settings: Value,
     /// The loop's own state (plateau scheduler, best score, ...).
     pub run: Value,
-}
-
-fn io_err(path: &Path, e: std::io::Error) -> ModelError {
-    ModelError::Format(formats::FormatError::io(path, e))
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> ModelError {

@@ -266,14 +266,7 @@ pub fn train_classifier(
             })?;
             Ok(cross_entropy(logits, &batch_labels))
         })?;
-        on_event(&Event::Step {
-            step,
-            epoch,
-            loss: update.loss,
-            lr,
-            grad_norm: update.grad_norm,
-            tokens,
-        });
+        on_event(&update.event(step, epoch, lr, tokens));
         let last_of_epoch = step % per_epoch == 0;
         if step % config.eval_every.max(1) == 0 || last_of_epoch {
             let plain = trainer.model.valid();
@@ -302,9 +295,7 @@ pub fn train_classifier(
                 best: Some(is_best),
             });
         }
-        if let Some(out) = &run.out
-            && ((run.save_every > 0 && step % run.save_every == 0) || step == total)
-        {
+        if let Some(out) = run.checkpoint_due(step, total) {
             let saved = CheckpointState {
                 step,
                 settings: settings.clone(),

@@ -6,12 +6,9 @@ use std::path::{Path, PathBuf};
 
 use data::curve::{Panel, Series, curves_svg};
 use model::ModelError;
+use model::io::io_err;
 use serde::Serialize;
 use serde_json::Value;
-
-fn io_err(path: &Path, e: std::io::Error) -> ModelError {
-    ModelError::Format(formats::FormatError::io(path, e))
-}
 
 pub struct RunLog {
     path: PathBuf,

@@ -74,6 +74,14 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
 }
 
+impl RunOptions {
+    /// The output folder when update `step` of `total` is to be checkpointed.
+    pub fn checkpoint_due(&self, step: usize, total: usize) -> Option<&std::path::Path> {
+        let due = (self.save_every > 0 && step % self.save_every == 0) || step == total;
+        self.out.as_deref().filter(|_| due)
+    }
+}
+
 /// Examples per group sorted by length before batching: big enough that batches hold
 /// similar lengths, small enough that the order stays random (HF's length-grouped sampler
 /// uses 50 batches too).
@@ -236,6 +244,24 @@ pub fn train_sft(
     let per_epoch = train.len().div_ceil(config.batch_size);
     let lens: Vec<usize> = train.iter().map(|e| e.ids.len()).collect();
     let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
+    if start == 0 && !val.is_empty() {
+        // The validation loss before any update: where the curve starts.
+        let val_loss = evaluate(
+            &trainer.model.valid(),
+            val,
+            config.micro_batch_size,
+            config.pad_id,
+        )?;
+        on_event(&Event::Eval {
+            step: 0,
+            epoch: 0,
+            val_loss,
+            val_weighted_f1: None,
+            val_accuracy: None,
+            lr: config.lr,
+            best: None,
+        });
+    }
     for step in start + 1..=total {
         let epoch = (step - 1) / per_epoch;
         if epoch_cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
@@ -257,14 +283,7 @@ pub fn train_sft(
             let (nll, _) = answer_nll(m, &micro[i], config.pad_id)?;
             Ok(nll / answer_tokens as f64)
         })?;
-        on_event(&Event::Step {
-            step,
-            epoch,
-            loss: update.loss,
-            lr,
-            grad_norm: update.grad_norm,
-            tokens,
-        });
+        on_event(&update.event(step, epoch, lr, tokens));
         let last = step == total;
         if !val.is_empty() && ((config.eval_every > 0 && step % config.eval_every == 0) || last) {
             let val_loss = evaluate(
@@ -283,9 +302,7 @@ pub fn train_sft(
                 best: None,
             });
         }
-        if let Some(out) = &run.out
-            && ((run.save_every > 0 && step % run.save_every == 0) || last)
-        {
+        if let Some(out) = run.checkpoint_due(step, total) {
             let state = CheckpointState {
                 step,
                 settings: settings.clone(),

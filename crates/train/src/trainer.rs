@@ -15,6 +15,20 @@ pub struct Update {
     pub grad_norm: f64,
 }
 
+impl Update {
+    /// The progress event of this update.
+    pub fn event(&self, step: usize, epoch: usize, lr: f64, tokens: usize) -> Event {
+        Event::Step {
+            step,
+            epoch,
+            loss: self.loss,
+            lr,
+            grad_norm: self.grad_norm,
+            tokens,
+        }
+    }
+}
+
 pub struct Trainer<M> {
     pub model: M,
     pub optim: AdamW,

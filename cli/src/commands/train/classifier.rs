@@ -216,12 +216,10 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
         &weighted_f1,
         |event| monitor.event(event),
     )?;
-    let seconds = monitor.seconds();
-    let curves = monitor.finish()?;
-    if !trained.finished {
-        super::report_stop(&args.run.out, trained.steps);
+    let Some((seconds, curves)) = monitor.finish(&args.run.out, trained.finished, trained.steps)?
+    else {
         return Ok(());
-    }
+    };
     let mut best = trained.best;
     let out = &args.run.out;
     save_adapter(&mut best.lm, &lora, out)?;

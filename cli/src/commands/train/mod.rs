@@ -170,17 +170,28 @@ impl Monitor {
         }
     }
 
-    /// Clears the bar, draws the final curves and returns the path of the picture.
-    pub fn finish(self) -> Result<PathBuf> {
+    /// Clears the bar and draws the final curves. Returns the seconds taken and the
+    /// picture's path, or `None` (after saying how to continue) when the run stopped early.
+    pub fn finish(
+        self,
+        out: &Path,
+        finished: bool,
+        steps: usize,
+    ) -> Result<Option<(f64, PathBuf)>> {
         self.bar.finish_and_clear();
+        let seconds = self.start.elapsed().as_secs_f64();
         if let Some(e) = self.error {
             return Err(e.context(format!("writing {}", self.log.path().display())));
         }
-        Ok(write_curves(self.log.path(), &self.title)?)
-    }
-
-    pub fn seconds(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        let curves = write_curves(self.log.path(), &self.title)?;
+        if !finished {
+            eprintln!(
+                "stopped after update {steps}; continue with the same command and --resume (checkpoints in {})",
+                train::checkpoint::checkpoints_dir(out).display()
+            );
+            return Ok(None);
+        }
+        Ok(Some((seconds, curves)))
     }
 }
 
@@ -196,12 +207,4 @@ pub fn sample<T: Clone>(items: Vec<T>, n: Option<usize>, seed: u64) -> Vec<T> {
         }
         _ => items,
     }
-}
-
-/// The stage-1 adapter or classifier files are final only when the run finished.
-pub fn report_stop(out: &Path, steps: usize) {
-    eprintln!(
-        "stopped after update {steps}; continue with the same command and --resume (checkpoints in {})",
-        train::checkpoint::checkpoints_dir(out).display()
-    );
 }

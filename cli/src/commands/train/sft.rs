@@ -230,12 +230,10 @@ pub fn run(args: SftArgs) -> Result<()> {
         &args.run.options(),
         |event| monitor.event(event),
     )?;
-    let seconds = monitor.seconds();
-    let curves = monitor.finish()?;
-    if !outcome.finished {
-        super::report_stop(&args.run.out, outcome.steps);
+    let Some((seconds, curves)) = monitor.finish(&args.run.out, outcome.finished, outcome.steps)?
+    else {
         return Ok(());
-    }
+    };
     let mut lm = outcome.model;
     let mut saved = lora.clone();
     saved.base_model_name_or_path = Some(path.display().to_string());

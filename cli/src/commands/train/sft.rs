@@ -183,8 +183,8 @@ pub fn run(args: SftArgs) -> Result<()> {
     let path = args.model.model_path()?;
     let chosen = args.model.device()?;
     let device = chosen.device.clone().autodiff();
-    // LoRA A is drawn from the device's RNG: --seed makes it repeatable.
-    device.seed(args.seed);
+    // --seed fixes LoRA A and the head (drawn on the host), the data order and, through the
+    // per-update reseeding in the trainer, the dropout masks.
     let loaded = model::load_model(&path, &device)
         .with_context(|| format!("loading model {}", path.display()))?;
     let tokenizer = loaded

@@ -51,6 +51,8 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod classifier;
 #[cfg(test)]
+mod kernels;
+#[cfg(test)]
 mod lora;
 #[cfg(test)]
 mod model_errors;

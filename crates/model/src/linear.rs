@@ -51,6 +51,24 @@ impl Linear {
 
     /// `x · Wᵀ + b` for `[rows, in]`.
     pub fn forward_2d(&self, x: Tensor<2>) -> Tensor<2> {
+        if let Some(lora) = &self.lora
+            // Dropout on the LoRA input alone is not part of the fused op.
+            && lora.fused
+            && !(lora.dropout > 0.0 && x.is_autodiff())
+        {
+            let bias = match &self.bias {
+                Some(b) => b.val(),
+                None => Tensor::zeros([self.out_features()], &x.device()),
+            };
+            return kernels::lora_linear(
+                x,
+                self.weight.val(),
+                lora.lora_A.val(),
+                lora.lora_B.val(),
+                bias,
+                lora.scaling,
+            );
+        }
         let y = x.clone().matmul(self.weight.val().transpose());
         let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze_dim(0),

@@ -1,0 +1,178 @@
+//! Our WGSL LoRA kernel: every shader passes naga's validation (no GPU needed), and on wgpu
+//! (Mesa's llvmpipe here) the fused forward and every gradient of the op equal the same
+//! computation in plain Burn ops, for shapes that are and are not multiples of the tiles.
+
+use burn::backend::wgpu::wgpu::naga;
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::max_abs_diff;
+
+#[test]
+fn every_shader_passes_naga_validation() {
+    for (name, text) in kernels::shaders::all_rendered() {
+        assert!(
+            !text.contains("{{"),
+            "{name}: a placeholder was left unfilled"
+        );
+        let module = naga::front::wgsl::parse_str(&text)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&text)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&text)));
+    }
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    model::io::values(t).unwrap()
+}
+
+/// The op as plain Burn ops (what the model did before the kernels).
+fn plain(
+    x: Tensor<2>,
+    w: Tensor<2>,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    bias: Tensor<1>,
+    s: f64,
+) -> Tensor<2> {
+    x.clone().matmul(w.transpose())
+        + bias.unsqueeze_dim(0)
+        + x.matmul(a.transpose()).matmul(b.transpose()) * s
+}
+
+type Operands = (Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, Tensor<1>);
+
+fn operands(m: usize, k: usize, n: usize, r: usize, device: &Device) -> Operands {
+    let u = Distribution::Uniform(-1.0, 1.0);
+    (
+        Tensor::random([m, k], u, device),
+        Tensor::random([n, k], u, device),
+        Tensor::random([r, k], u, device),
+        Tensor::random([n, r], u, device),
+        Tensor::random([n], u, device),
+    )
+}
+
+const SHAPES: [(usize, usize, usize, usize); 5] = [
+    (1, 64, 96, 8),
+    (7, 33, 45, 3),
+    (32, 32, 32, 4),
+    (50, 100, 70, 16),
+    (129, 48, 65, 9),
+];
+
+#[test]
+fn fused_forward_equals_burn_ops_on_wgpu_and_cpu() {
+    let mut devices = vec![crate::cpu()];
+    devices.extend(crate::wgpu());
+    for device in devices {
+        for (m, k, n, r) in SHAPES {
+            let (x, w, a, b, bias) = operands(m, k, n, r, &device);
+            let want = values(plain(
+                x.clone(),
+                w.clone(),
+                a.clone(),
+                b.clone(),
+                bias.clone(),
+                1.7,
+            ));
+            let got = values(kernels::lora_linear(x, w, a, b, bias, 1.7));
+            let diff = max_abs_diff(&got, &want);
+            assert!(
+                diff < 1e-4,
+                "{device:?} m{m} k{k} n{n} r{r}: max |Δ| {diff}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
+    let mut devices = vec![crate::cpu()];
+    devices.extend(crate::wgpu());
+    for device in devices {
+        let device = device.autodiff();
+        for (m, k, n, r) in SHAPES {
+            let (x, w, a, b, bias) = operands(m, k, n, r, &device);
+            let track = |t: &Tensor<2>| t.clone().detach().require_grad();
+            let weights = Tensor::<2>::random([m, n], Distribution::Uniform(-1.0, 1.0), &device);
+            let run = |fused: bool| {
+                let (x, w, a, b) = (track(&x), track(&w), track(&a), track(&b));
+                let bias = bias.clone().detach().require_grad();
+                let y = if fused {
+                    kernels::lora_linear(
+                        x.clone(),
+                        w.clone(),
+                        a.clone(),
+                        b.clone(),
+                        bias.clone(),
+                        0.5,
+                    )
+                } else {
+                    plain(
+                        x.clone(),
+                        w.clone(),
+                        a.clone(),
+                        b.clone(),
+                        bias.clone(),
+                        0.5,
+                    )
+                };
+                let grads = (y * weights.clone()).sum().backward();
+                let g2 = |t: &Tensor<2>| values(t.grad(&grads).expect("tracked"));
+                [
+                    g2(&x),
+                    g2(&w),
+                    g2(&a),
+                    g2(&b),
+                    values(bias.grad(&grads).expect("tracked")),
+                ]
+            };
+            let (got, want) = (run(true), run(false));
+            for (name, (g, e)) in ["x", "w", "a", "b", "bias"]
+                .iter()
+                .zip(got.iter().zip(&want))
+            {
+                let diff = max_abs_diff(g, e);
+                assert!(
+                    diff < 1e-4,
+                    "{device:?} m{m} k{k} n{n} r{r}: d{name} max |Δ| {diff}"
+                );
+            }
+        }
+    }
+}
+
+/// The model with a PEFT adapter gives the same logits with the fused op on and off.
+#[test]
+fn model_logits_equal_with_kernels_on_and_off() {
+    let mut devices = vec![crate::cpu()];
+    devices.extend(crate::wgpu());
+    let row: Vec<u32> = (0..20).map(|i| (i * 13 + 7) % 250).collect();
+    for device in devices {
+        let mut lm = model::load_model(&crate::fixture("tiny/llama"), &device)
+            .unwrap()
+            .model;
+        model::lora::peft_io::load_adapter(&mut lm, &crate::fixture("lora/llama-adapter")).unwrap();
+        let set = |lm: &mut model::CausalLm, on: bool| {
+            let mut n = 0;
+            for (_, _, linear) in lm.model.linears_mut() {
+                if let Some(lora) = linear.lora.as_mut() {
+                    lora.fused = on;
+                    n += 1;
+                }
+            }
+            n
+        };
+        let layers = lm.model.layers.len();
+        assert_eq!(set(&mut lm, true), 7 * layers, "every projection has an adapter");
+        let on = crate::full_logits(&lm, &row);
+        set(&mut lm, false);
+        let off = crate::full_logits(&lm, &row);
+        let diff = max_abs_diff(&on, &off);
+        assert!(diff < 1e-4, "{device:?}: logits differ by {diff}");
+    }
+}

@@ -9,7 +9,20 @@ use crate::max_abs_diff;
 
 #[test]
 fn every_shader_passes_naga_validation() {
-    for (name, text) in kernels::shaders::all_rendered() {
+    let rendered = kernels::shaders::all_rendered();
+    let mut on_disk: Vec<String> = std::fs::read_dir(crate::workspace_root().join("shaders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".wgsl"))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = rendered.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        listed, on_disk,
+        "shaders.rs must list every file of shaders/"
+    );
+    for (name, text) in rendered {
         assert!(
             !text.contains("{{"),
             "{name}: a placeholder was left unfilled"
@@ -168,7 +181,11 @@ fn model_logits_equal_with_kernels_on_and_off() {
             n
         };
         let layers = lm.model.layers.len();
-        assert_eq!(set(&mut lm, true), 7 * layers, "every projection has an adapter");
+        assert_eq!(
+            set(&mut lm, true),
+            7 * layers,
+            "every projection has an adapter"
+        );
         let on = crate::full_logits(&lm, &row);
         set(&mut lm, false);
         let off = crate::full_logits(&lm, &row);

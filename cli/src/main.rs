@@ -34,6 +34,9 @@ enum Command {
     Train(commands::train::TrainCommand),
     /// Score a predictions JSONL file (this tool's or LLaMA-Factory's) with the label rules.
     Score(commands::score::Args),
+    /// Benchmarks: `bench kernels` times our fused LoRA kernel against Burn's LoRA and matmul.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
 }
 
 fn main() {
@@ -46,6 +49,7 @@ fn main() {
         Command::Score(args) => commands::score::run(args),
         Command::Select(args) => commands::select::run(args),
         Command::Train(cmd) => commands::train::run(cmd),
+        Command::Bench(cmd) => commands::bench::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod classify;
 pub mod eval;
 pub mod generate;

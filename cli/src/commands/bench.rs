@@ -1,0 +1,247 @@
+//! `mentalqlm bench kernels`: the LoRA linear timed four ways on one device, in one run:
+//! the bare base matmul, Burn's built-in LoRA (`Module::apply_lora`, which rebuilds
+//! `W + s·A·B` on every forward), the unfused LoRA in Burn ops, and our fused kernel;
+//! forward alone and forward + backward (gradients of x, A and B; the base frozen).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::{Lora, Module, Param};
+use burn::tensor::{Device, Distribution, Tensor};
+use clap::{Args as ClapArgs, Subcommand};
+use serde::Serialize;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Time the LoRA linear: base matmul, Burn's LoRA, unfused Burn ops, our fused kernel.
+    Kernels(KernelArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct KernelArgs {
+    /// cpu or wgpu (a software adapter such as llvmpipe is used if it is the only one).
+    #[arg(long, default_value = "wgpu")]
+    pub device: String,
+    /// Projections as in×out, the 0.5B-class shapes by default (Qwen2.5-0.5B: 896, 4864;
+    /// Qwen1.5-0.5B: 1024, 2816).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "896x896,896x4864,4864x896,1024x2816"
+    )]
+    pub shapes: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16")]
+    pub ranks: Vec<usize>,
+    /// Token counts (rows of x).
+    #[arg(long, value_delimiter = ',', default_value = "1,32,512")]
+    pub tokens: Vec<usize>,
+    /// Timed repetitions per measurement, after one warm-up (which also autotunes).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// One JSON object per measurement instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A bare weight, for Burn's built-in LoRA.
+#[derive(Module, Debug)]
+struct Weight {
+    weight: Param<Tensor<2>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    k: usize,
+    n: usize,
+    rank: usize,
+    tokens: usize,
+    /// Milliseconds per call: forward.
+    base_fwd: f64,
+    burn_lora_fwd: f64,
+    unfused_fwd: f64,
+    fused_fwd: f64,
+    /// Milliseconds per call: forward + backward.
+    burn_lora_fwd_bwd: f64,
+    unfused_fwd_bwd: f64,
+    fused_fwd_bwd: f64,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let (a, b) = s
+        .split_once('x')
+        .with_context(|| format!("--shapes: `{s}` is not IN×OUT such as 896x4864"))?;
+    let k = a
+        .trim()
+        .parse()
+        .with_context(|| format!("--shapes: `{a}`"))?;
+    let n = b
+        .trim()
+        .parse()
+        .with_context(|| format!("--shapes: `{b}`"))?;
+    if k == 0 || n == 0 {
+        bail!("--shapes: `{s}` has a zero side");
+    }
+    Ok((k, n))
+}
+
+/// Milliseconds per call of `f`, after one warm-up call, the device drained before and after.
+fn time(device: &Device, iters: usize, mut f: impl FnMut()) -> Result<f64> {
+    f();
+    device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(start.elapsed().as_secs_f64() * 1e3 / iters as f64)
+}
+
+fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize) -> Result<Row> {
+    let u = Distribution::Uniform(-0.1, 0.1);
+    let s = 2.0;
+    let x = Tensor::<2>::random([m, k], u, device);
+    let w = Tensor::<2>::random([n, k], u, device);
+    let a = Tensor::<2>::random([r, k], u, device);
+    let b = Tensor::<2>::random([n, r], u, device);
+    let bias = Tensor::<1>::zeros([n], device);
+    let burn_lora = Weight {
+        weight: Param::from_tensor(w.clone()),
+    }
+    .apply_lora(Lora::new(r, s * r as f64));
+    let base_fwd = time(device, iters, || {
+        let _ = x.clone().matmul(w.clone().transpose());
+    })?;
+    let burn_lora_fwd = time(device, iters, || {
+        let _ = x.clone().matmul(burn_lora.weight.val().transpose());
+    })?;
+    let unfused = |x: Tensor<2>, a: Tensor<2>, b: Tensor<2>| {
+        x.clone().matmul(w.clone().transpose()) + x.matmul(a.transpose()).matmul(b.transpose()) * s
+    };
+    let unfused_fwd = time(device, iters, || {
+        let _ = unfused(x.clone(), a.clone(), b.clone());
+    })?;
+    let fused_fwd = time(device, iters, || {
+        let _ = kernels::lora_linear(x.clone(), w.clone(), a.clone(), b.clone(), bias.clone(), s);
+    })?;
+
+    // Forward + backward with autodiff: x, A and B tracked, W frozen.
+    let track = |t: &Tensor<2>| Tensor::from_inner(t.clone()).require_grad();
+    let (xg, ag, bg) = (track(&x), track(&a), track(&b));
+    let (wd, biasd) = (
+        Tensor::from_inner(w.clone()),
+        Tensor::from_inner(bias.clone()),
+    );
+    let burn_lora_ad = Weight {
+        weight: Param::from_tensor(wd.clone()).set_require_grad(false),
+    }
+    .apply_lora(Lora::new(r, s * r as f64));
+    let burn_lora_fwd_bwd = time(device, iters, || {
+        let y = xg.clone().matmul(burn_lora_ad.weight.val().transpose());
+        let _ = y.sum().backward();
+    })?;
+    let unfused_fwd_bwd = time(device, iters, || {
+        let y = xg.clone().matmul(wd.clone().transpose())
+            + xg.clone()
+                .matmul(ag.clone().transpose())
+                .matmul(bg.clone().transpose())
+                * s;
+        let _ = y.sum().backward();
+    })?;
+    let fused_fwd_bwd = time(device, iters, || {
+        let y = kernels::lora_linear(
+            xg.clone(),
+            wd.clone(),
+            ag.clone(),
+            bg.clone(),
+            biasd.clone(),
+            s,
+        );
+        let _ = y.sum().backward();
+    })?;
+    Ok(Row {
+        k,
+        n,
+        rank: r,
+        tokens: m,
+        base_fwd,
+        burn_lora_fwd,
+        unfused_fwd,
+        fused_fwd,
+        burn_lora_fwd_bwd,
+        unfused_fwd_bwd,
+        fused_fwd_bwd,
+    })
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    let BenchCommand::Kernels(args) = cmd;
+    let device = match args.device.as_str() {
+        "cpu" => Device::flex(),
+        "wgpu" => Device::wgpu_options()
+            .init()
+            .map_err(|e| anyhow::anyhow!("no wgpu adapter: {e:?}"))?,
+        other => bail!("--device must be cpu or wgpu, not `{other}`"),
+    };
+    if args.iters == 0 || args.ranks.contains(&0) || args.tokens.contains(&0) {
+        bail!("--iters, --ranks and --tokens must be at least 1");
+    }
+    let shapes = args
+        .shapes
+        .iter()
+        .map(|s| parse_shape(s))
+        .collect::<Result<Vec<_>>>()?;
+    eprintln!(
+        "device: {} ({} timed calls after a warm-up)",
+        args.device, args.iters
+    );
+    if !args.json {
+        println!(
+            "{:>11} {:>4} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>11} {:>11} {:>12}",
+            "in×out",
+            "r",
+            "tokens",
+            "base",
+            "burn-lora",
+            "unfused",
+            "fused",
+            "burn-lora",
+            "unfused",
+            "fused",
+            "fused/base",
+            "fused/burn",
+            "burn/fused"
+        );
+        println!(
+            "{:>24}| {:^39} | {:^29} | {:>11} {:>11} {:>12}",
+            "", "forward, ms", "forward+backward, ms", "fwd", "fwd", "fwd+bwd"
+        );
+    }
+    for &(k, n) in &shapes {
+        for &r in &args.ranks {
+            for &m in &args.tokens {
+                let row = measure(&device, k, n, r, m, args.iters)?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&row)?);
+                } else {
+                    println!(
+                        "{:>11} {:>4} {:>6} | {:>9.3} {:>9.3} {:>9.3} {:>9.3} | {:>9.3} {:>9.3} {:>9.3} | {:>11.2} {:>11.2} {:>12.2}",
+                        format!("{k}×{n}"),
+                        r,
+                        m,
+                        row.base_fwd,
+                        row.burn_lora_fwd,
+                        row.unfused_fwd,
+                        row.fused_fwd,
+                        row.burn_lora_fwd_bwd,
+                        row.unfused_fwd_bwd,
+                        row.fused_fwd_bwd,
+                        row.fused_fwd / row.base_fwd,
+                        row.fused_fwd / row.burn_lora_fwd,
+                        row.burn_lora_fwd_bwd / row.fused_fwd_bwd
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

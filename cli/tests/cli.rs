@@ -816,3 +816,47 @@ fn manifest_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
+
+#[test]
+fn bench_kernels_prints_every_measurement() {
+    let (stdout, _) = ok(&[
+        "bench",
+        "kernels",
+        "--device",
+        "cpu",
+        "--shapes",
+        "40x24,24x40",
+        "--ranks",
+        "2,4",
+        "--tokens",
+        "3",
+        "--iters",
+        "1",
+        "--json",
+    ]);
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "2 shapes × 2 ranks × 1 token count");
+    for row in &rows {
+        for key in [
+            "base_fwd",
+            "burn_lora_fwd",
+            "unfused_fwd",
+            "fused_fwd",
+            "fused_fwd_bwd",
+        ] {
+            assert!(row[key].as_f64().unwrap() > 0.0, "{key} in {row}");
+        }
+    }
+    fails(
+        &["bench", "kernels", "--device", "cpu", "--shapes", "40by24"],
+        &["--shapes"],
+    );
+    fails(&["bench", "kernels", "--device", "tpu"], &["--device"]);
+    fails(
+        &["bench", "kernels", "--device", "cpu", "--ranks", "0"],
+        &["--ranks"],
+    );
+}

@@ -38,6 +38,13 @@ fn every_shader_passes_naga_validation() {
     }
 }
 
+/// The CPU backend, and wgpu where an adapter exists.
+fn devices() -> Vec<Device> {
+    let mut devices = vec![crate::cpu()];
+    devices.extend(crate::wgpu());
+    devices
+}
+
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     model::io::values(t).unwrap()
 }
@@ -79,9 +86,7 @@ const SHAPES: [(usize, usize, usize, usize); 5] = [
 
 #[test]
 fn fused_forward_equals_burn_ops_on_wgpu_and_cpu() {
-    let mut devices = vec![crate::cpu()];
-    devices.extend(crate::wgpu());
-    for device in devices {
+    for device in devices() {
         for (m, k, n, r) in SHAPES {
             let (x, w, a, b, bias) = operands(m, k, n, r, &device);
             let want = values(plain(
@@ -104,9 +109,7 @@ fn fused_forward_equals_burn_ops_on_wgpu_and_cpu() {
 
 #[test]
 fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
-    let mut devices = vec![crate::cpu()];
-    devices.extend(crate::wgpu());
-    for device in devices {
+    for device in devices() {
         let device = device.autodiff();
         for (m, k, n, r) in SHAPES {
             let (x, w, a, b, bias) = operands(m, k, n, r, &device);
@@ -162,10 +165,8 @@ fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
 /// The model with a PEFT adapter gives the same logits with the fused op on and off.
 #[test]
 fn model_logits_equal_with_kernels_on_and_off() {
-    let mut devices = vec![crate::cpu()];
-    devices.extend(crate::wgpu());
     let row: Vec<u32> = (0..20).map(|i| (i * 13 + 7) % 250).collect();
-    for device in devices {
+    for device in devices() {
         let mut lm = model::load_model(&crate::fixture("tiny/llama"), &device)
             .unwrap()
             .model;

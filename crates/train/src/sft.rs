@@ -244,23 +244,23 @@ pub fn train_sft(
     let per_epoch = train.len().div_ceil(config.batch_size);
     let lens: Vec<usize> = train.iter().map(|e| e.ids.len()).collect();
     let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
+    // The answer loss on validation, reported as an event.
+    let validate =
+        |model: &CausalLm, step: usize, epoch: usize, lr: f64| -> Result<Event, ModelError> {
+            let val_loss = evaluate(&model.valid(), val, config.micro_batch_size, config.pad_id)?;
+            Ok(Event::Eval {
+                step,
+                epoch,
+                val_loss,
+                val_weighted_f1: None,
+                val_accuracy: None,
+                lr,
+                best: None,
+            })
+        };
     if start == 0 && !val.is_empty() {
         // The validation loss before any update: where the curve starts.
-        let val_loss = evaluate(
-            &trainer.model.valid(),
-            val,
-            config.micro_batch_size,
-            config.pad_id,
-        )?;
-        on_event(&Event::Eval {
-            step: 0,
-            epoch: 0,
-            val_loss,
-            val_weighted_f1: None,
-            val_accuracy: None,
-            lr: config.lr,
-            best: None,
-        });
+        on_event(&validate(&trainer.model, 0, 0, config.lr)?);
     }
     for step in start + 1..=total {
         let epoch = (step - 1) / per_epoch;
@@ -286,21 +286,7 @@ pub fn train_sft(
         on_event(&update.event(step, epoch, lr, tokens));
         let last = step == total;
         if !val.is_empty() && ((config.eval_every > 0 && step % config.eval_every == 0) || last) {
-            let val_loss = evaluate(
-                &trainer.model.valid(),
-                val,
-                config.micro_batch_size,
-                config.pad_id,
-            )?;
-            on_event(&Event::Eval {
-                step,
-                epoch,
-                val_loss,
-                val_weighted_f1: None,
-                val_accuracy: None,
-                lr,
-                best: None,
-            });
+            on_event(&validate(&trainer.model, step, epoch, lr)?);
         }
         if let Some(out) = run.checkpoint_due(step, total) {
             let state = CheckpointState {

@@ -47,11 +47,25 @@ impl<B: LoraOps, C: CheckpointStrategy> LoraOps for Autodiff<B, C> {
         scaling: f32,
     ) -> FloatTensor<Self> {
         let nodes = [x.node(), w.node(), a.node(), b.node(), bias.node()];
-        match LoraLinearBackward
+        let prep = LoraLinearBackward
             .prepare::<C>(nodes)
             .compute_bound()
-            .stateful()
-        {
+            .stateful();
+        let forward = |x: FloatTensor<Self>,
+                       w: FloatTensor<Self>,
+                       a: FloatTensor<Self>,
+                       b: FloatTensor<Self>,
+                       bias: FloatTensor<Self>| {
+            B::lora_linear(
+                x.into_primitive(),
+                w.into_primitive(),
+                a.into_primitive(),
+                b.into_primitive(),
+                bias.into_primitive(),
+                scaling,
+            )
+        };
+        match prep {
             OpsKind::Tracked(mut prep) => {
                 let state = (
                     prep.checkpoint(&x),
@@ -60,24 +74,9 @@ impl<B: LoraOps, C: CheckpointStrategy> LoraOps for Autodiff<B, C> {
                     prep.checkpoint(&b),
                     scaling,
                 );
-                let out = B::lora_linear(
-                    x.into_primitive(),
-                    w.into_primitive(),
-                    a.into_primitive(),
-                    b.into_primitive(),
-                    bias.into_primitive(),
-                    scaling,
-                );
-                prep.finish(state, out)
+                prep.finish(state, forward(x, w, a, b, bias))
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::lora_linear(
-                x.into_primitive(),
-                w.into_primitive(),
-                a.into_primitive(),
-                b.into_primitive(),
-                bias.into_primitive(),
-                scaling,
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(forward(x, w, a, b, bias)),
         }
     }
 }

@@ -124,17 +124,13 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
         bail!("{}: empty training or validation set", dataset.name());
     }
 
-    let path = args.model.model_path()?;
-    let chosen = args.model.device()?;
-    let device = chosen.device.clone().autodiff();
-    // --seed fixes LoRA A and the head (drawn on the host), the data order and, through the
-    // per-update reseeding in the trainer, the dropout masks.
-    let loaded = model::load_model(&path, &device)
-        .with_context(|| format!("loading model {}", path.display()))?;
-    let tokenizer = loaded
-        .tokenizer
-        .clone()
-        .context("the model has no tokenizer")?;
+    let super::ForTraining {
+        chosen,
+        device,
+        loaded,
+        tokenizer,
+        ..
+    } = super::load_for_training(&args.model)?;
     let mut lm = loaded.model;
     // A stage-1 adapter is merged first: stage 2 adapts the instruction-tuned model.
     if let Some(dir) = &args.model.adapter {

@@ -195,6 +195,36 @@ impl Monitor {
     }
 }
 
+/// The model to train, on the autodiff form of the chosen device, with its tokenizer.
+pub struct ForTraining {
+    pub path: PathBuf,
+    pub chosen: crate::device::Chosen,
+    pub device: burn::tensor::Device,
+    pub loaded: model::LoadedModel,
+    pub tokenizer: formats::tokenizer::TextTokenizer,
+}
+
+pub fn load_for_training(args: &crate::model_arg::ModelArgs) -> Result<ForTraining> {
+    let path = args.model_path()?;
+    let chosen = args.device()?;
+    // --seed fixes LoRA A and the head (drawn on the host), the data order and, through the
+    // per-update reseeding in the trainer, the dropout masks.
+    let device = chosen.device.clone().autodiff();
+    let loaded = model::load_model(&path, &device)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    let tokenizer = loaded
+        .tokenizer
+        .clone()
+        .context("the model has no tokenizer")?;
+    Ok(ForTraining {
+        path,
+        chosen,
+        device,
+        loaded,
+        tokenizer,
+    })
+}
+
 /// A seeded sample of `n` items (all of them when `n` is `None` or not smaller), in order.
 pub fn sample<T: Clone>(items: Vec<T>, n: Option<usize>, seed: u64) -> Vec<T> {
     use rand::SeedableRng;

@@ -180,17 +180,13 @@ fn load_sets(args: &SftArgs, tokenizer: &formats::tokenizer::TextTokenizer) -> R
 pub fn run(args: SftArgs) -> Result<()> {
     args.check()?;
     args.run.prepare()?;
-    let path = args.model.model_path()?;
-    let chosen = args.model.device()?;
-    let device = chosen.device.clone().autodiff();
-    // --seed fixes LoRA A and the head (drawn on the host), the data order and, through the
-    // per-update reseeding in the trainer, the dropout masks.
-    let loaded = model::load_model(&path, &device)
-        .with_context(|| format!("loading model {}", path.display()))?;
-    let tokenizer = loaded
-        .tokenizer
-        .clone()
-        .context("the model has no tokenizer")?;
+    let super::ForTraining {
+        path,
+        chosen,
+        device,
+        loaded,
+        tokenizer,
+    } = super::load_for_training(&args.model)?;
     let sets = load_sets(&args, &tokenizer)?;
     if sets.train.is_empty() {
         bail!("no training example fits --cutoff {}", args.cutoff);

@@ -31,6 +31,25 @@ fn bad(path: &Path, reason: impl Into<String>) -> ModelError {
     }
 }
 
+/// A cheap fingerprint of tokenised examples (each its ids and one tag: the label or the
+/// answer start), stored in a checkpoint's settings so a resumed run is refused on other data.
+pub fn data_digest<'a>(rows: impl ExactSizeIterator<Item = (&'a [u32], u32)>) -> String {
+    let n = rows.len();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (ids, tag) in rows {
+        for &t in ids.iter().chain([&tag, &u32::MAX]) {
+            h = (h ^ t as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+    format!("{n}:{h:016x}")
+}
+
+/// The generator that orders epoch `epoch` of a run seeded with `seed`: a function of the
+/// two alone, so a resumed run sees the same order.
+pub fn epoch_rng(seed: u64, epoch: usize) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407))
+}
+
 pub fn checkpoints_dir(out: &Path) -> PathBuf {
     out.join("checkpoints")
 }

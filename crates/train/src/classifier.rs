@@ -148,13 +148,10 @@ fn settings(
     val: &[Example],
 ) -> serde_json::Value {
     let digest = |set: &[Example]| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (ids, label) in set {
-            for &t in ids.iter().chain([&(*label as u32), &u32::MAX]) {
-                h = (h ^ t as u64).wrapping_mul(0x0000_0100_0000_01B3);
-            }
-        }
-        format!("{}:{h:016x}", set.len())
+        checkpoint::data_digest(
+            set.iter()
+                .map(|(ids, label)| (ids.as_slice(), *label as u32)),
+        )
     };
     serde_json::json!({ "stage": "classifier", "config": config, "train": digest(train), "val": digest(val) })
 }
@@ -245,9 +242,7 @@ pub fn train_classifier(
         let epoch = (step - 1) / per_epoch;
         if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let mut o = base_order.clone();
-            o.shuffle(&mut StdRng::seed_from_u64(
-                config.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
-            ));
+            o.shuffle(&mut checkpoint::epoch_rng(config.seed, epoch));
             order = Some((epoch, o));
         }
         let o = &order.as_ref().expect("just set").1;

@@ -10,8 +10,6 @@ use burn::tensor::{Int, Tensor, TensorData};
 use model::ModelError;
 use model::decoder::TokenBatch;
 use model::heads::lm::CausalLm;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
@@ -98,7 +96,7 @@ pub fn epoch_batches(
     epoch: usize,
 ) -> Vec<Vec<usize>> {
     let batch_size = batch_size.max(1);
-    let mut rng = StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut rng = checkpoint::epoch_rng(seed, epoch);
     let mut order: Vec<usize> = (0..lens.len()).collect();
     order.shuffle(&mut rng);
     let mut batches: Vec<Vec<usize>> = Vec::new();
@@ -177,15 +175,12 @@ pub fn evaluate(
     Ok(sum / count.max(1) as f64)
 }
 
-/// A cheap fingerprint of the tokenised data, so a resumed run is refused on other data.
 fn fingerprint(examples: &[SftExample]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for e in examples {
-        for &t in e.ids.iter().chain([&(e.answer_start as u32), &u32::MAX]) {
-            h = (h ^ t as u64).wrapping_mul(0x0000_0100_0000_01B3);
-        }
-    }
-    format!("{}:{h:016x}", examples.len())
+    checkpoint::data_digest(
+        examples
+            .iter()
+            .map(|e| (e.ids.as_slice(), e.answer_start as u32)),
+    )
 }
 
 pub struct SftOutcome {

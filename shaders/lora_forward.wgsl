@@ -1,49 +1,74 @@
-// Fused LoRA linear: y = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ, without forming W + s·B·A.
-// One workgroup computes a 32×32 tile of y (each of its 16×16 threads a 2×2 block). While
-// it walks K in steps of 16 for the base product, it also accumulates t = x·Aᵀ for its 32
-// rows in workgroup memory, so the low-rank path costs r/32 of the base product and the
-// epilogue adds s·t·Bᵀ.
+// Fused LoRA linear: y = x·Wᵀ + bias + s·t·Bᵀ with t = x·Aᵀ [m, r] computed beforehand
+// (by lora_backward_factor.wgsl, r/n of the base product's work), so neither W + s·B·A nor
+// the [m, n] low-rank product is ever formed: the epilogue of the tiled base product adds
+// bias and s·t·Bᵀ (r/k of its work). One workgroup of WM×WN = 256 threads computes a
+// TM×TN tile of y, each thread a 2×2 block, walking k in steps of TK. The tile's shape is
+// filled in per launch: 32×32 for many rows, 8×128 for a few (decoding one token), so
+// short inputs do not pad 31 of 32 rows with zeros.
+//
+// The base W [n, k] is read as 32-bit words: f32 values (BITS = 32), or codes of 32-value
+// blocks (GGUF's Q8_0, Q4_0, Q4_1 repacked by crates/kernels/src/quant.rs) that the load of
+// the weight tile dequantizes, so a quantized W is never formed in f32: 8-bit codes are
+// signed, w = q·d; 4-bit codes are unsigned, w = q·d + min. For f32, scales and mins are
+// one-element placeholders.
 //
 // Every binding is read_write: Burn may place small tensors in one shared buffer.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;      // [m, k]
-@group(0) @binding(1) var<storage, read_write> w: array<f32>;      // [n, k]
-@group(0) @binding(2) var<storage, read_write> a: array<f32>;      // [r, k]
-@group(0) @binding(3) var<storage, read_write> b: array<f32>;      // [n, r]
-@group(0) @binding(4) var<storage, read_write> bias: array<f32>;   // [n]
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [m, n]
-@group(0) @binding(6) var<storage, read_write> params: array<u32>; // [m, n, k, r, bits(s)]
+@group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // [n, k / CODES]
+@group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32]
+@group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit)
+@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // [m, r]
+@group(0) @binding(5) var<storage, read_write> b: array<f32>;      // [n, r]
+@group(0) @binding(6) var<storage, read_write> bias: array<f32>;   // [n]
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;      // [m, n]
+@group(0) @binding(8) var<storage, read_write> params: array<u32>; // [m, n, k, r, bits(s)]
 
-const TM: u32 = 32u;
-const TN: u32 = 32u;
-const TK: u32 = 16u;
-const RMAX: u32 = {{ r_max }}u; // the rank rounded up to a multiple of 8
+const WM: u32 = {{ wm }}u;  // threads along m
+const WN: u32 = {{ wn }}u;  // threads along n; WM·WN = 256
+const TM: u32 = 2u * WM;
+const TN: u32 = 2u * WN;
+const TK: u32 = {{ tk }}u;
+const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
+const CODES: u32 = 32u / BITS;  // codes per word
 
-var<workgroup> xs: array<f32, 512>;          // [TM, TK]
-var<workgroup> ws: array<f32, 512>;          // [TN, TK]
-var<workgroup> as_: array<f32, {{ a_tile }}>; // [RMAX, TK]
-var<workgroup> ts: array<f32, {{ t_tile }}>;  // [TM, RMAX]
+var<workgroup> xs: array<f32, TM * TK>; // [TM, TK]
+var<workgroup> ws: array<f32, TN * TK>; // [TN, TK]
 
-@compute @workgroup_size(16, 16, 1)
+// Element (row, col) of W; col < k, row < n.
+fn weight(row: u32, col: u32, k: u32) -> f32 {
+    if (BITS == 32u) {
+        return bitcast<f32>(wq[row * k + col]);
+    }
+    let word = wq[(row * k + col) / CODES];
+    let shift = (col % CODES) * BITS;
+    let block = (row * k + col) / 32u;
+    if (BITS == 8u) {
+        // Move the byte to the top, then shift back arithmetically to sign-extend it.
+        let q = bitcast<i32>(word << (24u - shift)) >> 24u;
+        return f32(q) * scales[block];
+    }
+    let q = (word >> shift) & 15u;
+    return f32(q) * scales[block] + mins[block];
+}
+
+@compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = params[0];
     let n = params[1];
     let k = params[2];
     let r = params[3];
     let s = bitcast<f32>(params[4]);
-    let tid = lid.y * 16u + lid.x;
+    let tid = lid.x;
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
 
-    for (var i = tid; i < TM * RMAX; i += 256u) {
-        ts[i] = 0.0;
-    }
     var acc00 = 0.0;
     var acc01 = 0.0;
     var acc10 = 0.0;
     var acc11 = 0.0;
-    let lr = lid.y * 2u;
-    let lc = lid.x * 2u;
+    let lr = (tid / WN) * 2u;
+    let lc = (tid % WN) * 2u;
 
     for (var k0 = 0u; k0 < k; k0 += TK) {
         for (var i = tid; i < TM * TK; i += 256u) {
@@ -60,18 +85,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             let gc = k0 + i % TK;
             var v = 0.0;
             if (gr < n && gc < k) {
-                v = w[gr * k + gc];
+                v = weight(gr, gc, k);
             }
             ws[i] = v;
-        }
-        for (var i = tid; i < RMAX * TK; i += 256u) {
-            let gr = i / TK;
-            let gc = k0 + i % TK;
-            var v = 0.0;
-            if (gr < r && gc < k) {
-                v = a[gr * k + gc];
-            }
-            as_[i] = v;
         }
         workgroupBarrier();
 
@@ -85,16 +101,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             acc10 += x1 * w0;
             acc11 += x1 * w1;
         }
-        // Each entry of ts belongs to one thread for the whole walk: no race.
-        for (var i = tid; i < TM * RMAX; i += 256u) {
-            let row = i / RMAX;
-            let rank = i % RMAX;
-            var sum = 0.0;
-            for (var kk = 0u; kk < TK; kk++) {
-                sum += xs[row * TK + kk] * as_[rank * TK + kk];
-            }
-            ts[i] += sum;
-        }
         workgroupBarrier();
     }
 
@@ -107,7 +113,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         if (gr < m && gc < n) {
             var low = 0.0;
             for (var rank = 0u; rank < r; rank++) {
-                low += ts[row * RMAX + rank] * b[gc * r + rank];
+                low += t[gr * r + rank] * b[gc * r + rank];
             }
             y[gr * n + gc] = accs[q] + bias[gc] + s * low;
         }

@@ -825,7 +825,7 @@ fn bench_kernels_prints_every_measurement() {
         "--device",
         "cpu",
         "--shapes",
-        "40x24,24x40",
+        "64x24,32x40",
         "--ranks",
         "2,4",
         "--tokens",
@@ -845,6 +845,8 @@ fn bench_kernels_prints_every_measurement() {
             "burn_lora_fwd",
             "unfused_fwd",
             "fused_fwd",
+            "fused_q8_0_fwd",
+            "fused_q4_1_fwd",
             "fused_fwd_bwd",
         ] {
             assert!(row[key].as_f64().unwrap() > 0.0, "{key} in {row}");
@@ -853,6 +855,10 @@ fn bench_kernels_prints_every_measurement() {
     fails(
         &["bench", "kernels", "--device", "cpu", "--shapes", "40by24"],
         &["--shapes"],
+    );
+    fails(
+        &["bench", "kernels", "--device", "cpu", "--shapes", "40x24"],
+        &["multiple of 32"],
     );
     fails(&["bench", "kernels", "--device", "tpu"], &["--device"]);
     fails(

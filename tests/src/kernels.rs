@@ -1,6 +1,7 @@
-//! Our WGSL LoRA kernel: every shader passes naga's validation (no GPU needed), and on wgpu
-//! (Mesa's llvmpipe here) the fused forward and every gradient of the op equal the same
-//! computation in plain Burn ops, for shapes that are and are not multiples of the tiles.
+//! Our WGSL LoRA kernels: every shader passes naga's validation (no GPU needed), and on
+//! wgpu (Mesa's llvmpipe here) the fused forward, every gradient of the op (the backward
+//! kernels) and the forward over a quantized base equal the same computation in plain Burn
+//! ops, for shapes that are and are not multiples of the tiles.
 
 use burn::backend::wgpu::wgpu::naga;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -18,6 +19,7 @@ fn every_shader_passes_naga_validation() {
     on_disk.sort();
     let mut listed: Vec<String> = rendered.iter().map(|(n, _)| n.to_string()).collect();
     listed.sort();
+    listed.dedup();
     assert_eq!(
         listed, on_disk,
         "shaders.rs must list every file of shaders/"
@@ -193,4 +195,106 @@ fn model_logits_equal_with_kernels_on_and_off() {
         let diff = max_abs_diff(&on, &off);
         assert!(diff < 1e-4, "{device:?}: logits differ by {diff}");
     }
+}
+
+/// `[n, k]` weights with k a whole number of 32-value blocks; m and n are not multiples of
+/// the 32-wide tiles.
+const QUANT_SHAPES: [(usize, usize, usize, usize); 4] =
+    [(1, 32, 45, 8), (7, 64, 33, 3), (40, 96, 70, 16), (65, 160, 32, 4)];
+
+const FORMATS: [QuantFormat; 3] = [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1];
+
+use kernels::{PackedWeight, QuantFormat, QuantizedLinear};
+
+/// The quantized-base forward equals dequantize-then-matmul, with the dequantization done
+/// by the GGUF reader (ggml's reference formulas), not by the kernel's packing.
+#[test]
+fn quantized_forward_equals_dequantize_then_matmul() {
+    for device in devices() {
+        for format in FORMATS {
+            for (m, k, n, r) in QUANT_SHAPES {
+                let (x, w, a, b, bias) = operands(m, k, n, r, &device);
+                let gguf = kernels::quant::quantize_gguf(format, &values(w));
+                let dequantized =
+                    formats::dequant::dequantize(format.ggml(), &gguf, n * k).unwrap();
+                let w = Tensor::<2>::from_data(
+                    burn::tensor::TensorData::new(dequantized, [n, k]),
+                    &device,
+                );
+                let want = values(plain(x.clone(), w, a.clone(), b.clone(), bias.clone(), 1.3));
+                let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap();
+                let q = QuantizedLinear::new(&packed, &device);
+                let got = values(kernels::lora_linear_quantized(x, &q, a, b, bias, 1.3));
+                let diff = max_abs_diff(&got, &want);
+                assert!(
+                    diff < 1e-4,
+                    "{device:?} {format:?} m{m} k{k} n{n} r{r}: max |Δ| {diff}"
+                );
+            }
+        }
+    }
+}
+
+/// A real projection of the default model (its first Q4_1 layer weight) through the
+/// quantized kernel.
+#[test]
+fn quantized_forward_on_a_default_model_weight() {
+    let path = crate::workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let gguf = formats::gguf::GgufFile::open(&path).expect("run scripts/setup-model.sh");
+    let name = gguf
+        .tensors()
+        .iter()
+        .find(|t| t.name.starts_with("blk.") && t.ggml_type == formats::dequant::GgmlType::Q4_1)
+        .map(|t| t.name.clone())
+        .expect("the default model has Q4_1 layer weights");
+    let raw = gguf.read_raw(&name).unwrap();
+    let [n, k] = [raw.shape()[0], raw.shape()[1]];
+    let dequantized = formats::dequant::dequantize(raw.ggml_type, raw.bytes, n * k).unwrap();
+    let packed = PackedWeight::from_gguf(raw.ggml_type, raw.bytes, n, k).unwrap();
+    for device in devices() {
+        let (x, _, a, b, bias) = operands(5, k, n, 8, &device);
+        let w = Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(dequantized.clone(), [n, k]),
+            &device,
+        );
+        let want = values(plain(x.clone(), w, a.clone(), b.clone(), bias.clone(), 0.5));
+        let q = QuantizedLinear::new(&packed, &device);
+        let got = values(kernels::lora_linear_quantized(x, &q, a, b, bias, 0.5));
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = max_abs_diff(&got, &want);
+        assert!(
+            diff < 1e-4 * scale,
+            "{device:?} {name} [{n}, {k}]: max |Δ| {diff} (|y| ≤ {scale})"
+        );
+    }
+}
+
+/// Q8_0 keeps 36 bytes per 32 values and the 4-bit formats 24: both under 30% of f32.
+#[test]
+fn quantized_weights_use_under_30_percent_of_f32_memory() {
+    let (n, k) = (896, 4864);
+    let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    for format in FORMATS {
+        let gguf = kernels::quant::quantize_gguf(format, &w);
+        let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap();
+        let share = packed.device_bytes() as f64 / (4 * n * k) as f64;
+        let expected = if format == QuantFormat::Q8_0 { 36.0 } else { 24.0 } / 128.0;
+        assert!((share - expected).abs() < 1e-9, "{format:?}: {share}");
+        assert!(share <= 0.30, "{format:?} uses {:.1}% of f32", share * 100.0);
+    }
+}
+
+#[test]
+fn packing_rejects_bad_weights_with_the_reason() {
+    use formats::dequant::GgmlType;
+    let gguf = kernels::quant::quantize_gguf(QuantFormat::Q8_0, &[0.5; 64]);
+    let short = PackedWeight::from_gguf(GgmlType::Q8_0, &gguf[..60], 1, 64).unwrap_err();
+    assert_eq!(
+        short.to_string(),
+        "a [1, 64] Q8_0 weight needs 68 bytes, got 60"
+    );
+    let partial = PackedWeight::from_gguf(GgmlType::Q8_0, &gguf, 2, 48).unwrap_err();
+    assert!(partial.to_string().contains("48 values"), "{partial}");
+    let other = PackedWeight::from_gguf(GgmlType::Q6_K, &gguf, 1, 64).unwrap_err();
+    assert!(other.to_string().contains("Q6_K"), "{other}");
 }

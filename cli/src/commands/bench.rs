@@ -1,7 +1,8 @@
-//! `mentalqlm bench kernels`: the LoRA linear timed four ways on one device, in one run:
-//! the bare base matmul, Burn's built-in LoRA (`Module::apply_lora`, which rebuilds
-//! `W + s·A·B` on every forward), the unfused LoRA in Burn ops, and our fused kernel;
-//! forward alone and forward + backward (gradients of x, A and B; the base frozen).
+//! `mentalqlm bench kernels`: the LoRA linear timed on one device, in one run: the bare base
+//! matmul, Burn's built-in LoRA (`Module::apply_lora`, which rebuilds `W + s·A·B` on every
+//! forward), the unfused LoRA in Burn ops, and our fused op (on wgpu our WGSL kernels);
+//! forward alone and forward + backward (gradients of x, A and B; the base frozen); and the
+//! fused forward over a base kept quantized (Q8_0 and Q4_1).
 
 use std::time::Instant;
 
@@ -9,11 +10,12 @@ use anyhow::{Context, Result, bail};
 use burn::module::{Lora, Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 use clap::{Args as ClapArgs, Subcommand};
+use kernels::{PackedWeight, QuantFormat, QuantizedLinear};
 use serde::Serialize;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// Time the LoRA linear: base matmul, Burn's LoRA, unfused Burn ops, our fused kernel.
+    /// Time the LoRA linear: base matmul, Burn's LoRA, unfused Burn ops, our fused kernels.
     Kernels(KernelArgs),
 }
 
@@ -60,6 +62,8 @@ struct Row {
     burn_lora_fwd: f64,
     unfused_fwd: f64,
     fused_fwd: f64,
+    fused_q8_0_fwd: f64,
+    fused_q4_1_fwd: f64,
     /// Milliseconds per call: forward + backward.
     burn_lora_fwd_bwd: f64,
     unfused_fwd_bwd: f64,
@@ -80,6 +84,9 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
         .with_context(|| format!("--shapes: `{b}`"))?;
     if k == 0 || n == 0 {
         bail!("--shapes: `{s}` has a zero side");
+    }
+    if k % 32 != 0 {
+        bail!("--shapes: `{s}`: IN must be a multiple of 32, the quantized block length");
     }
     Ok((k, n))
 }
@@ -123,6 +130,23 @@ fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize
     let fused_fwd = time(device, iters, || {
         let _ = kernels::lora_linear(x.clone(), w.clone(), a.clone(), b.clone(), bias.clone(), s);
     })?;
+    let host_w = model::io::values(w.clone())?;
+    let mut quantized = Vec::new();
+    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+        let gguf = kernels::quant::quantize_gguf(format, &host_w);
+        let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k)?;
+        let q = QuantizedLinear::new(&packed, device);
+        quantized.push(time(device, iters, || {
+            let _ = kernels::lora_linear_quantized(
+                x.clone(),
+                &q,
+                a.clone(),
+                b.clone(),
+                bias.clone(),
+                s,
+            );
+        })?);
+    }
 
     // Forward + backward with autodiff: x, A and B tracked, W frozen.
     let track = |t: &Tensor<2>| Tensor::from_inner(t.clone()).require_grad();
@@ -167,6 +191,8 @@ fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize
         burn_lora_fwd,
         unfused_fwd,
         fused_fwd,
+        fused_q8_0_fwd: quantized[0],
+        fused_q4_1_fwd: quantized[1],
         burn_lora_fwd_bwd,
         unfused_fwd_bwd,
         fused_fwd_bwd,
@@ -196,24 +222,13 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     );
     if !args.json {
         println!(
-            "{:>11} {:>4} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>11} {:>11} {:>12}",
-            "in×out",
-            "r",
-            "tokens",
-            "base",
-            "burn-lora",
-            "unfused",
-            "fused",
-            "burn-lora",
-            "unfused",
-            "fused",
-            "fused/base",
-            "fused/burn",
-            "burn/fused"
+            "{:>11} {:>3} {:>5} | {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>6} {:>6} {:>6} {:>6}",
+            "in×out", "r", "tok", "base", "burn", "unfused", "fused", "q8_0", "q4_1",
+            "burn", "unfused", "fused", "f/base", "f/burn", "burn/f", "q8/bas"
         );
         println!(
-            "{:>24}| {:^39} | {:^29} | {:>11} {:>11} {:>12}",
-            "", "forward, ms", "forward+backward, ms", "fwd", "fwd", "fwd+bwd"
+            "{:>22}| {:^59} | {:^26} | {:^6} {:^6} {:^6} {:^6}",
+            "", "forward, ms", "forward+backward, ms", "fwd", "fwd", "f+b", "fwd"
         );
     }
     for &(k, n) in &shapes {
@@ -224,7 +239,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                     println!("{}", serde_json::to_string(&row)?);
                 } else {
                     println!(
-                        "{:>11} {:>4} {:>6} | {:>9.3} {:>9.3} {:>9.3} {:>9.3} | {:>9.3} {:>9.3} {:>9.3} | {:>11.2} {:>11.2} {:>12.2}",
+                        "{:>11} {:>3} {:>5} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>8.3} {:>8.3} {:>8.3} | {:>6.2} {:>6.2} {:>6.2} {:>6.2}",
                         format!("{k}×{n}"),
                         r,
                         m,
@@ -232,12 +247,15 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                         row.burn_lora_fwd,
                         row.unfused_fwd,
                         row.fused_fwd,
+                        row.fused_q8_0_fwd,
+                        row.fused_q4_1_fwd,
                         row.burn_lora_fwd_bwd,
                         row.unfused_fwd_bwd,
                         row.fused_fwd_bwd,
                         row.fused_fwd / row.base_fwd,
                         row.fused_fwd / row.burn_lora_fwd,
-                        row.burn_lora_fwd_bwd / row.fused_fwd_bwd
+                        row.burn_lora_fwd_bwd / row.fused_fwd_bwd,
+                        row.fused_q8_0_fwd / row.base_fwd,
                     );
                 }
             }

@@ -1,17 +1,23 @@
-//! Our WGSL LoRA kernels, wired into Burn as a backend extension: on the wgpu backend the
-//! fused kernel of `shaders/lora_forward.wgsl` runs; on the CPU backend (and any runtime
-//! without WGSL) the same op is built from ordinary Burn ops (`reference`). Under autodiff
-//! the op has its own backward (input and both LoRA factors; bias and base weight too).
+//! Our WGSL LoRA kernels, wired into Burn as a backend extension. On the wgpu backend the
+//! kernels of `shaders/` run: the fused forward, the input gradient, the small products of
+//! the factor gradients, and the forward over a base weight kept quantized. On the CPU
+//! backend (and any runtime without WGSL) the same ops are built from ordinary Burn ops
+//! (`reference`). Under autodiff the op has its own backward (input and both LoRA factors;
+//! bias and base weight too, when they are tracked).
 
 pub mod lora;
+pub mod quant;
 pub mod reference;
 pub mod shaders;
 
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
-/// The LoRA linear as one backend op.
+pub use quant::{PackedWeight, QuantFormat, QuantizedLinear};
+
+/// The LoRA linear as backend ops.
+#[allow(clippy::too_many_arguments)]
 #[backend_extension(Cube, Flex, Fusion, Autodiff)]
 pub trait LoraOps: Backend {
     /// `x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ` for `x [m, k]`, `w [n, k]`, `a [r, k]`, `b [n, r]`,
@@ -25,6 +31,56 @@ pub trait LoraOps: Backend {
         bias: FloatTensor<Self>,
         scaling: f32,
     ) -> FloatTensor<Self> {
+        reference::lora_linear::<Self>(x, w, a, b, bias, scaling)
+    }
+
+    /// The input gradient `g·W + s·gb·A` for the output gradient `g [m, n]`, given
+    /// `gb = g·B [m, r]` (which the gradient of A needs too).
+    #[fusion(dtype = g, shape = { let mut s = g.clone(); s[1] = w[1]; s })]
+    fn lora_grad_input(
+        g: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        gb: FloatTensor<Self>,
+        scaling: f32,
+    ) -> FloatTensor<Self> {
+        reference::grad_input::<Self>(g, w, a, gb, scaling)
+    }
+
+    /// `s·op(lhs)·op(rhs)`, `op` transposing where asked: the small products of the
+    /// backward (`g·B`, `x·Aᵀ`, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`).
+    #[fusion(dtype = lhs, shape = {
+        let mut s = lhs.clone();
+        s[0] = if *lhs_transposed { lhs[1] } else { lhs[0] };
+        s[1] = if *rhs_transposed { rhs[0] } else { rhs[1] };
+        s
+    })]
+    fn lora_scaled_matmul(
+        lhs: FloatTensor<Self>,
+        rhs: FloatTensor<Self>,
+        lhs_transposed: bool,
+        rhs_transposed: bool,
+        scaling: f32,
+    ) -> FloatTensor<Self> {
+        reference::scaled_matmul::<Self>(lhs, rhs, lhs_transposed, rhs_transposed, scaling)
+    }
+
+    /// [`LoraOps::lora_linear`] with the base weight kept quantized: `quants` holds the
+    /// packed codes of `w [n, k]` (see [`quant`]), `scales` and `mins` are `[n, k/32]`
+    /// (`mins` is unused by 8-bit codes), `bits` is 8 or 4.
+    #[fusion(dtype = x, shape = { let mut s = x.clone(); s[1] = scales[0]; s })]
+    fn lora_linear_quantized(
+        x: FloatTensor<Self>,
+        quants: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        mins: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        bits: u32,
+        scaling: f32,
+    ) -> FloatTensor<Self> {
+        let w = reference::dequantize::<Self>(quants, scales, mins, bits);
         reference::lora_linear::<Self>(x, w, a, b, bias, scaling)
     }
 }
@@ -47,6 +103,30 @@ pub fn lora_linear(
         a.into_dispatch(),
         b.into_dispatch(),
         bias.into_dispatch(),
+        scaling as f32,
+    ))
+}
+
+/// [`lora_linear`] over a quantized base weight, dequantized inside the kernel on wgpu (the
+/// f32 weight is never formed there); for inference (the base has no gradient).
+pub fn lora_linear_quantized(
+    x: Tensor<2>,
+    w: &QuantizedLinear,
+    a: Tensor<2>,
+    b: Tensor<2>,
+    bias: Tensor<1>,
+    scaling: f64,
+) -> Tensor<2> {
+    let quants: Tensor<2, Int> = w.quants.clone();
+    Tensor::from_dispatch(<Dispatch as LoraOps>::lora_linear_quantized(
+        x.into_dispatch(),
+        quants.into_dispatch(),
+        w.scales.clone().into_dispatch(),
+        w.mins.clone().into_dispatch(),
+        a.into_dispatch(),
+        b.into_dispatch(),
+        bias.into_dispatch(),
+        w.format.bits(),
         scaling as f32,
     ))
 }

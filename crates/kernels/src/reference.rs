@@ -1,8 +1,12 @@
-//! The LoRA linear in plain backend ops: the fallback on backends without our kernels, the
-//! reference the kernels are tested against, and the backward pass.
+//! The LoRA ops in plain backend ops: the fallback on backends without our kernels and the
+//! reference the kernels are tested against. The backward pass is written once, over the
+//! extension's ops, so on wgpu it runs our kernels and elsewhere these references.
 
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Scalar, TensorMetadata};
+use burn::tensor::FloatDType;
+
+use crate::LoraOps;
 
 /// `x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ` for `x [m, k]`, `w [n, k]`, `a [r, k]`, `b [n, r]`, `bias [n]`.
 pub fn lora_linear<B: Backend>(
@@ -25,10 +29,51 @@ pub fn lora_linear<B: Backend>(
     )
 }
 
-/// Gradients of [`lora_linear`] for the output gradient `g [m, n]`, each computed only when
-/// `wanted` (a frozen base weight costs no `gᵀ·x`):
+/// `g·W + s·gb·A`: the input gradient for the output gradient `g [m, n]`, given
+/// `gb = g·B [m, r]`.
+pub fn grad_input<B: Backend>(
+    g: FloatTensor<B>,
+    w: FloatTensor<B>,
+    a: FloatTensor<B>,
+    gb: FloatTensor<B>,
+    scaling: f32,
+) -> FloatTensor<B> {
+    let s = Scalar::new(scaling, &g.dtype());
+    let low = B::float_matmul(gb, a);
+    B::float_add(B::float_matmul(g, w), B::float_mul_scalar(low, s))
+}
+
+/// `s·op(lhs)·op(rhs)`, `op` transposing where asked.
+pub fn scaled_matmul<B: Backend>(
+    lhs: FloatTensor<B>,
+    rhs: FloatTensor<B>,
+    lhs_transposed: bool,
+    rhs_transposed: bool,
+    scaling: f32,
+) -> FloatTensor<B> {
+    let s = Scalar::new(scaling, &lhs.dtype());
+    let lhs = if lhs_transposed {
+        B::float_transpose(lhs)
+    } else {
+        lhs
+    };
+    let rhs = if rhs_transposed {
+        B::float_transpose(rhs)
+    } else {
+        rhs
+    };
+    let out = B::float_matmul(lhs, rhs);
+    if scaling == 1.0 {
+        out
+    } else {
+        B::float_mul_scalar(out, s)
+    }
+}
+
+/// Gradients of the LoRA linear for the output gradient `g [m, n]`, each computed only
+/// when `wanted` (a frozen base weight costs no `gᵀ·x`), through the extension's ops:
 /// `(dx, dw, da, db, dbias)` = `(g·W + s·(g·B)·A, gᵀ·x, s·(g·B)ᵀ·x, s·gᵀ·(x·Aᵀ), Σ_rows g)`.
-pub fn lora_linear_backward<B: Backend>(
+pub fn lora_linear_backward<B: LoraOps>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     a: FloatTensor<B>,
@@ -37,25 +82,60 @@ pub fn lora_linear_backward<B: Backend>(
     scaling: f32,
     wanted: [bool; 5],
 ) -> [Option<FloatTensor<B>>; 5] {
-    let s = Scalar::new(scaling, &x.dtype());
     let [want_x, want_w, want_a, want_b, want_bias] = wanted;
-    let gb = (want_x || want_a).then(|| B::float_matmul(g.clone(), b)); // [m, r]
+    let gb = (want_x || want_a).then(|| B::lora_scaled_matmul(g.clone(), b, false, false, 1.0));
     let dx = want_x.then(|| {
-        B::float_add(
-            B::float_matmul(g.clone(), w),
-            B::float_mul_scalar(B::float_matmul(gb.clone().expect("computed"), a.clone()), s),
-        )
-    });
-    let dw = want_w.then(|| B::float_matmul(B::float_transpose(g.clone()), x.clone()));
-    let da = want_a.then(|| {
         let gb = gb.clone().expect("computed");
-        B::float_mul_scalar(B::float_matmul(B::float_transpose(gb), x.clone()), s)
+        B::lora_grad_input(g.clone(), w, a.clone(), gb, scaling)
+    });
+    let dw = want_w.then(|| B::lora_scaled_matmul(g.clone(), x.clone(), true, false, 1.0));
+    let da = want_a.then(|| {
+        let gb = gb.expect("computed"); // [m, r]
+        B::lora_scaled_matmul(gb, x.clone(), true, false, scaling)
     });
     let db = want_b.then(|| {
-        let t = B::float_matmul(x, B::float_transpose(a));
-        B::float_mul_scalar(B::float_matmul(B::float_transpose(g.clone()), t), s)
+        let t = B::lora_scaled_matmul(x, a, false, true, 1.0); // [m, r]
+        B::lora_scaled_matmul(g.clone(), t, true, false, scaling)
     });
     let n = g.shape()[1];
     let dbias = want_bias.then(|| B::float_reshape(B::float_sum_dim(g, 0), [n].into()));
     [dx, dw, da, db, dbias]
+}
+
+/// The f32 weight `[n, k]` behind packed codes (the layout of [`crate::quant`]), in
+/// backend ops: 8-bit codes are signed bytes times the block scale, 4-bit codes are
+/// nibbles times the scale plus the block minimum.
+pub fn dequantize<B: Backend>(
+    quants: IntTensor<B>,
+    scales: FloatTensor<B>,
+    mins: FloatTensor<B>,
+    bits: u32,
+) -> FloatTensor<B> {
+    let idtype = quants.dtype();
+    let int = |v: i64| Scalar::new(v, &idtype);
+    let [n, blocks] = [scales.shape()[0], scales.shape()[1]];
+    let words = quants.shape()[1];
+    let per_word = (32 / bits) as usize;
+    let mask = (1i64 << bits) - 1;
+    let codes: Vec<IntTensor<B>> = (0..per_word)
+        .map(|j| {
+            let shifted = B::bitwise_right_shift_scalar(quants.clone(), int(j as i64 * bits as i64));
+            let code = B::bitwise_and_scalar(shifted, int(mask));
+            B::int_reshape(code, [n, words, 1].into())
+        })
+        .collect();
+    let mut codes = B::int_reshape(B::int_cat(codes, 2), [n, blocks, 32].into());
+    if bits == 8 {
+        // Two's complement of a byte: ((q + 128) & 255) - 128.
+        let wrapped = B::bitwise_and_scalar(B::int_add_scalar(codes, int(128)), int(255));
+        codes = B::int_sub_scalar(wrapped, int(128));
+    }
+    let dtype = scales.dtype();
+    let codes = B::int_into_float(codes, FloatDType::from(dtype));
+    let scales = B::float_reshape(scales, [n, blocks, 1].into());
+    let mut w = B::float_mul(codes, scales);
+    if bits == 4 {
+        w = B::float_add(w, B::float_reshape(mins, [n, blocks, 1].into()));
+    }
+    B::float_reshape(w, [n, blocks * 32].into())
 }

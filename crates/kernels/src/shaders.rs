@@ -1,28 +1,68 @@
 //! Every WGSL file of `shaders/`, and the one way its `{{ name }}` placeholders are filled.
 
-/// `shaders/lora_forward.wgsl`: the fused LoRA linear forward.
+/// `shaders/lora_forward.wgsl`: the fused LoRA linear forward, over an f32 or a quantized
+/// base weight.
 pub const LORA_FORWARD: &str = include_str!("../../../shaders/lora_forward.wgsl");
+/// `shaders/lora_backward_input.wgsl`: the input gradient `g·W + s·(g·B)·A`, given `g·B`.
+pub const LORA_BACKWARD_INPUT: &str = include_str!("../../../shaders/lora_backward_input.wgsl");
+/// `shaders/lora_backward_factor.wgsl`: `s·op(lhs)·op(rhs)` through strides.
+pub const LORA_BACKWARD_FACTOR: &str =
+    include_str!("../../../shaders/lora_backward_factor.wgsl");
 
-/// Every shader with a representative set of placeholder values, for validation.
+/// Every shader with each set of placeholder values the runtime uses, for validation.
 pub fn all_rendered() -> Vec<(&'static str, String)> {
-    vec![("lora_forward.wgsl", lora_forward(8))]
+    let mut all = Vec::new();
+    for bits in [32, 8, 4] {
+        for tile in [ForwardTile::Square, ForwardTile::Rows] {
+            all.push(("lora_forward.wgsl", lora_forward(bits, tile)));
+        }
+    }
+    all.push(("lora_backward_input.wgsl", LORA_BACKWARD_INPUT.to_string()));
+    all.push(("lora_backward_factor.wgsl", LORA_BACKWARD_FACTOR.to_string()));
+    all
 }
 
-/// Workgroup-array sizes of the forward kernel for rank `r`.
-pub fn lora_forward_sizes(r: usize) -> (usize, usize, usize) {
-    let r_max = r.max(1).div_ceil(8) * 8;
-    (r_max, r_max * 16, 32 * r_max)
+/// The forward kernel's output tile: 256 threads of 2×2 values each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForwardTile {
+    /// 32×32, walking k by 16: many rows (prefill, training).
+    Square,
+    /// 8×128, walking k by 16: up to 8 rows (decoding), without padding to 32.
+    Rows,
 }
 
-/// The forward kernel's text for rank `r`.
-pub fn lora_forward(r: usize) -> String {
-    let (r_max, a_tile, t_tile) = lora_forward_sizes(r);
+impl ForwardTile {
+    /// The tile for `m` rows.
+    pub fn for_rows(m: usize) -> Self {
+        if m <= 8 { Self::Rows } else { Self::Square }
+    }
+
+    /// Threads along m and along n.
+    pub fn threads(self) -> (usize, usize) {
+        match self {
+            Self::Square => (16, 16),
+            Self::Rows => (4, 64),
+        }
+    }
+
+    /// Rows and columns of the output tile.
+    pub fn size(self) -> (usize, usize) {
+        let (wm, wn) = self.threads();
+        (2 * wm, 2 * wn)
+    }
+}
+
+/// The forward kernel's text for a base weight of `bits` per value (32 for f32, 8 or 4 for
+/// codes) and an output tile.
+pub fn lora_forward(bits: u32, tile: ForwardTile) -> String {
+    let (wm, wn) = tile.threads();
     render(
         LORA_FORWARD,
         &[
-            ("r_max", r_max.to_string()),
-            ("a_tile", a_tile.to_string()),
-            ("t_tile", t_tile.to_string()),
+            ("bits", bits.to_string()),
+            ("wm", wm.to_string()),
+            ("wn", wn.to_string()),
+            ("tk", "16".to_string()),
         ],
     )
 }

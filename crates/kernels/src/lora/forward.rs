@@ -1,29 +1,24 @@
-//! Launching `shaders/lora_forward.wgsl` on Burn's wgpu backend.
+//! Launching `shaders/lora_forward.wgsl`, over an f32 base weight or a quantized one.
 
-use burn::backend::DType;
-use burn::backend::wgpu::{
-    CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
-};
-use burn_cubecl::cubecl::ir::attributes::BufferIOAttr;
+use burn::backend::wgpu::{CubeTensor, KernelSource, SourceTemplate};
 use burn_cubecl::cubecl::prelude::KernelId;
-use burn_cubecl::cubecl::server::KernelArguments;
-use burn_cubecl::cubecl::{CubeCount, CubeDim, RuntimeId};
 
-use crate::{LoraOps, reference, shaders};
+use super::launch;
+use crate::shaders::{self, ForwardTile};
 
-/// The forward kernel for one rank bucket (the rank rounded up to a multiple of 8 sizes its
-/// workgroup arrays, so each bucket is its own pipeline).
+/// The forward kernel for one weight encoding and output tile.
 struct LoraForward {
-    r_max: usize,
+    bits: u32,
+    tile: ForwardTile,
 }
 
 impl KernelSource for LoraForward {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(shaders::lora_forward(self.r_max))
+        SourceTemplate::new(shaders::lora_forward(self.bits, self.tile))
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info(self.r_max)
+        KernelId::new::<Self>().info((self.bits, self.tile))
     }
 
     fn lang(&self) -> &'static str {
@@ -31,51 +26,62 @@ impl KernelSource for LoraForward {
     }
 }
 
-impl LoraOps for CubeBackend {
-    fn lora_linear(
-        x: CubeTensor,
-        w: CubeTensor,
-        a: CubeTensor,
-        b: CubeTensor,
-        bias: CubeTensor,
-        scaling: f32,
-    ) -> CubeTensor {
-        let f32_only = [&x, &w, &a, &b, &bias]
-            .iter()
-            .all(|t| t.dtype == DType::F32);
-        if x.device.runtime() != RuntimeId::Wgpu || !f32_only {
-            return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
+/// The base weight `[n, k]` as the kernel reads it.
+pub enum Base {
+    F32(CubeTensor),
+    /// Packed codes with their block scales and minimums (see `crate::quant`).
+    Quantized {
+        quants: CubeTensor,
+        scales: CubeTensor,
+        mins: CubeTensor,
+        bits: u32,
+    },
+}
+
+/// `x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ`: `t = x·Aᵀ` by the factor kernel, then the fused kernel.
+pub fn launch(
+    x: CubeTensor,
+    base: Base,
+    a: CubeTensor,
+    b: CubeTensor,
+    bias: CubeTensor,
+    scaling: f32,
+) -> CubeTensor {
+    let (m, k) = (x.meta.shape()[0], x.meta.shape()[1]);
+    let r = a.meta.shape()[0];
+    let n = b.meta.shape()[0];
+    let (bits, weights) = match base {
+        Base::F32(w) => {
+            // The kernel binds scales and mins for every encoding; f32 reads neither.
+            let (scales, mins) = (placeholder(&w), placeholder(&w));
+            (32, vec![w, scales, mins])
         }
-        let [x, w, a, b, bias] = [x, w, a, b, bias].map(into_contiguous);
-        let (m, k) = (x.meta.shape()[0], x.meta.shape()[1]);
-        let (n, r) = (w.meta.shape()[0], a.meta.shape()[0]);
-        let client = x.client.clone();
-        let out = CubeTensor::new_contiguous(
-            client.clone(),
-            x.device.clone(),
-            [m, n].into(),
-            client.empty(m * n * 4),
-            DType::F32,
-        );
-        let params = [m as u32, n as u32, k as u32, r as u32, scaling.to_bits()];
-        let params = client.create_from_slice(bytemuck::cast_slice(&params));
-        let io = |t: &CubeTensor| t.handle.clone().binding();
-        let args = KernelArguments::new()
-            .with_buffer_io(io(&x), BufferIOAttr::ReadWrite)
-            .with_buffer_io(io(&w), BufferIOAttr::ReadWrite)
-            .with_buffer_io(io(&a), BufferIOAttr::ReadWrite)
-            .with_buffer_io(io(&b), BufferIOAttr::ReadWrite)
-            .with_buffer_io(io(&bias), BufferIOAttr::ReadWrite)
-            .with_buffer_io(io(&out), BufferIOAttr::ReadWrite)
-            .with_buffer_io(params.binding(), BufferIOAttr::ReadWrite);
-        let kernel = LoraForward {
-            r_max: shaders::lora_forward_sizes(r).0,
-        };
-        client.launch(
-            Box::new(SourceKernel::new(kernel, CubeDim::new_2d(16, 16))),
-            CubeCount::Static(n.div_ceil(32) as u32, m.div_ceil(32) as u32, 1),
-            args,
-        );
-        out
-    }
+        Base::Quantized {
+            quants,
+            scales,
+            mins,
+            bits,
+        } => (bits, vec![quants, scales, mins]),
+    };
+    let t = super::backward::launch_scaled_matmul(x.clone(), a, false, true, 1.0);
+    let mut inputs = vec![x];
+    inputs.extend(weights);
+    inputs.extend([t, b, bias]);
+    let tile = ForwardTile::for_rows(m);
+    let kernel = LoraForward { bits, tile };
+    let params = [m as u32, n as u32, k as u32, r as u32, scaling.to_bits()];
+    launch::run(kernel, inputs, [m, n], tile.size(), &params)
+}
+
+/// A one-value f32 tensor on `like`'s device, for a binding the kernel declares but does
+/// not read.
+fn placeholder(like: &CubeTensor) -> CubeTensor {
+    let client = like.client.clone();
+    CubeTensor::new_contiguous(
+        client.clone(),
+        like.device.clone(),
+        [1].into(),
+        client.create_from_slice(bytemuck::cast_slice(&[0f32])),
+        burn::backend::DType::F32,
+    )
 }

@@ -1,5 +1,95 @@
-//! The LoRA linear op: `forward` launches the WGSL kernel on wgpu, `backward` gives the op
-//! its gradients under autodiff.
+//! The LoRA linear on Burn's wgpu backend: `forward` launches the fused forward (f32 or
+//! quantized base), `backward` the input gradient and the factor products and gives the op
+//! its gradients under autodiff. Other CubeCL runtimes, and dtypes other than f32, take the
+//! reference in Burn ops.
 
 pub mod backward;
 pub mod forward;
+mod launch;
+
+use burn::backend::DType;
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
+use burn_cubecl::cubecl::RuntimeId;
+
+use crate::{LoraOps, reference};
+
+/// Whether our WGSL kernels can take these tensors: a wgpu device, f32 values, and (for
+/// the quantized base) 32-bit words of codes.
+fn wgsl_ready(floats: &[&CubeTensor], words: Option<&CubeTensor>) -> bool {
+    let device_ok = floats[0].device.runtime() == RuntimeId::Wgpu;
+    let floats_ok = floats.iter().all(|t| t.dtype == DType::F32);
+    let words_ok = words.is_none_or(|t| matches!(t.dtype, DType::I32 | DType::U32));
+    device_ok && floats_ok && words_ok
+}
+
+impl LoraOps for CubeBackend {
+    fn lora_linear(
+        x: CubeTensor,
+        w: CubeTensor,
+        a: CubeTensor,
+        b: CubeTensor,
+        bias: CubeTensor,
+        scaling: f32,
+    ) -> CubeTensor {
+        if !wgsl_ready(&[&x, &w, &a, &b, &bias], None) {
+            return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
+        }
+        forward::launch(x, forward::Base::F32(w), a, b, bias, scaling)
+    }
+
+    fn lora_grad_input(
+        g: CubeTensor,
+        w: CubeTensor,
+        a: CubeTensor,
+        gb: CubeTensor,
+        scaling: f32,
+    ) -> CubeTensor {
+        if !wgsl_ready(&[&g, &w, &a, &gb], None) {
+            return reference::grad_input::<Self>(g, w, a, gb, scaling);
+        }
+        backward::launch_grad_input(g, w, a, gb, scaling)
+    }
+
+    fn lora_scaled_matmul(
+        lhs: CubeTensor,
+        rhs: CubeTensor,
+        lhs_transposed: bool,
+        rhs_transposed: bool,
+        scaling: f32,
+    ) -> CubeTensor {
+        if !wgsl_ready(&[&lhs, &rhs], None) {
+            return reference::scaled_matmul::<Self>(
+                lhs,
+                rhs,
+                lhs_transposed,
+                rhs_transposed,
+                scaling,
+            );
+        }
+        backward::launch_scaled_matmul(lhs, rhs, lhs_transposed, rhs_transposed, scaling)
+    }
+
+    fn lora_linear_quantized(
+        x: CubeTensor,
+        quants: CubeTensor,
+        scales: CubeTensor,
+        mins: CubeTensor,
+        a: CubeTensor,
+        b: CubeTensor,
+        bias: CubeTensor,
+        bits: u32,
+        scaling: f32,
+    ) -> CubeTensor {
+        if !wgsl_ready(&[&x, &scales, &mins, &a, &b, &bias], Some(&quants)) {
+            let w = reference::dequantize::<Self>(quants, scales, mins, bits);
+            return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
+        }
+        let base = forward::Base::Quantized {
+            quants,
+            scales,
+            mins,
+            bits,
+        };
+        forward::launch(x, base, a, b, bias, scaling)
+    }
+}

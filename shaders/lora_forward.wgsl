@@ -1,10 +1,10 @@
 // Fused LoRA linear: y = x·Wᵀ + bias + s·t·Bᵀ with t = x·Aᵀ [m, r] computed beforehand
 // (by lora_backward_factor.wgsl, r/n of the base product's work), so neither W + s·B·A nor
 // the [m, n] low-rank product is ever formed: the epilogue of the tiled base product adds
-// bias and s·t·Bᵀ (r/k of its work). One workgroup of WM×WN = 256 threads computes a
-// TM×TN tile of y, each thread a 2×2 block, walking k in steps of TK. The tile's shape is
-// filled in per launch: 32×32 for many rows, 8×128 for a few (decoding one token), so
-// short inputs do not pad 31 of 32 rows with zeros.
+// bias and s·t·Bᵀ (r/k of its work). One workgroup of WM×WN threads computes a TM×TN
+// tile of y, each thread a 4×4 block (16 products per 8 loads from workgroup memory),
+// walking k in steps of TK. The tile's shape is filled in per launch: 32×32 for many rows,
+// 8×128 for a few (decoding one token), so short inputs do not pad 31 of 32 rows with zeros.
 //
 // The base W [n, k] is read as 32-bit words: f32 values (BITS = 32), or codes of 32-value
 // blocks (GGUF's Q8_0, Q4_0, Q4_1 repacked by crates/kernels/src/quant.rs) that the load of
@@ -25,15 +25,17 @@
 @group(0) @binding(8) var<storage, read_write> params: array<u32>; // [m, n, k, r, bits(s)]
 
 const WM: u32 = {{ wm }}u;  // threads along m
-const WN: u32 = {{ wn }}u;  // threads along n; WM·WN = 256
-const TM: u32 = 2u * WM;
-const TN: u32 = 2u * WN;
+const WN: u32 = {{ wn }}u;  // threads along n
+const THREADS: u32 = WM * WN;
+const TM: u32 = 4u * WM;
+const TN: u32 = 4u * WN;
 const TK: u32 = {{ tk }}u;
+const TKP: u32 = TK + 1u;   // padded row: the 4 rows a thread reads fall in different banks
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
 const CODES: u32 = 32u / BITS;  // codes per word
 
-var<workgroup> xs: array<f32, TM * TK>; // [TM, TK]
-var<workgroup> ws: array<f32, TN * TK>; // [TN, TK]
+var<workgroup> xs: array<f32, TM * TKP>; // [TM, TKP]
+var<workgroup> ws: array<f32, TN * TKP>; // [TN, TKP]
 
 // Element (row, col) of W; col < k, row < n.
 fn weight(row: u32, col: u32, k: u32) -> f32 {
@@ -52,7 +54,7 @@ fn weight(row: u32, col: u32, k: u32) -> f32 {
     return f32(q) * scales[block] + mins[block];
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(THREADS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = params[0];
     let n = params[1];
@@ -62,60 +64,55 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let tid = lid.x;
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
-
-    var acc00 = 0.0;
-    var acc01 = 0.0;
-    var acc10 = 0.0;
-    var acc11 = 0.0;
-    let lr = (tid / WN) * 2u;
-    let lc = (tid % WN) * 2u;
+    let lr = (tid / WN) * 4u;
+    let lc = (tid % WN) * 4u;
+    var acc: array<f32, 16>; // [4 rows, 4 cols] of this thread's block
 
     for (var k0 = 0u; k0 < k; k0 += TK) {
-        for (var i = tid; i < TM * TK; i += 256u) {
-            let gr = row0 + i / TK;
-            let gc = k0 + i % TK;
+        for (var i = tid; i < TM * TK; i += THREADS) {
+            let row = i / TK;
+            let j = i % TK;
             var v = 0.0;
-            if (gr < m && gc < k) {
-                v = x[gr * k + gc];
+            if (row0 + row < m && k0 + j < k) {
+                v = x[(row0 + row) * k + k0 + j];
             }
-            xs[i] = v;
+            xs[row * TKP + j] = v;
         }
-        for (var i = tid; i < TN * TK; i += 256u) {
-            let gr = col0 + i / TK;
-            let gc = k0 + i % TK;
+        for (var i = tid; i < TN * TK; i += THREADS) {
+            let col = i / TK;
+            let j = i % TK;
             var v = 0.0;
-            if (gr < n && gc < k) {
-                v = weight(gr, gc, k);
+            if (col0 + col < n && k0 + j < k) {
+                v = weight(col0 + col, k0 + j, k);
             }
-            ws[i] = v;
+            ws[col * TKP + j] = v;
         }
         workgroupBarrier();
 
         for (var kk = 0u; kk < TK; kk++) {
-            let x0 = xs[lr * TK + kk];
-            let x1 = xs[(lr + 1u) * TK + kk];
-            let w0 = ws[lc * TK + kk];
-            let w1 = ws[(lc + 1u) * TK + kk];
-            acc00 += x0 * w0;
-            acc01 += x0 * w1;
-            acc10 += x1 * w0;
-            acc11 += x1 * w1;
+            var xv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                xv[i] = xs[(lr + i) * TKP + kk];
+            }
+            for (var j = 0u; j < 4u; j++) {
+                let wv = ws[(lc + j) * TKP + kk];
+                for (var i = 0u; i < 4u; i++) {
+                    acc[i * 4u + j] += xv[i] * wv;
+                }
+            }
         }
         workgroupBarrier();
     }
 
-    let accs = array<f32, 4>(acc00, acc01, acc10, acc11);
-    for (var q = 0u; q < 4u; q++) {
-        let row = lr + q / 2u;
-        let col = lc + q % 2u;
-        let gr = row0 + row;
-        let gc = col0 + col;
+    for (var e = 0u; e < 16u; e++) {
+        let gr = row0 + lr + e / 4u;
+        let gc = col0 + lc + e % 4u;
         if (gr < m && gc < n) {
             var low = 0.0;
             for (var rank = 0u; rank < r; rank++) {
                 low += t[gr * r + rank] * b[gc * r + rank];
             }
-            y[gr * n + gc] = accs[q] + bias[gc] + s * low;
+            y[gr * n + gc] = acc[e] + bias[gc] + s * low;
         }
     }
 }

@@ -199,8 +199,12 @@ fn model_logits_equal_with_kernels_on_and_off() {
 
 /// `[n, k]` weights with k a whole number of 32-value blocks; m and n are not multiples of
 /// the 32-wide tiles.
-const QUANT_SHAPES: [(usize, usize, usize, usize); 4] =
-    [(1, 32, 45, 8), (7, 64, 33, 3), (40, 96, 70, 16), (65, 160, 32, 4)];
+const QUANT_SHAPES: [(usize, usize, usize, usize); 4] = [
+    (1, 32, 45, 8),
+    (7, 64, 33, 3),
+    (40, 96, 70, 16),
+    (65, 160, 32, 4),
+];
 
 const FORMATS: [QuantFormat; 3] = [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1];
 
@@ -273,14 +277,24 @@ fn quantized_forward_on_a_default_model_weight() {
 #[test]
 fn quantized_weights_use_under_30_percent_of_f32_memory() {
     let (n, k) = (896, 4864);
-    let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     for format in FORMATS {
         let gguf = kernels::quant::quantize_gguf(format, &w);
         let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap();
         let share = packed.device_bytes() as f64 / (4 * n * k) as f64;
-        let expected = if format == QuantFormat::Q8_0 { 36.0 } else { 24.0 } / 128.0;
+        let expected = if format == QuantFormat::Q8_0 {
+            36.0
+        } else {
+            24.0
+        } / 128.0;
         assert!((share - expected).abs() < 1e-9, "{format:?}: {share}");
-        assert!(share <= 0.30, "{format:?} uses {:.1}% of f32", share * 100.0);
+        assert!(
+            share <= 0.30,
+            "{format:?} uses {:.1}% of f32",
+            share * 100.0
+        );
     }
 }
 

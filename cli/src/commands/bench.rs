@@ -223,8 +223,22 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     if !args.json {
         println!(
             "{:>11} {:>3} {:>5} | {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>6} {:>6} {:>6} {:>6}",
-            "in×out", "r", "tok", "base", "burn", "unfused", "fused", "q8_0", "q4_1",
-            "burn", "unfused", "fused", "f/base", "f/burn", "burn/f", "q8/bas"
+            "in×out",
+            "r",
+            "tok",
+            "base",
+            "burn",
+            "unfused",
+            "fused",
+            "q8_0",
+            "q4_1",
+            "burn",
+            "unfused",
+            "fused",
+            "f/base",
+            "f/burn",
+            "burn/f",
+            "q8/bas"
         );
         println!(
             "{:>22}| {:^59} | {:^26} | {:^6} {:^6} {:^6} {:^6}",

@@ -139,7 +139,8 @@ impl PackedWeight {
                         if e < 16 { byte & 0x0F } else { byte >> 4 }
                     };
                     packed.quants.extend(
-                        (0..4).map(|w| (0..8).fold(0u32, |acc, e| acc | code(8 * w + e) << (4 * e))),
+                        (0..4)
+                            .map(|w| (0..8).fold(0u32, |acc, e| acc | code(8 * w + e) << (4 * e))),
                     );
                 }
             }
@@ -169,7 +170,9 @@ pub fn quantize_gguf(format: QuantFormat, values: &[f32]) -> Vec<u8> {
                 out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
             }
             QuantFormat::Q4_0 => {
-                let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+                let max = x
+                    .iter()
+                    .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
                 let d = max / -8.0;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;

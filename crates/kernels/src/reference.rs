@@ -119,7 +119,8 @@ pub fn dequantize<B: Backend>(
     let mask = (1i64 << bits) - 1;
     let codes: Vec<IntTensor<B>> = (0..per_word)
         .map(|j| {
-            let shifted = B::bitwise_right_shift_scalar(quants.clone(), int(j as i64 * bits as i64));
+            let shifted =
+                B::bitwise_right_shift_scalar(quants.clone(), int(j as i64 * bits as i64));
             let code = B::bitwise_and_scalar(shifted, int(mask));
             B::int_reshape(code, [n, words, 1].into())
         })

@@ -6,8 +6,7 @@ pub const LORA_FORWARD: &str = include_str!("../../../shaders/lora_forward.wgsl"
 /// `shaders/lora_backward_input.wgsl`: the input gradient `g·W + s·(g·B)·A`, given `g·B`.
 pub const LORA_BACKWARD_INPUT: &str = include_str!("../../../shaders/lora_backward_input.wgsl");
 /// `shaders/lora_backward_factor.wgsl`: `s·op(lhs)·op(rhs)` through strides.
-pub const LORA_BACKWARD_FACTOR: &str =
-    include_str!("../../../shaders/lora_backward_factor.wgsl");
+pub const LORA_BACKWARD_FACTOR: &str = include_str!("../../../shaders/lora_backward_factor.wgsl");
 
 /// Every shader with each set of placeholder values the runtime uses, for validation.
 pub fn all_rendered() -> Vec<(&'static str, String)> {
@@ -18,14 +17,17 @@ pub fn all_rendered() -> Vec<(&'static str, String)> {
         }
     }
     all.push(("lora_backward_input.wgsl", LORA_BACKWARD_INPUT.to_string()));
-    all.push(("lora_backward_factor.wgsl", LORA_BACKWARD_FACTOR.to_string()));
+    all.push((
+        "lora_backward_factor.wgsl",
+        LORA_BACKWARD_FACTOR.to_string(),
+    ));
     all
 }
 
-/// The forward kernel's output tile: 256 threads of 2×2 values each.
+/// The forward kernel's output tile: 64 threads of 4×4 values each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ForwardTile {
-    /// 32×32, walking k by 16: many rows (prefill, training).
+    /// 32×32, walking k by 32: many rows (prefill, training).
     Square,
     /// 8×128, walking k by 16: up to 8 rows (decoding), without padding to 32.
     Rows,
@@ -40,15 +42,23 @@ impl ForwardTile {
     /// Threads along m and along n.
     pub fn threads(self) -> (usize, usize) {
         match self {
-            Self::Square => (16, 16),
-            Self::Rows => (4, 64),
+            Self::Square => (8, 8),
+            Self::Rows => (2, 32),
         }
     }
 
     /// Rows and columns of the output tile.
     pub fn size(self) -> (usize, usize) {
         let (wm, wn) = self.threads();
-        (2 * wm, 2 * wn)
+        (4 * wm, 4 * wn)
+    }
+
+    /// The step along k (the workgroup arrays stay under WebGPU's 16 KiB default).
+    pub fn depth(self) -> usize {
+        match self {
+            Self::Square => 32,
+            Self::Rows => 16,
+        }
     }
 }
 
@@ -62,7 +72,7 @@ pub fn lora_forward(bits: u32, tile: ForwardTile) -> String {
             ("bits", bits.to_string()),
             ("wm", wm.to_string()),
             ("wn", wn.to_string()),
-            ("tk", "16".to_string()),
+            ("tk", tile.depth().to_string()),
         ],
     )
 }

@@ -114,7 +114,13 @@ pub fn launch_grad_input(
     let (m, n) = (g.meta.shape()[0], g.meta.shape()[1]);
     let (k, r) = (w.meta.shape()[1], a.meta.shape()[0]);
     let params = [m as u32, n as u32, k as u32, r as u32, scaling.to_bits()];
-    launch::run(LoraBackwardInput, vec![g, w, gb, a], [m, k], launch::SQUARE, &params)
+    launch::run(
+        LoraBackwardInput,
+        vec![g, w, gb, a],
+        [m, k],
+        (launch::SQUARE, 256),
+        &params,
+    )
 }
 
 /// The strided product kernel (one pipeline for every layout).
@@ -166,5 +172,11 @@ pub fn launch_scaled_matmul(
         scaling.to_bits(),
     ];
     let inputs = vec![lhs, rhs];
-    launch::run(LoraBackwardFactor, inputs, [rows, cols], launch::SQUARE, &params)
+    launch::run(
+        LoraBackwardFactor,
+        inputs,
+        [rows, cols],
+        (launch::SQUARE, 256),
+        &params,
+    )
 }

@@ -70,7 +70,14 @@ pub fn launch(
     let tile = ForwardTile::for_rows(m);
     let kernel = LoraForward { bits, tile };
     let params = [m as u32, n as u32, k as u32, r as u32, scaling.to_bits()];
-    launch::run(kernel, inputs, [m, n], tile.size(), &params)
+    let (wm, wn) = tile.threads();
+    launch::run(
+        kernel,
+        inputs,
+        [m, n],
+        (tile.size(), (wm * wn) as u32),
+        &params,
+    )
 }
 
 /// A one-value f32 tensor on `like`'s device, for a binding the kernel declares but does

@@ -11,14 +11,14 @@ use burn_cubecl::cubecl::{CubeCount, CubeDim};
 /// The output tile of the backward kernels (256 threads, 2×2 values each).
 pub const SQUARE: (usize, usize) = (32, 32);
 
-/// Runs `kernel` (256 threads per workgroup) over `inputs` (made contiguous) into a new
+/// Runs `kernel` (`threads` per workgroup) over `inputs` (made contiguous) into a new
 /// `[rows, cols]` f32 tensor bound after them, then `params`; one workgroup per `tile` of
 /// the output.
 pub fn run<K: KernelSource + 'static>(
     kernel: K,
     inputs: Vec<CubeTensor>,
     [rows, cols]: [usize; 2],
-    tile: (usize, usize),
+    (tile, threads): ((usize, usize), u32),
     params: &[u32],
 ) -> CubeTensor {
     let inputs: Vec<CubeTensor> = inputs.into_iter().map(into_contiguous).collect();
@@ -40,7 +40,7 @@ pub fn run<K: KernelSource + 'static>(
         })
         .with_buffer_io(params.binding(), BufferIOAttr::ReadWrite);
     client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(256))),
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(threads))),
         CubeCount::Static(
             cols.div_ceil(tile.1) as u32,
             rows.div_ceil(tile.0) as u32,

@@ -2,8 +2,9 @@
 // (by lora_backward_factor.wgsl, r/n of the base product's work), so neither W + s·B·A nor
 // the [m, n] low-rank product is ever formed: the epilogue of the tiled base product adds
 // bias and s·t·Bᵀ (r/k of its work). One workgroup of WM×WN threads computes a TM×TN
-// tile of y, each thread a 4×4 block (16 products per 8 loads from workgroup memory),
-// walking k in steps of TK. The tile's shape is filled in per launch: 32×32 for many rows,
+// tile of y, walking k in steps of TK; each thread owns 4 rows (WM apart) and 4 columns
+// (WN apart) and reads the tiles as vec4s along k: 16 four-wide dot products per 8 loads
+// from workgroup memory. The tile's shape is filled in per launch: 32×32 for many rows,
 // 8×128 for a few (decoding one token), so short inputs do not pad 31 of 32 rows with zeros.
 //
 // The base W [n, k] is read as 32-bit words: f32 values (BITS = 32), or codes of 32-value
@@ -29,13 +30,14 @@ const WN: u32 = {{ wn }}u;  // threads along n
 const THREADS: u32 = WM * WN;
 const TM: u32 = 4u * WM;
 const TN: u32 = 4u * WN;
-const TK: u32 = {{ tk }}u;
-const TKP: u32 = TK + 1u;   // padded row: the 4 rows a thread reads fall in different banks
+const TK: u32 = {{ tk }}u;  // a multiple of 4
+const KQ: u32 = TK / 4u;    // vec4s along k per tile row
+const KQP: u32 = KQ + 1u;   // padded: threads reading different rows hit different banks
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
 const CODES: u32 = 32u / BITS;  // codes per word
 
-var<workgroup> xs: array<f32, TM * TKP>; // [TM, TKP]
-var<workgroup> ws: array<f32, TN * TKP>; // [TN, TKP]
+var<workgroup> xs: array<vec4<f32>, TM * KQP>; // [TM, KQP]: 4 consecutive k per entry
+var<workgroup> ws: array<vec4<f32>, TN * KQP>; // [TN, KQP]
 
 // Element (row, col) of W; col < k, row < n.
 fn weight(row: u32, col: u32, k: u32) -> f32 {
@@ -54,6 +56,32 @@ fn weight(row: u32, col: u32, k: u32) -> f32 {
     return f32(q) * scales[block] + mins[block];
 }
 
+// Four consecutive values of row `row` of x from column `col`, zero past the edges.
+fn x4(row: u32, col: u32, m: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (row < m) {
+        for (var e = 0u; e < 4u; e++) {
+            if (col + e < k) {
+                v[e] = x[row * k + col + e];
+            }
+        }
+    }
+    return v;
+}
+
+// Four consecutive values of row `row` of W from column `col`, zero past the edges.
+fn w4(row: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (row < n) {
+        for (var e = 0u; e < 4u; e++) {
+            if (col + e < k) {
+                v[e] = weight(row, col + e, k);
+            }
+        }
+    }
+    return v;
+}
+
 @compute @workgroup_size(THREADS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = params[0];
@@ -64,55 +92,57 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let tid = lid.x;
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
-    let lr = (tid / WN) * 4u;
-    let lc = (tid % WN) * 4u;
-    var acc: array<f32, 16>; // [4 rows, 4 cols] of this thread's block
+    // This thread's rows are ty + i·WM and its columns tx + j·WN (i, j < 4); acc_i holds
+    // row i's four columns.
+    let ty = tid / WN;
+    let tx = tid % WN;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < k; k0 += TK) {
-        for (var i = tid; i < TM * TK; i += THREADS) {
-            let row = i / TK;
-            let j = i % TK;
-            var v = 0.0;
-            if (row0 + row < m && k0 + j < k) {
-                v = x[(row0 + row) * k + k0 + j];
-            }
-            xs[row * TKP + j] = v;
+        for (var i = tid; i < TM * KQ; i += THREADS) {
+            let row = i / KQ;
+            let q = i % KQ;
+            xs[row * KQP + q] = x4(row0 + row, k0 + 4u * q, m, k);
         }
-        for (var i = tid; i < TN * TK; i += THREADS) {
-            let col = i / TK;
-            let j = i % TK;
-            var v = 0.0;
-            if (col0 + col < n && k0 + j < k) {
-                v = weight(col0 + col, k0 + j, k);
-            }
-            ws[col * TKP + j] = v;
+        for (var i = tid; i < TN * KQ; i += THREADS) {
+            let col = i / KQ;
+            let q = i % KQ;
+            ws[col * KQP + q] = w4(col0 + col, k0 + 4u * q, n, k);
         }
         workgroupBarrier();
 
-        for (var kk = 0u; kk < TK; kk++) {
-            var xv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                xv[i] = xs[(lr + i) * TKP + kk];
-            }
-            for (var j = 0u; j < 4u; j++) {
-                let wv = ws[(lc + j) * TKP + kk];
-                for (var i = 0u; i < 4u; i++) {
-                    acc[i * 4u + j] += xv[i] * wv;
-                }
-            }
+        for (var q = 0u; q < KQ; q++) {
+            let x0 = xs[ty * KQP + q];
+            let x1 = xs[(ty + WM) * KQP + q];
+            let x2 = xs[(ty + 2u * WM) * KQP + q];
+            let x3 = xs[(ty + 3u * WM) * KQP + q];
+            let w0 = ws[tx * KQP + q];
+            let w1 = ws[(tx + WN) * KQP + q];
+            let w2 = ws[(tx + 2u * WN) * KQP + q];
+            let w3 = ws[(tx + 3u * WN) * KQP + q];
+            acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
+            acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
+            acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
+            acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
         }
         workgroupBarrier();
     }
 
-    for (var e = 0u; e < 16u; e++) {
-        let gr = row0 + lr + e / 4u;
-        let gc = col0 + lc + e % 4u;
-        if (gr < m && gc < n) {
-            var low = 0.0;
-            for (var rank = 0u; rank < r; rank++) {
-                low += t[gr * r + rank] * b[gc * r + rank];
+    let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        let gr = row0 + ty + i * WM;
+        for (var j = 0u; j < 4u; j++) {
+            let gc = col0 + tx + j * WN;
+            if (gr < m && gc < n) {
+                var low = 0.0;
+                for (var rank = 0u; rank < r; rank++) {
+                    low += t[gr * r + rank] * b[gc * r + rank];
+                }
+                y[gr * n + gc] = accs[i][j] + bias[gc] + s * low;
             }
-            y[gr * n + gc] = acc[e] + bias[gc] + s * low;
         }
     }
 }

@@ -1,39 +1,29 @@
 //! Every WGSL file of `shaders/`, and the one way its `{{ name }}` placeholders are filled.
 
-/// `shaders/lora_forward.wgsl`: the fused LoRA linear forward, over an f32 or a quantized
-/// base weight.
-pub const LORA_FORWARD: &str = include_str!("../../../shaders/lora_forward.wgsl");
-/// `shaders/lora_backward_input.wgsl`: the input gradient `g·W + s·(g·B)·A`, given `g·B`.
-pub const LORA_BACKWARD_INPUT: &str = include_str!("../../../shaders/lora_backward_input.wgsl");
-/// `shaders/lora_backward_factor.wgsl`: `s·op(lhs)·op(rhs)` through strides.
-pub const LORA_BACKWARD_FACTOR: &str = include_str!("../../../shaders/lora_backward_factor.wgsl");
+/// `shaders/lora_matmul.wgsl`: every product of the LoRA linear, forward and backward.
+pub const LORA_MATMUL: &str = include_str!("../../../shaders/lora_matmul.wgsl");
 
 /// Every shader with each set of placeholder values the runtime uses, for validation.
 pub fn all_rendered() -> Vec<(&'static str, String)> {
     let mut all = Vec::new();
     for bits in [32, 8, 4] {
-        for tile in [ForwardTile::Square, ForwardTile::Rows] {
-            all.push(("lora_forward.wgsl", lora_forward(bits, tile)));
+        for tile in [Tile::Square, Tile::Rows] {
+            all.push(("lora_matmul.wgsl", lora_matmul(bits, tile)));
         }
     }
-    all.push(("lora_backward_input.wgsl", LORA_BACKWARD_INPUT.to_string()));
-    all.push((
-        "lora_backward_factor.wgsl",
-        LORA_BACKWARD_FACTOR.to_string(),
-    ));
     all
 }
 
-/// The forward kernel's output tile: 64 threads of 4×4 values each.
+/// The kernel's output tile: 64 threads of 4×4 values each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ForwardTile {
+pub enum Tile {
     /// 32×32, walking k by 32: many rows (prefill, training).
     Square,
     /// 8×128, walking k by 16: up to 8 rows (decoding), without padding to 32.
     Rows,
 }
 
-impl ForwardTile {
+impl Tile {
     /// The tile for `m` rows.
     pub fn for_rows(m: usize) -> Self {
         if m <= 8 { Self::Rows } else { Self::Square }
@@ -62,12 +52,12 @@ impl ForwardTile {
     }
 }
 
-/// The forward kernel's text for a base weight of `bits` per value (32 for f32, 8 or 4 for
-/// codes) and an output tile.
-pub fn lora_forward(bits: u32, tile: ForwardTile) -> String {
+/// The kernel's text for a weight of `bits` per value (32 for f32, 8 or 4 for codes) and
+/// an output tile.
+pub fn lora_matmul(bits: u32, tile: Tile) -> String {
     let (wm, wn) = tile.threads();
     render(
-        LORA_FORWARD,
+        LORA_MATMUL,
         &[
             ("bits", bits.to_string()),
             ("wm", wm.to_string()),

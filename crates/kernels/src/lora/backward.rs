@@ -2,7 +2,7 @@
 //! backend (the fused kernel on wgpu); the backward (`reference::lora_linear_backward`,
 //! written over the extension's ops) gives the input, the two LoRA factors, the bias and the
 //! base weight their gradients, computing only those that are tracked. On wgpu its products
-//! run `shaders/lora_backward_input.wgsl` and `shaders/lora_backward_factor.wgsl`.
+//! run `shaders/lora_matmul.wgsl` like the forward.
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
@@ -11,11 +11,10 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::{CubeTensor, KernelSource, SourceTemplate};
-use burn_cubecl::cubecl::prelude::KernelId;
+use burn::backend::wgpu::CubeTensor;
 
-use super::launch;
-use crate::{LoraOps, reference, shaders};
+use super::launch::{LowRank, Strided, Weight, matmul};
+use crate::{LoraOps, reference};
 
 #[derive(Debug)]
 struct LoraLinearBackward;
@@ -86,24 +85,8 @@ impl<B: LoraOps, C: CheckpointStrategy> LoraOps for Autodiff<B, C> {
     }
 }
 
-/// The input-gradient kernel.
-struct LoraBackwardInput;
-
-impl KernelSource for LoraBackwardInput {
-    fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(shaders::LORA_BACKWARD_INPUT)
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
-}
-
-/// `g·W + s·gb·A` for `g [m, n]`, `w [n, k]`, `a [r, k]` and `gb = g·B [m, r]`.
+/// `g·W + s·gb·A` for `g [m, n]`, `w [n, k]`, `a [r, k]` and `gb = g·B [m, r]`: the kernel
+/// reads W and A transposed through their strides.
 pub fn launch_grad_input(
     g: CubeTensor,
     w: CubeTensor,
@@ -111,36 +94,21 @@ pub fn launch_grad_input(
     gb: CubeTensor,
     scaling: f32,
 ) -> CubeTensor {
-    let (m, n) = (g.meta.shape()[0], g.meta.shape()[1]);
-    let (k, r) = (w.meta.shape()[1], a.meta.shape()[0]);
-    let params = [m as u32, n as u32, k as u32, r as u32, scaling.to_bits()];
-    launch::run(
-        LoraBackwardInput,
-        vec![g, w, gb, a],
-        [m, k],
-        (launch::SQUARE, 256),
-        &params,
+    let low = LowRank {
+        t: gb,
+        f: Strided::of(a, true),
+        scaling,
+    };
+    matmul(
+        Strided::of(g, false),
+        Weight::F32(Strided::of(w, true)),
+        Some(low),
+        None,
+        1.0,
     )
 }
 
-/// The strided product kernel (one pipeline for every layout).
-struct LoraBackwardFactor;
-
-impl KernelSource for LoraBackwardFactor {
-    fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(shaders::LORA_BACKWARD_FACTOR)
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
-}
-
-/// `s·op(lhs)·op(rhs)`: a transpose is only a swap of strides.
+/// `s·op(lhs)·op(rhs)`: the kernel's `X·Wᵀ` with `X = op(lhs)` and `W = op(rhs)ᵀ`.
 pub fn launch_scaled_matmul(
     lhs: CubeTensor,
     rhs: CubeTensor,
@@ -148,35 +116,11 @@ pub fn launch_scaled_matmul(
     rhs_transposed: bool,
     scaling: f32,
 ) -> CubeTensor {
-    let [l0, l1] = [lhs.meta.shape()[0], lhs.meta.shape()[1]];
-    let [r0, r1] = [rhs.meta.shape()[0], rhs.meta.shape()[1]];
-    // Row-major [d0, d1]: element (i, j) sits at i·d1 + j.
-    let (rows, inner, l_row, l_inner) = if lhs_transposed {
-        (l1, l0, 1, l1)
-    } else {
-        (l0, l1, l1, 1)
-    };
-    let (cols, r_inner, r_col) = if rhs_transposed {
-        (r0, 1, r1)
-    } else {
-        (r1, r1, 1)
-    };
-    let params = [
-        rows as u32,
-        cols as u32,
-        inner as u32,
-        l_row as u32,
-        l_inner as u32,
-        r_inner as u32,
-        r_col as u32,
-        scaling.to_bits(),
-    ];
-    let inputs = vec![lhs, rhs];
-    launch::run(
-        LoraBackwardFactor,
-        inputs,
-        [rows, cols],
-        (launch::SQUARE, 256),
-        &params,
+    matmul(
+        Strided::of(lhs, lhs_transposed),
+        Weight::F32(Strided::of(rhs, !rhs_transposed)),
+        None,
+        None,
+        scaling,
     )
 }

@@ -1,6 +1,7 @@
-//! The LoRA linear on Burn's wgpu backend: `forward` launches the fused forward (f32 or
-//! quantized base), `backward` the input gradient and the factor products and gives the op
-//! its gradients under autodiff. Other CubeCL runtimes, and dtypes other than f32, take the
+//! The LoRA linear on Burn's wgpu backend, every product through the one kernel of
+//! `shaders/lora_matmul.wgsl` (`launch`): `forward` over an f32 or quantized base,
+//! `backward` the input gradient and the factor products, and the op's gradients under
+//! autodiff. Other CubeCL runtimes, and dtypes other than f32, take the
 //! reference in Burn ops.
 
 pub mod backward;
@@ -34,7 +35,7 @@ impl LoraOps for CubeBackend {
         if !wgsl_ready(&[&x, &w, &a, &b, &bias], None) {
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         }
-        forward::launch(x, forward::Base::F32(w), a, b, bias, scaling)
+        forward::launch(x, forward::f32_weight(w), a, b, bias, scaling)
     }
 
     fn lora_grad_input(
@@ -84,7 +85,7 @@ impl LoraOps for CubeBackend {
             let w = reference::dequantize::<Self>(quants, scales, mins, bits);
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         }
-        let base = forward::Base::Quantized {
+        let base = launch::Weight::Quantized {
             quants,
             scales,
             mins,

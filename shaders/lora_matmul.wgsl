@@ -1,29 +1,40 @@
-// Fused LoRA linear: y = x·Wᵀ + bias + s·t·Bᵀ with t = x·Aᵀ [m, r] computed beforehand
-// (by lora_backward_factor.wgsl, r/n of the base product's work), so neither W + s·B·A nor
-// the [m, n] low-rank product is ever formed: the epilogue of the tiled base product adds
-// bias and s·t·Bᵀ (r/k of its work). One workgroup of WM×WN threads computes a TM×TN
-// tile of y, walking k in steps of TK; each thread owns 4 rows (WM apart) and 4 columns
-// (WN apart) and reads the tiles as vec4s along k: 16 four-wide dot products per 8 loads
-// from workgroup memory. The tile's shape is filled in per launch: 32×32 for many rows,
-// 8×128 for a few (decoding one token), so short inputs do not pad 31 of 32 rows with zeros.
+// Every product of the LoRA linear, forward and backward, is this one tiled kernel:
 //
-// The base W [n, k] is read as 32-bit words: f32 values (BITS = 32), or codes of 32-value
-// blocks (GGUF's Q8_0, Q4_0, Q4_1 repacked by crates/kernels/src/quant.rs) that the load of
-// the weight tile dequantizes, so a quantized W is never formed in f32: 8-bit codes are
-// signed, w = q·d; 4-bit codes are unsigned, w = q·d + min. For f32, scales and mins are
-// one-element placeholders.
+//   out = s_main·(X·Wᵀ) + bias + s_low·T·Fᵀ
+//
+// with X [m, k] and W [n, k] read through strides (so a transposed operand is a swap of
+// strides, never a copy) and an optional low-rank epilogue T [m, r]·F [n, r]ᵀ, F also
+// strided. The launches (crates/kernels/src/lora) use it as:
+//   forward  y  = x·Wᵀ + bias + s·t·Bᵀ, after t = x·Aᵀ (r/n of the base product's work);
+//            neither W + s·B·A nor the [m, n] low-rank product is ever formed;
+//   backward dx = g·W + s·u·A after u = g·B, dA = s·uᵀ·x, dB = s·gᵀ·t (dW = gᵀ·x only
+//            when the base is trained).
+//
+// One workgroup of WM×WN threads computes a TM×TN tile of out, walking k in steps of TK;
+// each thread owns 4 rows (WM apart) and 4 columns (WN apart) and reads the tiles as vec4s
+// along k: 16 four-wide dot products per 8 loads from workgroup memory. The tile's shape is
+// filled in per launch: 32×32 for many rows, 8×128 for up to 8 (decoding one token), so
+// short inputs do not pad 31 of 32 rows with zeros.
+//
+// W is read as 32-bit words: f32 values (BITS = 32), or codes of 32-value blocks (GGUF's
+// Q8_0, Q4_0, Q4_1 repacked by crates/kernels/src/quant.rs, W row-major) that the tile load
+// dequantizes, so a quantized W is never formed in f32: 8-bit codes are signed, w = q·d;
+// 4-bit codes are unsigned, w = q·d + min. Bindings a launch does not need (scales and mins
+// for f32, bias, T and F) get one-element placeholders.
 //
 // Every binding is read_write: Burn may place small tensors in one shared buffer.
 
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;      // [m, k]
-@group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // [n, k / CODES]
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (m, k) via strides
+@group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
 @group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32]
 @group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit)
-@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // [m, r]
-@group(0) @binding(5) var<storage, read_write> b: array<f32>;      // [n, r]
+@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [m, r]
+@group(0) @binding(5) var<storage, read_write> f: array<f32>;      // F (n, r) via strides
 @group(0) @binding(6) var<storage, read_write> bias: array<f32>;   // [n]
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;      // [m, n]
-@group(0) @binding(8) var<storage, read_write> params: array<u32>; // [m, n, k, r, bits(s)]
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [m, n]
+// [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
+//  W k stride, F row stride, F rank stride, has bias]
+@group(0) @binding(8) var<storage, read_write> params: array<u32>;
 
 const WM: u32 = {{ wm }}u;  // threads along m
 const WN: u32 = {{ wn }}u;  // threads along n
@@ -39,10 +50,16 @@ const CODES: u32 = 32u / BITS;  // codes per word
 var<workgroup> xs: array<vec4<f32>, TM * KQP>; // [TM, KQP]: 4 consecutive k per entry
 var<workgroup> ws: array<vec4<f32>, TN * KQP>; // [TN, KQP]
 
-// Element (row, col) of W; col < k, row < n.
+// The strides, read from params once per invocation rather than once per element.
+var<private> x_row: u32;
+var<private> x_k: u32;
+var<private> w_row: u32;
+var<private> w_k: u32;
+
+// Element (row, col) of W; row < n, col < k. Codes are only ever row-major.
 fn weight(row: u32, col: u32, k: u32) -> f32 {
     if (BITS == 32u) {
-        return bitcast<f32>(wq[row * k + col]);
+        return bitcast<f32>(wq[row * w_row + col * w_k]);
     }
     let word = wq[(row * k + col) / CODES];
     let shift = (col % CODES) * BITS;
@@ -56,20 +73,20 @@ fn weight(row: u32, col: u32, k: u32) -> f32 {
     return f32(q) * scales[block] + mins[block];
 }
 
-// Four consecutive values of row `row` of x from column `col`, zero past the edges.
+// Four consecutive (along k) values of row `row` of X from column `col`, zero past the edges.
 fn x4(row: u32, col: u32, m: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if (row < m) {
         for (var e = 0u; e < 4u; e++) {
             if (col + e < k) {
-                v[e] = x[row * k + col + e];
+                v[e] = x[row * x_row + (col + e) * x_k];
             }
         }
     }
     return v;
 }
 
-// Four consecutive values of row `row` of W from column `col`, zero past the edges.
+// The same for W.
 fn w4(row: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if (row < n) {
@@ -88,7 +105,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let n = params[1];
     let k = params[2];
     let r = params[3];
-    let s = bitcast<f32>(params[4]);
+    let s_main = bitcast<f32>(params[4]);
+    let s_low = bitcast<f32>(params[5]);
+    let has_bias = params[12] != 0u;
+    x_row = params[6];
+    x_k = params[7];
+    w_row = params[8];
+    w_k = params[9];
+    // Neighbouring threads load neighbouring addresses: along k when k is contiguous,
+    // along the rows when the operand is read transposed.
+    let x_along_k = x_k == 1u;
+    let w_along_k = BITS != 32u || w_k == 1u;
     let tid = lid.x;
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
@@ -103,13 +130,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 
     for (var k0 = 0u; k0 < k; k0 += TK) {
         for (var i = tid; i < TM * KQ; i += THREADS) {
-            let row = i / KQ;
-            let q = i % KQ;
+            var row = i / KQ;
+            var q = i % KQ;
+            if (!x_along_k) {
+                row = i % TM;
+                q = i / TM;
+            }
             xs[row * KQP + q] = x4(row0 + row, k0 + 4u * q, m, k);
         }
         for (var i = tid; i < TN * KQ; i += THREADS) {
-            let col = i / KQ;
-            let q = i % KQ;
+            var col = i / KQ;
+            var q = i % KQ;
+            if (!w_along_k) {
+                col = i % TN;
+                q = i / TN;
+            }
             ws[col * KQP + q] = w4(col0 + col, k0 + 4u * q, n, k);
         }
         workgroupBarrier();
@@ -137,11 +172,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var j = 0u; j < 4u; j++) {
             let gc = col0 + tx + j * WN;
             if (gr < m && gc < n) {
+                var v = s_main * accs[i][j];
+                if (has_bias) {
+                    v += bias[gc];
+                }
                 var low = 0.0;
                 for (var rank = 0u; rank < r; rank++) {
-                    low += t[gr * r + rank] * b[gc * r + rank];
+                    low += t[gr * r + rank] * f[gc * params[10] + rank * params[11]];
                 }
-                y[gr * n + gc] = accs[i][j] + bias[gc] + s * low;
+                out[gr * n + gc] = v + s_low * low;
             }
         }
     }

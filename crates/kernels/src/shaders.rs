@@ -7,16 +7,18 @@ pub const LORA_MATMUL: &str = include_str!("../../../shaders/lora_matmul.wgsl");
 pub fn all_rendered() -> Vec<(&'static str, String)> {
     let mut all = Vec::new();
     for bits in [32, 8, 4] {
-        for tile in [Tile::Square, Tile::Rows] {
+        for tile in [Tile::Large, Tile::Square, Tile::Rows] {
             all.push(("lora_matmul.wgsl", lora_matmul(bits, tile)));
         }
     }
     all
 }
 
-/// The kernel's output tile: 64 threads of 4×4 values each.
+/// The kernel's output tile: threads of 4×4 values each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tile {
+    /// 64×64 (256 threads), walking k by 16: long inputs, half the loads per product.
+    Large,
     /// 32×32, walking k by 32: many rows (prefill, training).
     Square,
     /// 8×128, walking k by 16: up to 8 rows (decoding), without padding to 32.
@@ -26,12 +28,17 @@ pub enum Tile {
 impl Tile {
     /// The tile for `m` rows.
     pub fn for_rows(m: usize) -> Self {
-        if m <= 8 { Self::Rows } else { Self::Square }
+        match m {
+            0..=8 => Self::Rows,
+            9..=127 => Self::Square,
+            _ => Self::Large,
+        }
     }
 
     /// Threads along m and along n.
     pub fn threads(self) -> (usize, usize) {
         match self {
+            Self::Large => (16, 16),
             Self::Square => (8, 8),
             Self::Rows => (2, 32),
         }
@@ -46,6 +53,7 @@ impl Tile {
     /// The step along k (the workgroup arrays stay under WebGPU's 16 KiB default).
     pub fn depth(self) -> usize {
         match self {
+            Self::Large => 16,
             Self::Square => 32,
             Self::Rows => 16,
         }

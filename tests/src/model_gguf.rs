@@ -100,3 +100,37 @@ fn default_model_answers_in_english() {
         "off topic: {text:?}"
     );
 }
+
+/// With `keep_quantized` the default model's Q4_1 projections stay as codes on the device
+/// (llama's permuted Q/K rows included) and the logits equal the f32 load's, on the CPU
+/// (Burn-op dequantization) and on wgpu (our quantized kernel).
+#[test]
+fn default_model_kept_quantized_gives_the_same_logits() {
+    let path = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let ids: Vec<u32> = vec![1, 504, 3458, 314, 253, 1789, 28, 3060, 42, 11, 279, 2];
+    let mut devices = vec![cpu()];
+    devices.extend(crate::wgpu());
+    for device in devices {
+        let f32_model = load_model(&path, &device).unwrap().model;
+        let options = model::LoadOptions {
+            keep_quantized: true,
+        };
+        let mut kept = model::load_model_with(&path, &device, options)
+            .unwrap()
+            .model;
+        let linears = kept.model.linears_mut();
+        let quantized = linears
+            .iter()
+            .filter(|(_, _, l)| l.quantized.is_some())
+            .count();
+        assert!(
+            quantized * 2 > linears.len(),
+            "{device:?}: only {quantized} of {} projections kept quantized",
+            linears.len()
+        );
+        let want = full_logits(&f32_model, &ids);
+        let got = full_logits(&kept, &ids);
+        let diff = max_abs_diff(&got, &want);
+        assert!(diff < 2e-3, "{device:?}: logits differ by {diff}");
+    }
+}

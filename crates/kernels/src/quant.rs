@@ -148,6 +148,30 @@ impl PackedWeight {
         Ok(packed)
     }
 
+    /// Reorders the rows (row `i` of the result is row `order[i]`), as the GGUF loader does
+    /// for llama's permuted Q and K rows; each row holds whole blocks, so codes move as is.
+    pub fn permute_rows(&mut self, order: &[usize]) {
+        let reorder = |values: &[u32], width: usize| -> Vec<u32> {
+            order
+                .iter()
+                .flat_map(|&src| values[src * width..(src + 1) * width].iter().copied())
+                .collect()
+        };
+        let blocks = self.k / 32;
+        self.quants = reorder(&self.quants, self.quants.len() / self.n.max(1));
+        let floats = |v: &[f32]| -> Vec<f32> {
+            let bits: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
+            reorder(&bits, blocks)
+                .into_iter()
+                .map(f32::from_bits)
+                .collect()
+        };
+        self.scales = floats(&self.scales);
+        if !self.mins.is_empty() {
+            self.mins = floats(&self.mins);
+        }
+    }
+
     /// Bytes the packed weight takes on the device.
     pub fn device_bytes(&self) -> usize {
         4 * (self.quants.len() + self.scales.len() + self.mins.len())

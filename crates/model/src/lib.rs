@@ -27,4 +27,4 @@ pub use config::ModelConfig;
 pub use decoder::Decoder;
 pub use error::ModelError;
 pub use heads::lm::CausalLm;
-pub use load::{LoadedModel, load_model};
+pub use load::{LoadOptions, LoadedModel, load_model, load_model_with};

@@ -3,17 +3,22 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
+use kernels::QuantizedLinear;
 
 use crate::lora::LoraAdapter;
 
 #[derive(Module, Debug)]
 pub struct Linear {
-    /// `[out, in]`
+    /// `[out, in]`; a `[1, 1]` placeholder when the weight is kept `quantized`.
     pub weight: Param<Tensor<2>>,
     /// `[out]`
     pub bias: Option<Param<Tensor<1>>>,
     /// An unmerged LoRA adapter (PEFT's `lora_A` / `lora_B`), added to the output.
     pub lora: Option<LoraAdapter>,
+    /// The base weight kept as GGUF codes on the device (a frozen base: no gradient),
+    /// read by the quantized kernel instead of `weight`.
+    #[module(skip)]
+    pub quantized: Option<QuantizedLinear>,
 }
 
 impl Linear {
@@ -22,6 +27,24 @@ impl Linear {
             weight: Param::from_tensor(weight),
             bias: bias.map(Param::from_tensor),
             lora: None,
+            quantized: None,
+        }
+    }
+
+    /// A layer whose base weight stays quantized on the device (28% of f32 for Q8_0, 19%
+    /// for Q4_0/Q4_1).
+    pub fn quantized(weight: QuantizedLinear, bias: Option<Tensor<1>>) -> Self {
+        let device = weight.scales.device();
+        let mut layer = Self::new(Tensor::zeros([1, 1], &device), bias);
+        layer.quantized = Some(weight);
+        layer
+    }
+
+    /// The base weight `[out, in]` in f32 (dequantized if it is kept quantized).
+    pub fn base_weight(&self) -> Tensor<2> {
+        match &self.quantized {
+            Some(q) => q.dequantize(),
+            None => self.weight.val(),
         }
     }
 
@@ -34,11 +57,15 @@ impl Linear {
     }
 
     pub fn in_features(&self) -> usize {
-        self.weight.dims()[1]
+        self.quantized
+            .as_ref()
+            .map_or(self.weight.dims()[1], |q| q.k)
     }
 
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[0]
+        self.quantized
+            .as_ref()
+            .map_or(self.weight.dims()[0], |q| q.n)
     }
 
     /// `x · Wᵀ + b` over the last dimension of `[batch, seq, in]`.
@@ -51,6 +78,9 @@ impl Linear {
 
     /// `x · Wᵀ + b` for `[rows, in]`.
     pub fn forward_2d(&self, x: Tensor<2>) -> Tensor<2> {
+        if let Some(q) = &self.quantized {
+            return self.forward_quantized(q, x);
+        }
         if let Some(lora) = &self.lora
             // Dropout on the LoRA input alone is not part of the fused op.
             && lora.fused
@@ -82,11 +112,45 @@ impl Linear {
 }
 
 impl Linear {
-    /// Folds the adapter into the base weight (`W += s·B·A`) and drops it.
+    /// The layer over its quantized base: the adapter (or a rank-1 zero one) rides in the
+    /// kernel's epilogue.
+    fn forward_quantized(&self, q: &QuantizedLinear, x: Tensor<2>) -> Tensor<2> {
+        let device = x.device();
+        let bias = match &self.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([q.n], &device),
+        };
+        match &self.lora {
+            // Dropout on the LoRA input alone is not part of the fused op.
+            Some(lora) if !(lora.dropout > 0.0 && x.is_autodiff()) => {
+                kernels::lora_linear_quantized(
+                    x,
+                    q,
+                    lora.lora_A.val(),
+                    lora.lora_B.val(),
+                    bias,
+                    lora.scaling,
+                )
+            }
+            lora => {
+                let a = Tensor::zeros([1, q.k], &device);
+                let b = Tensor::zeros([q.n, 1], &device);
+                let y = kernels::lora_linear_quantized(x.clone(), q, a, b, bias, 0.0);
+                match lora {
+                    Some(lora) => y + lora.forward_2d(x),
+                    None => y,
+                }
+            }
+        }
+    }
+
+    /// Folds the adapter into the base weight (`W += s·B·A`) and drops it; a quantized
+    /// base becomes f32.
     pub fn merge_lora(&mut self) {
         if let Some(lora) = self.lora.take() {
-            let merged = self.weight.val() + lora.delta();
+            let merged = self.base_weight() + lora.delta();
             self.weight = Param::from_tensor(merged.detach());
+            self.quantized = None;
         }
     }
 }

@@ -10,10 +10,9 @@
 //   backward dx = g·W + s·u·A after u = g·B, dA = s·uᵀ·x, dB = s·gᵀ·t (dW = gᵀ·x only
 //            when the base is trained).
 //
-// One workgroup of WM×WN threads computes a TM×TN tile of out; each thread owns 4 rows (WM
-// apart) and 4 columns (WN apart) and reads its operands as vec4s along k: 16 four-wide dot
-// products per 8 loads. On a GPU (STAGED) the tiles are staged in workgroup memory, walking
-// k in steps of TK; on a CPU adapter each thread reads straight from memory. The tile's shape is
+// One workgroup of WM×WN threads computes a TM×TN tile of out, walking k in steps of TK;
+// each thread owns 4 rows (WM apart) and 4 columns (WN apart) and reads the tiles as vec4s
+// along k: 16 four-wide dot products per 8 loads from workgroup memory. The tile's shape is
 // filled in per launch: 32×32 for many rows, 8×128 for up to 8 (decoding one token), so
 // short inputs do not pad 31 of 32 rows with zeros.
 //
@@ -46,8 +45,6 @@ const TK: u32 = {{ tk }}u;  // a multiple of 4
 const KQ: u32 = TK / 4u;    // vec4s along k per tile row
 const KQP: u32 = KQ + 1u;   // padded: threads reading different rows hit different banks
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
-// Tiles staged in workgroup memory (GPUs), or each thread reading its own rows (CPU adapters).
-const STAGED: bool = {{ staged }};
 const CODES: u32 = 32u / BITS;  // codes per word
 
 var<workgroup> xs: array<vec4<f32>, TM * KQP>; // [TM, KQP]: 4 consecutive k per entry
@@ -79,10 +76,6 @@ fn weight(row: u32, col: u32, k: u32) -> f32 {
 // Four consecutive (along k) values of row `row` of X from column `col`, zero past the edges.
 fn x4(row: u32, col: u32, m: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
-    if (row < m && col + 3u < k) {
-        let i = row * x_row + col * x_k;
-        return vec4<f32>(x[i], x[i + x_k], x[i + 2u * x_k], x[i + 3u * x_k]);
-    }
     if (row < m) {
         for (var e = 0u; e < 4u; e++) {
             if (col + e < k) {
@@ -96,10 +89,6 @@ fn x4(row: u32, col: u32, m: u32, k: u32) -> vec4<f32> {
 // The same for W.
 fn w4(row: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
-    if (BITS == 32u && row < n && col + 3u < k) {
-        let i = row * w_row + col * w_k;
-        return bitcast<vec4<f32>>(vec4<u32>(wq[i], wq[i + w_k], wq[i + 2u * w_k], wq[i + 3u * w_k]));
-    }
     if (row < n) {
         for (var e = 0u; e < 4u; e++) {
             if (col + e < k) {
@@ -139,65 +128,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    if (STAGED) {
-        for (var k0 = 0u; k0 < k; k0 += TK) {
-            for (var i = tid; i < TM * KQ; i += THREADS) {
-                var row = i / KQ;
-                var q = i % KQ;
-                if (!x_along_k) {
-                    row = i % TM;
-                    q = i / TM;
-                }
-                xs[row * KQP + q] = x4(row0 + row, k0 + 4u * q, m, k);
+    for (var k0 = 0u; k0 < k; k0 += TK) {
+        for (var i = tid; i < TM * KQ; i += THREADS) {
+            var row = i / KQ;
+            var q = i % KQ;
+            if (!x_along_k) {
+                row = i % TM;
+                q = i / TM;
             }
-            for (var i = tid; i < TN * KQ; i += THREADS) {
-                var col = i / KQ;
-                var q = i % KQ;
-                if (!w_along_k) {
-                    col = i % TN;
-                    q = i / TN;
-                }
-                ws[col * KQP + q] = w4(col0 + col, k0 + 4u * q, n, k);
-            }
-            workgroupBarrier();
-
-            for (var q = 0u; q < KQ; q++) {
-                let x0 = xs[ty * KQP + q];
-                let x1 = xs[(ty + WM) * KQP + q];
-                let x2 = xs[(ty + 2u * WM) * KQP + q];
-                let x3 = xs[(ty + 3u * WM) * KQP + q];
-                let w0 = ws[tx * KQP + q];
-                let w1 = ws[(tx + WN) * KQP + q];
-                let w2 = ws[(tx + 2u * WN) * KQP + q];
-                let w3 = ws[(tx + 3u * WN) * KQP + q];
-                acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
-                acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
-                acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
-                acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
-            }
-            workgroupBarrier();
+            xs[row * KQP + q] = x4(row0 + row, k0 + 4u * q, m, k);
         }
+        for (var i = tid; i < TN * KQ; i += THREADS) {
+            var col = i / KQ;
+            var q = i % KQ;
+            if (!w_along_k) {
+                col = i % TN;
+                q = i / TN;
+            }
+            ws[col * KQP + q] = w4(col0 + col, k0 + 4u * q, n, k);
+        }
+        workgroupBarrier();
 
-    } else {
-        // Each thread reads its rows of X and W straight from memory: on a CPU adapter
-        // (llvmpipe, SwiftShader) workgroup memory is ordinary memory and every barrier a
-        // switch between invocations, so staging tiles only costs.
-        let r0 = row0 + ty;
-        let c0 = col0 + tx;
-        for (var kq = 0u; kq < k; kq += 4u) {
-            let x0 = x4(r0, kq, m, k);
-            let x1 = x4(r0 + WM, kq, m, k);
-            let x2 = x4(r0 + 2u * WM, kq, m, k);
-            let x3 = x4(r0 + 3u * WM, kq, m, k);
-            let w0 = w4(c0, kq, n, k);
-            let w1 = w4(c0 + WN, kq, n, k);
-            let w2 = w4(c0 + 2u * WN, kq, n, k);
-            let w3 = w4(c0 + 3u * WN, kq, n, k);
+        for (var q = 0u; q < KQ; q++) {
+            let x0 = xs[ty * KQP + q];
+            let x1 = xs[(ty + WM) * KQP + q];
+            let x2 = xs[(ty + 2u * WM) * KQP + q];
+            let x3 = xs[(ty + 3u * WM) * KQP + q];
+            let w0 = ws[tx * KQP + q];
+            let w1 = ws[(tx + WN) * KQP + q];
+            let w2 = ws[(tx + 2u * WN) * KQP + q];
+            let w3 = ws[(tx + 3u * WN) * KQP + q];
             acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
             acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
             acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
             acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
         }
+        workgroupBarrier();
     }
 
     let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);

@@ -40,19 +40,6 @@ fn every_shader_passes_naga_validation() {
     }
 }
 
-/// Runs `check` with the kernel's tiles staged in workgroup memory (as on GPUs) and
-/// unstaged (as on CPU adapters), so llvmpipe exercises both; restores the automatic choice.
-fn each_staging(mut check: impl FnMut(&str)) {
-    use kernels::lora::{Staging, set_staging};
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for (name, staging) in [("staged", Staging::Always), ("unstaged", Staging::Never)] {
-        set_staging(staging);
-        check(name);
-    }
-    set_staging(Staging::Auto);
-}
-
 /// The CPU backend, and wgpu where an adapter exists.
 fn devices() -> Vec<Device> {
     let mut devices = vec![crate::cpu()];
@@ -101,10 +88,6 @@ const SHAPES: [(usize, usize, usize, usize); 5] = [
 
 #[test]
 fn fused_forward_equals_burn_ops_on_wgpu_and_cpu() {
-    each_staging(|staging| fused_forward_check(staging));
-}
-
-fn fused_forward_check(staging: &str) {
     for device in devices() {
         for (m, k, n, r) in SHAPES {
             let (x, w, a, b, bias) = operands(m, k, n, r, &device);
@@ -120,7 +103,7 @@ fn fused_forward_check(staging: &str) {
             let diff = max_abs_diff(&got, &want);
             assert!(
                 diff < 1e-4,
-                "{device:?} {staging} m{m} k{k} n{n} r{r}: max |Δ| {diff}"
+                "{device:?} m{m} k{k} n{n} r{r}: max |Δ| {diff}"
             );
         }
     }
@@ -128,10 +111,6 @@ fn fused_forward_check(staging: &str) {
 
 #[test]
 fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
-    each_staging(|staging| gradients_check(staging));
-}
-
-fn gradients_check(staging: &str) {
     for device in devices() {
         let device = device.autodiff();
         for (m, k, n, r) in SHAPES {
@@ -178,7 +157,7 @@ fn gradients_check(staging: &str) {
                 let diff = max_abs_diff(g, e);
                 assert!(
                     diff < 1e-4,
-                    "{device:?} {staging} m{m} k{k} n{n} r{r}: d{name} max |Δ| {diff}"
+                    "{device:?} m{m} k{k} n{n} r{r}: d{name} max |Δ| {diff}"
                 );
             }
         }
@@ -235,10 +214,6 @@ use kernels::{PackedWeight, QuantFormat, QuantizedLinear};
 /// by the GGUF reader (ggml's reference formulas), not by the kernel's packing.
 #[test]
 fn quantized_forward_equals_dequantize_then_matmul() {
-    each_staging(|staging| quantized_forward_check(staging));
-}
-
-fn quantized_forward_check(staging: &str) {
     for device in devices() {
         for format in FORMATS {
             for (m, k, n, r) in QUANT_SHAPES {
@@ -257,7 +232,7 @@ fn quantized_forward_check(staging: &str) {
                 let diff = max_abs_diff(&got, &want);
                 assert!(
                     diff < 1e-4,
-                    "{device:?} {staging} {format:?} m{m} k{k} n{n} r{r}: max |Δ| {diff}"
+                    "{device:?} {format:?} m{m} k{k} n{n} r{r}: max |Δ| {diff}"
                 );
             }
         }

@@ -8,9 +8,7 @@ pub fn all_rendered() -> Vec<(&'static str, String)> {
     let mut all = Vec::new();
     for bits in [32, 8, 4] {
         for tile in [Tile::Large, Tile::Square, Tile::Rows] {
-            for staged in [true, false] {
-                all.push(("lora_matmul.wgsl", lora_matmul(bits, tile, staged)));
-            }
+            all.push(("lora_matmul.wgsl", lora_matmul(bits, tile)));
         }
     }
     all
@@ -62,9 +60,9 @@ impl Tile {
     }
 }
 
-/// The kernel's text for a weight of `bits` per value (32 for f32, 8 or 4 for codes), an
-/// output tile, and tiles `staged` in workgroup memory (GPUs) or not (CPU adapters).
-pub fn lora_matmul(bits: u32, tile: Tile, staged: bool) -> String {
+/// The kernel's text for a weight of `bits` per value (32 for f32, 8 or 4 for codes) and
+/// an output tile.
+pub fn lora_matmul(bits: u32, tile: Tile) -> String {
     let (wm, wn) = tile.threads();
     render(
         LORA_MATMUL,
@@ -73,7 +71,6 @@ pub fn lora_matmul(bits: u32, tile: Tile, staged: bool) -> String {
             ("wm", wm.to_string()),
             ("wn", wn.to_string()),
             ("tk", tile.depth().to_string()),
-            ("staged", staged.to_string()),
         ],
     )
 }

@@ -13,48 +13,7 @@ use burn_cubecl::cubecl::prelude::KernelId;
 use burn_cubecl::cubecl::server::KernelArguments;
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use crate::shaders::{self, Tile};
-
-/// Where the kernel stages its tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Staging {
-    /// In workgroup memory on GPUs; not on CPU adapters (llvmpipe, SwiftShader), where
-    /// workgroup memory is ordinary memory and every barrier a switch between invocations
-    /// (on llvmpipe the unstaged kernel is about 1.5× faster).
-    Auto,
-    /// Always in workgroup memory.
-    Always,
-    /// Never: each thread reads its operands straight from memory.
-    Never,
-}
-
-static STAGING: AtomicU8 = AtomicU8::new(0);
-
-/// Chooses the staging for every later launch in this process (tests run both).
-pub fn set_staging(staging: Staging) {
-    let code = match staging {
-        Staging::Auto => 0,
-        Staging::Always => 1,
-        Staging::Never => 2,
-    };
-    STAGING.store(code, Ordering::Relaxed);
-}
-
-/// Whether this launch stages its tiles.
-fn staged(client: &burn_cubecl::cubecl::client::Client) -> bool {
-    match STAGING.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let name = client.properties().identity.name.to_lowercase();
-            !["llvmpipe", "lavapipe", "swiftshader", "software"]
-                .iter()
-                .any(|cpu| name.contains(cpu))
-        }
-    }
-}
 
 /// A row-major 2-D tensor seen as `op(t)`, op a transpose where asked: `rows × cols` with
 /// element `(i, j)` at `i·row_stride + j·col_stride`.
@@ -104,20 +63,19 @@ pub struct LowRank {
     pub scaling: f32,
 }
 
-/// The kernel for one weight encoding, output tile and staging (each its own pipeline).
+/// The kernel for one weight encoding and output tile (each its own pipeline).
 struct LoraMatmul {
     bits: u32,
     tile: Tile,
-    staged: bool,
 }
 
 impl KernelSource for LoraMatmul {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(shaders::lora_matmul(self.bits, self.tile, self.staged))
+        SourceTemplate::new(shaders::lora_matmul(self.bits, self.tile))
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.bits, self.tile, self.staged))
+        KernelId::new::<Self>().info((self.bits, self.tile))
     }
 
     fn lang(&self) -> &'static str {
@@ -206,12 +164,11 @@ pub fn matmul(
         })
         .with_buffer_io(params.binding(), BufferIOAttr::ReadWrite);
     let tile = Tile::for_rows(m);
-    let staged = staged(&client);
     let (tm, tn) = tile.size();
     let (wm, wn) = tile.threads();
     client.launch(
         Box::new(SourceKernel::new(
-            LoraMatmul { bits, tile, staged },
+            LoraMatmul { bits, tile },
             CubeDim::new_1d((wm * wn) as u32),
         )),
         CubeCount::Static(n.div_ceil(tn) as u32, m.div_ceil(tm) as u32, 1),

@@ -8,8 +8,6 @@ pub mod backward;
 pub mod forward;
 mod launch;
 
-pub use launch::{Staging, set_staging};
-
 use burn::backend::DType;
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
 use burn_cubecl::cubecl::RuntimeId;

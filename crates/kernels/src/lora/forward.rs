@@ -14,8 +14,10 @@ pub fn launch(
     bias: CubeTensor,
     scaling: f32,
 ) -> CubeTensor {
+    // One contiguous view of x serves both passes.
+    let x = Strided::of(x, false);
     let t = matmul(
-        Strided::of(x.clone(), false),
+        x.clone(),
         Weight::F32(Strided::of(a, false)),
         None,
         None,
@@ -26,7 +28,7 @@ pub fn launch(
         f: Strided::of(b, false),
         scaling,
     };
-    matmul(Strided::of(x, false), w, Some(low), Some(bias), 1.0)
+    matmul(x, w, Some(low), Some(bias), 1.0)
 }
 
 /// The f32 base weight `[n, k]` as the kernel reads it.

@@ -17,6 +17,7 @@ use crate::shaders::{self, Tile};
 
 /// A row-major 2-D tensor seen as `op(t)`, op a transpose where asked: `rows × cols` with
 /// element `(i, j)` at `i·row_stride + j·col_stride`.
+#[derive(Clone)]
 pub struct Strided {
     tensor: CubeTensor,
     rows: usize,

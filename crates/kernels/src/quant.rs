@@ -13,6 +13,7 @@
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use formats::dequant::GgmlType;
+use formats::gguf::gather_rows;
 use half::f16;
 
 /// The block formats the quantized kernel reads.
@@ -151,24 +152,11 @@ impl PackedWeight {
     /// Reorders the rows (row `i` of the result is row `order[i]`), as the GGUF loader does
     /// for llama's permuted Q and K rows; each row holds whole blocks, so codes move as is.
     pub fn permute_rows(&mut self, order: &[usize]) {
-        let reorder = |values: &[u32], width: usize| -> Vec<u32> {
-            order
-                .iter()
-                .flat_map(|&src| values[src * width..(src + 1) * width].iter().copied())
-                .collect()
-        };
         let blocks = self.k / 32;
-        self.quants = reorder(&self.quants, self.quants.len() / self.n.max(1));
-        let floats = |v: &[f32]| -> Vec<f32> {
-            let bits: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
-            reorder(&bits, blocks)
-                .into_iter()
-                .map(f32::from_bits)
-                .collect()
-        };
-        self.scales = floats(&self.scales);
+        self.quants = gather_rows(&self.quants, self.quants.len() / self.n.max(1), order);
+        self.scales = gather_rows(&self.scales, blocks, order);
         if !self.mins.is_empty() {
-            self.mins = floats(&self.mins);
+            self.mins = gather_rows(&self.mins, blocks, order);
         }
     }
 

@@ -81,15 +81,8 @@ impl Linear {
         if let Some(q) = &self.quantized {
             return self.forward_quantized(q, x);
         }
-        if let Some(lora) = &self.lora
-            // Dropout on the LoRA input alone is not part of the fused op.
-            && lora.fused
-            && !(lora.dropout > 0.0 && x.is_autodiff())
-        {
-            let bias = match &self.bias {
-                Some(b) => b.val(),
-                None => Tensor::zeros([self.out_features()], &x.device()),
-            };
+        if let Some(lora) = self.fused_adapter(&x) {
+            let bias = self.bias_or_zeros(&x.device());
             return kernels::lora_linear(
                 x,
                 self.weight.val(),
@@ -116,31 +109,42 @@ impl Linear {
     /// kernel's epilogue.
     fn forward_quantized(&self, q: &QuantizedLinear, x: Tensor<2>) -> Tensor<2> {
         let device = x.device();
-        let bias = match &self.bias {
-            Some(b) => b.val(),
-            None => Tensor::zeros([q.n], &device),
-        };
-        match &self.lora {
-            // Dropout on the LoRA input alone is not part of the fused op.
-            Some(lora) if !(lora.dropout > 0.0 && x.is_autodiff()) => {
-                kernels::lora_linear_quantized(
-                    x,
-                    q,
-                    lora.lora_A.val(),
-                    lora.lora_B.val(),
-                    bias,
-                    lora.scaling,
-                )
-            }
-            lora => {
+        let bias = self.bias_or_zeros(&device);
+        match self.fused_adapter(&x) {
+            Some(lora) => kernels::lora_linear_quantized(
+                x,
+                q,
+                lora.lora_A.val(),
+                lora.lora_B.val(),
+                bias,
+                lora.scaling,
+            ),
+            None => {
                 let a = Tensor::zeros([1, q.k], &device);
                 let b = Tensor::zeros([q.n, 1], &device);
                 let y = kernels::lora_linear_quantized(x.clone(), q, a, b, bias, 0.0);
-                match lora {
+                match &self.lora {
                     Some(lora) => y + lora.forward_2d(x),
                     None => y,
                 }
             }
+        }
+    }
+
+    /// The adapter, when the fused op can carry it: turned on (`MENTALQLM_KERNELS=0` turns
+    /// it off) and without dropout under autodiff (dropout on the LoRA input alone is not
+    /// part of the fused op).
+    fn fused_adapter(&self, x: &Tensor<2>) -> Option<&LoraAdapter> {
+        self.lora
+            .as_ref()
+            .filter(|lora| lora.fused && !(lora.dropout > 0.0 && x.is_autodiff()))
+    }
+
+    /// The bias, or zeros for a layer without one (the fused ops always take a bias).
+    fn bias_or_zeros(&self, device: &Device) -> Tensor<1> {
+        match &self.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([self.out_features()], device),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use formats::TensorSource;
-use formats::gguf::{GgufFile, llama_qk_row_order};
+use formats::gguf::{GgufFile, gather_rows, llama_qk_row_order};
 use formats::gguf_tokenizer::tokenizer_from_gguf;
 use formats::safetensors::SafetensorsSource;
 use formats::tokenizer::TextTokenizer;
@@ -249,11 +249,7 @@ impl<'a> WeightReader<'a> {
             });
         }
         if let Some(order) = self.row_order(hf, &name, shape[0])? {
-            let cols = values.len() / shape[0].max(1);
-            values = order
-                .iter()
-                .flat_map(|&src| values[src * cols..(src + 1) * cols].iter().copied())
-                .collect();
+            values = gather_rows(&values, values.len() / shape[0].max(1), &order);
         }
         Ok(Tensor::from_data(
             TensorData::new(values, shape),

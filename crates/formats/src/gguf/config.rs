@@ -151,3 +151,12 @@ pub fn llama_qk_row_order(rows: usize, n_head: usize) -> Option<Vec<usize>> {
     }
     Some(order)
 }
+
+/// Rows of a row-major array put in `order` (row `i` of the result is row `order[i]`), each
+/// `width` elements: applies [`llama_qk_row_order`] to f32 values or to packed codes.
+pub fn gather_rows<T: Copy>(values: &[T], width: usize, order: &[usize]) -> Vec<T> {
+    order
+        .iter()
+        .flat_map(|&src| values[src * width..(src + 1) * width].iter().copied())
+        .collect()
+}

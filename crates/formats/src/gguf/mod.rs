@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-pub use config::{GgufModelConfig, llama_qk_row_order};
+pub use config::{GgufModelConfig, gather_rows, llama_qk_row_order};
 pub use metadata::GgufMetadata;
 pub use parse::{DEFAULT_ALIGNMENT, GgufTensorInfo, MAX_DIMS, SUPPORTED_VERSIONS};
 pub use value::{GgufArray, GgufValue, GgufValueType};
@@ -204,11 +204,7 @@ impl GgufFile {
                 format!("{rows} rows cannot be split into {n_head} heads of an even size"),
             )
         })?;
-        let mut out = Vec::with_capacity(values.len());
-        for src in order {
-            out.extend_from_slice(&values[src * cols..(src + 1) * cols]);
-        }
-        Ok((out, shape))
+        Ok((gather_rows(&values, cols, &order), shape))
     }
 
     fn missing(&self, name: &str) -> FormatError {

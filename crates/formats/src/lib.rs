@@ -6,6 +6,7 @@
 
 pub mod dequant;
 pub mod error;
+pub mod folder;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod safetensors;
@@ -13,4 +14,5 @@ pub mod source;
 pub mod tokenizer;
 
 pub use error::FormatError;
+pub use folder::Folder;
 pub use source::{TensorInfo, TensorSource};

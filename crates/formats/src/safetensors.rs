@@ -3,31 +3,25 @@
 //! `f32` on read (F32, F16, BF16 are accepted; other dtypes are an error naming the tensor).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
-use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::folder::{Folder, Storage};
 use crate::{FormatError, TensorInfo, TensorSource};
 
-/// One memory-mapped safetensors file whose header has been validated.
+/// One safetensors file (mapped or in memory) whose header has been validated.
 struct Shard {
     path: PathBuf,
-    mmap: Mmap,
+    bytes: Storage,
 }
 
 impl Shard {
-    fn open(path: &Path) -> Result<Self, FormatError> {
-        let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
-        // SAFETY: the file is opened read-only; a concurrent writer could change the bytes
-        // under us, which the safetensors parser then reports as a bad file, not UB in safe code
-        // paths we rely on.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
+    fn open(folder: &Folder, name: &str) -> Result<Self, FormatError> {
         let shard = Self {
-            path: path.to_path_buf(),
-            mmap,
+            path: folder.path(name),
+            bytes: folder.open(name)?,
         };
         // Validate the header and every tensor's byte range once, up front.
         shard.parse()?;
@@ -35,7 +29,7 @@ impl Shard {
     }
 
     fn parse(&self) -> Result<SafeTensors<'_>, FormatError> {
-        SafeTensors::deserialize(&self.mmap).map_err(|e| FormatError::Safetensors {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| FormatError::Safetensors {
             path: self.path.clone(),
             reason: e.to_string(),
         })
@@ -56,21 +50,26 @@ impl SafetensorsSource {
     /// A path to a single `.safetensors` file is accepted too.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
         if path.is_file() {
-            return Self::from_files(
-                path.parent().unwrap_or(Path::new(".")),
-                &[path.to_path_buf()],
-            );
+            let dir = Folder::disk(path.parent().unwrap_or(Path::new(".")));
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            return Self::from_files(&dir, &[name.to_string()]);
         }
-        let single = path.join("model.safetensors");
-        let index = path.join("model.safetensors.index.json");
-        if single.is_file() {
-            Self::from_files(path, &[single])
-        } else if index.is_file() {
-            let files = shard_files(&index)?;
-            Self::from_files(path, &files)
+        Self::open_in(&Folder::disk(path))
+    }
+
+    /// The model weights of a folder: `model.safetensors`, or the shards of
+    /// `model.safetensors.index.json`.
+    pub fn open_in(folder: &Folder) -> Result<Self, FormatError> {
+        const SINGLE: &str = "model.safetensors";
+        const INDEX: &str = "model.safetensors.index.json";
+        if folder.has(SINGLE) {
+            Self::from_files(folder, &[SINGLE.to_string()])
+        } else if folder.has(INDEX) {
+            let files = shard_files(folder, INDEX)?;
+            Self::from_files(folder, &files)
         } else {
             Err(FormatError::io(
-                &single,
+                folder.path(SINGLE),
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "neither model.safetensors nor model.safetensors.index.json exists",
@@ -79,12 +78,18 @@ impl SafetensorsSource {
         }
     }
 
-    fn from_files(root: &Path, files: &[PathBuf]) -> Result<Self, FormatError> {
+    /// One named safetensors file of a folder (an adapter's or a head's weights).
+    pub fn open_file(folder: &Folder, name: &str) -> Result<Self, FormatError> {
+        Self::from_files(folder, &[name.to_string()])
+    }
+
+    fn from_files(folder: &Folder, files: &[String]) -> Result<Self, FormatError> {
+        let root = folder.root();
         let mut shards = Vec::with_capacity(files.len());
         let mut index = BTreeMap::new();
         let mut order = Vec::new();
         for (i, file) in files.iter().enumerate() {
-            let shard = Shard::open(file)?;
+            let shard = Shard::open(folder, file)?;
             let mut names: Vec<(usize, String)> = shard
                 .parse()?
                 .tensors()
@@ -109,8 +114,9 @@ impl SafetensorsSource {
 }
 
 /// The distinct shard files named by an index's `weight_map`, in first-seen order.
-fn shard_files(index: &Path) -> Result<Vec<PathBuf>, FormatError> {
-    let text = std::fs::read_to_string(index).map_err(|e| FormatError::io(index, e))?;
+fn shard_files(folder: &Folder, index_name: &str) -> Result<Vec<String>, FormatError> {
+    let index = folder.path(index_name);
+    let text = folder.read_string(index_name)?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| FormatError::Json {
         path: index.to_path_buf(),
         reason: e.to_string(),
@@ -122,16 +128,14 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>, FormatError> {
             path: index.to_path_buf(),
             reason: "no `weight_map` object".into(),
         })?;
-    let dir = index.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<String> = Vec::new();
     for (name, file) in map {
         let file = file.as_str().ok_or_else(|| FormatError::Json {
             path: index.to_path_buf(),
             reason: format!("weight_map entry `{name}` is not a file name"),
         })?;
-        let path = dir.join(file);
-        if !files.contains(&path) {
-            files.push(path);
+        if !files.iter().any(|f| f == file) {
+            files.push(file.to_string());
         }
     }
     Ok(files)

@@ -31,11 +31,16 @@ impl TextTokenizer {
             path.to_path_buf()
         };
         let bytes = std::fs::read(&file).map_err(|e| FormatError::io(&file, e))?;
-        let inner = Tokenizer::from_bytes(&bytes).map_err(|e| FormatError::Tokenizer {
-            path: file.clone(),
+        Self::from_bytes(&bytes, file)
+    }
+
+    /// Parses `tokenizer.json` bytes; `origin` names them in messages.
+    pub fn from_bytes(bytes: &[u8], origin: PathBuf) -> Result<Self, FormatError> {
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| FormatError::Tokenizer {
+            path: origin.clone(),
             reason: e.to_string(),
         })?;
-        Ok(Self::new(inner, file, None))
+        Ok(Self::new(inner, origin, None))
     }
 
     /// Wraps a built tokenizer. `eos` adds the model's own EOS id to the stop ids.

@@ -99,8 +99,19 @@ impl ModelConfig {
         };
         let text = std::fs::read_to_string(&file)
             .map_err(|e| ModelError::Format(formats::FormatError::io(&file, e)))?;
+        Self::from_json(&text, file)
+    }
+
+    /// `config.json` of a folder on disk or in memory.
+    pub fn from_folder(folder: &formats::Folder) -> Result<Self, ModelError> {
+        let text = folder.read_string("config.json")?;
+        Self::from_json(&text, folder.path("config.json"))
+    }
+
+    /// Parses and checks the text of a `config.json`; `file` names it in messages.
+    pub fn from_json(text: &str, file: std::path::PathBuf) -> Result<Self, ModelError> {
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            serde_json::from_str(text).map_err(|e| ModelError::Config {
                 path: file.clone(),
                 reason: e.to_string(),
             })?;

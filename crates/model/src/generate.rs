@@ -118,60 +118,128 @@ pub fn generate(
     config: &GenerateConfig,
     mut on_token: impl FnMut(usize, u32),
 ) -> Result<Vec<Vec<u32>>, ModelError> {
-    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
-        return Err(ModelError::Input(
-            "every prompt needs at least one token".into(),
-        ));
+    let (mut state, mut logits) = Generation::start(model, prompts, config)?;
+    while let Some(l) = logits {
+        logits = state.advance(model, logits_to_rows(l)?, &mut on_token)?;
     }
-    let (ids, valid) = left_pad(prompts, config.pad_id);
-    let rope = model.rope(ids[0].len() + config.max_new_tokens);
-    let mut cache = model.new_cache_for(rope.len());
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
-    let mut done = vec![false; prompts.len()];
-    if config.max_new_tokens == 0 {
-        return Ok(out);
+    Ok(state.out)
+}
+
+/// [`generate`] with an asynchronous readback of each step's logits, for the browser.
+pub async fn generate_async(
+    model: &CausalLm,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+    mut on_token: impl FnMut(usize, u32),
+) -> Result<Vec<Vec<u32>>, ModelError> {
+    let (mut state, mut logits) = Generation::start(model, prompts, config)?;
+    while let Some(l) = logits {
+        let [_, vocab] = l.dims();
+        let data = l
+            .into_data_async()
+            .await
+            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+        let flat: Vec<f32> = data
+            .try_to_vec()
+            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+        let rows = flat.chunks(vocab.max(1)).map(<[f32]>::to_vec).collect();
+        logits = state.advance(model, rows, &mut on_token)?;
     }
-    let mut logits = model.forward_last(
-        TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        },
-        &rope,
-        &mut cache,
-    )?;
-    for step in 0..config.max_new_tokens {
-        let rows = logits_to_rows(logits)?;
+    Ok(state.out)
+}
+
+/// The state between decoding steps; the caller reads each step's logits (blocking or not)
+/// and hands the rows to [`Generation::advance`].
+struct Generation<'c> {
+    config: &'c GenerateConfig,
+    rope: crate::rope::Rope,
+    cache: crate::KvCache,
+    rng: StdRng,
+    out: Vec<Vec<u32>>,
+    done: Vec<bool>,
+    step: usize,
+}
+
+impl<'c> Generation<'c> {
+    /// Runs the prompts; returns the state and the first step's logits (none when no token
+    /// is asked for).
+    fn start(
+        model: &CausalLm,
+        prompts: &[Vec<u32>],
+        config: &'c GenerateConfig,
+    ) -> Result<(Self, Option<Tensor<2>>), ModelError> {
+        if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+            return Err(ModelError::Input(
+                "every prompt needs at least one token".into(),
+            ));
+        }
+        let (ids, valid) = left_pad(prompts, config.pad_id);
+        let rope = model.rope(ids[0].len() + config.max_new_tokens);
+        let mut cache = model.new_cache_for(rope.len());
+        let logits = if config.max_new_tokens == 0 {
+            None
+        } else {
+            Some(model.forward_last(
+                TokenBatch {
+                    ids: &ids,
+                    valid: &valid,
+                },
+                &rope,
+                &mut cache,
+            )?)
+        };
+        let state = Self {
+            config,
+            rope,
+            cache,
+            rng: StdRng::seed_from_u64(config.seed),
+            out: vec![Vec::new(); prompts.len()],
+            done: vec![false; prompts.len()],
+            step: 0,
+        };
+        Ok((state, logits))
+    }
+
+    /// Picks each sequence's next token from its logits row; returns the next step's logits,
+    /// or none when every sequence has stopped or the budget is spent.
+    fn advance(
+        &mut self,
+        model: &CausalLm,
+        rows: Vec<Vec<f32>>,
+        on_token: &mut impl FnMut(usize, u32),
+    ) -> Result<Option<Tensor<2>>, ModelError> {
+        let config = self.config;
         let mut next = Vec::with_capacity(rows.len());
         for (b, row) in rows.iter().enumerate() {
-            let id = if done[b] {
+            let id = if self.done[b] {
                 config.pad_id
             } else {
-                pick(row, config.sampling, &mut rng)
+                pick(row, config.sampling, &mut self.rng)
             };
-            if !done[b] {
+            if !self.done[b] {
                 if config.stop_ids.contains(&id) {
-                    done[b] = true;
+                    self.done[b] = true;
                 } else {
-                    out[b].push(id);
+                    self.out[b].push(id);
                     on_token(b, id);
                 }
             }
             next.push(vec![id]);
         }
-        if done.iter().all(|&d| d) || step + 1 == config.max_new_tokens {
-            break;
+        self.step += 1;
+        if self.done.iter().all(|&d| d) || self.step == config.max_new_tokens {
+            return Ok(None);
         }
         // Stopped sequences keep stepping (one batch) but their keys are masked out.
-        let step_valid: Vec<Vec<bool>> = done.iter().map(|&d| vec![!d]).collect();
-        logits = model.forward_last(
+        let step_valid: Vec<Vec<bool>> = self.done.iter().map(|&d| vec![!d]).collect();
+        let logits = model.forward_last(
             TokenBatch {
                 ids: &next,
                 valid: &step_valid,
             },
-            &rope,
-            &mut cache,
+            &self.rope,
+            &mut self.cache,
         )?;
+        Ok(Some(logits))
     }
-    Ok(out)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
-use formats::TensorSource;
+use formats::{Folder, TensorSource};
 use formats::gguf::{GgufFile, gather_rows, llama_qk_row_order};
 use formats::gguf_tokenizer::tokenizer_from_gguf;
 use formats::safetensors::SafetensorsSource;
@@ -65,12 +65,23 @@ pub fn load_model_with(
             ),
         )));
     }
-    let config = ModelConfig::from_file(path)?;
-    let source = SafetensorsSource::open(path)?;
+    load_hf(&Folder::disk(path), device, options)
+}
+
+/// Loads a HF model from a folder on disk or in memory: `config.json`, the safetensors
+/// weights and, when present, `tokenizer.json`. Options apply to GGUF only.
+pub fn load_hf(
+    folder: &Folder,
+    device: &Device,
+    _options: LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    let config = ModelConfig::from_folder(folder)?;
+    let source = SafetensorsSource::open_in(folder)?;
     let model = build(&config, &WeightReader::hf(&source, device))?;
-    let tokenizer_file = path.join("tokenizer.json");
-    let tokenizer = if tokenizer_file.is_file() {
-        let tok = TextTokenizer::from_file(&tokenizer_file)?.with_eos(&config.eos_ids());
+    let tokenizer = if folder.has("tokenizer.json") {
+        let bytes = folder.open("tokenizer.json")?;
+        let tok = TextTokenizer::from_bytes(&bytes, folder.path("tokenizer.json"))?
+            .with_eos(&config.eos_ids());
         tok.check_vocab(config.vocab_size)?;
         Some(tok)
     } else {
@@ -79,7 +90,7 @@ pub fn load_model_with(
     Ok(LoadedModel {
         model,
         tokenizer,
-        origin: path.to_path_buf(),
+        origin: folder.root().to_path_buf(),
     })
 }
 
@@ -94,7 +105,16 @@ pub fn load_gguf_with(
     device: &Device,
     options: LoadOptions,
 ) -> Result<LoadedModel, ModelError> {
-    let gguf = GgufFile::open(path)?;
+    load_gguf_file(&GgufFile::open(path)?, device, options)
+}
+
+/// Loads an opened GGUF (from disk or, in the browser, from memory).
+pub fn load_gguf_file(
+    gguf: &GgufFile,
+    device: &Device,
+    options: LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    let path = gguf.path();
     let g = gguf.model_config()?;
     let model_type = match g.architecture.as_str() {
         "llama" => ModelType::Llama,
@@ -133,9 +153,9 @@ pub fn load_gguf_with(
     let unpermute = g
         .qk_permuted
         .then_some((config.num_attention_heads, config.kv_heads()));
-    let mut reader = WeightReader::gguf(&gguf, device, unpermute);
+    let mut reader = WeightReader::gguf(gguf, device, unpermute);
     if options.keep_quantized {
-        reader.quantized = Some(&gguf);
+        reader.quantized = Some(gguf);
     }
     let model = build(&config, &reader)?;
     let tok = tokenizer_from_gguf(gguf.metadata())?;

@@ -27,6 +27,43 @@ pub fn continuation_logprobs(
     candidates: &[Vec<u32>],
     pad_id: u32,
 ) -> Result<Vec<Vec<f64>>, ModelError> {
+    let scores = continuation_logprobs_tensor(model, prompts, candidates, pad_id)?;
+    Ok(to_rows(&read(scores)?, candidates.len()))
+}
+
+/// [`continuation_logprobs`] with an asynchronous readback, for the browser (where a
+/// blocking read of a WebGPU buffer is impossible).
+pub async fn continuation_logprobs_async(
+    model: &CausalLm,
+    prompts: &[Vec<u32>],
+    candidates: &[Vec<u32>],
+    pad_id: u32,
+) -> Result<Vec<Vec<f64>>, ModelError> {
+    let scores = continuation_logprobs_tensor(model, prompts, candidates, pad_id)?;
+    let data = scores
+        .into_data_async()
+        .await
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    let flat: Vec<f32> = data
+        .try_to_vec()
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    Ok(to_rows(&flat, candidates.len()))
+}
+
+fn to_rows(flat: &[f32], k: usize) -> Vec<Vec<f64>> {
+    flat.chunks(k.max(1))
+        .map(|row| row.iter().map(|&v| v as f64).collect())
+        .collect()
+}
+
+/// The scores of [`continuation_logprobs`] as a `[prompts, candidates]` tensor, still on the
+/// device: nothing is read back, so one read (blocking or not) serves the whole batch.
+pub fn continuation_logprobs_tensor(
+    model: &CausalLm,
+    prompts: &[Vec<u32>],
+    candidates: &[Vec<u32>],
+    pad_id: u32,
+) -> Result<Tensor<2>, ModelError> {
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
         return Err(ModelError::Input(
             "every prompt needs at least one token".into(),
@@ -61,19 +98,14 @@ pub fn continuation_logprobs(
         .flat_map(|_| candidates.iter().map(|c| c[0] as i64))
         .collect();
     let firsts = Tensor::<2, Int>::from_data(TensorData::new(firsts, [b, k]), &device);
-    let first = read(last.gather(1, firsts))?;
-    let mut out: Vec<Vec<f64>> = (0..b)
-        .map(|i| {
-            first[i * k..(i + 1) * k]
-                .iter()
-                .map(|&v| v as f64)
-                .collect()
-        })
-        .collect();
+    let first = last.gather(1, firsts);
 
+    let mut columns = Vec::with_capacity(k);
     for (c, cand) in candidates.iter().enumerate() {
+        let column = first.clone().narrow(1, c, 1);
         let n = cand.len() - 1;
         if n == 0 {
+            columns.push(column);
             continue;
         }
         let rows: Vec<Vec<u32>> = vec![cand[..n].to_vec(); b];
@@ -95,11 +127,9 @@ pub fn continuation_logprobs(
             .collect();
         let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, n, 1]), &device);
         let picked = logits.gather(2, targets).sum_dim(1).reshape([b, 1]);
-        for (i, v) in read(picked)?.into_iter().enumerate() {
-            out[i][c] += v as f64;
-        }
+        columns.push(column + picked);
     }
-    Ok(out)
+    Ok(Tensor::cat(columns, 1))
 }
 
 /// Hidden states `[batch, seq, hidden]`, the left-padded ids, and their realness mask.

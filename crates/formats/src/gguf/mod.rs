@@ -11,11 +11,8 @@ mod parse;
 mod value;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
-
-use memmap2::Mmap;
+use std::sync::Arc;
 
 pub use config::{GgufModelConfig, gather_rows, llama_qk_row_order};
 pub use metadata::GgufMetadata;
@@ -23,23 +20,8 @@ pub use parse::{DEFAULT_ALIGNMENT, GgufTensorInfo, MAX_DIMS, SUPPORTED_VERSIONS}
 pub use value::{GgufArray, GgufValue, GgufValueType};
 
 use crate::dequant::{self, GgmlType};
+use crate::folder::Storage;
 use crate::{FormatError, TensorInfo, TensorSource};
-
-/// The bytes of the file: a read-only map of it, or a copy in memory.
-enum Storage {
-    Mapped(Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Deref for Storage {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Storage::Mapped(m) => m,
-            Storage::Owned(v) => v,
-        }
-    }
-}
 
 /// An opened, validated GGUF file.
 pub struct GgufFile {
@@ -86,17 +68,18 @@ impl RawTensor<'_> {
 impl GgufFile {
     /// Memory-maps and validates `path`.
     pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
-        // SAFETY: the map is read-only. If another process truncates the file while it is
-        // mapped, reads fault (SIGBUS) as with any mmap; model files are not edited in place.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-        Self::from_storage(path.to_path_buf(), Storage::Mapped(mmap))
+        Self::from_storage(path.to_path_buf(), Storage::map(path)?)
     }
 
     /// Validates a GGUF held in memory (a fetch in the browser, a test fixture).
     /// `label` names it in error messages.
     pub fn from_bytes(bytes: Vec<u8>, label: impl Into<PathBuf>) -> Result<Self, FormatError> {
-        Self::from_storage(label.into(), Storage::Owned(bytes))
+        Self::from_storage(label.into(), Storage::Owned(Arc::new(bytes)))
+    }
+
+    /// Opens the GGUF file `name` of a folder on disk or in memory.
+    pub fn open_in(folder: &crate::Folder, name: &str) -> Result<Self, FormatError> {
+        Self::from_storage(folder.path(name), folder.open(name)?)
     }
 
     fn from_storage(path: PathBuf, storage: Storage) -> Result<Self, FormatError> {

@@ -206,16 +206,25 @@ pub fn load_head(
     hidden: usize,
     device: &Device,
 ) -> Result<(ClassifierHead, HeadConfig), ModelError> {
+    load_head_in(&formats::Folder::disk(dir), hidden, device)
+}
+
+/// [`load_head`] from a folder on disk or in memory.
+pub fn load_head_in(
+    dir: &formats::Folder,
+    hidden: usize,
+    device: &Device,
+) -> Result<(ClassifierHead, HeadConfig), ModelError> {
     use formats::TensorSource;
-    let cfg_path = dir.join("classifier.json");
-    let text = std::fs::read_to_string(&cfg_path)
-        .map_err(|e| ModelError::Format(formats::FormatError::io(&cfg_path, e)))?;
+    let cfg_path = dir.path("classifier.json");
+    let text = dir.read_string("classifier.json")?;
     let config: HeadConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
         path: cfg_path.clone(),
         reason: e.to_string(),
     })?;
-    let file = dir.join("classifier_head.safetensors");
-    let source = formats::safetensors::SafetensorsSource::open(&file)?;
+    let file = dir.path("classifier_head.safetensors");
+    let source =
+        formats::safetensors::SafetensorsSource::open_file(dir, "classifier_head.safetensors")?;
     let c = config.labels.len();
     let read = |name: &str, shape: Vec<usize>| -> Result<Vec<f32>, ModelError> {
         let info = source.info(name).ok_or_else(|| ModelError::MissingTensor {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use formats::TensorSource;
+use formats::{Folder, TensorSource};
 use formats::safetensors::SafetensorsSource;
 
 use crate::ModelError;
@@ -31,9 +31,13 @@ fn config_err(path: &Path, reason: impl Into<String>) -> ModelError {
 }
 
 pub fn read_config(dir: &Path) -> Result<LoraConfig, ModelError> {
-    let file = dir.join("adapter_config.json");
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| ModelError::Format(formats::FormatError::io(&file, e)))?;
+    read_config_in(&Folder::disk(dir))
+}
+
+/// `adapter_config.json` of a folder on disk or in memory.
+pub fn read_config_in(folder: &Folder) -> Result<LoraConfig, ModelError> {
+    let file = folder.path("adapter_config.json");
+    let text = folder.read_string("adapter_config.json")?;
     let config: LoraConfig =
         serde_json::from_str(&text).map_err(|e| config_err(&file, e.to_string()))?;
     config.validate().map_err(|r| config_err(&file, r))?;
@@ -66,9 +70,14 @@ pub fn attach_new(model: &mut CausalLm, config: &LoraConfig, seed: u64, device: 
 /// projection must have both factors of the right shapes, and every LoRA tensor in the file
 /// must find its projection.
 pub fn load_adapter(model: &mut CausalLm, dir: &Path) -> Result<LoraConfig, ModelError> {
-    let config = read_config(dir)?;
-    let file = dir.join("adapter_model.safetensors");
-    let source = SafetensorsSource::open(&file)?;
+    load_adapter_in(model, &Folder::disk(dir))
+}
+
+/// [`load_adapter`] from a folder on disk or in memory.
+pub fn load_adapter_in(model: &mut CausalLm, folder: &Folder) -> Result<LoraConfig, ModelError> {
+    let config = read_config_in(folder)?;
+    let file = folder.path("adapter_model.safetensors");
+    let source = SafetensorsSource::open_file(folder, "adapter_model.safetensors")?;
     let device = model.model.embed_tokens.weight.device();
     let mut unused: BTreeSet<String> = source.tensor_names().into_iter().collect();
     let origin = file.display().to_string();

@@ -1,0 +1,296 @@
+// End-to-end tests of the web page in headless Chromium (Debian's /usr/bin/chromium, driven
+// by playwright-core): a model is picked through the page's own file input, texts are
+// classified on WebGPU (SwiftShader without a GPU) and on the CPU fallback, and the labels
+// and probabilities must equal the native CLI's on the same inputs within 1e-3.
+//
+// Needs web/pkg (web/build.sh) and the release CLI (scripts/test.sh builds both).
+// Screenshots and timings go to reports/web/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from '../../web/serve.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const FIXTURES = join(ROOT, 'tests/fixtures');
+const TINY = join(FIXTURES, 'tiny/qwen2');
+const TINY_FILES = ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => join(TINY, f));
+const ADAPTER = join(FIXTURES, 'lora/qwen2-adapter');
+const DEFAULT_MODEL = join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf');
+const REPORTS = join(ROOT, 'reports/web');
+const TARGET = process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/mentalqlm/target');
+const CLI = process.env.MENTALQLM_BIN || join(TARGET, 'release/mentalqlm');
+const TOLERANCE = 1e-3;
+
+// Texts and tasks compared with the CLI: a binary task, the 9-class SAD, the 4-class
+// DEP-SEVERITY, and non-ASCII text.
+const CASES = [
+  { task: 'DR', text: 'I have not slept properly in weeks and nothing feels worth doing anymore.' },
+  { task: 'SAD', text: 'My landlord raised the rent again and I lost my second job on Friday.' },
+  { task: 'DEP-SEVERITY', text: 'Some days are fine, but most mornings I can barely get out of bed. ¿Por qué?' },
+];
+
+let site;
+let browser;
+const timings = {};
+
+function native(task, text, { model = TINY, adapter = null } = {}) {
+  const args = ['classify', '--model', model, '--task', task, '--json', '--device', 'cpu'];
+  if (adapter) args.push('--adapter', adapter);
+  args.push('--', text);
+  const out = execFileSync(CLI, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const line = out.trim().split('\n').pop();
+  const r = JSON.parse(line);
+  return { label: r.label, labels: Object.keys(r.probabilities), probabilities: Object.values(r.probabilities) };
+}
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'web/pkg/mentalqlm_web_bg.wasm')), 'web/pkg is missing: run web/build.sh');
+  assert.ok(existsSync(CLI), `${CLI} is missing: build the CLI (cargo build --release)`);
+  mkdirSync(REPORTS, { recursive: true });
+  site = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES } });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-quic', '--disable-sync',
+      '--disable-background-networking', '--disable-component-update', '--disable-default-apps',
+    ],
+  });
+});
+
+after(async () => {
+  writeFileSync(join(REPORTS, 'timings.json'), `${JSON.stringify(timings, null, 2)}\n`);
+  console.log('browser timings:', JSON.stringify(timings));
+  await browser?.close();
+  site?.server.close();
+});
+
+// A fresh profile per test (no saved files), every request recorded, and any request to
+// another origin refused and remembered.
+async function openPage(query) {
+  const context = await browser.newContext();
+  const requests = [];
+  const foreign = [];
+  const origin = new URL(site.url).origin;
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    requests.push(url);
+    if (new URL(url).origin !== origin) { foreign.push(url); return route.abort(); }
+    return route.continue();
+  });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(`${site.url}?${query}`);
+  return { context, page, requests, foreign, errors };
+}
+
+async function waitBackend(page) {
+  await page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
+  const error = await page.evaluate(() => document.body.dataset.error);
+  assert.equal(error, undefined, `starting the runtime failed: ${error}`);
+  return page.evaluate(() => document.body.dataset.backend);
+}
+
+async function loadFiles(page, files, adapterFiles = null, timeout = 300_000) {
+  await page.setInputFiles('#model-files', files);
+  if (adapterFiles) await page.setInputFiles('#adapter-files', adapterFiles);
+  await page.click('#load');
+  await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout });
+  const error = await page.evaluate(() => document.body.dataset.error);
+  assert.equal(error, undefined, `loading failed: ${error}`);
+  return Number(await page.evaluate(() => document.body.dataset.loadMs));
+}
+
+// Classifies one text through the page; returns the result and the requests it caused.
+async function classify(view, task, text, timeout = 300_000) {
+  const { page, requests } = view;
+  await page.selectOption('#task', task);
+  await page.fill('#text', text);
+  const before = Number(await page.evaluate(() => document.body.dataset.results || 0));
+  const seenBrowser = requests.length;
+  const seenServer = site.requests.length;
+  await page.click('#classify');
+  await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n || document.body.dataset.error, before, { timeout });
+  const error = await page.evaluate(() => document.body.dataset.error);
+  assert.equal(error, undefined, `classifying failed: ${error}`);
+  const result = JSON.parse(await page.getAttribute('#result', 'data-json'));
+  return { result, browserRequests: requests.slice(seenBrowser), serverRequests: site.requests.slice(seenServer) };
+}
+
+function assertSame(got, want, what) {
+  assert.deepEqual(got.labels, want.labels, `${what}: label names`);
+  assert.equal(got.label, want.label, `${what}: label (page ${JSON.stringify(got.probabilities)}, CLI ${JSON.stringify(want.probabilities)})`);
+  got.probabilities.forEach((p, i) => {
+    assert.ok(Math.abs(p - want.probabilities[i]) <= TOLERANCE, `${what}: P(${want.labels[i]}) page ${p} vs CLI ${want.probabilities[i]}`);
+  });
+}
+
+for (const backend of ['webgpu', 'cpu']) {
+  test(`tiny model on ${backend}: same labels and probabilities as the CLI, no request while classifying`, async () => {
+    const view = await openPage(`backend=${backend}&autoload=0`);
+    try {
+      const description = await waitBackend(view.page);
+      assert.ok(description.startsWith(backend), `asked for ${backend}, got "${description}"`);
+      timings[`tiny_${backend}_load_ms`] = await loadFiles(view.page, TINY_FILES);
+      for (const { task, text } of CASES) {
+        const want = native(task, text);
+        const { result, browserRequests, serverRequests } = await classify(view, task, text);
+        assertSame(result, want, `${backend} ${task}`);
+        assert.deepEqual(browserRequests, [], `requests during classification: ${browserRequests}`);
+        assert.deepEqual(serverRequests, [], 'the server saw requests during classification');
+        timings[`tiny_${backend}_classify_${task}_ms`] = Math.round(result.ms);
+      }
+      // The bars show what the result says.
+      const bars = await view.page.$$eval('#bars .bar', (rows) => rows.map((r) => [r.dataset.label, Number(r.dataset.p)]));
+      assert.equal(bars.length, 4, 'DEP-SEVERITY has four bars');
+      assert.ok(Math.abs(bars.reduce((s, [, p]) => s + p, 0) - 1) < 1e-6, 'the probabilities sum to 1');
+      assert.match(await view.page.textContent('#notice'), /not a diagnosis/);
+      await view.page.screenshot({ path: join(REPORTS, `tiny-${backend}.png`), fullPage: true });
+      assert.deepEqual(view.foreign, [], 'no request may leave the origin');
+      assert.deepEqual(view.errors, [], 'no page errors');
+    } finally {
+      await view.context.close();
+    }
+  });
+}
+
+test('an adapter picked beside the model gives the CLI\'s --adapter probabilities', async () => {
+  const view = await openPage('backend=cpu&autoload=0');
+  try {
+    await waitBackend(view.page);
+    await loadFiles(view.page, TINY_FILES, ['adapter_config.json', 'adapter_model.safetensors'].map((f) => join(ADAPTER, f)));
+    const { task, text } = CASES[0];
+    const want = native(task, text, { adapter: ADAPTER });
+    const plain = native(task, text);
+    assert.ok(Math.abs(want.probabilities[0] - plain.probabilities[0]) > 1e-4, 'the adapter changes the CLI result, so the check can fail');
+    const { result } = await classify(view, task, text);
+    assertSame(result, want, 'adapter');
+  } finally {
+    await view.context.close();
+  }
+});
+
+test('a second visit builds the saved model from browser storage, without fetching it', async () => {
+  const view = await openPage('backend=cpu&autoload=0');
+  try {
+    await waitBackend(view.page);
+    await loadFiles(view.page, TINY_FILES);
+    await view.page.waitForFunction(() => document.body.dataset.saved === '3', null, { timeout: 60_000 });
+    const seen = site.requests.length;
+    await view.page.goto(`${site.url}?backend=cpu`);
+    await view.page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
+    assert.equal(await view.page.evaluate(() => document.body.dataset.error), undefined);
+    const fetched = site.requests.slice(seen).map((r) => r.path);
+    assert.ok(fetched.every((p) => !p.startsWith('/fixtures/')), `model files were fetched again: ${fetched}`);
+    const { task, text } = CASES[0];
+    const { result } = await classify(view, task, text);
+    assertSame(result, native(task, text), 'saved model');
+  } finally {
+    await view.context.close();
+  }
+});
+
+test('a same-origin URL loads a HF folder', async () => {
+  const view = await openPage('backend=cpu&autoload=0');
+  try {
+    await waitBackend(view.page);
+    await view.page.fill('#model-url', 'fixtures/tiny/qwen2/');
+    await view.page.click('#load-url');
+    await view.page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
+    assert.equal(await view.page.evaluate(() => document.body.dataset.error), undefined);
+    const { task, text } = CASES[1];
+    const { result } = await classify(view, task, text);
+    assertSame(result, native(task, text), 'url');
+  } finally {
+    await view.context.close();
+  }
+});
+
+// Bad input shows a readable error on the page; the page stays usable.
+const BAD = [
+  {
+    name: 'a corrupt .gguf',
+    files: [{ name: 'broken.gguf', mimeType: 'application/octet-stream', buffer: Buffer.from('GGUF\u0003\u0000\u0000\u0000 this is not a model') }],
+    expect: /broken\.gguf/,
+  },
+  {
+    name: 'a truncated model.safetensors',
+    files: [
+      join(TINY, 'config.json'), join(TINY, 'tokenizer.json'),
+      { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: readFileSync(join(TINY, 'model.safetensors')).subarray(0, 4000) },
+    ],
+    expect: /model\.safetensors/,
+  },
+  {
+    name: 'a tokenizer that does not fit the model',
+    files: ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => join(FIXTURES, 'tiny/qwen2-vocab-mismatch', f)),
+    expect: /vocab|tokenizer/i,
+  },
+  {
+    name: 'files that are not a model',
+    files: [join(TINY, 'tokenizer.json')],
+    expect: /config\.json/,
+  },
+];
+
+for (const bad of BAD) {
+  test(`${bad.name} shows a readable error`, async () => {
+    const view = await openPage('backend=cpu&autoload=0');
+    try {
+      await waitBackend(view.page);
+      await view.page.setInputFiles('#model-files', bad.files);
+      await view.page.click('#load');
+      await view.page.waitForFunction(() => document.body.dataset.error || document.body.dataset.loaded, null, { timeout: 60_000 });
+      const shown = await view.page.textContent('#error');
+      assert.ok(await view.page.isVisible('#error'), 'the error is visible');
+      assert.match(shown, bad.expect);
+      assert.doesNotMatch(shown, /unreachable|RuntimeError|undefined/, `a raw error leaked: ${shown}`);
+      assert.equal(await view.page.evaluate(() => document.body.dataset.loaded), undefined);
+      assert.deepEqual(view.errors, [], 'no unhandled page errors and no panics');
+      // Still usable: the good files load afterwards.
+      await view.page.evaluate(() => { delete document.body.dataset.error; });
+      await loadFiles(view.page, TINY_FILES);
+    } finally {
+      await view.context.close();
+    }
+  });
+}
+
+test('an empty text is refused with a message, not sent', async () => {
+  const view = await openPage('backend=cpu&autoload=0');
+  try {
+    await waitBackend(view.page);
+    await loadFiles(view.page, TINY_FILES);
+    await view.page.fill('#text', '   ');
+    await view.page.click('#classify');
+    assert.match(await view.page.textContent('#error'), /empty/);
+    assert.equal(await view.page.evaluate(() => document.body.dataset.results), undefined);
+  } finally {
+    await view.context.close();
+  }
+});
+
+test('the default model (SmolLM2-135M GGUF) loads and classifies like the CLI', async () => {
+  assert.ok(existsSync(DEFAULT_MODEL), `${DEFAULT_MODEL} is missing: run scripts/setup-model.sh`);
+  const backend = process.env.MENTALQLM_WEB_DEFAULT_BACKEND || 'webgpu';
+  const view = await openPage(`backend=${backend}&autoload=0&max_new_tokens=8`);
+  try {
+    await waitBackend(view.page);
+    timings[`smollm2_${backend}_load_ms`] = await loadFiles(view.page, [DEFAULT_MODEL], null, 600_000);
+    const { task, text } = CASES[0];
+    const { result, browserRequests } = await classify(view, task, text, 600_000);
+    timings[`smollm2_${backend}_classify_ms`] = Math.round(result.ms);
+    assert.deepEqual(browserRequests, []);
+    assertSame(result, native(task, text, { model: DEFAULT_MODEL }), 'default model');
+    await view.page.screenshot({ path: join(REPORTS, `smollm2-${backend}.png`), fullPage: true });
+  } finally {
+    await view.context.close();
+  }
+});

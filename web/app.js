@@ -1,0 +1,213 @@
+// The page: picks files, talks to the worker that holds the model, draws the result.
+// Everything heavy happens in worker.js; this thread only moves messages and DOM.
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+const ui = {
+  backendSelect: $('backend-select'), backend: $('backend'),
+  modelFiles: $('model-files'), adapterFiles: $('adapter-files'), headFiles: $('head-files'),
+  drop: $('drop'), modelUrl: $('model-url'), loadUrl: $('load-url'),
+  load: $('load'), loadSaved: $('load-saved'), forget: $('forget'),
+  progress: $('progress'), progressText: $('progress-text'), modelInfo: $('model-info'),
+  task: $('task'), text: $('text'), explain: $('explain'), classify: $('classify'),
+  result: $('result'), label: $('label'), time: $('time'), bars: $('bars'),
+  truncated: $('truncated'), explanation: $('explanation'), error: $('error'),
+};
+
+// The page's state, read by the browser tests through data-* attributes on <body>.
+const state = (key, value) => { document.body.dataset[key] = value; };
+
+let worker = null;
+let nextId = 1;
+let pending = null;
+let loaded = false;
+let savedFiles = [];
+// A second visit builds the saved model at once, from this browser's storage (?autoload=0
+// turns that off).
+let autoLoad = params.get('autoload') !== '0';
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = !message;
+  if (message) state('error', message);
+}
+
+function setBusy(busy) {
+  for (const b of [ui.load, ui.loadUrl, ui.classify]) b.disabled = busy;
+  ui.classify.disabled = busy || !loaded;
+  ui.loadSaved.disabled = busy || savedFiles.length === 0;
+  ui.forget.disabled = busy || savedFiles.length === 0;
+  state('busy', busy ? '1' : '0');
+}
+
+function showProgress(stage, done, total) {
+  ui.progress.hidden = false;
+  if (total) {
+    ui.progress.max = total;
+    ui.progress.value = done;
+    ui.progressText.textContent = `${stage} — ${(done / 2 ** 20).toFixed(1)} / ${(total / 2 ** 20).toFixed(1)} MiB`;
+  } else {
+    ui.progress.removeAttribute('value');
+    ui.progressText.textContent = `${stage}…`;
+  }
+}
+
+function hideProgress() {
+  ui.progress.hidden = true;
+  ui.progressText.textContent = '';
+}
+
+function drawResult(r) {
+  ui.result.hidden = false;
+  ui.label.textContent = r.label;
+  ui.time.textContent = `${(r.ms / 1000).toFixed(2)} s on ${r.backend}${r.method === 'head' ? ', classifier head' : ''}`;
+  ui.bars.replaceChildren();
+  const top = r.label_index;
+  r.labels.forEach((name, i) => {
+    const p = r.probabilities[i];
+    const row = document.createElement('div');
+    row.className = i === top ? 'bar top' : 'bar';
+    row.dataset.label = name;
+    row.dataset.p = String(p);
+    const label = document.createElement('span');
+    label.textContent = name;
+    const track = document.createElement('div');
+    track.className = 'track';
+    const fill = document.createElement('div');
+    fill.className = 'fill';
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    track.append(fill);
+    const value = document.createElement('span');
+    value.className = 'p';
+    value.textContent = p.toFixed(3);
+    row.append(label, track, value);
+    ui.bars.append(row);
+  });
+  ui.truncated.hidden = !r.truncated;
+  // The raw result for tests and for anyone who wants the numbers.
+  ui.result.dataset.json = JSON.stringify(r);
+}
+
+function onMessage(event) {
+  const m = event.data;
+  switch (m.type) {
+    case 'backend':
+      ui.backend.textContent = m.description;
+      state('backend', m.description);
+      break;
+    case 'progress':
+      showProgress(m.stage, m.done, m.total);
+      break;
+    case 'saved-state':
+      savedFiles = m.files;
+      ui.loadSaved.textContent = savedFiles.length ? `Load saved model (${savedFiles.filter((f) => f.part === 'model').map((f) => f.name).join(', ')})` : 'Load saved model';
+      setBusy(pending !== null);
+      state('saved', String(savedFiles.length));
+      if (autoLoad && savedFiles.length && !loaded && pending === null) send({ type: 'saved' }, 'Reading saved files');
+      autoLoad = false;
+      break;
+    case 'loaded': {
+      loaded = true;
+      pending = null;
+      hideProgress();
+      const i = m.info;
+      ui.modelInfo.textContent = `${i.model} (${i.format}, ${i.layers} layers, hidden ${i.hidden_size}, vocabulary ${i.vocab_size})`
+        + (i.adapter ? `, adapter ${i.adapter}` : '')
+        + (i.head ? `, ${i.head.dataset} head` : '')
+        + ` — built in ${(i.load_ms / 1000).toFixed(1)} s${m.saved ? ', saved in this browser' : ''}`;
+      state('loaded', '1');
+      state('loadMs', String(Math.round(i.load_ms)));
+      setBusy(false);
+      break;
+    }
+    case 'result':
+      drawResult(m.result);
+      if (!ui.explain.checked) { pending = null; hideProgress(); setBusy(false); }
+      state('results', String(Number(document.body.dataset.results || 0) + 1));
+      break;
+    case 'explanation':
+      ui.explanation.hidden = false;
+      ui.explanation.textContent = m.text;
+      if (m.done) { pending = null; hideProgress(); setBusy(false); }
+      break;
+    case 'error':
+      pending = null;
+      hideProgress();
+      showError(m.message);
+      setBusy(false);
+      break;
+    default:
+      break;
+  }
+}
+
+function startWorker() {
+  if (worker) worker.terminate();
+  loaded = false;
+  ui.classify.disabled = true;
+  worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = onMessage;
+  worker.onerror = (e) => { showError(`the worker failed: ${e.message || 'unknown error'}`); setBusy(false); };
+  const backend = ui.backendSelect.value;
+  ui.backend.textContent = `starting ${backend}…`;
+  state('backend', '');
+  worker.postMessage({ type: 'init', backend });
+}
+
+function send(message, stage) {
+  showError('');
+  pending = message.type;
+  setBusy(true);
+  showProgress(stage);
+  worker.postMessage(message);
+}
+
+function pickedFiles() {
+  const parts = [['model', ui.modelFiles], ['adapter', ui.adapterFiles], ['head', ui.headFiles]];
+  return parts.flatMap(([part, input]) => [...input.files].map((file) => ({ part, file })));
+}
+
+// A dropped file goes to the part its name says (adapter_*, classifier*), else the model.
+function partOf(name) {
+  if (name.startsWith('adapter_')) return 'adapter';
+  if (name.startsWith('classifier')) return 'head';
+  return 'model';
+}
+
+ui.load.onclick = () => {
+  const files = pickedFiles();
+  if (!files.some((f) => f.part === 'model')) { showError('Pick a model first: a .gguf file, or config.json + model.safetensors + tokenizer.json.'); return; }
+  send({ type: 'files', files }, 'Reading files');
+};
+ui.loadUrl.onclick = () => {
+  const url = ui.modelUrl.value.trim();
+  if (!url) { showError('Type the address of a .gguf file or a model folder on this site.'); return; }
+  send({ type: 'url', url }, 'Downloading');
+};
+ui.loadSaved.onclick = () => send({ type: 'saved' }, 'Reading saved files');
+ui.forget.onclick = () => worker.postMessage({ type: 'forget' });
+ui.backendSelect.onchange = startWorker;
+ui.classify.onclick = () => {
+  const text = ui.text.value;
+  if (!text.trim()) { showError('The text is empty: type or paste a post to classify.'); return; }
+  ui.explanation.hidden = true;
+  ui.explanation.textContent = '';
+  send({ type: 'classify', id: nextId++, task: ui.task.value, text, explain: ui.explain.checked, maxNewTokens: Number(params.get('max_new_tokens')) || 96 }, 'Classifying');
+};
+
+ui.drop.addEventListener('dragover', (e) => { e.preventDefault(); ui.drop.classList.add('over'); });
+ui.drop.addEventListener('dragleave', () => ui.drop.classList.remove('over'));
+ui.drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  ui.drop.classList.remove('over');
+  const files = [...e.dataTransfer.files].map((file) => ({ part: partOf(file.name), file }));
+  if (files.length) send({ type: 'files', files }, 'Reading files');
+});
+
+window.addEventListener('error', (e) => showError(`page error: ${e.message}`));
+window.addEventListener('unhandledrejection', (e) => showError(`page error: ${e.reason && e.reason.message || e.reason}`));
+
+if (params.get('backend')) ui.backendSelect.value = params.get('backend');
+if (params.get('task')) ui.task.value = params.get('task');
+startWorker();

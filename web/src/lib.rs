@@ -1,0 +1,175 @@
+//! The wasm module behind `web/`: it runs inside a Web Worker (`worker.js`), picks WebGPU or
+//! the CPU, builds the model from files handed over as bytes, and classifies. Nothing here
+//! makes a network request: the page fetches or reads the files, and the text stays in the
+//! worker.
+//!
+//! Exports take and return plain strings (JSON for structured results), so the JavaScript
+//! side needs no generated types beyond the functions.
+
+pub mod session;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use formats::Folder;
+use wasm_bindgen::prelude::*;
+
+use session::{Picked, Session};
+
+#[derive(Default)]
+struct State {
+    device: Option<(Device, String)>,
+    /// WebGPU's largest storage buffer binding, in bytes (none on the CPU).
+    max_buffer: Option<u64>,
+    /// Files handed over for the next `load`, by part: "model", "adapter", "head".
+    staged: BTreeMap<String, Folder>,
+    session: Option<Rc<Session>>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+fn js_err(e: anyhow::Error) -> JsError {
+    JsError::new(&format!("{e:#}"))
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    #[cfg(target_arch = "wasm32")]
+    console_error_panic_hook::set_once();
+}
+
+/// Chooses the device: "webgpu", "cpu", or "auto" (WebGPU when the browser gives an
+/// adapter, else the CPU). Returns a description of the backend for the page.
+#[wasm_bindgen]
+pub async fn init(backend: String) -> Result<String, JsError> {
+    let cpu = |why: String| (Device::flex(), format!("cpu (Burn flex, wasm{why})"), None);
+    let (device, description, max_buffer) = match backend.as_str() {
+        "cpu" => cpu(String::new()),
+        "webgpu" => webgpu().await.map_err(js_err)?,
+        "auto" => match webgpu().await {
+            Ok(chosen) => chosen,
+            Err(e) => cpu(format!("; no WebGPU: {e:#}")),
+        },
+        other => {
+            return Err(JsError::new(&format!(
+                "unknown backend `{other}` (webgpu, cpu or auto)"
+            )));
+        }
+    };
+    STATE.with_borrow_mut(|s| {
+        s.device = Some((device, description.clone()));
+        s.max_buffer = max_buffer;
+        s.session = None;
+    });
+    Ok(description)
+}
+
+async fn webgpu() -> anyhow::Result<(Device, String, Option<u64>)> {
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup_async()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let info = setup.adapter.get_info();
+    let name = if info.name.is_empty() {
+        "unnamed adapter".to_string()
+    } else {
+        info.name
+    };
+    let limits = setup.device.limits();
+    let max_buffer = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    Ok((
+        device,
+        format!("webgpu ({name}, {:?})", info.device_type),
+        Some(max_buffer),
+    ))
+}
+
+/// Hands one file to the next `load`. `part` is "model", "adapter" or "head"; `name` is the
+/// file's own name (`config.json`, `model.gguf`, ...).
+#[wasm_bindgen]
+pub fn add_file(part: &str, name: &str, bytes: Vec<u8>) -> Result<(), JsError> {
+    if !matches!(part, "model" | "adapter" | "head") {
+        return Err(JsError::new(&format!(
+            "unknown part `{part}` (model, adapter or head)"
+        )));
+    }
+    STATE.with_borrow_mut(|s| {
+        s.staged
+            .entry(part.to_string())
+            .or_insert_with(|| Folder::memory(format!("{part} files")))
+            .insert(name, bytes)
+            .map_err(|e| js_err(e.into()))
+    })
+}
+
+/// Forgets staged files and the loaded model.
+#[wasm_bindgen]
+pub fn clear() {
+    STATE.with_borrow_mut(|s| {
+        s.staged.clear();
+        s.session = None;
+    });
+}
+
+/// Builds the model from the staged files (which are then released). Returns JSON
+/// describing the model.
+#[wasm_bindgen]
+pub fn load() -> Result<String, JsError> {
+    let (device, max_buffer, staged) = STATE.with_borrow_mut(|s| {
+        let device = s.device.as_ref().map(|(d, _)| d.clone());
+        (device, s.max_buffer, std::mem::take(&mut s.staged))
+    });
+    let device = device.ok_or_else(|| JsError::new("call init() before load()"))?;
+    let mut staged = staged;
+    let model = staged
+        .remove("model")
+        .ok_or_else(|| JsError::new("no model file was given"))?;
+    let picked = Picked {
+        model,
+        adapter: staged.remove("adapter"),
+        head: staged.remove("head"),
+    };
+    let session = Session::load(&picked, &device, max_buffer).map_err(js_err)?;
+    let info = serde_json::to_string(&session.info).map_err(|e| js_err(e.into()))?;
+    STATE.with_borrow_mut(|s| s.session = Some(Rc::new(session)));
+    Ok(info)
+}
+
+fn session() -> Result<Rc<Session>, JsError> {
+    STATE
+        .with_borrow(|s| s.session.clone())
+        .ok_or_else(|| JsError::new("no model is loaded"))
+}
+
+/// Classifies `text` for `task` (DR, dreaddit, Irf, MultiWD, SAD, DEP-SEVERITY). Returns
+/// JSON: label, labels, probabilities, method.
+#[wasm_bindgen]
+pub async fn classify(task: String, text: String) -> Result<String, JsError> {
+    let session = session()?;
+    let out = session.classify(&task, &text).await.map_err(js_err)?;
+    serde_json::to_string(&out).map_err(|e| js_err(e.into()))
+}
+
+/// The model's answer with its reasoning, greedy, at most `max_new_tokens` tokens;
+/// `on_text(text_so_far)` is called after every token.
+#[wasm_bindgen]
+pub async fn explain(
+    task: String,
+    text: String,
+    max_new_tokens: usize,
+    on_text: js_sys::Function,
+) -> Result<String, JsError> {
+    let session = session()?;
+    session
+        .explain(&task, &text, max_new_tokens, |so_far| {
+            let _ = on_text.call1(&JsValue::NULL, &JsValue::from_str(so_far));
+        })
+        .await
+        .map_err(js_err)
+}

@@ -1,0 +1,190 @@
+// The model lives here, off the page's thread: the wasm module (pkg/, built by build.sh),
+// the files it was built from (kept in the Cache API, so a second visit reads them from this
+// browser and not from the network), and every classification.
+//
+// Messages in:  init {backend} · files {files: [{part, file}]} · url {url} · saved · forget ·
+//               classify {id, task, text, explain, maxNewTokens}
+// Messages out: backend · progress · loaded · saved-state · result · explanation · error
+
+import initWasm, * as mq from './pkg/mentalqlm_web.js';
+
+const CACHE = 'mentalqlm-files-v1';
+const SAVED = new URL('mentalqlm-saved/', self.location.href);
+const MANIFEST = new URL('manifest.json', SAVED).href;
+const savedKey = (part, name) => new URL(`${part}/${encodeURIComponent(name)}`, SAVED).href;
+
+let wasmReady = null;
+let backendDescription = null;
+
+const post = (msg) => self.postMessage(msg);
+const progress = (stage, done = null, total = null) => post({ type: 'progress', stage, done, total });
+
+async function ensureWasm() {
+  if (!wasmReady) wasmReady = initWasm();
+  await wasmReady;
+}
+
+async function start(backend) {
+  progress('Starting the runtime');
+  await ensureWasm();
+  backendDescription = await mq.init(backend);
+  post({ type: 'backend', description: backendDescription });
+  await reportSaved();
+}
+
+// ---- the browser's storage -------------------------------------------------------------
+
+async function savedManifest() {
+  if (!('caches' in self)) return null;
+  const cache = await caches.open(CACHE);
+  const hit = await cache.match(MANIFEST);
+  return hit ? hit.json() : null;
+}
+
+async function reportSaved() {
+  const manifest = await savedManifest();
+  post({ type: 'saved-state', files: manifest ? manifest.files : [] });
+}
+
+async function save(files) {
+  if (!('caches' in self)) return false;
+  await caches.delete(CACHE);
+  const cache = await caches.open(CACHE);
+  let done = 0;
+  const total = files.reduce((n, f) => n + f.bytes.byteLength, 0);
+  for (const f of files) {
+    await cache.put(savedKey(f.part, f.name), new Response(f.bytes));
+    done += f.bytes.byteLength;
+    progress('Saving the files in this browser', done, total);
+  }
+  const manifest = { files: files.map((f) => ({ part: f.part, name: f.name, size: f.bytes.byteLength })) };
+  await cache.put(MANIFEST, new Response(JSON.stringify(manifest), { headers: { 'content-type': 'application/json' } }));
+  return true;
+}
+
+async function readSaved() {
+  const manifest = await savedManifest();
+  if (!manifest) throw new Error('no saved model in this browser');
+  const cache = await caches.open(CACHE);
+  const files = [];
+  for (const f of manifest.files) {
+    const hit = await cache.match(savedKey(f.part, f.name));
+    if (!hit) throw new Error(`the saved file ${f.part}/${f.name} is gone from this browser's storage; pick the files again`);
+    files.push({ part: f.part, name: f.name, bytes: new Uint8Array(await hit.arrayBuffer()) });
+    progress('Reading saved files', files.length, manifest.files.length);
+  }
+  return files;
+}
+
+// ---- reading files -------------------------------------------------------------------
+
+async function readPicked(picked) {
+  const total = picked.reduce((n, p) => n + p.file.size, 0);
+  let done = 0;
+  const files = [];
+  for (const { part, file } of picked) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    done += file.size;
+    progress(`Reading ${file.name}`, done, total);
+    files.push({ part, name: file.name, bytes });
+  }
+  return files;
+}
+
+async function fetchBytes(url, label) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${label}: the server answered ${response.status} ${response.statusText}`);
+  const total = Number(response.headers.get('content-length')) || null;
+  if (!response.body) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let done = 0;
+  for (;;) {
+    const { done: end, value } = await reader.read();
+    if (end) break;
+    chunks.push(value);
+    done += value.byteLength;
+    progress(`Downloading ${label}`, done, total);
+  }
+  const bytes = new Uint8Array(done);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.byteLength; }
+  return bytes;
+}
+
+// A same-origin URL: one .gguf file, or a HF folder ending in "/" (config.json,
+// model.safetensors, tokenizer.json).
+async function fetchModel(url) {
+  const base = new URL(url, self.location.href);
+  if (base.origin !== self.location.origin) throw new Error(`${url}: only files from this site can be loaded (${self.location.origin})`);
+  const name = decodeURIComponent(base.pathname.split('/').pop());
+  if (name.toLowerCase().endsWith('.gguf')) {
+    return [{ part: 'model', name, bytes: await fetchBytes(base.href, name) }];
+  }
+  const dir = base.href.endsWith('/') ? base.href : `${base.href}/`;
+  const files = [];
+  for (const f of ['config.json', 'tokenizer.json', 'model.safetensors']) {
+    files.push({ part: 'model', name: f, bytes: await fetchBytes(new URL(f, dir).href, f) });
+  }
+  return files;
+}
+
+// ---- building and classifying -----------------------------------------------------------
+
+async function build(files, { persist }) {
+  await ensureWasm();
+  if (!backendDescription) throw new Error('the runtime is not started');
+  mq.clear();
+  for (const f of files) mq.add_file(f.part, f.name, f.bytes);
+  progress('Building the model');
+  const started = performance.now();
+  const info = JSON.parse(mq.load());
+  info.load_ms = performance.now() - started;
+  let saved = false;
+  if (persist) saved = await save(files);
+  post({ type: 'loaded', info, backend: backendDescription, saved });
+  await reportSaved();
+}
+
+async function classify({ id, task, text, explain, maxNewTokens }) {
+  const started = performance.now();
+  const result = JSON.parse(await mq.classify(task, text));
+  result.ms = performance.now() - started;
+  result.backend = backendDescription;
+  post({ type: 'result', id, result });
+  if (explain) {
+    const t0 = performance.now();
+    const answer = await mq.explain(task, text, maxNewTokens || 96, (soFar) => post({ type: 'explanation', id, text: soFar, done: false }));
+    post({ type: 'explanation', id, text: answer, done: true, ms: performance.now() - t0 });
+  }
+}
+
+const handlers = {
+  init: (m) => start(m.backend || 'auto'),
+  files: async (m) => build(await readPicked(m.files), { persist: true }),
+  url: async (m) => build(await fetchModel(m.url), { persist: true }),
+  saved: async () => build(await readSaved(), { persist: false }),
+  forget: async () => { if ('caches' in self) await caches.delete(CACHE); await reportSaved(); },
+  classify,
+};
+
+self.onmessage = async (event) => {
+  const message = event.data;
+  try {
+    await handlers[message.type](message);
+  } catch (e) {
+    const text = e instanceof Error ? e.message : String(e);
+    // A Rust panic surfaces as a RuntimeError ("unreachable"); its message is in the console.
+    const internal = e instanceof WebAssembly.RuntimeError;
+    post({
+      type: 'error',
+      request: message.type,
+      id: message.id,
+      message: internal ? `internal error in the model runtime (${text}); reload the page` : text,
+    });
+  }
+};
+
+self.addEventListener('unhandledrejection', (event) => {
+  post({ type: 'error', request: 'worker', message: String(event.reason && event.reason.message || event.reason) });
+});

@@ -36,10 +36,32 @@ fn js_err(e: anyhow::Error) -> JsError {
     JsError::new(&format!("{e:#}"))
 }
 
+/// Warnings and errors of the libraries (CubeCL logs WebGPU shader errors) go to the
+/// browser console, where a panic's message also goes.
+struct ConsoleLog;
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let _line = format!("{} {}: {}", record.level(), record.target(), record.args());
+        #[cfg(target_arch = "wasm32")]
+        web_sys::console::error_1(&JsValue::from_str(&_line));
+    }
+    fn flush(&self) {}
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
     #[cfg(target_arch = "wasm32")]
     console_error_panic_hook::set_once();
+    if log::set_logger(&ConsoleLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
 }
 
 /// Chooses the device: "webgpu", "cpu", or "auto" (WebGPU when the browser gives an
@@ -79,6 +101,19 @@ async fn webgpu() -> anyhow::Result<(Device, String, Option<u64>)> {
     } else {
         info.name
     };
+    // CubeCL 0.11's matmul reads the subgroup size, and in a browser that needs WebGPU's
+    // `subgroups` feature; without it every matmul shader is rejected and the results would
+    // be garbage. SwiftShader (headless Chromium without a GPU) lacks it; GPUs mostly have it.
+    if !setup
+        .device
+        .features()
+        .contains(burn::tensor::wgpu::wgpu::Features::SUBGROUP)
+    {
+        anyhow::bail!(
+            "this browser's WebGPU adapter ({name}) lacks the `subgroups` feature that Burn's \
+             matmul needs in a browser; use the CPU backend"
+        );
+    }
     let limits = setup.device.limits();
     let max_buffer = limits
         .max_storage_buffer_binding_size

@@ -78,7 +78,8 @@ impl Session {
             )
         })?;
         let mut info = ModelInfo {
-            model: picked.model.root().display().to_string(),
+            model: gguf_name(&picked.model)
+                .unwrap_or_else(|| picked.model.root().display().to_string()),
             format: if gguf_name(&picked.model).is_some() {
                 "gguf"
             } else {

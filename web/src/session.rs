@@ -186,13 +186,9 @@ impl Session {
             ids: &ids,
             valid: &valid,
         })?;
-        let data = softmax(logits, 1)
-            .into_data_async()
+        let probabilities: Vec<f64> = model::io::values_async(softmax(logits, 1))
             .await
-            .map_err(|e| anyhow::anyhow!("reading the head's probabilities: {e:?}"))?;
-        let probabilities: Vec<f64> = data
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .context("reading the head's probabilities")?
             .into_iter()
             .map(f64::from)
             .collect();

@@ -34,13 +34,11 @@ pub struct GenerateConfig {
 /// Reads a `[batch, vocab]` tensor to the host.
 pub fn logits_to_rows(logits: Tensor<2>) -> Result<Vec<Vec<f32>>, ModelError> {
     let [_, vocab] = logits.dims();
-    let data = logits
-        .try_into_data()
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    let flat: Vec<f32> = data
-        .try_to_vec()
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    Ok(flat.chunks(vocab.max(1)).map(<[f32]>::to_vec).collect())
+    Ok(split_rows(&crate::io::values(logits)?, vocab))
+}
+
+fn split_rows(flat: &[f32], width: usize) -> Vec<Vec<f32>> {
+    flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
 }
 
 /// Left-pads prompts to one length. Returns the ids and the realness mask.
@@ -135,14 +133,7 @@ pub async fn generate_async(
     let (mut state, mut logits) = Generation::start(model, prompts, config)?;
     while let Some(l) = logits {
         let [_, vocab] = l.dims();
-        let data = l
-            .into_data_async()
-            .await
-            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-        let flat: Vec<f32> = data
-            .try_to_vec()
-            .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-        let rows = flat.chunks(vocab.max(1)).map(<[f32]>::to_vec).collect();
+        let rows = split_rows(&crate::io::values_async(l).await?, vocab);
         logits = state.advance(model, rows, &mut on_token)?;
     }
     Ok(state.out)

@@ -69,7 +69,19 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<Named>, ModelError> {
 
 /// A tensor's values on the host (a blocking read: native code only).
 pub fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
-    t.into_data()
-        .try_to_vec::<f32>()
+    let data = t
+        .try_into_data()
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    data.try_to_vec::<f32>()
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))
+}
+
+/// [`values`] without blocking: the only read a browser allows on a WebGPU buffer.
+pub async fn values_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
+    data.try_to_vec::<f32>()
         .map_err(|e| ModelError::Readback(format!("{e:?}")))
 }

@@ -9,13 +9,7 @@ use crate::decoder::TokenBatch;
 use crate::generate::left_pad;
 use crate::heads::lm::CausalLm;
 
-fn read(t: Tensor<2>) -> Result<Vec<f32>, ModelError> {
-    let data = t
-        .try_into_data()
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    data.try_to_vec()
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))
-}
+use crate::io::{values as read, values_async};
 
 /// `out[p][c]` = Σ log P(candidate c's tokens | prompt p), in nats.
 ///
@@ -40,14 +34,7 @@ pub async fn continuation_logprobs_async(
     pad_id: u32,
 ) -> Result<Vec<Vec<f64>>, ModelError> {
     let scores = continuation_logprobs_tensor(model, prompts, candidates, pad_id)?;
-    let data = scores
-        .into_data_async()
-        .await
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    let flat: Vec<f32> = data
-        .try_to_vec()
-        .map_err(|e| ModelError::Readback(format!("{e:?}")))?;
-    Ok(to_rows(&flat, candidates.len()))
+    Ok(to_rows(&values_async(scores).await?, candidates.len()))
 }
 
 fn to_rows(flat: &[f32], k: usize) -> Vec<Vec<f64>> {

@@ -12,9 +12,10 @@
 //
 // One workgroup of WM×WN threads computes a TM×TN tile of out, walking k in steps of TK;
 // each thread owns 4 rows (WM apart) and 4 columns (WN apart) and reads the tiles as vec4s
-// along k: 16 four-wide dot products per 8 loads from workgroup memory. The tile's shape is
-// filled in per launch: 32×32 for many rows, 8×128 for up to 8 (decoding one token), so
-// short inputs do not pad 31 of 32 rows with zeros.
+// along k: 16 four-wide dot products per 8 loads from workgroup memory. The low-rank term
+// takes r more steps of the same loop over T and F. The tile's shape is filled in per
+// launch (crates/kernels/src/shaders.rs): 64×64 for hundreds of rows, 32×32 for tens, 8×128
+// for up to 8 (decoding one token), so short inputs are not padded to 64 rows of zeros.
 //
 // W is read as 32-bit words: f32 values (BITS = 32), or codes of 32-value blocks (GGUF's
 // Q8_0, Q4_0, Q4_1 repacked by crates/kernels/src/quant.rs, W row-major) that the tile load
@@ -55,6 +56,9 @@ var<private> x_row: u32;
 var<private> x_k: u32;
 var<private> w_row: u32;
 var<private> w_k: u32;
+var<private> f_row: u32;
+var<private> f_rank: u32;
+var<private> s_low: f32;
 
 // Element (row, col) of W; row < n, col < k. Codes are only ever row-major.
 fn weight(row: u32, col: u32, k: u32) -> f32 {
@@ -99,6 +103,91 @@ fn w4(row: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
+// The same for T [m, r] (row-major), scaled by s_low.
+fn t4(row: u32, col: u32, m: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (row < m) {
+        for (var e = 0u; e < 4u; e++) {
+            if (col + e < r) {
+                v[e] = t[row * r + col + e];
+            }
+        }
+    }
+    return v * s_low;
+}
+
+// The same for F (n, r), through its strides.
+fn f4(row: u32, col: u32, n: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (row < n) {
+        for (var e = 0u; e < 4u; e++) {
+            if (col + e < r) {
+                v[e] = f[row * f_row + (col + e) * f_rank];
+            }
+        }
+    }
+    return v;
+}
+
+// Stages the tiles of step k0 in workgroup memory: X and W (`low` false, depth k), or T and F
+// (`low` true, depth r). Neighbouring threads load neighbouring addresses: along the depth
+// when it is contiguous, along the rows when the operand is read transposed.
+fn stage(low: bool, k0: u32, depth: u32, tid: u32, row0: u32, col0: u32, m: u32, n: u32) {
+    let lhs_along = low || x_k == 1u;
+    let rhs_along = (low && f_rank == 1u) || (!low && (BITS != 32u || w_k == 1u));
+    for (var i = tid; i < TM * KQ; i += THREADS) {
+        var row = i / KQ;
+        var q = i % KQ;
+        if (!lhs_along) {
+            row = i % TM;
+            q = i / TM;
+        }
+        if (low) {
+            xs[row * KQP + q] = t4(row0 + row, k0 + 4u * q, m, depth);
+        } else {
+            xs[row * KQP + q] = x4(row0 + row, k0 + 4u * q, m, depth);
+        }
+    }
+    for (var i = tid; i < TN * KQ; i += THREADS) {
+        var col = i / KQ;
+        var q = i % KQ;
+        if (!rhs_along) {
+            col = i % TN;
+            q = i / TN;
+        }
+        if (low) {
+            ws[col * KQP + q] = f4(col0 + col, k0 + 4u * q, n, depth);
+        } else {
+            ws[col * KQP + q] = w4(col0 + col, k0 + 4u * q, n, depth);
+        }
+    }
+}
+
+// This thread's rows are ty + i·WM and its columns tx + j·WN (i, j < 4); acc_i holds row i's
+// four columns.
+var<private> acc0: vec4<f32>;
+var<private> acc1: vec4<f32>;
+var<private> acc2: vec4<f32>;
+var<private> acc3: vec4<f32>;
+
+// Adds the staged tiles' product to this thread's 4×4 values.
+fn multiply(ty: u32, tx: u32) {
+    for (var q = 0u; q < KQ; q++) {
+        let x0 = xs[ty * KQP + q];
+        let x1 = xs[(ty + WM) * KQP + q];
+        let x2 = xs[(ty + 2u * WM) * KQP + q];
+        let x3 = xs[(ty + 3u * WM) * KQP + q];
+        let w0 = ws[tx * KQP + q];
+        let w1 = ws[(tx + WN) * KQP + q];
+        let w2 = ws[(tx + 2u * WN) * KQP + q];
+        let w3 = ws[(tx + 3u * WN) * KQP + q];
+        acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
+        acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
+        acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
+        acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
+    }
+}
+
 @compute @workgroup_size(THREADS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = params[0];
@@ -106,63 +195,41 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let k = params[2];
     let r = params[3];
     let s_main = bitcast<f32>(params[4]);
-    let s_low = bitcast<f32>(params[5]);
-    let has_bias = params[12] != 0u;
+    s_low = bitcast<f32>(params[5]);
     x_row = params[6];
     x_k = params[7];
     w_row = params[8];
     w_k = params[9];
-    // Neighbouring threads load neighbouring addresses: along k when k is contiguous,
-    // along the rows when the operand is read transposed.
-    let x_along_k = x_k == 1u;
-    let w_along_k = BITS != 32u || w_k == 1u;
+    f_row = params[10];
+    f_rank = params[11];
+    let has_bias = params[12] != 0u;
     let tid = lid.x;
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
-    // This thread's rows are ty + i·WM and its columns tx + j·WN (i, j < 4); acc_i holds
-    // row i's four columns.
     let ty = tid / WN;
     let tx = tid % WN;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    acc0 = vec4<f32>(0.0);
+    acc1 = vec4<f32>(0.0);
+    acc2 = vec4<f32>(0.0);
+    acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < k; k0 += TK) {
-        for (var i = tid; i < TM * KQ; i += THREADS) {
-            var row = i / KQ;
-            var q = i % KQ;
-            if (!x_along_k) {
-                row = i % TM;
-                q = i / TM;
-            }
-            xs[row * KQP + q] = x4(row0 + row, k0 + 4u * q, m, k);
-        }
-        for (var i = tid; i < TN * KQ; i += THREADS) {
-            var col = i / KQ;
-            var q = i % KQ;
-            if (!w_along_k) {
-                col = i % TN;
-                q = i / TN;
-            }
-            ws[col * KQP + q] = w4(col0 + col, k0 + 4u * q, n, k);
-        }
+        stage(false, k0, k, tid, row0, col0, m, n);
         workgroupBarrier();
-
-        for (var q = 0u; q < KQ; q++) {
-            let x0 = xs[ty * KQP + q];
-            let x1 = xs[(ty + WM) * KQP + q];
-            let x2 = xs[(ty + 2u * WM) * KQP + q];
-            let x3 = xs[(ty + 3u * WM) * KQP + q];
-            let w0 = ws[tx * KQP + q];
-            let w1 = ws[(tx + WN) * KQP + q];
-            let w2 = ws[(tx + 2u * WN) * KQP + q];
-            let w3 = ws[(tx + 3u * WN) * KQP + q];
-            acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
-            acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
-            acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
-            acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
-        }
+        multiply(ty, tx);
+        workgroupBarrier();
+    }
+    // The low-rank term is r more steps of the same product, [s_main·X | s_low·T] times
+    // [W | F]ᵀ: T and F go through the tiles like X and W, so its cost is that of r more
+    // columns of k, not r reads of global memory per output.
+    acc0 *= s_main;
+    acc1 *= s_main;
+    acc2 *= s_main;
+    acc3 *= s_main;
+    for (var k0 = 0u; k0 < r; k0 += TK) {
+        stage(true, k0, r, tid, row0, col0, m, n);
+        workgroupBarrier();
+        multiply(ty, tx);
         workgroupBarrier();
     }
 
@@ -172,15 +239,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var j = 0u; j < 4u; j++) {
             let gc = col0 + tx + j * WN;
             if (gr < m && gc < n) {
-                var v = s_main * accs[i][j];
+                var v = accs[i][j];
                 if (has_bias) {
                     v += bias[gc];
                 }
-                var low = 0.0;
-                for (var rank = 0u; rank < r; rank++) {
-                    low += t[gr * r + rank] * f[gc * params[10] + rank * params[11]];
-                }
-                out[gr * n + gc] = v + s_low * low;
+                out[gr * n + gc] = v;
             }
         }
     }

@@ -34,7 +34,7 @@ enum Command {
     Train(commands::train::TrainCommand),
     /// Score a predictions JSONL file (this tool's or LLaMA-Factory's) with the label rules.
     Score(commands::score::Args),
-    /// Benchmarks: `bench kernels` times our fused LoRA kernel against Burn's LoRA and matmul.
+    /// Benchmarks: `bench kernels` (our LoRA kernels against Burn's LoRA and matmul), `bench e2e` (prefill, generation and a training step, the runtime's side of bench/run.py).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
 }

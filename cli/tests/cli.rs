@@ -860,9 +860,144 @@ fn bench_kernels_prints_every_measurement() {
         &["bench", "kernels", "--device", "cpu", "--shapes", "40x24"],
         &["multiple of 32"],
     );
-    fails(&["bench", "kernels", "--device", "tpu"], &["--device"]);
+    // A value clap refuses is a usage error: exit code 2 and the option named.
+    let out = run(&["bench", "kernels", "--device", "tpu"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--device"));
     fails(
         &["bench", "kernels", "--device", "cpu", "--ranks", "0"],
         &["--ranks"],
     );
+}
+
+#[test]
+fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
+    let dir = scratch("bench-e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = fixture("tiny/qwen2");
+    let model = model.to_str().unwrap();
+    let data = fixture("data");
+    let ids = dir.join("ids.json");
+    ok(&[
+        "bench",
+        "inputs",
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--batch",
+        "3",
+        "--seq",
+        "12",
+        "--out",
+        ids.to_str().unwrap(),
+    ]);
+    let inputs = read_json(ids.clone());
+    let rows = inputs["ids"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.as_array().unwrap().len() == 12));
+    assert_eq!(inputs["seq"], 12);
+
+    for (workload, tokens) in [("prefill", 36), ("generate", 3), ("train", 24)] {
+        let (stdout, _) = ok(&[
+            "bench",
+            "e2e",
+            "--model",
+            model,
+            "--device",
+            "cpu",
+            "--inputs",
+            ids.to_str().unwrap(),
+            "--workload",
+            workload,
+            "--new-tokens",
+            "3",
+            "--train-batch",
+            "2",
+            "--steps",
+            "1",
+            "--json",
+        ]);
+        let m: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(m["workload"], workload);
+        assert_eq!(m["side"], "mentalqlm");
+        assert_eq!(m["tokens"], tokens, "{workload}: {m}");
+        assert!(m["seconds"].as_f64().unwrap() > 0.0, "{m}");
+    }
+
+    let ids_arg = ids.to_str().unwrap();
+    let e2e = |inputs: &str, extra: &[&str], needles: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "e2e",
+            "--model",
+            model,
+            "--device",
+            "cpu",
+            "--inputs",
+            inputs,
+            "--workload",
+        ];
+        args.extend_from_slice(extra);
+        fails(&args, needles);
+    };
+    let missing = dir.join("missing.json");
+    e2e(missing.to_str().unwrap(), &["prefill"], &["missing.json"]);
+    let ragged = dir.join("ragged.json");
+    std::fs::write(
+        &ragged,
+        r#"{"batch": 2, "seq": 3, "ids": [[1, 2, 3], [1, 2]], "pad_id": 0, "eos_id": null}"#,
+    )
+    .unwrap();
+    e2e(
+        ragged.to_str().unwrap(),
+        &["prefill"],
+        &["ragged.json", "row 1 has 2 ids"],
+    );
+    let not_ids = dir.join("not-ids.json");
+    std::fs::write(&not_ids, "[1, 2]").unwrap();
+    e2e(
+        not_ids.to_str().unwrap(),
+        &["prefill"],
+        &["not-ids.json", "bench inputs"],
+    );
+    e2e(
+        ids_arg,
+        &["train", "--train-batch", "9"],
+        &["--train-batch", "1 to 3"],
+    );
+    e2e(
+        ids_arg,
+        &["generate", "--new-tokens", "0"],
+        &["--new-tokens"],
+    );
+    fails(
+        &[
+            "bench",
+            "inputs",
+            "--model",
+            model,
+            "--data",
+            dir.to_str().unwrap(),
+            "--out",
+            dir.join("x.json").to_str().unwrap(),
+        ],
+        &["IMHI test set"],
+    );
+    fails(
+        &[
+            "bench",
+            "inputs",
+            "--model",
+            model,
+            "--data",
+            data.to_str().unwrap(),
+            "--seq",
+            "100000",
+            "--out",
+            dir.join("x.json").to_str().unwrap(),
+        ],
+        &["lower --seq or --batch"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

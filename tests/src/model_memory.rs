@@ -36,20 +36,35 @@ fn memory_folder(dir: &str, names: &[&str]) -> Folder {
 #[test]
 fn hf_model_from_memory_equals_disk_and_async_scores_equal_blocking() {
     let files = ["config.json", "model.safetensors", "tokenizer.json"];
-    let memory = load_hf(&memory_folder("tiny/qwen2", &files), &cpu(), LoadOptions::default())
-        .unwrap();
+    let memory = load_hf(
+        &memory_folder("tiny/qwen2", &files),
+        &cpu(),
+        LoadOptions::default(),
+    )
+    .unwrap();
     let disk = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap();
     let row = [1u32, 5, 9, 30, 2];
-    assert_eq!(full_logits(&memory.model, &row), full_logits(&disk.model, &row));
+    assert_eq!(
+        full_logits(&memory.model, &row),
+        full_logits(&disk.model, &row)
+    );
     let (mt, dt) = (memory.tokenizer.unwrap(), disk.tokenizer.unwrap());
-    assert_eq!(mt.encode("hello there").unwrap(), dt.encode("hello there").unwrap());
+    assert_eq!(
+        mt.encode("hello there").unwrap(),
+        dt.encode("hello there").unwrap()
+    );
     assert_eq!(mt.stop_ids, dt.stop_ids);
 
     let prompts = vec![vec![3u32, 4, 5, 6], vec![7u32, 8]];
     let candidates = vec![vec![10u32, 11], vec![12u32], vec![13u32, 14, 15]];
     let blocking = continuation_logprobs(&disk.model, &prompts, &candidates, 0).unwrap();
-    let r#async =
-        block_on(continuation_logprobs_async(&disk.model, &prompts, &candidates, 0)).unwrap();
+    let r#async = block_on(continuation_logprobs_async(
+        &disk.model,
+        &prompts,
+        &candidates,
+        0,
+    ))
+    .unwrap();
     assert_eq!(blocking, r#async);
     assert_eq!(blocking.len(), 2);
     assert_eq!(blocking[0].len(), 3);
@@ -61,7 +76,10 @@ fn missing_and_broken_memory_files_are_named() {
         Ok(_) => panic!("loaded, expected an error"),
         Err(e) => e.to_string(),
     };
-    let msg = err(memory_folder("tiny/qwen2", &["config.json", "tokenizer.json"]));
+    let msg = err(memory_folder(
+        "tiny/qwen2",
+        &["config.json", "tokenizer.json"],
+    ));
     assert!(msg.contains("picked files/model.safetensors"), "{msg}");
     let msg = err(memory_folder("tiny/qwen2", &["model.safetensors"]));
     assert!(msg.contains("picked files/config.json"), "{msg}");

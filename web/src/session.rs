@@ -147,24 +147,26 @@ impl Session {
         if let Some((classifier, config)) = &self.classifier
             && Dataset::from_name(&config.dataset)? == dataset
         {
-            return self.classify_with_head(classifier, config, dataset, text).await;
+            return self
+                .classify_with_head(classifier, config, dataset, text)
+                .await;
         }
         let (ids, truncated) = self.prompt(dataset, text)?;
         let candidates = tasks::answer_sentences(dataset)
             .iter()
             .map(|s| self.tokenizer.encode(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let logprobs = continuation_logprobs_async(
-            &self.lm,
-            &[ids],
-            &candidates,
-            self.tokenizer.pad_id,
-        )
-        .await?;
+        let logprobs =
+            continuation_logprobs_async(&self.lm, &[ids], &candidates, self.tokenizer.pad_id)
+                .await?;
         let probabilities = normalise(&logprobs[0]);
         Ok(result(
             dataset,
-            dataset.label_names().iter().map(|s| s.to_string()).collect(),
+            dataset
+                .label_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             probabilities,
             truncated,
             "choice",
@@ -242,10 +244,11 @@ fn result(
     truncated: bool,
     method: &'static str,
 ) -> Classification {
-    let label_index = probabilities
-        .iter()
-        .enumerate()
-        .fold(0, |best, (i, v)| if *v > probabilities[best] { i } else { best });
+    let label_index =
+        probabilities.iter().enumerate().fold(
+            0,
+            |best, (i, v)| if *v > probabilities[best] { i } else { best },
+        );
     Classification {
         task: dataset.name().to_string(),
         label: labels.get(label_index).cloned().unwrap_or_default(),

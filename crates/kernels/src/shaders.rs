@@ -7,57 +7,119 @@ pub const LORA_MATMUL: &str = include_str!("../../../shaders/lora_matmul.wgsl");
 pub fn all_rendered() -> Vec<(&'static str, String)> {
     let mut all = Vec::new();
     for bits in [32, 8, 4] {
-        for tile in [Tile::Large, Tile::Square, Tile::Rows] {
+        for tile in [Tile::LARGE, Tile::SQUARE, Tile::ROWS] {
             all.push(("lora_matmul.wgsl", lora_matmul(bits, tile)));
         }
     }
     all
 }
 
-/// The kernel's output tile: threads of 4×4 values each.
+/// The kernel's output tile: `wm × wn` threads, each computing 4 rows by 4 columns, walking
+/// k by `tk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tile {
-    /// 64×64 (256 threads), walking k by 16: long inputs, half the loads per product.
-    Large,
-    /// 32×32, walking k by 32: many rows (prefill, training).
-    Square,
-    /// 8×128, walking k by 16: up to 8 rows (decoding), without padding to 32.
-    Rows,
+pub struct Tile {
+    /// Threads along m.
+    pub wm: usize,
+    /// Threads along n.
+    pub wn: usize,
+    /// The step along k, a multiple of 4.
+    pub tk: usize,
 }
 
+/// Workgroup memory every WebGPU adapter grants (`maxComputeWorkgroupStorageSize`): the
+/// tiles the runtime chooses stay within it.
+pub const WORKGROUP_BYTES: usize = 16 * 1024;
+
+/// The most a `MENTALQLM_LORA_TILE` override may use: desktop GPUs grant 32 KiB or more
+/// natively, and CubeCL asks for the adapter's own limits.
+pub const OVERRIDE_WORKGROUP_BYTES: usize = 32 * 1024;
+
 impl Tile {
-    /// The tile for `m` rows.
+    /// 64×64 (256 threads), walking k by 16: many rows (prefill, training), half the loads
+    /// per product of the 32×32 tile.
+    pub const LARGE: Self = Self::new(16, 16, 16);
+    /// 32×32, walking k by 32: tens of rows.
+    pub const SQUARE: Self = Self::new(8, 8, 32);
+    /// 8×128, walking k by 16: up to 8 rows (decoding), without padding to 32.
+    pub const ROWS: Self = Self::new(2, 32, 16);
+
+    pub const fn new(wm: usize, wn: usize, tk: usize) -> Self {
+        Self { wm, wn, tk }
+    }
+
+    /// The tile for `m` rows: `MENTALQLM_LORA_TILE=WMxWNxTK` (for benchmark sweeps) replaces
+    /// the choice for more than 8 rows.
     pub fn for_rows(m: usize) -> Self {
-        match m {
-            0..=8 => Self::Rows,
-            9..=127 => Self::Square,
-            _ => Self::Large,
+        if m <= 8 {
+            return Self::ROWS;
         }
+        if let Some(tile) = override_tile() {
+            return tile;
+        }
+        if m < 128 { Self::SQUARE } else { Self::LARGE }
     }
 
     /// Threads along m and along n.
     pub fn threads(self) -> (usize, usize) {
-        match self {
-            Self::Large => (16, 16),
-            Self::Square => (8, 8),
-            Self::Rows => (2, 32),
-        }
+        (self.wm, self.wn)
     }
 
     /// Rows and columns of the output tile.
     pub fn size(self) -> (usize, usize) {
-        let (wm, wn) = self.threads();
-        (4 * wm, 4 * wn)
+        (4 * self.wm, 4 * self.wn)
     }
 
-    /// The step along k (the workgroup arrays stay under WebGPU's 16 KiB default).
+    /// The step along k.
     pub fn depth(self) -> usize {
-        match self {
-            Self::Large => 16,
-            Self::Square => 32,
-            Self::Rows => 16,
-        }
+        self.tk
     }
+
+    /// Bytes of workgroup memory: both staged tiles, one padding vec4 per row.
+    pub fn workgroup_bytes(self) -> usize {
+        let (tm, tn) = self.size();
+        (tm + tn) * (self.tk / 4 + 1) * 16
+    }
+
+    /// Parses `WMxWNxTK`, refusing tiles over 256 threads or `OVERRIDE_WORKGROUP_BYTES`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<usize> = s
+            .split('x')
+            .map(|p| p.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("tile `{s}` is not WMxWNxTK such as 16x16x16"))?;
+        let [wm, wn, tk] = parts[..] else {
+            return Err(format!("tile `{s}` is not WMxWNxTK such as 16x16x16"));
+        };
+        let tile = Self::new(wm, wn, tk);
+        if wm == 0 || wn == 0 || wm * wn > 256 {
+            return Err(format!("tile `{s}`: WM·WN threads must be 1 to 256"));
+        }
+        if tk == 0 || tk % 4 != 0 {
+            return Err(format!("tile `{s}`: TK must be a positive multiple of 4"));
+        }
+        if tile.workgroup_bytes() > OVERRIDE_WORKGROUP_BYTES {
+            return Err(format!(
+                "tile `{s}` needs {} bytes of workgroup memory, over {OVERRIDE_WORKGROUP_BYTES}",
+                tile.workgroup_bytes()
+            ));
+        }
+        Ok(tile)
+    }
+}
+
+/// `MENTALQLM_LORA_TILE`, read once; a bad value is reported once and ignored.
+fn override_tile() -> Option<Tile> {
+    static TILE: std::sync::OnceLock<Option<Tile>> = std::sync::OnceLock::new();
+    *TILE.get_or_init(|| {
+        let s = std::env::var("MENTALQLM_LORA_TILE").ok()?;
+        match Tile::parse(&s) {
+            Ok(tile) => Some(tile),
+            Err(e) => {
+                eprintln!("mentalqlm: MENTALQLM_LORA_TILE ignored: {e}");
+                None
+            }
+        }
+    })
 }
 
 /// The kernel's text for a weight of `bits` per value (32 for f32, 8 or 4 for codes) and
@@ -82,4 +144,35 @@ pub fn render(template: &str, values: &[(&str, String)]) -> String {
         out = out.replace(&format!("{{{{ {name} }}}}"), value);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_tiles_fit_webgpu_defaults() {
+        for tile in [Tile::LARGE, Tile::SQUARE, Tile::ROWS] {
+            let (wm, wn) = tile.threads();
+            assert!(wm * wn <= 256, "{tile:?}");
+            assert!(tile.workgroup_bytes() <= WORKGROUP_BYTES, "{tile:?}");
+        }
+        assert_eq!(Tile::for_rows(1), Tile::ROWS);
+        assert_eq!(Tile::for_rows(8), Tile::ROWS);
+    }
+
+    #[test]
+    fn tile_override_is_parsed_or_refused_with_the_reason() {
+        assert_eq!(Tile::parse("16x8x32"), Ok(Tile::new(16, 8, 32)));
+        for (bad, why) in [
+            ("16x16", "WMxWNxTK"),
+            ("a×b×c", "WMxWNxTK"),
+            ("32x16x16", "1 to 256"),
+            ("16x16x6", "multiple of 4"),
+            ("16x16x64", "workgroup memory"),
+        ] {
+            let e = Tile::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 }

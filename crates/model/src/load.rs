@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
-use formats::{Folder, TensorSource};
 use formats::gguf::{GgufFile, gather_rows, llama_qk_row_order};
 use formats::gguf_tokenizer::tokenizer_from_gguf;
 use formats::safetensors::SafetensorsSource;
 use formats::tokenizer::TextTokenizer;
+use formats::{Folder, TensorSource};
 use kernels::{PackedWeight, QuantFormat, QuantizedLinear};
 
 use crate::ModelError;

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use formats::{Folder, TensorSource};
 use formats::safetensors::SafetensorsSource;
+use formats::{Folder, TensorSource};
 
 use crate::ModelError;
 use crate::heads::lm::CausalLm;

@@ -9,21 +9,18 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::{Lora, Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
-use clap::{Args as ClapArgs, Subcommand};
+use clap::Args as ClapArgs;
+
+use crate::device::DeviceArg;
 use kernels::{PackedWeight, QuantFormat, QuantizedLinear};
 use serde::Serialize;
 
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Time the LoRA linear: base matmul, Burn's LoRA, unfused Burn ops, our fused kernels.
-    Kernels(KernelArgs),
-}
-
 #[derive(ClapArgs, Debug)]
 pub struct KernelArgs {
-    /// cpu or wgpu (a software adapter such as llvmpipe is used if it is the only one).
-    #[arg(long, default_value = "wgpu")]
-    pub device: String,
+    /// cpu or wgpu (a software adapter such as llvmpipe is used if it is the only one);
+    /// auto takes wgpu on a hardware adapter, else the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Wgpu)]
+    pub device: DeviceArg,
     /// Projections as in×out, the 0.5B-class shapes by default (Qwen2.5-0.5B: 896, 4864;
     /// Qwen1.5-0.5B: 1024, 2816).
     #[arg(
@@ -199,15 +196,9 @@ fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize
     })
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Kernels(args) = cmd;
-    let device = match args.device.as_str() {
-        "cpu" => Device::flex(),
-        "wgpu" => Device::wgpu_options()
-            .init()
-            .map_err(|e| anyhow::anyhow!("no wgpu adapter: {e:?}"))?,
-        other => bail!("--device must be cpu or wgpu, not `{other}`"),
-    };
+pub fn run(args: KernelArgs) -> Result<()> {
+    let chosen = crate::device::choose(args.device)?;
+    let device = chosen.device.clone();
     if args.iters == 0 || args.ranks.contains(&0) || args.tokens.contains(&0) {
         bail!("--iters, --ranks and --tokens must be at least 1");
     }
@@ -216,9 +207,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         .iter()
         .map(|s| parse_shape(s))
         .collect::<Result<Vec<_>>>()?;
+    let tile = std::env::var("MENTALQLM_LORA_TILE").unwrap_or_else(|_| "default".into());
     eprintln!(
-        "device: {} ({} timed calls after a warm-up)",
-        args.device, args.iters
+        "device: {}; tile over 8 rows: {tile}; {} timed calls after a warm-up",
+        chosen.description, args.iters
     );
     if !args.json {
         println!(
@@ -250,7 +242,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             for &m in &args.tokens {
                 let row = measure(&device, k, n, r, m, args.iters)?;
                 if args.json {
-                    println!("{}", serde_json::to_string(&row)?);
+                    let mut value = serde_json::to_value(&row)?;
+                    value["device"] = chosen.description.clone().into();
+                    value["tile"] = tile.clone().into();
+                    println!("{value}");
                 } else {
                     println!(
                         "{:>11} {:>3} {:>5} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>8.3} {:>8.3} {:>8.3} | {:>6.2} {:>6.2} {:>6.2} {:>6.2}",

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU checks of the WGSL kernels, in one run on a machine with a GPU and no toolchain:
+# `mentalqlm bench kernels` over the default shapes, the kernel tests on its wgpu adapter,
+# then a sweep of tiles at 512 tokens. Build the two programs here first:
+#
+#   scripts/device-kernels.sh --build     # .dev/mentalqlm and .dev/mentalqlm-tests
+#
+# On the GPU machine, from the repository root (with .dev and, where the machine has no
+# Vulkan loader, .gl holding libvulkan1's .deb):
+#
+#   scripts/device-kernels.sh             # writes to $OUT, else reports/device
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--build" ]; then
+    source scripts/env.sh
+    # The same feature set as scripts/test.sh (a narrower -p build recompiles Burn).
+    cargo build --release -p mentalqlm || exit 1
+    tests=$(cargo test --release --workspace --lib --bins --tests --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "mentalqlm_tests":
+        print(m["executable"])' | tail -1)
+    [ -n "$tests" ] || { echo "no test binary" >&2; exit 1; }
+    mkdir -p .dev
+    # Compressed: the two programs together are over the 64 MiB a device call carries.
+    for pair in "$CARGO_TARGET_DIR/release/mentalqlm:mentalqlm" "$tests:mentalqlm-tests"; do
+        cp "${pair%%:*}" ".dev/${pair##*:}"
+        strip ".dev/${pair##*:}"
+        gzip -f ".dev/${pair##*:}"
+    done
+    ls -la .dev
+    exit 0
+fi
+
+out=${OUT:-reports/device}
+mkdir -p "$out"
+for f in .dev/*.gz; do gunzip -kf "$f"; done
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$icd" ] && ! ls /usr/share/vulkan/icd.d/ /etc/vulkan/icd.d/ 2>/dev/null | grep -qi nvidia; then
+    export VK_DRIVER_FILES=$icd
+fi
+{ nvidia-smi -L; nvidia-smi --query-gpu=driver_version,clocks.sm,clocks.mem --format=csv; } 2>&1 | tee "$out/gpu.txt"
+
+
+iters=${ITERS:-50}
+echo "== bench kernels (default tiles)"
+timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu --iters "$iters" --json 2>&1 | tee "$out/bench.jsonl"
+# The tests read their fixtures under $CARGO_MANIFEST_DIR.
+export CARGO_MANIFEST_DIR=$PWD/tests
+echo "== kernel tests"
+timeout ${TEST_TIMEOUT:-150} .dev/mentalqlm-tests kernels:: --test-threads 2 2>&1 | tee "$out/tests.log"
+echo "== tile sweep at 512 tokens"
+for tile in ${TILES:-16x16x16 16x16x32 8x16x32 16x8x32 8x32x16 32x8x16 8x8x32}; do
+    MENTALQLM_LORA_TILE=$tile timeout ${SWEEP_TIMEOUT:-60} .dev/mentalqlm bench kernels --device wgpu \
+        --iters "$iters" --tokens 512 --ranks 16 --json 2>&1 | tee -a "$out/sweep.jsonl"
+done

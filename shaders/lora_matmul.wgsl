@@ -7,8 +7,9 @@
 // strided. The launches (crates/kernels/src/lora) use it as:
 //   forward  y  = x·Wᵀ + bias + s·t·Bᵀ, after t = x·Aᵀ (r/n of the base product's work);
 //            neither W + s·B·A nor the [m, n] low-rank product is ever formed;
-//   backward dx = g·W + s·u·A after u = g·B, dA = s·uᵀ·x, dB = s·gᵀ·t (dW = gᵀ·x only
-//            when the base is trained).
+//   backward dx = g·W + s·u·A after u = g·B.
+// The products with a side of length r (t, u, dA = s·uᵀ·x, dB = s·gᵀ·t) go to CubeCL's
+// matmul: here they would be a handful of tiles each walking a long k alone.
 //
 // One workgroup of WM×WN threads computes a TM×TN tile of out, walking k in steps of TK;
 // each thread owns 4 rows (WM apart) and 4 columns (WN apart) and reads the tiles as vec4s

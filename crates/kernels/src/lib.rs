@@ -1,6 +1,7 @@
 //! Our WGSL LoRA kernels, wired into Burn as a backend extension. On the wgpu backend the
-//! kernels of `shaders/` run: the fused forward, the input gradient, the small products of
-//! the factor gradients, and the forward over a base weight kept quantized. On the CPU
+//! kernels of `shaders/` run: the fused forward, the input gradient (each with its low-rank
+//! term fused), and the forward over a base weight kept quantized; the small products with a
+//! side of length r (`x·Aᵀ`, `g·B` and the factor gradients) run CubeCL's matmul. On the CPU
 //! backend (and any runtime without WGSL) the same ops are built from ordinary Burn ops
 //! (`reference`). Under autodiff the op has its own backward (input and both LoRA factors;
 //! bias and base weight too, when they are tracked).

@@ -1,8 +1,9 @@
 //! The op under autodiff, and the backward kernels on wgpu. The forward runs on the inner
 //! backend (the fused kernel on wgpu); the backward (`reference::lora_linear_backward`,
 //! written over the extension's ops) gives the input, the two LoRA factors, the bias and the
-//! base weight their gradients, computing only those that are tracked. On wgpu its products
-//! run `shaders/lora_matmul.wgsl` like the forward.
+//! base weight their gradients, computing only those that are tracked. On wgpu the input
+//! gradient runs `shaders/lora_matmul.wgsl` like the forward (its low-rank term fused), and
+//! the small products with a side of length r run CubeCL's matmul.
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
@@ -105,22 +106,5 @@ pub fn launch_grad_input(
         Some(low),
         None,
         1.0,
-    )
-}
-
-/// `s·op(lhs)·op(rhs)`: the kernel's `X·Wᵀ` with `X = op(lhs)` and `W = op(rhs)ᵀ`.
-pub fn launch_scaled_matmul(
-    lhs: CubeTensor,
-    rhs: CubeTensor,
-    lhs_transposed: bool,
-    rhs_transposed: bool,
-    scaling: f32,
-) -> CubeTensor {
-    matmul(
-        Strided::of(lhs, lhs_transposed),
-        Weight::F32(Strided::of(rhs, !rhs_transposed)),
-        None,
-        None,
-        scaling,
     )
 }

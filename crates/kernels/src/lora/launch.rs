@@ -43,6 +43,11 @@ impl Strided {
             col_stride,
         }
     }
+
+    /// The contiguous tensor under the view.
+    pub fn tensor(&self) -> CubeTensor {
+        self.tensor.clone()
+    }
 }
 
 /// The `W [n, k]` operand: f32 values through strides, or packed codes (row-major, see

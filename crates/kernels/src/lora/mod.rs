@@ -1,7 +1,7 @@
-//! The LoRA linear on Burn's wgpu backend, every product through the one kernel of
-//! `shaders/lora_matmul.wgsl` (`launch`): `forward` over an f32 or quantized base,
-//! `backward` the input gradient and the factor products, and the op's gradients under
-//! autodiff. Other CubeCL runtimes, and dtypes other than f32, take the
+//! The LoRA linear on Burn's wgpu backend, the products over the base weight through the one
+//! kernel of `shaders/lora_matmul.wgsl` (`launch`): `forward` over an f32 or quantized base,
+//! `backward` the input gradient, and the op's gradients under autodiff; the small products
+//! with a side of length r go to CubeCL's matmul. Other CubeCL runtimes, and dtypes other than f32, take the
 //! reference in Burn ops.
 
 pub mod backward;
@@ -51,6 +51,10 @@ impl LoraOps for CubeBackend {
         backward::launch_grad_input(g, w, a, gb, scaling)
     }
 
+    /// The backward's small products (`g·B`, `x·Aᵀ`, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`) each have
+    /// a side of length r: our kernel would run them as a handful of tiles that each walk a
+    /// long inner dimension alone (the H200 measurements in the README), so they go to
+    /// CubeCL's autotuned matmul on every runtime.
     fn lora_scaled_matmul(
         lhs: CubeTensor,
         rhs: CubeTensor,
@@ -58,16 +62,7 @@ impl LoraOps for CubeBackend {
         rhs_transposed: bool,
         scaling: f32,
     ) -> CubeTensor {
-        if !wgsl_ready(&[&lhs, &rhs], None) {
-            return reference::scaled_matmul::<Self>(
-                lhs,
-                rhs,
-                lhs_transposed,
-                rhs_transposed,
-                scaling,
-            );
-        }
-        backward::launch_scaled_matmul(lhs, rhs, lhs_transposed, rhs_transposed, scaling)
+        reference::scaled_matmul::<Self>(lhs, rhs, lhs_transposed, rhs_transposed, scaling)
     }
 
     fn lora_linear_quantized(

@@ -898,17 +898,20 @@ fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
     assert!(rows.iter().all(|r| r.as_array().unwrap().len() == 12));
     assert_eq!(inputs["seq"], 12);
 
+    let ids_arg = ids.to_str().unwrap();
+    // `bench e2e` on the tiny model and CPU with these inputs, then `--workload` and `extra`.
+    let e2e_args = |inputs: &str, extra: &[&str]| -> Vec<String> {
+        let head = [
+            "bench", "e2e", "--model", model, "--device", "cpu", "--inputs", inputs,
+        ];
+        head.iter()
+            .chain(&["--workload"])
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect()
+    };
     for (workload, tokens) in [("prefill", 36), ("generate", 3), ("train", 24)] {
-        let (stdout, _) = ok(&[
-            "bench",
-            "e2e",
-            "--model",
-            model,
-            "--device",
-            "cpu",
-            "--inputs",
-            ids.to_str().unwrap(),
-            "--workload",
+        let extra = [
             workload,
             "--new-tokens",
             "3",
@@ -917,29 +920,21 @@ fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
             "--steps",
             "1",
             "--json",
-        ]);
+        ];
+        let args = e2e_args(ids_arg, &extra);
+        let (stdout, _) = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let m: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(m["workload"], workload);
         assert_eq!(m["side"], "mentalqlm");
         assert_eq!(m["tokens"], tokens, "{workload}: {m}");
         assert!(m["seconds"].as_f64().unwrap() > 0.0, "{m}");
     }
-
-    let ids_arg = ids.to_str().unwrap();
     let e2e = |inputs: &str, extra: &[&str], needles: &[&str]| {
-        let mut args = vec![
-            "bench",
-            "e2e",
-            "--model",
-            model,
-            "--device",
-            "cpu",
-            "--inputs",
-            inputs,
-            "--workload",
-        ];
-        args.extend_from_slice(extra);
-        fails(&args, needles);
+        let args = e2e_args(inputs, extra);
+        fails(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            needles,
+        );
     };
     let missing = dir.join("missing.json");
     e2e(missing.to_str().unwrap(), &["prefill"], &["missing.json"]);

@@ -12,7 +12,7 @@ use data::prompt::ChatTemplate;
 use data::{Dataset, imhi};
 use model::decoder::TokenBatch;
 use model::generate::{GenerateConfig, Sampling, generate};
-use model::lora::config::LoraConfig;
+use model::lora::config::{ALL_LINEAR, LoraConfig};
 use model::lora::peft_io::attach_new;
 use serde::{Deserialize, Serialize};
 use train::optim::AdamW;
@@ -295,16 +295,7 @@ pub fn run(args: E2eArgs) -> Result<()> {
             let mut lm = model::load_model(&path, &device)
                 .with_context(|| format!("loading model {}", path.display()))?
                 .model;
-            let targets = [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ];
-            let lora = LoraConfig::new(args.lora_r, 2.0 * args.lora_r as f64, 0.0, &targets);
+            let lora = LoraConfig::new(args.lora_r, 2.0 * args.lora_r as f64, 0.0, &ALL_LINEAR);
             if attach_new(&mut lm, &lora, 0, &device) == 0 {
                 bail!("{}: no projection took a LoRA adapter", path.display());
             }

@@ -1,8 +1,8 @@
 //! The LoRA linear on Burn's wgpu backend, the products over the base weight through the one
 //! kernel of `shaders/lora_matmul.wgsl` (`launch`): `forward` over an f32 or quantized base,
 //! `backward` the input gradient, and the op's gradients under autodiff; the small products
-//! with a side of length r go to CubeCL's matmul. Other CubeCL runtimes, and dtypes other than f32, take the
-//! reference in Burn ops.
+//! with a side of length r go to CubeCL's matmul. Other CubeCL runtimes, and dtypes other
+//! than f32, take the reference in Burn ops.
 
 pub mod backward;
 pub mod forward;
@@ -54,7 +54,7 @@ impl LoraOps for CubeBackend {
     /// The backward's small products (`g·B`, `x·Aᵀ`, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`) each have
     /// a side of length r: our kernel would run them as a handful of tiles that each walk a
     /// long inner dimension alone (the H200 measurements in the README), so they go to
-    /// CubeCL's autotuned matmul on every runtime.
+    /// CubeCL's autotuned matmul on every runtime, as does `gᵀ·x` when the base is trained.
     fn lora_scaled_matmul(
         lhs: CubeTensor,
         rhs: CubeTensor,

@@ -966,33 +966,23 @@ fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
         &["generate", "--new-tokens", "0"],
         &["--new-tokens"],
     );
-    fails(
-        &[
-            "bench",
-            "inputs",
-            "--model",
-            model,
-            "--data",
-            dir.to_str().unwrap(),
-            "--out",
-            dir.join("x.json").to_str().unwrap(),
-        ],
-        &["IMHI test set"],
-    );
-    fails(
-        &[
+    // `bench inputs` on the tiny model with `data`, then `extra`; nothing is written.
+    let out = dir.join("x.json");
+    let inputs_fails = |data: &std::path::Path, extra: &[&str], needles: &[&str]| {
+        let head = [
             "bench",
             "inputs",
             "--model",
             model,
             "--data",
             data.to_str().unwrap(),
-            "--seq",
-            "100000",
-            "--out",
-            dir.join("x.json").to_str().unwrap(),
-        ],
-        &["lower --seq or --batch"],
-    );
+        ];
+        let tail = ["--out", out.to_str().unwrap()];
+        let args: Vec<&str> = head.iter().chain(extra).chain(&tail).copied().collect();
+        fails(&args, needles);
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    };
+    inputs_fails(&dir, &[], &["IMHI test set"]);
+    inputs_fails(&data, &["--seq", "100000"], &["lower --seq or --batch"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -289,12 +289,15 @@ pub fn run(args: E2eArgs) -> Result<()> {
                     args.inputs.display()
                 );
             }
-            let chosen = args.model.device()?;
-            let device = chosen.device.clone().autodiff();
-            let path = args.model.model_path()?;
-            let mut lm = model::load_model(&path, &device)
-                .with_context(|| format!("loading model {}", path.display()))?
-                .model;
+            // The same loading as `train sft`: the autodiff device, the base frozen.
+            let crate::commands::train::ForTraining {
+                path,
+                chosen,
+                device,
+                loaded,
+                ..
+            } = crate::commands::train::load_for_training(&args.model)?;
+            let mut lm = loaded.model;
             let lora = LoraConfig::new(args.lora_r, 2.0 * args.lora_r as f64, 0.0, &ALL_LINEAR);
             if attach_new(&mut lm, &lora, 0, &device) == 0 {
                 bail!("{}: no projection took a LoRA adapter", path.display());

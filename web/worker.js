@@ -13,6 +13,29 @@ const SAVED = new URL('mentalqlm-saved/', self.location.href);
 const MANIFEST = new URL('manifest.json', SAVED).href;
 const savedKey = (part, name) => new URL(`${part}/${encodeURIComponent(name)}`, SAVED).href;
 
+// wgpu 30's WebGPU backend does not know the `subgroups` feature, so the device it asks
+// for never has it. CubeCL's matmul shaders read the subgroup size, which in a browser needs
+// `enable subgroups;` and so that feature on the device: without it each one is rejected.
+// Ask for it whenever the adapter offers it; lib.rs reads `mentalqlmSubgroups` to know.
+self.mentalqlmSubgroups = false;
+if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (descriptor = {}) {
+    const required = [...(descriptor.requiredFeatures ?? [])];
+    if (this.features.has('subgroups') && !required.includes('subgroups')) required.push('subgroups');
+    const device = await requestDevice.call(this, { ...descriptor, requiredFeatures: required });
+    self.mentalqlmSubgroups = device.features.has('subgroups');
+    if (self.mentalqlmSubgroups) {
+      const createShaderModule = device.createShaderModule;
+      device.createShaderModule = function (d) {
+        if (d.code.startsWith('enable subgroups;')) d = { ...d, code: `diagnostic(off, subgroup_uniformity);\n${d.code}` };
+        return createShaderModule.call(this, d);
+      };
+    }
+    return device;
+  };
+}
+
 let wasmReady = null;
 let backendDescription = null;
 

@@ -73,15 +73,21 @@ after(async () => {
 
 // A fresh profile per test (no saved files), every request recorded, and any request to
 // another origin refused and remembered.
-async function openPage(query) {
+// `withoutSubgroups` serves a worker.js that first strips `subgroups` from every device
+// request, which is what the runtime sees on an adapter without that feature.
+async function openPage(query, { withoutSubgroups = false } = {}) {
   const context = await browser.newContext();
   const requests = [];
   const foreign = [];
   const origin = new URL(site.url).origin;
-  await context.route('**/*', (route) => {
+  await context.route('**/*', async (route) => {
     const url = route.request().url();
     requests.push(url);
     if (new URL(url).origin !== origin) { foreign.push(url); return route.abort(); }
+    if (withoutSubgroups && new URL(url).pathname === '/worker.js') {
+      const response = await route.fetch();
+      return route.fulfill({ response, body: STRIP_SUBGROUPS + (await response.text()) });
+    }
     return route.continue();
   });
   const page = await context.newPage();
@@ -134,23 +140,37 @@ function assertSame(got, want, what) {
   });
 }
 
+const STRIP_SUBGROUPS = `if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = function (d = {}) {
+    return requestDevice.call(this, { ...d, requiredFeatures: (d.requiredFeatures ?? []).filter((f) => f !== 'subgroups') });
+  };
+}
+`;
+
 // Whether this browser's WebGPU can run Burn's kernels (see web/src/lib.rs: `subgroups`).
 async function webgpuUsable() {
   const view = await openPage('backend=webgpu&autoload=0');
   try {
     await view.page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
-    return { ok: Boolean(await view.page.evaluate(() => document.body.dataset.backend)), error: await view.page.evaluate(() => document.body.dataset.error) };
+    const backend = await view.page.evaluate(() => document.body.dataset.backend);
+    return { ok: Boolean(backend), backend, error: await view.page.evaluate(() => document.body.dataset.error) };
   } finally {
     await view.context.close();
   }
 }
 
-test('WebGPU without the subgroups feature is refused with a reason, and auto falls back to the CPU', async (t) => {
-  const probe = await webgpuUsable();
-  if (probe.ok) { t.skip('this adapter has subgroups; the WebGPU run below covers it'); return; }
-  assert.match(probe.error, /subgroups/);
-  assert.match(probe.error, /CPU backend/);
-  const view = await openPage('backend=auto&autoload=0');
+test('WebGPU without the subgroups feature is refused with a reason, and auto falls back to the CPU', async () => {
+  const refused = await openPage('backend=webgpu&autoload=0', { withoutSubgroups: true });
+  try {
+    await refused.page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
+    const error = await refused.page.evaluate(() => document.body.dataset.error);
+    assert.match(error ?? '', /subgroups/);
+    assert.match(error, /CPU backend/);
+  } finally {
+    await refused.context.close();
+  }
+  const view = await openPage('backend=auto&autoload=0', { withoutSubgroups: true });
   try {
     const description = await waitBackend(view.page);
     assert.match(description, /^cpu .*no WebGPU: .*subgroups/);
@@ -163,12 +183,25 @@ test('WebGPU without the subgroups feature is refused with a reason, and auto fa
   }
 });
 
+test('auto passes over a software WebGPU adapter for the CPU backend, as the CLI does', async (t) => {
+  const probe = await webgpuUsable();
+  if (!probe.ok) { t.skip(`no usable WebGPU adapter here: ${probe.error}`); return; }
+  // wgpu reports SwiftShader (and llvmpipe) as a CPU device.
+  if (!probe.backend.endsWith(', Cpu)')) { t.skip(`a hardware adapter: ${probe.backend}`); return; }
+  const view = await openPage('backend=auto&autoload=0');
+  try {
+    assert.match(await waitBackend(view.page), /^cpu .*WebGPU adapter .* is a software one/);
+  } finally {
+    await view.context.close();
+  }
+});
+
 for (const backend of ['webgpu', 'cpu']) {
   test(`tiny model on ${backend}: same labels and probabilities as the CLI, no request while classifying`, async (t) => {
     if (backend === 'webgpu') {
       const probe = await webgpuUsable();
-      // Reported as skipped (not passed) in the summary: Chromium's SwiftShader adapter has no
-      // `subgroups`, so on a machine without a GPU this comparison cannot run.
+      // Reported as skipped (not passed) in the summary, where the browser gives no WebGPU
+      // adapter with `subgroups` at all (Chromium's SwiftShader has it).
       if (!probe.ok) { t.skip(`no usable WebGPU adapter here: ${probe.error}`); return; }
     }
     const view = await openPage(`backend=${backend}&autoload=0`);

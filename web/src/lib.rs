@@ -71,9 +71,15 @@ pub async fn init(backend: String) -> Result<String, JsError> {
     let cpu = |why: String| (Device::flex(), format!("cpu (Burn flex, wasm{why})"), None);
     let (device, description, max_buffer) = match backend.as_str() {
         "cpu" => cpu(String::new()),
-        "webgpu" => webgpu().await.map_err(js_err)?,
+        "webgpu" => webgpu().await.map_err(js_err)?.chosen,
+        // As the CLI's `auto`: a software adapter (SwiftShader, llvmpipe) is passed over,
+        // because Burn's CPU backend is much faster than it.
         "auto" => match webgpu().await {
-            Ok(chosen) => chosen,
+            Ok(gpu) if !gpu.software => gpu.chosen,
+            Ok(gpu) => cpu(format!(
+                "; the WebGPU adapter ({}) is a software one, slower than the CPU",
+                gpu.name
+            )),
             Err(e) => cpu(format!("; no WebGPU: {e:#}")),
         },
         other => {
@@ -90,7 +96,15 @@ pub async fn init(backend: String) -> Result<String, JsError> {
     Ok(description)
 }
 
-async fn webgpu() -> anyhow::Result<(Device, String, Option<u64>)> {
+struct WebGpu {
+    /// The device, its description for the page, and its largest storage buffer.
+    chosen: (Device, String, Option<u64>),
+    name: String,
+    /// A CPU adapter: WebGPU emulated in software.
+    software: bool,
+}
+
+async fn webgpu() -> anyhow::Result<WebGpu> {
     let (device, setup) = Device::wgpu_options()
         .init_with_setup_async()
         .await
@@ -102,13 +116,10 @@ async fn webgpu() -> anyhow::Result<(Device, String, Option<u64>)> {
         info.name
     };
     // CubeCL 0.11's matmul reads the subgroup size, and in a browser that needs WebGPU's
-    // `subgroups` feature; without it every matmul shader is rejected and the results would
-    // be garbage. SwiftShader (headless Chromium without a GPU) lacks it; GPUs mostly have it.
-    if !setup
-        .device
-        .features()
-        .contains(burn::tensor::wgpu::wgpu::Features::SUBGROUP)
-    {
+    // `subgroups` feature on the device; without it every matmul shader is rejected. wgpu 30
+    // neither asks for that feature nor reports it, so worker.js asks for it and records in
+    // `mentalqlmSubgroups` whether the device got it.
+    if !device_has_subgroups() {
         anyhow::bail!(
             "this browser's WebGPU adapter ({name}) lacks the `subgroups` feature that Burn's \
              matmul needs in a browser; use the CPU backend"
@@ -118,11 +129,24 @@ async fn webgpu() -> anyhow::Result<(Device, String, Option<u64>)> {
     let max_buffer = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);
-    Ok((
-        device,
-        format!("webgpu ({name}, {:?})", info.device_type),
-        Some(max_buffer),
-    ))
+    Ok(WebGpu {
+        chosen: (
+            device,
+            format!("webgpu ({name}, {:?})", info.device_type),
+            Some(max_buffer),
+        ),
+        software: info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu,
+        name,
+    })
+}
+
+/// Whether the WebGPU device was created with `subgroups` (set by worker.js's wrapper of
+/// `GPUAdapter.requestDevice`; false where that wrapper did not run).
+fn device_has_subgroups() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("mentalqlmSubgroups"))
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
 }
 
 /// Hands one file to the next `load`. `part` is "model", "adapter" or "head"; `name` is the

@@ -1,0 +1,25 @@
+import { chromium } from 'playwright-core';
+import { serve } from '../../web/serve.mjs';
+const FIX = '/work/main/tests/fixtures';
+const site = await serve({ root: '/work/main/web', mounts: { '/fixtures/': FIX } });
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+  args: ['--enable-unsafe-webgpu', '--no-sandbox'] });
+const context = await browser.newContext();
+const page = await context.newPage();
+page.on('console', (m) => console.log('console', m.type(), m.text().slice(0, 3000)));
+page.on('pageerror', (e) => console.log('pageerror', String(e)));
+page.on('worker', (w) => { console.log('worker', w.url()); w.on('console', (m) => console.log('wconsole', m.type(), m.text().slice(0, 3000))); });
+await page.goto(`${site.url}?backend=${process.argv[2] || 'webgpu'}&autoload=0`);
+await page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120000 });
+console.log('backend', await page.evaluate(() => document.body.dataset.backend), await page.evaluate(() => document.body.dataset.error));
+await page.setInputFiles('#model-files', ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => `${FIX}/tiny/qwen2/${f}`));
+await page.click('#load');
+await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 300000 });
+console.log('loaded', await page.evaluate(() => document.body.dataset.error));
+await page.selectOption('#task', process.argv[3] || 'DR');
+await page.fill('#text', 'I have not slept properly in weeks and nothing feels worth doing anymore.');
+await page.click('#classify');
+await page.waitForFunction(() => Number(document.body.dataset.results || 0) > 0 || document.body.dataset.error, null, { timeout: 300000 });
+console.log('error', await page.evaluate(() => document.body.dataset.error));
+console.log('result', await page.getAttribute('#result', 'data-json'));
+await browser.close(); site.server.close(); process.exit(0);

@@ -66,6 +66,7 @@ impl ModelArgs {
         let chosen = self.device()?;
         let options = model::LoadOptions {
             keep_quantized: self.keep_quantized,
+            ..Default::default()
         };
         let mut loaded = model::load_model_with(&path, &chosen.device, options)
             .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;

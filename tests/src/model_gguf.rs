@@ -114,6 +114,7 @@ fn default_model_kept_quantized_gives_the_same_logits() {
         let f32_model = load_model(&path, &device).unwrap().model;
         let options = model::LoadOptions {
             keep_quantized: true,
+            ..Default::default()
         };
         let mut kept = model::load_model_with(&path, &device, options)
             .unwrap()

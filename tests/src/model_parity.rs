@@ -276,3 +276,64 @@ fn tokenizer_matches_hf() {
             .contains(&(r["eos_id"].as_u64().unwrap() as u32))
     );
 }
+
+/// Embedding tables and LM heads larger than the device's largest buffer (WebGPU's
+/// `maxStorageBufferBindingSize`) are held in row blocks and give the whole table's logits:
+/// tied (Qwen2) and untied (Llama) heads, ids spread over every block and ids inside one.
+#[test]
+fn vocabulary_split_into_row_blocks_gives_the_same_logits() {
+    let mut devices = vec![cpu()];
+    devices.extend(wgpu());
+    for device in &devices {
+        for name in ["qwen2", "llama"] {
+            let whole = load(name, device);
+            let [vocab, hidden] = whole.model.embed_tokens.dims();
+            // 100 rows per block: 330 rows make blocks of 100, 100, 100 and 30.
+            let options = model::LoadOptions {
+                max_tensor_bytes: Some((100 * hidden * 4 + 8) as u64),
+                ..Default::default()
+            };
+            let split = model::load_model_with(&fixture(&format!("tiny/{name}")), device, options)
+                .unwrap()
+                .model;
+            let blocks = |p: &Option<model::vocab::RowParts>| {
+                p.as_ref()
+                    .map(|p| p.parts.iter().map(|t| t.dims()[0]).collect::<Vec<_>>())
+            };
+            assert_eq!(
+                blocks(&split.model.embed_tokens.parts),
+                Some(vec![100, 100, 100, 30])
+            );
+            assert_eq!(blocks(&split.lm_head.parts), Some(vec![100, 100, 100, 30]));
+            assert_eq!(split.model.embed_tokens.dims(), [vocab, hidden]);
+            assert_eq!(
+                split.model.embed_tokens.weight.dims(),
+                [1, 1],
+                "no whole table"
+            );
+            let spread: Vec<u32> = (0..24).map(|i| (i * 97 % vocab) as u32).collect();
+            let one_block: Vec<u32> = vec![5, 17, 99, 42, 0, 63];
+            for row in [spread, one_block] {
+                let want = full_logits(&whole, &row);
+                let got = full_logits(&split, &row);
+                let diff = max_abs_diff(&got, &want);
+                assert!(diff <= 1e-5, "{name} {device:?}: max |Δlogit| = {diff}");
+            }
+        }
+    }
+}
+
+/// A limit below one row of the table fails naming the tensor.
+#[test]
+fn a_buffer_limit_below_one_row_is_refused_naming_the_tensor() {
+    let options = model::LoadOptions {
+        max_tensor_bytes: Some(16),
+        ..Default::default()
+    };
+    let err = match model::load_model_with(&fixture("tiny/qwen2"), &cpu(), options) {
+        Ok(_) => panic!("a 16-byte buffer limit was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("model.embed_tokens.weight"), "{err}");
+    assert!(err.contains("largest buffer"), "{err}");
+}

@@ -63,8 +63,8 @@ pub struct Classification {
 }
 
 impl Session {
-    /// Builds the picked model on `device`. `max_buffer` is WebGPU's largest buffer; a model
-    /// with a bigger tensor is refused before anything is allocated.
+    /// Builds the picked model on `device`. `max_buffer` is WebGPU's largest buffer: the
+    /// embedding table and LM head are held in row blocks that each fit one.
     pub fn load(picked: &Picked, device: &Device, max_buffer: Option<u64>) -> Result<Self> {
         let LoadedModel {
             model: mut lm,
@@ -268,33 +268,21 @@ fn gguf_name(folder: &Folder) -> Option<String> {
         .find(|n| n.to_ascii_lowercase().ends_with(".gguf"))
 }
 
-/// The largest tensor of a model is its embedding table (and the untied LM head of the same
-/// shape), held as f32 on the device.
-fn check_buffer_limit(vocab: usize, hidden: usize, max_buffer: Option<u64>) -> Result<()> {
-    let bytes = (vocab as u64) * (hidden as u64) * 4;
-    match max_buffer {
-        Some(max) if bytes > max => bail!(
-            "this model's embedding table ({vocab} x {hidden}, {} MiB in f32) is larger than the \
-             largest buffer this browser's WebGPU allows ({} MiB); choose the CPU backend, or a \
-             model with a smaller vocabulary or hidden size",
-            bytes >> 20,
-            max >> 20
-        ),
-        _ => Ok(()),
-    }
-}
-
 /// A GGUF file, or a HF folder's files.
 fn load_picked_model(
     folder: &Folder,
     device: &Device,
     max_buffer: Option<u64>,
 ) -> Result<LoadedModel> {
+    // The embedding table and LM head (the largest tensors, 520 MiB for a Qwen 0.5B in f32)
+    // are held in row blocks that each fit one WebGPU buffer.
+    let options = LoadOptions {
+        max_tensor_bytes: max_buffer,
+        ..LoadOptions::default()
+    };
     if let Some(name) = gguf_name(folder) {
         let gguf = GgufFile::open_in(folder, &name)?;
-        let g = gguf.model_config()?;
-        check_buffer_limit(g.vocab_size, g.hidden_size, max_buffer)?;
-        return Ok(load_gguf_file(&gguf, device, LoadOptions::default())?);
+        return Ok(load_gguf_file(&gguf, device, options)?);
     }
     if !folder.has("config.json") {
         bail!(
@@ -303,7 +291,5 @@ fn load_picked_model(
             folder.names().join(", ")
         );
     }
-    let config = model::ModelConfig::from_folder(folder)?;
-    check_buffer_limit(config.vocab_size, config.hidden_size, max_buffer)?;
-    Ok(load_hf(folder, device, LoadOptions::default())?)
+    Ok(load_hf(folder, device, options)?)
 }

@@ -2,7 +2,7 @@
 //! heads (LM, classifier) are separate modules.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ModelError;
 use crate::attention::AttentionInput;
@@ -11,11 +11,54 @@ use crate::cache::KvCache;
 use crate::linear::Linear;
 use crate::norm::RmsNorm;
 use crate::rope::Rope;
+use crate::vocab::RowParts;
 
 #[derive(Module, Debug)]
 pub struct Embedding {
-    /// `[vocab, hidden]`
+    /// `[vocab, hidden]`; a `[1, 1]` placeholder when the table is held in `parts`.
     pub weight: Param<Tensor<2>>,
+    /// The table split by rows, for a device whose largest buffer is smaller than it
+    /// (inference only: no gradient reaches it).
+    #[module(skip)]
+    pub parts: Option<RowParts>,
+}
+
+impl Embedding {
+    pub fn new(weight: Tensor<2>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            parts: None,
+        }
+    }
+
+    /// A table held in row blocks.
+    pub fn split(parts: RowParts) -> Self {
+        let device = parts.parts[0].device();
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([1, 1], &device)),
+            parts: Some(parts),
+        }
+    }
+
+    /// `[vocab, hidden]`.
+    pub fn dims(&self) -> [usize; 2] {
+        match &self.parts {
+            Some(p) => [p.rows, p.cols],
+            None => self.weight.dims(),
+        }
+    }
+
+    /// The rows of `ids`, `[ids.len(), hidden]`.
+    pub fn lookup(&self, ids: Vec<i64>, device: &Device) -> Tensor<2> {
+        match &self.parts {
+            Some(p) => p.select(&ids, device),
+            None => {
+                let n = ids.len();
+                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device);
+                self.weight.val().select(0, ids)
+            }
+        }
+    }
 }
 
 #[derive(Module, Debug)]
@@ -78,11 +121,11 @@ impl Decoder {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.embed_tokens.weight.dims()[0]
+        self.embed_tokens.dims()[0]
     }
 
     pub fn hidden_size(&self) -> usize {
-        self.embed_tokens.weight.dims()[1]
+        self.embed_tokens.dims()[1]
     }
 
     /// Hidden states after the final norm, `[batch, seq, hidden]`, for a new chunk of tokens
@@ -116,7 +159,6 @@ impl Decoder {
         let device = self.embed_tokens.weight.device();
         let layout = cache.extend(batch.valid);
         let ids: Vec<i64> = batch.ids.iter().flatten().map(|&id| id as i64).collect();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * s]), &device);
         let positions =
             Tensor::<1, Int>::from_data(TensorData::new(layout.positions, [b * s]), &device);
         let (cos, sin) = rope.tables(positions, b, s);
@@ -134,9 +176,7 @@ impl Decoder {
         let hidden = self.hidden_size();
         let mut x = self
             .embed_tokens
-            .weight
-            .val()
-            .select(0, ids)
+            .lookup(ids, &device)
             .reshape([b, s, hidden]);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, i, &mut input);

@@ -21,6 +21,7 @@ pub mod mlp;
 pub mod norm;
 pub mod rope;
 pub mod score;
+pub mod vocab;
 
 pub use cache::KvCache;
 pub use config::ModelConfig;

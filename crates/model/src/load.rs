@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use formats::gguf::{GgufFile, gather_rows, llama_qk_row_order};
 use formats::gguf_tokenizer::tokenizer_from_gguf;
@@ -22,6 +21,7 @@ use crate::heads::lm::{CausalLm, LmHead};
 use crate::linear::Linear;
 use crate::mlp::Mlp;
 use crate::norm::RmsNorm;
+use crate::vocab::RowParts;
 
 /// A model with the tokenizer that came with it (if the folder or file has one).
 pub struct LoadedModel {
@@ -37,6 +37,10 @@ pub struct LoadOptions {
     /// read by the quantized kernel, instead of converting them to f32 (19–28% of the f32
     /// memory). Other types, the embeddings and HF folders are loaded as f32.
     pub keep_quantized: bool,
+    /// The largest tensor the device takes in one buffer, in bytes (a browser's WebGPU
+    /// `maxStorageBufferBindingSize`). A larger embedding table or LM head is held in row
+    /// blocks under it ([`crate::vocab::RowParts`]; inference only). `None`: no limit.
+    pub max_tensor_bytes: Option<u64>,
 }
 
 /// Loads a HF model folder or a `.gguf` file onto `device`.
@@ -69,15 +73,17 @@ pub fn load_model_with(
 }
 
 /// Loads a HF model from a folder on disk or in memory: `config.json`, the safetensors
-/// weights and, when present, `tokenizer.json`. Options apply to GGUF only.
+/// weights and, when present, `tokenizer.json`. `keep_quantized` applies to GGUF only.
 pub fn load_hf(
     folder: &Folder,
     device: &Device,
-    _options: LoadOptions,
+    options: LoadOptions,
 ) -> Result<LoadedModel, ModelError> {
     let config = ModelConfig::from_folder(folder)?;
     let source = SafetensorsSource::open_in(folder)?;
-    let model = build(&config, &WeightReader::hf(&source, device))?;
+    let mut reader = WeightReader::hf(&source, device);
+    reader.max_tensor_bytes = options.max_tensor_bytes;
+    let model = build(&config, &reader)?;
     let tokenizer = if folder.has("tokenizer.json") {
         let bytes = folder.open("tokenizer.json")?;
         let tok = TextTokenizer::from_bytes(&bytes, folder.path("tokenizer.json"))?
@@ -157,6 +163,7 @@ pub fn load_gguf_file(
     if options.keep_quantized {
         reader.quantized = Some(gguf);
     }
+    reader.max_tensor_bytes = options.max_tensor_bytes;
     let model = build(&config, &reader)?;
     let tok = tokenizer_from_gguf(gguf.metadata())?;
     let tokenizer = TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id);
@@ -215,6 +222,8 @@ pub struct WeightReader<'a> {
     unpermute_qk: Option<(usize, usize)>,
     /// The GGUF file whose Q8_0/Q4_0/Q4_1 projections stay quantized, when asked.
     pub quantized: Option<&'a GgufFile>,
+    /// See [`LoadOptions::max_tensor_bytes`].
+    pub max_tensor_bytes: Option<u64>,
 }
 
 impl<'a> WeightReader<'a> {
@@ -225,6 +234,7 @@ impl<'a> WeightReader<'a> {
             rename: |n| Some(n.to_string()),
             unpermute_qk: None,
             quantized: None,
+            max_tensor_bytes: None,
         }
     }
 
@@ -239,6 +249,7 @@ impl<'a> WeightReader<'a> {
             rename: gguf_name,
             unpermute_qk,
             quantized: None,
+            max_tensor_bytes: None,
         }
     }
 
@@ -251,6 +262,39 @@ impl<'a> WeightReader<'a> {
     }
 
     fn read<const D: usize>(&self, hf: &str, shape: [usize; D]) -> Result<Tensor<D>, ModelError> {
+        let values = self.read_values(hf, shape)?;
+        Ok(Tensor::from_data(
+            TensorData::new(values, shape),
+            self.device,
+        ))
+    }
+
+    /// A `[vocab, hidden]` table: whole, or in row blocks when it is larger than
+    /// `max_tensor_bytes`.
+    fn read_table(&self, hf: &str, shape: [usize; 2]) -> Result<Table, ModelError> {
+        let bytes = (shape[0] as u64) * (shape[1] as u64) * 4;
+        match self.max_tensor_bytes {
+            Some(max) if bytes > max => {
+                let values = self.read_values(hf, shape)?;
+                let name = self.file_name(hf);
+                Ok(Table::Parts(RowParts::split(
+                    &name,
+                    values,
+                    shape,
+                    max,
+                    self.device,
+                )?))
+            }
+            _ => Ok(Table::Whole(self.read(hf, shape)?)),
+        }
+    }
+
+    /// A tensor's f32 values in HF layout, checked against `shape`.
+    fn read_values<const D: usize>(
+        &self,
+        hf: &str,
+        shape: [usize; D],
+    ) -> Result<Vec<f32>, ModelError> {
         let name = self.file_name(hf);
         if self.source.info(&name).is_none() {
             return Err(ModelError::MissingTensor {
@@ -271,10 +315,7 @@ impl<'a> WeightReader<'a> {
         if let Some(order) = self.row_order(hf, &name, shape[0])? {
             values = gather_rows(&values, values.len() / shape[0].max(1), &order);
         }
-        Ok(Tensor::from_data(
-            TensorData::new(values, shape),
-            self.device,
-        ))
+        Ok(values)
     }
 
     /// The HF order of the rows of llama's permuted Q and K (`None` for other tensors).
@@ -362,6 +403,13 @@ impl<'a> WeightReader<'a> {
     }
 }
 
+/// A vocabulary-sized table as read: one tensor, or row blocks.
+#[derive(Clone)]
+enum Table {
+    Whole(Tensor<2>),
+    Parts(RowParts),
+}
+
 /// Builds the model, reading each tensor by its HF name.
 pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, ModelError> {
     let h = config.hidden_size;
@@ -372,7 +420,7 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
     );
     let inter = config.intermediate_size;
     let eps = config.rms_norm_eps;
-    let embed = w.read("model.embed_tokens.weight", [config.vocab_size, h])?;
+    let embed = w.read_table("model.embed_tokens.weight", [config.vocab_size, h])?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
@@ -424,18 +472,20 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
     let head = if config.tie_word_embeddings && !w.has("lm_head.weight") {
         embed.clone()
     } else {
-        w.read("lm_head.weight", [config.vocab_size, h])?
+        w.read_table("lm_head.weight", [config.vocab_size, h])?
     };
     Ok(CausalLm {
         model: Decoder {
-            embed_tokens: Embedding {
-                weight: Param::from_tensor(embed),
+            embed_tokens: match embed {
+                Table::Whole(t) => Embedding::new(t),
+                Table::Parts(p) => Embedding::split(p),
             },
             layers,
             norm,
         },
-        lm_head: LmHead {
-            weight: Param::from_tensor(head),
+        lm_head: match head {
+            Table::Whole(t) => LmHead::new(t),
+            Table::Parts(p) => LmHead::split(p),
         },
         config: config.clone(),
     })

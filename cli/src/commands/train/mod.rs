@@ -214,6 +214,7 @@ pub fn load_for_training(args: &crate::model_arg::ModelArgs) -> Result<ForTraini
     // ops (dequantize, then matmul), which carry the gradients of x and the LoRA factors.
     let options = model::LoadOptions {
         keep_quantized: args.keep_quantized,
+        ..Default::default()
     };
     let loaded = model::load_model_with(&path, &device, options)
         .with_context(|| format!("loading model {}", path.display()))?;

@@ -8,23 +8,45 @@ use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoder::{Decoder, TokenBatch};
 use crate::rope::Rope;
+use crate::vocab::RowParts;
 
 #[derive(Module, Debug)]
 pub struct LmHead {
     /// `[vocab, hidden]`. With tied embeddings this is the embedding tensor itself (shared,
-    /// not copied).
+    /// not copied). A `[1, 1]` placeholder when the rows are held in `parts`.
     pub weight: Param<Tensor<2>>,
+    /// The head split by rows, for a device whose largest buffer is smaller than it
+    /// (inference only); tied to the embedding's parts when the embeddings are tied.
+    #[module(skip)]
+    pub parts: Option<RowParts>,
 }
 
 impl LmHead {
+    pub fn new(weight: Tensor<2>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            parts: None,
+        }
+    }
+
+    /// A head held in row blocks.
+    pub fn split(parts: RowParts) -> Self {
+        let device = parts.parts[0].device();
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([1, 1], &device)),
+            parts: Some(parts),
+        }
+    }
+
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
-        let w = self.weight.val();
-        let vocab = w.dims()[0];
-        hidden
-            .reshape([b * s, h])
-            .matmul(w.transpose())
-            .reshape([b, s, vocab])
+        let x = hidden.reshape([b * s, h]);
+        let logits = match &self.parts {
+            Some(parts) => parts.project(x),
+            None => x.matmul(self.weight.val().transpose()),
+        };
+        let vocab = logits.dims()[1];
+        logits.reshape([b, s, vocab])
     }
 }
 

@@ -1,0 +1,89 @@
+//! A vocabulary-sized table (the token embedding, the LM head) held as consecutive blocks of
+//! rows, for a device whose largest buffer is smaller than the table: WebGPU's
+//! `maxStorageBufferBindingSize` is 128 MiB by default, and a Qwen 0.5B table is 520 MiB in
+//! f32. Lookups and the output projection give what the whole table would.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::ModelError;
+
+#[derive(Clone, Debug)]
+pub struct RowParts {
+    /// `[rows_i, cols]` each; together the table's rows in order.
+    pub parts: Vec<Tensor<2>>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl RowParts {
+    /// Splits a row-major `[rows, cols]` table of f32 into blocks of at most `max_bytes`.
+    /// `name` names the tensor in the error when not even one row fits.
+    pub fn split(
+        name: &str,
+        values: Vec<f32>,
+        [rows, cols]: [usize; 2],
+        max_bytes: u64,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let row_bytes = (cols as u64) * 4;
+        let per_part = (max_bytes / row_bytes.max(1)) as usize;
+        if per_part == 0 {
+            return Err(ModelError::Input(format!(
+                "{name}: one row of {cols} f32 values ({row_bytes} bytes) is larger than the \
+                 device's largest buffer ({max_bytes} bytes)"
+            )));
+        }
+        let parts = values
+            .chunks(per_part * cols)
+            .map(|block| {
+                Tensor::from_data(
+                    TensorData::new(block.to_vec(), [block.len() / cols.max(1), cols]),
+                    device,
+                )
+            })
+            .collect();
+        Ok(Self { parts, rows, cols })
+    }
+
+    /// The rows at `ids` (each below `rows`), `[ids.len(), cols]`. Each part gathers the
+    /// ids that fall in it (others read its row 0 and are zeroed by a mask); parts that
+    /// hold none of the ids are skipped.
+    pub fn select(&self, ids: &[i64], device: &Device) -> Tensor<2> {
+        let n = ids.len();
+        let mut out: Option<Tensor<2>> = None;
+        let mut start = 0i64;
+        for part in &self.parts {
+            let len = part.dims()[0] as i64;
+            let inside = |id: i64| id >= start && id < start + len;
+            let hits = ids.iter().filter(|&&id| inside(id)).count();
+            if hits > 0 {
+                let local: Vec<i64> = ids
+                    .iter()
+                    .map(|&id| if inside(id) { id - start } else { 0 })
+                    .collect();
+                let local = Tensor::<1, Int>::from_data(TensorData::new(local, [n]), device);
+                let mut rows = part.clone().select(0, local);
+                if hits < n {
+                    let mask: Vec<f32> = ids.iter().map(|&id| f32::from(inside(id))).collect();
+                    rows = rows * Tensor::<2>::from_data(TensorData::new(mask, [n, 1]), device);
+                }
+                out = Some(match out {
+                    Some(sum) => sum + rows,
+                    None => rows,
+                });
+            }
+            start += len;
+        }
+        out.unwrap_or_else(|| Tensor::zeros([n, self.cols], device))
+    }
+
+    /// `x · tableᵀ` for `x: [n, cols]`, `[n, rows]`: one product per part, joined.
+    pub fn project(&self, x: Tensor<2>) -> Tensor<2> {
+        let outs: Vec<Tensor<2>> = self
+            .parts
+            .iter()
+            .map(|part| x.clone().matmul(part.clone().transpose()))
+            .collect();
+        Tensor::cat(outs, 1)
+    }
+}

@@ -28,7 +28,8 @@ if (self.GPUAdapter) {
     if (self.mentalqlmSubgroups) {
       const createShaderModule = device.createShaderModule;
       device.createShaderModule = function (d) {
-        if (d.code.startsWith('enable subgroups;')) d = { ...d, code: `diagnostic(off, subgroup_uniformity);\n${d.code}` };
+        // Directives may come in any order, so `enable f16;` can precede it.
+        if (/^\s*enable subgroups;/m.test(d.code)) d = { ...d, code: `diagnostic(off, subgroup_uniformity);\n${d.code}` };
         return createShaderModule.call(this, d);
       };
     }

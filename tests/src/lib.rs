@@ -118,16 +118,27 @@ pub fn json_matrix(v: &serde_json::Value) -> Vec<f32> {
 
 /// Full-sequence logits `[seq * vocab]` of one unpadded row, computed from an empty cache.
 pub fn full_logits(model: &model::CausalLm, row: &[u32]) -> Vec<f32> {
-    let rope = model.rope(row.len());
+    chunked_logits(model, &[row]).pop().expect("one chunk")
+}
+
+/// The logits `[len * vocab]` of each chunk of one unpadded row, fed one after another
+/// through the same cache (a prefix, then decoding steps).
+pub fn chunked_logits(model: &model::CausalLm, chunks: &[&[u32]]) -> Vec<Vec<f32>> {
+    let rope = model.rope(chunks.iter().map(|c| c.len()).sum());
     let mut cache = model.new_cache();
-    let ids = vec![row.to_vec()];
-    let valid = vec![vec![true; row.len()]];
-    let batch = model::decoder::TokenBatch {
-        ids: &ids,
-        valid: &valid,
-    };
-    let logits = model.forward(batch, &rope, &mut cache).expect("forward");
-    logits.into_data().try_to_vec().expect("readback")
+    chunks
+        .iter()
+        .map(|chunk| {
+            let ids = vec![chunk.to_vec()];
+            let valid = vec![vec![true; chunk.len()]];
+            let batch = model::decoder::TokenBatch {
+                ids: &ids,
+                valid: &valid,
+            };
+            let logits = model.forward(batch, &rope, &mut cache).expect("forward");
+            logits.into_data().try_to_vec().expect("readback")
+        })
+        .collect()
 }
 
 /// `log Σ exp(row)`, in f64.

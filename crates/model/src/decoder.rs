@@ -1,8 +1,8 @@
 //! The decoder body: token embedding → layers → final norm. Returns hidden states; the
 //! heads (LM, classifier) are separate modules.
 
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::ModelError;
 use crate::attention::AttentionInput;
@@ -11,55 +11,10 @@ use crate::cache::KvCache;
 use crate::linear::Linear;
 use crate::norm::RmsNorm;
 use crate::rope::Rope;
-use crate::vocab::RowParts;
+use crate::vocab::VocabTable;
 
-#[derive(Module, Debug)]
-pub struct Embedding {
-    /// `[vocab, hidden]`; a `[1, 1]` placeholder when the table is held in `parts`.
-    pub weight: Param<Tensor<2>>,
-    /// The table split by rows, for a device whose largest buffer is smaller than it
-    /// (inference only: no gradient reaches it).
-    #[module(skip)]
-    pub parts: Option<RowParts>,
-}
-
-impl Embedding {
-    pub fn new(weight: Tensor<2>) -> Self {
-        Self {
-            weight: Param::from_tensor(weight),
-            parts: None,
-        }
-    }
-
-    /// A table held in row blocks.
-    pub fn split(parts: RowParts) -> Self {
-        let device = parts.parts[0].device();
-        Self {
-            weight: Param::from_tensor(Tensor::zeros([1, 1], &device)),
-            parts: Some(parts),
-        }
-    }
-
-    /// `[vocab, hidden]`.
-    pub fn dims(&self) -> [usize; 2] {
-        match &self.parts {
-            Some(p) => [p.rows, p.cols],
-            None => self.weight.dims(),
-        }
-    }
-
-    /// The rows of `ids`, `[ids.len(), hidden]`.
-    pub fn lookup(&self, ids: Vec<i64>, device: &Device) -> Tensor<2> {
-        match &self.parts {
-            Some(p) => p.select(&ids, device),
-            None => {
-                let n = ids.len();
-                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device);
-                self.weight.val().select(0, ids)
-            }
-        }
-    }
-}
+/// The token embedding, `[vocab, hidden]`.
+pub type Embedding = VocabTable;
 
 #[derive(Module, Debug)]
 pub struct Decoder {

@@ -16,12 +16,12 @@ use crate::ModelError;
 use crate::attention::Attention;
 use crate::block::Block;
 use crate::config::{ModelConfig, ModelType, TokenIds};
-use crate::decoder::{Decoder, Embedding};
-use crate::heads::lm::{CausalLm, LmHead};
+use crate::decoder::Decoder;
+use crate::heads::lm::CausalLm;
 use crate::linear::Linear;
 use crate::mlp::Mlp;
 use crate::norm::RmsNorm;
-use crate::vocab::RowParts;
+use crate::vocab::{RowParts, VocabTable};
 
 /// A model with the tokenizer that came with it (if the folder or file has one).
 pub struct LoadedModel {
@@ -271,13 +271,13 @@ impl<'a> WeightReader<'a> {
 
     /// A `[vocab, hidden]` table: whole, or in row blocks when it is larger than
     /// `max_tensor_bytes`.
-    fn read_table(&self, hf: &str, shape: [usize; 2]) -> Result<Table, ModelError> {
+    fn read_table(&self, hf: &str, shape: [usize; 2]) -> Result<VocabTable, ModelError> {
         let bytes = (shape[0] as u64) * (shape[1] as u64) * 4;
         match self.max_tensor_bytes {
             Some(max) if bytes > max => {
                 let values = self.read_values(hf, shape)?;
                 let name = self.file_name(hf);
-                Ok(Table::Parts(RowParts::split(
+                Ok(VocabTable::split(RowParts::split(
                     &name,
                     values,
                     shape,
@@ -285,7 +285,7 @@ impl<'a> WeightReader<'a> {
                     self.device,
                 )?))
             }
-            _ => Ok(Table::Whole(self.read(hf, shape)?)),
+            _ => Ok(VocabTable::new(self.read(hf, shape)?)),
         }
     }
 
@@ -403,13 +403,6 @@ impl<'a> WeightReader<'a> {
     }
 }
 
-/// A vocabulary-sized table as read: one tensor, or row blocks.
-#[derive(Clone)]
-enum Table {
-    Whole(Tensor<2>),
-    Parts(RowParts),
-}
-
 /// Builds the model, reading each tensor by its HF name.
 pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, ModelError> {
     let h = config.hidden_size;
@@ -476,17 +469,11 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
     };
     Ok(CausalLm {
         model: Decoder {
-            embed_tokens: match embed {
-                Table::Whole(t) => Embedding::new(t),
-                Table::Parts(p) => Embedding::split(p),
-            },
+            embed_tokens: embed,
             layers,
             norm,
         },
-        lm_head: match head {
-            Table::Whole(t) => LmHead::new(t),
-            Table::Parts(p) => LmHead::split(p),
-        },
+        lm_head: head,
         config: config.clone(),
     })
 }

@@ -188,9 +188,7 @@ pub fn answer_nll(
     let (hidden, ids, _) = hidden_states(model, seqs, pad_id)?;
     let n = ids[0].len();
     // Positions n-1-width .. n-2 predict tokens n-width .. n-1.
-    let logits = model
-        .lm_head
-        .forward(hidden.narrow(1, n - 1 - width, width));
+    let logits = model.lm_head.logits(hidden.narrow(1, n - 1 - width, width));
     let logp = log_softmax(logits, 2);
     let targets: Vec<i64> = ids
         .iter()

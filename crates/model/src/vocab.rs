@@ -3,9 +3,72 @@
 //! `maxStorageBufferBindingSize` is 128 MiB by default, and a Qwen 0.5B table is 520 MiB in
 //! f32. Lookups and the output projection give what the whole table would.
 
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ModelError;
+
+/// A `[vocab, hidden]` table: the token embedding (`model.embed_tokens`) and the LM head
+/// (`lm_head`; with tied embeddings the same tensors, shared, not copied).
+#[derive(Module, Debug)]
+pub struct VocabTable {
+    /// `[vocab, hidden]`; a `[1, 1]` placeholder when the rows are held in `parts`.
+    pub weight: Param<Tensor<2>>,
+    /// The table split by rows, for a device whose largest buffer is smaller than it
+    /// (inference only: no gradient reaches it).
+    #[module(skip)]
+    pub parts: Option<RowParts>,
+}
+
+impl VocabTable {
+    pub fn new(weight: Tensor<2>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            parts: None,
+        }
+    }
+
+    /// A table held in row blocks.
+    pub fn split(parts: RowParts) -> Self {
+        let device = parts.parts[0].device();
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([1, 1], &device)),
+            parts: Some(parts),
+        }
+    }
+
+    /// `[vocab, hidden]`.
+    pub fn dims(&self) -> [usize; 2] {
+        match &self.parts {
+            Some(p) => [p.rows, p.cols],
+            None => self.weight.dims(),
+        }
+    }
+
+    /// The rows of `ids`, `[ids.len(), hidden]`: the embedding lookup.
+    pub fn lookup(&self, ids: Vec<i64>, device: &Device) -> Tensor<2> {
+        match &self.parts {
+            Some(p) => p.select(&ids, device),
+            None => {
+                let n = ids.len();
+                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device);
+                self.weight.val().select(0, ids)
+            }
+        }
+    }
+
+    /// `hidden · tableᵀ` over the last dimension, `[batch, seq, vocab]`: the LM head's logits.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, s, h] = hidden.dims();
+        let x = hidden.reshape([b * s, h]);
+        let logits = match &self.parts {
+            Some(parts) => parts.project(x),
+            None => x.matmul(self.weight.val().transpose()),
+        };
+        let vocab = logits.dims()[1];
+        logits.reshape([b, s, vocab])
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct RowParts {

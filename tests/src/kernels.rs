@@ -198,8 +198,7 @@ fn model_logits_equal_with_kernels_on_and_off() {
 }
 
 /// `[n, k]` weights with k a whole number of 32-value blocks; m and n are not multiples of
-/// the 32-wide tiles.
-/// Shapes not multiples of the kernel's tiles; 150 output rows span several tiles.
+/// the 32-wide tiles, and 150 output rows span several of them.
 const QUANT_SHAPES: [(usize, usize, usize, usize); 5] = [
     (1, 32, 45, 8),
     (7, 64, 33, 3),

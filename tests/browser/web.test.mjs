@@ -148,9 +148,10 @@ const STRIP_SUBGROUPS = `if (self.GPUAdapter) {
 }
 `;
 
-// Whether this browser's WebGPU can run Burn's kernels (see web/src/lib.rs: `subgroups`).
-async function webgpuUsable() {
-  const view = await openPage('backend=webgpu&autoload=0');
+// Whether this browser's WebGPU can run Burn's kernels (see web/src/lib.rs: `subgroups`);
+// `options` as openPage's.
+async function webgpuUsable(options = {}) {
+  const view = await openPage('backend=webgpu&autoload=0', options);
   try {
     await view.page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
     const backend = await view.page.evaluate(() => document.body.dataset.backend);
@@ -161,15 +162,10 @@ async function webgpuUsable() {
 }
 
 test('WebGPU without the subgroups feature is refused with a reason, and auto falls back to the CPU', async () => {
-  const refused = await openPage('backend=webgpu&autoload=0', { withoutSubgroups: true });
-  try {
-    await refused.page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
-    const error = await refused.page.evaluate(() => document.body.dataset.error);
-    assert.match(error ?? '', /subgroups/);
-    assert.match(error, /CPU backend/);
-  } finally {
-    await refused.context.close();
-  }
+  const refused = await webgpuUsable({ withoutSubgroups: true });
+  assert.ok(!refused.ok, `WebGPU was accepted without subgroups: ${refused.backend}`);
+  assert.match(refused.error ?? '', /subgroups/);
+  assert.match(refused.error, /CPU backend/);
   const view = await openPage('backend=auto&autoload=0', { withoutSubgroups: true });
   try {
     const description = await waitBackend(view.page);

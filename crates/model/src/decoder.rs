@@ -129,10 +129,7 @@ impl Decoder {
         };
 
         let hidden = self.hidden_size();
-        let mut x = self
-            .embed_tokens
-            .lookup(ids, &device)
-            .reshape([b, s, hidden]);
+        let mut x = self.embed_tokens.lookup(ids).reshape([b, s, hidden]);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, i, &mut input);
         }

@@ -46,12 +46,13 @@ impl VocabTable {
     }
 
     /// The rows of `ids`, `[ids.len(), hidden]`: the embedding lookup.
-    pub fn lookup(&self, ids: Vec<i64>, device: &Device) -> Tensor<2> {
+    pub fn lookup(&self, ids: Vec<i64>) -> Tensor<2> {
         match &self.parts {
-            Some(p) => p.select(&ids, device),
+            Some(p) => p.select(&ids),
             None => {
                 let n = ids.len();
-                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device);
+                let ids =
+                    Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &self.weight.device());
                 self.weight.val().select(0, ids)
             }
         }
@@ -72,7 +73,8 @@ impl VocabTable {
 
 #[derive(Clone, Debug)]
 pub struct RowParts {
-    /// `[rows_i, cols]` each; together the table's rows in order.
+    /// `[rows_i, cols]` each; together the table's rows in order. Never empty: a table is
+    /// split only when it is larger than the limit.
     pub parts: Vec<Tensor<2>>,
     pub rows: usize,
     pub cols: usize,
@@ -111,7 +113,8 @@ impl RowParts {
     /// The rows at `ids` (each below `rows`), `[ids.len(), cols]`. Each part gathers the
     /// ids that fall in it (others read its row 0 and are zeroed by a mask); parts that
     /// hold none of the ids are skipped.
-    pub fn select(&self, ids: &[i64], device: &Device) -> Tensor<2> {
+    pub fn select(&self, ids: &[i64]) -> Tensor<2> {
+        let device = &self.parts[0].device();
         let n = ids.len();
         let mut out: Option<Tensor<2>> = None;
         let mut start = 0i64;

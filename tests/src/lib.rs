@@ -70,6 +70,8 @@ mod select;
 mod sft;
 #[cfg(test)]
 mod train_checks;
+#[cfg(test)]
+mod vocab_nll;
 
 /// Held by tests that train: updates reseed the CPU device's random stream (LoRA dropout),
 /// which every test thread shares, so they take turns.

@@ -6,7 +6,9 @@
 //! (`reference`). Under autodiff the op has its own backward (input and both LoRA factors;
 //! bias and base weight too, when they are tracked).
 
+pub mod cpu;
 pub mod lora;
+pub mod nll;
 pub mod quant;
 pub mod reference;
 pub mod shaders;
@@ -15,6 +17,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{Int, Tensor};
 
+pub use nll::vocab_nll;
 pub use quant::{PackedWeight, QuantFormat, QuantizedLinear};
 
 /// The LoRA linear as backend ops.

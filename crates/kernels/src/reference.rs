@@ -102,6 +102,32 @@ pub fn lora_linear_backward<B: LoraOps>(
     [dx, dw, da, db, dbias]
 }
 
+/// Per-row `logsumexp(h·Wᵀ) - h·W[t]` for `hidden [n, d]`, `weight [vocab, d]` and
+/// `targets [n]`, and when asked the gradient of its sum for `hidden`, `softmax(h·Wᵀ)·W -
+/// W[t]`: the reference of [`crate::nll`], and the op itself on backends without their own.
+pub fn vocab_nll<B: Backend>(
+    hidden: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    targets: IntTensor<B>,
+    with_grad: bool,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let n = hidden.shape()[0];
+    let logits = B::float_matmul(hidden, B::float_transpose(weight.clone()));
+    let max = B::float_max_dim(logits.clone(), 1); // [n, 1]
+    let e = B::float_exp(B::float_sub(logits.clone(), max.clone()));
+    let sum = B::float_sum_dim(e.clone(), 1); // [n, 1]
+    let lse = B::float_add(B::float_log(sum.clone()), max);
+    let column = B::int_reshape(targets.clone(), [n, 1].into());
+    let picked = B::float_gather(1, logits, column);
+    let nll = B::float_reshape(B::float_sub(lse, picked), [n].into());
+    let grad = with_grad.then(|| {
+        let p = B::float_div(e, sum);
+        let target_rows = B::float_select(weight.clone(), 0, targets);
+        B::float_sub(B::float_matmul(p, weight), target_rows)
+    });
+    (nll, grad)
+}
+
 /// The f32 weight `[n, k]` behind packed codes (the layout of [`crate::quant`]), in
 /// backend ops: 8-bit codes are signed bytes times the block scale, 4-bit codes are
 /// nibbles times the scale plus the block minimum.

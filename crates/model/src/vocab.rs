@@ -71,6 +71,46 @@ impl VocabTable {
     }
 }
 
+impl VocabTable {
+    /// Per-row negative log-likelihood of `targets` (one token id per row of `hidden [n,
+    /// hidden]`) under the softmax of the LM head's logits, `[n]`: the training and scoring
+    /// loss. A whole table goes through `kernels::vocab_nll`, which on the CPU never keeps
+    /// the `[n, vocab]` logits and gives `hidden` its gradient in the same pass; a table in
+    /// row blocks (inference only) takes the logits and their log-softmax.
+    pub fn nll(&self, hidden: Tensor<2>, targets: Vec<i64>) -> Result<Tensor<1>, ModelError> {
+        let [vocab, _] = self.dims();
+        let n = targets.len();
+        if hidden.dims()[0] != n {
+            return Err(ModelError::Input(format!(
+                "{n} target tokens for {} hidden rows",
+                hidden.dims()[0]
+            )));
+        }
+        if let Some(&bad) = targets.iter().find(|&&t| t < 0 || t >= vocab as i64) {
+            return Err(ModelError::Input(format!(
+                "target token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let device = hidden.device();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &device);
+        Ok(match &self.parts {
+            None if fused_nll() => kernels::vocab_nll(hidden, self.weight.val(), targets),
+            None => {
+                let logits = hidden.matmul(self.weight.val().transpose());
+                kernels::nll::nll_of_logits(logits, targets)
+            }
+            Some(parts) => kernels::nll::nll_of_logits(parts.project(hidden), targets),
+        })
+    }
+}
+
+/// Whether the loss takes the fused op; `MENTALQLM_FUSED_NLL=0` takes the log-softmax of the
+/// whole logits instead, for comparisons.
+fn fused_nll() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MENTALQLM_FUSED_NLL").as_deref() != Ok("0"))
+}
+
 #[derive(Clone, Debug)]
 pub struct RowParts {
     /// `[rows_i, cols]` each; together the table's rows in order. Never empty: a table is

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use model::ModelError;
 use model::decoder::TokenBatch;
@@ -152,10 +151,8 @@ pub fn answer_nll(
         0,
         Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
     );
-    let logits = picked.matmul(lm.lm_head.weight.val().transpose());
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-    let nll = log_softmax(logits, 1).gather(1, targets).sum().neg();
-    Ok((nll.reshape([1]), n))
+    let nll = lm.lm_head.nll(picked, targets)?.sum();
+    Ok((nll, n))
 }
 
 /// Mean answer-token loss over `examples` (no gradients).

@@ -289,7 +289,7 @@ pub fn run(args: E2eArgs) -> Result<()> {
                     args.inputs.display()
                 );
             }
-            // The same loading as `train sft`: the autodiff device, the base frozen.
+            // The same loading as `train sft`: the autodiff device, the base frozen (as PEFT's).
             let crate::commands::train::ForTraining {
                 path,
                 chosen,

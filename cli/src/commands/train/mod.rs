@@ -216,8 +216,12 @@ pub fn load_for_training(args: &crate::model_arg::ModelArgs) -> Result<ForTraini
         keep_quantized: args.keep_quantized,
         ..Default::default()
     };
-    let loaded = model::load_model_with(&path, &device, options)
+    let mut loaded = model::load_model_with(&path, &device, options)
         .with_context(|| format!("loading model {}", path.display()))?;
+    // The base is frozen: LoRA trains the adapters alone, and a tracked base weight would
+    // cost every projection a `gᵀ·x` product (and the tied table a [vocab, hidden] gradient)
+    // that the optimizer then ignores. Stage 2 freezes again after merging its adapter.
+    loaded.model = burn::module::Module::set_require_grad(loaded.model, false);
     let tokenizer = loaded
         .tokenizer
         .clone()

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use clap::Args as ClapArgs;
 use data::imhi::{self, Split};
 use data::{ChatTemplate, Dataset, fit_query};
@@ -191,7 +190,7 @@ pub fn run(args: SftArgs) -> Result<()> {
     if sets.train.is_empty() {
         bail!("no training example fits --cutoff {}", args.cutoff);
     }
-    let mut lm = loaded.model.set_require_grad(false);
+    let mut lm = loaded.model;
     let targets: Vec<&str> = args.targets.iter().map(String::as_str).collect();
     let lora = LoraConfig::new(args.lora_r, args.lora_alpha, args.lora_dropout, &targets);
     lora.validate().map_err(anyhow::Error::msg)?;

@@ -1,0 +1,249 @@
+//! Host-side pieces of our ops on Burn's CPU backend (Flex): a checked wrapper over the
+//! `gemm` crate that Flex itself multiplies with, an `exp` the compiler can vectorize, and
+//! the row loop over both threads. Flex's own element-wise ops run on one thread and give
+//! every output a fresh allocation (copied once more to align it), which is most of a CPU
+//! training step outside the matmuls; an op written here does its passes in place, once.
+
+use burn::backend::DType;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorData;
+
+/// A strided `[rows, cols]` view of f32 values: element `(i, j)` is at
+/// `offset + i·row_stride + j·col_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: isize,
+    pub col_stride: isize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A dense row-major matrix.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            offset: 0,
+            rows,
+            cols,
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, as a swap of strides.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Rows `start..start + len`.
+    pub fn row_range(self, start: usize, len: usize) -> Self {
+        assert!(
+            start + len <= self.rows,
+            "rows {start}+{len} of {}",
+            self.rows
+        );
+        Self {
+            offset: (self.offset as isize + start as isize * self.row_stride) as usize,
+            rows: len,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside `data` (strides may be negative only in theory:
+    /// Burn's layouts here are never flipped, and such a view is refused).
+    fn in_bounds(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        if self.row_stride < 0 || self.col_stride < 0 {
+            return false;
+        }
+        let last = self.offset
+            + (self.rows - 1) * self.row_stride as usize
+            + (self.cols - 1) * self.col_stride as usize;
+        last < self.data.len()
+    }
+}
+
+/// `dst = beta·dst + alpha·lhs·rhs` for a dense row-major `dst [m, n]` (`beta` 0 ignores
+/// what `dst` held), through gemm, on every thread when the product is large enough.
+pub fn gemm(dst: &mut [f32], beta: f32, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha: f32) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "gemm: inner dimensions {k} and {}", rhs.rows);
+    assert_eq!(
+        dst.len(),
+        m * n,
+        "gemm: output of {} values for [{m}, {n}]",
+        dst.len()
+    );
+    assert!(
+        lhs.in_bounds() && rhs.in_bounds(),
+        "gemm: operand view out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst.iter_mut().for_each(|v| *v *= beta);
+        return;
+    }
+    // SAFETY: the output is exactly `m·n` values, row-major, and both operand views were
+    // checked to lie inside their slices; gemm reads the operands and writes `dst` only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            beta != 0.0,
+            lhs.data.as_ptr().add(lhs.offset),
+            lhs.col_stride,
+            lhs.row_stride,
+            rhs.data.as_ptr().add(rhs.offset),
+            rhs.col_stride,
+            rhs.row_stride,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism(m * n * k),
+        )
+    }
+}
+
+/// Flex's rule: products of at least 192³ multiply-adds use every thread.
+fn parallelism(work: usize) -> gemm::Parallelism {
+    #[cfg(not(target_family = "wasm"))]
+    if work >= 192 * 192 * 192 {
+        return gemm::Parallelism::Rayon(0);
+    }
+    let _ = work;
+    gemm::Parallelism::None
+}
+
+/// `f(index, row)` over the `width`-long rows of `data`, in order of the rows: on every
+/// thread natively, one after another in the browser.
+pub fn map_rows<F>(data: &mut [f32], width: usize, f: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [f32]) -> f32 + Send + Sync,
+{
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        data.par_chunks_mut(width)
+            .enumerate()
+            .map(|(i, row)| f(i, row))
+            .collect()
+    }
+    #[cfg(target_family = "wasm")]
+    data.chunks_mut(width)
+        .enumerate()
+        .map(|(i, row)| f(i, row))
+        .collect()
+}
+
+/// `eˣ` within 2 ulp for `x ≤ 88` (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial in
+/// `r`, and `2ⁿ` built in the exponent bits), written without branches or calls so that a
+/// loop over it vectorizes; glibc's `expf` is a call per value. Below -87.3 it returns 0.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer without `round()`,
+    // which compiles to a call where SSE4.1 is not assumed.
+    const ROUND: f32 = 12_582_912.0;
+    let underflow = x < -87.33;
+    let x = x.clamp(-87.33, 88.72);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let r2 = r * r;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let y = p * r2 + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if underflow { 0.0 } else { y * scale }
+}
+
+/// The values of a Flex tensor as a dense row-major slice (copied only when the layout is
+/// not already that), or `None` when it does not hold f32.
+pub fn dense_f32(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    match t.as_slice::<f32>() {
+        Some(s) => Some(std::borrow::Cow::Borrowed(s)),
+        None => Some(std::borrow::Cow::Owned(
+            t.to_contiguous().as_slice::<f32>()?.to_vec(),
+        )),
+    }
+}
+
+/// Integer values of a Flex tensor (any signed or unsigned width) as `i64`.
+pub fn ints(t: &FlexTensor) -> Option<Vec<i64>> {
+    let t = t.to_contiguous();
+    Some(match t.dtype() {
+        DType::I64 => t.as_slice::<i64>()?.to_vec(),
+        DType::I32 => t.as_slice::<i32>()?.iter().map(|&v| v as i64).collect(),
+        DType::I16 => t.as_slice::<i16>()?.iter().map(|&v| v as i64).collect(),
+        DType::U32 => t.as_slice::<u32>()?.iter().map(|&v| v as i64).collect(),
+        DType::U64 => t.as_slice::<u64>()?.iter().map(|&v| v as i64).collect(),
+        _ => return None,
+    })
+}
+
+/// A Flex tensor owning `values` as `shape`, without the copy `FlexTensor::empty` makes.
+pub fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    debug_assert_eq!(values.len(), shape.iter().product::<usize>());
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_the_library_within_two_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (ours, std) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((ours - std) / std).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 2.5e-7, "worst relative error {worst}");
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn gemm_reads_strided_views() {
+        // lhs [2, 3], rhs given as its transpose [2, 3] read through strides.
+        let lhs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let rhs_t = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
+        let mut out = vec![1.0; 4];
+        gemm(
+            &mut out,
+            1.0,
+            MatRef::rows(&lhs, 2, 3),
+            MatRef::rows(&rhs_t, 2, 3).t(),
+            2.0,
+        );
+        // lhs·rhs = [[-2, 4], [-2, 13]]; out = 1 + 2·that.
+        assert_eq!(out, vec![-3.0, 9.0, -3.0, 27.0]);
+    }
+}

@@ -154,6 +154,49 @@ where
         .collect()
 }
 
+/// `f(index, chunk)` over the `width`-long chunks of `data` (the last one may be shorter).
+pub fn for_each_chunk<F>(data: &mut [f32], width: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Send + Sync,
+{
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        data.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(target_family = "wasm")]
+    data.chunks_mut(width)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
+}
+
+/// [`for_each_chunk`] over two outputs of one length side by side.
+pub fn for_each_chunk2<F>(a: &mut [f32], b: &mut [f32], width: usize, f: F)
+where
+    F: Fn(usize, &mut [f32], &mut [f32]) + Send + Sync,
+{
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "for_each_chunk2: outputs differ in length"
+    );
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        a.par_chunks_mut(width)
+            .zip(b.par_chunks_mut(width))
+            .enumerate()
+            .for_each(|(i, (x, y))| f(i, x, y));
+    }
+    #[cfg(target_family = "wasm")]
+    a.chunks_mut(width)
+        .zip(b.chunks_mut(width))
+        .enumerate()
+        .for_each(|(i, (x, y))| f(i, x, y));
+}
+
 /// `eˣ` within 2 ulp for `x ≤ 88` (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial in
 /// `r`, and `2ⁿ` built in the exponent bits), written without branches or calls so that a
 /// loop over it vectorizes; glibc's `expf` is a call per value. Below -87.3 it returns 0.
@@ -177,6 +220,73 @@ pub fn exp(x: f32) -> f32 {
     let y = p * r2 + r + 1.0;
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     if underflow { 0.0 } else { y * scale }
+}
+
+/// Values summed side by side, so that the reductions vectorize.
+const LANES: usize = 16;
+
+/// The largest value of `row` (-inf for an empty row).
+pub fn max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    tail.iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+/// `Σ exp(v - shift)`.
+pub fn sum_exp_shifted(row: &[f32], shift: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&v| exp(v - shift)).sum();
+    for c in chunks {
+        for (s, &v) in lanes.iter_mut().zip(c) {
+            *s += exp(v - shift);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `v ← exp(v - shift)` for every value, and their sum.
+pub fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (s, v) in lanes.iter_mut().zip(c) {
+            *v = exp(*v - shift);
+            *s += *v;
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        *v = exp(*v - shift);
+        tail += *v;
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `Σ a ⊙ b`.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for ((s, x), y) in lanes.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The values of a Flex tensor as a dense row-major slice (copied only when the layout is

@@ -6,6 +6,7 @@
 //! (`reference`). Under autodiff the op has its own backward (input and both LoRA factors;
 //! bias and base weight too, when they are tracked).
 
+pub mod activation;
 pub mod cpu;
 pub mod lora;
 pub mod nll;
@@ -17,6 +18,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{Int, Tensor};
 
+pub use activation::{softmax_last, swiglu};
 pub use nll::vocab_nll;
 pub use quant::{PackedWeight, QuantFormat, QuantizedLinear};
 

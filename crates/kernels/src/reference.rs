@@ -128,6 +128,46 @@ pub fn vocab_nll<B: Backend>(
     (nll, grad)
 }
 
+/// Softmax over the last dimension (the reference of [`crate::activation`]).
+pub fn softmax_last<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let dim = x.shape().num_dims() - 1;
+    let max = B::float_max_dim(x.clone(), dim);
+    let e = B::float_exp(B::float_sub(x, max));
+    let sum = B::float_sum_dim(e.clone(), dim);
+    B::float_div(e, sum)
+}
+
+/// `y ⊙ (g - Σ_last g ⊙ y)`: the softmax's input gradient from its output `y`.
+pub fn softmax_last_backward<B: Backend>(y: FloatTensor<B>, g: FloatTensor<B>) -> FloatTensor<B> {
+    let dim = y.shape().num_dims() - 1;
+    let dot = B::float_sum_dim(B::float_mul(g.clone(), y.clone()), dim);
+    B::float_mul(y, B::float_sub(g, dot))
+}
+
+/// `silu(gate) ⊙ up`.
+pub fn swiglu<B: Backend>(gate: FloatTensor<B>, up: FloatTensor<B>) -> FloatTensor<B> {
+    let silu = B::float_mul(gate.clone(), B::sigmoid(gate));
+    B::float_mul(silu, up)
+}
+
+/// The gradients of `silu(gate) ⊙ up` for the output gradient `g`: `(g ⊙ up ⊙ σ ⊙ (1 +
+/// gate ⊙ (1 - σ)), g ⊙ silu(gate))`, with `σ = sigmoid(gate)`.
+pub fn swiglu_backward<B: Backend>(
+    gate: FloatTensor<B>,
+    up: FloatTensor<B>,
+    g: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let dtype = gate.dtype();
+    let one = || Scalar::new(1.0, &dtype);
+    let sig = B::sigmoid(gate.clone());
+    let silu = B::float_mul(gate.clone(), sig.clone());
+    let d_up = B::float_mul(g.clone(), silu);
+    let one_minus = B::float_add_scalar(B::float_neg(sig.clone()), one());
+    let slope = B::float_add_scalar(B::float_mul(gate, one_minus), one());
+    let d_gate = B::float_mul(B::float_mul(B::float_mul(g, up), sig), slope);
+    (d_gate, d_up)
+}
+
 /// The f32 weight `[n, k]` behind packed codes (the layout of [`crate::quant`]), in
 /// backend ops: 8-bit codes are signed bytes times the block scale, 4-bit codes are
 /// nibbles times the scale plus the block minimum.

@@ -3,7 +3,6 @@
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
@@ -72,7 +71,7 @@ impl Attention {
         let q = q.reshape([b, kvh, group * s, d]);
         let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
         let scores = scores.reshape([b, h, s, t]) + input.mask.clone();
-        let probs = softmax(scores, 3).reshape([b, kvh, group * s, t]);
+        let probs = kernels::softmax_last(scores).reshape([b, kvh, group * s, t]);
         let out = probs.matmul(v).reshape([b, h, s, d]);
         self.o_proj
             .forward(out.swap_dims(1, 2).reshape([b, s, h * d]))

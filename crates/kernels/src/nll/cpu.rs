@@ -15,9 +15,6 @@ use crate::reference;
 /// Logits held at once: 8 Mi values (32 MiB), 170 rows of SmolLM2's 49,152-token vocabulary.
 const BLOCK_VALUES: usize = 8 << 20;
 
-/// Values summed side by side, so that the reductions vectorize.
-const LANES: usize = 16;
-
 impl VocabNllOps for Flex {
     fn vocab_nll(
         hidden: FloatTensor<Self>,
@@ -107,64 +104,15 @@ fn native(
 /// at `target`.
 fn row_nll(row: &mut [f32], target: usize, with_grad: bool) -> f32 {
     let picked = row[target];
-    let max = max(row);
+    let max = cpu::max(row);
     let sum = if with_grad {
-        let sum = exp_shifted_in_place(row, max);
+        let sum = cpu::exp_shifted_in_place(row, max);
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|v| *v *= inv);
         row[target] -= 1.0;
         sum
     } else {
-        sum_exp_shifted(row, max)
+        cpu::sum_exp_shifted(row, max)
     };
     max + sum.ln() - picked
-}
-
-fn max(row: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = m.max(v);
-        }
-    }
-    tail.iter()
-        .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-}
-
-/// `Σ exp(v - shift)`.
-fn sum_exp_shifted(row: &[f32], shift: f32) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let tail: f32 = chunks
-        .remainder()
-        .iter()
-        .map(|&v| cpu::exp(v - shift))
-        .sum();
-    for c in chunks {
-        for (s, &v) in lanes.iter_mut().zip(c) {
-            *s += cpu::exp(v - shift);
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// `v ← exp(v - shift)` for every value, and their sum.
-fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        for (s, v) in lanes.iter_mut().zip(c) {
-            *v = cpu::exp(*v - shift);
-            *s += *v;
-        }
-    }
-    let mut tail = 0.0;
-    for v in chunks.into_remainder() {
-        *v = cpu::exp(*v - shift);
-        tail += *v;
-    }
-    lanes.iter().sum::<f32>() + tail
 }

@@ -91,8 +91,6 @@ pub trait LoraOps: Backend {
     }
 }
 
-impl LoraOps for burn::backend::Flex {}
-
 /// `x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ` on whatever device the tensors live on: our fused kernel on
 /// wgpu, Burn ops elsewhere, with gradients under autodiff.
 pub fn lora_linear(

@@ -5,6 +5,7 @@
 //! than f32, take the reference in Burn ops.
 
 pub mod backward;
+mod cpu;
 pub mod forward;
 mod launch;
 

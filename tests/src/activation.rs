@@ -3,7 +3,7 @@
 //! masked keys (-1e30, as the model's mask) and large inputs.
 
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::max_abs_diff;
 
@@ -18,7 +18,7 @@ fn softmax_and_its_gradient_equal_burn_ops() {
     let device = crate::cpu().autodiff();
     for shape in SHAPES {
         for spread in [1.0, 30.0] {
-            let mut x = Tensor::<3>::random(shape, Distribution::Uniform(-spread, spread), &device);
+            let mut x = crate::uniform(shape, (-spread, spread), 1, &device);
             if shape[2] > 1 {
                 // The causal mask's value on the first key of every row but the last.
                 let mut mask = vec![0f32; shape.iter().product()];
@@ -27,7 +27,7 @@ fn softmax_and_its_gradient_equal_burn_ops() {
                 }
                 x = x + Tensor::from_data(TensorData::new(mask, shape), &device);
             }
-            let g = Tensor::<3>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+            let g = crate::uniform(shape, (-1.0, 1.0), 2, &device);
             let run = |fused: bool| {
                 let x = x.clone().detach().require_grad();
                 let y = if fused {
@@ -51,12 +51,12 @@ fn swiglu_and_its_gradients_equal_burn_ops() {
     let device = crate::cpu().autodiff();
     for shape in SHAPES.into_iter().chain([[2, 300, 70]]) {
         for spread in [1.0, 100.0] {
-            let u = Distribution::Uniform(-spread, spread);
+            let u = (-spread, spread);
             let (gate, up) = (
-                Tensor::<3>::random(shape, u, &device),
-                Tensor::<3>::random(shape, u, &device),
+                crate::uniform(shape, u, 3, &device),
+                crate::uniform(shape, u, 4, &device),
             );
-            let g = Tensor::<3>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+            let g = crate::uniform(shape, (-1.0, 1.0), 2, &device);
             let run = |fused: bool| {
                 let (gate, up) = (
                     gate.clone().detach().require_grad(),

@@ -4,7 +4,7 @@
 //! ops, for shapes that are and are not multiples of the tiles.
 
 use burn::backend::wgpu::wgpu::naga;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use crate::max_abs_diff;
 
@@ -68,13 +68,14 @@ fn plain(
 type Operands = (Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, Tensor<1>);
 
 fn operands(m: usize, k: usize, n: usize, r: usize, device: &Device) -> Operands {
-    let u = Distribution::Uniform(-1.0, 1.0);
+    let u = (-1.0, 1.0);
+    let seed = (m * 1_000_003 + k * 1009 + n * 31 + r) as u64;
     (
-        Tensor::random([m, k], u, device),
-        Tensor::random([n, k], u, device),
-        Tensor::random([r, k], u, device),
-        Tensor::random([n, r], u, device),
-        Tensor::random([n], u, device),
+        crate::uniform([m, k], u, seed, device),
+        crate::uniform([n, k], u, seed + 1, device),
+        crate::uniform([r, k], u, seed + 2, device),
+        crate::uniform([n, r], u, seed + 3, device),
+        crate::uniform([n], u, seed + 4, device),
     )
 }
 
@@ -116,7 +117,7 @@ fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
         for (m, k, n, r) in SHAPES {
             let (x, w, a, b, bias) = operands(m, k, n, r, &device);
             let track = |t: &Tensor<2>| t.clone().detach().require_grad();
-            let weights = Tensor::<2>::random([m, n], Distribution::Uniform(-1.0, 1.0), &device);
+            let weights = crate::uniform([m, n], (-1.0, 1.0), 7, &device);
             let run = |fused: bool| {
                 let (x, w, a, b) = (track(&x), track(&w), track(&a), track(&b));
                 let bias = bias.clone().detach().require_grad();

@@ -40,6 +40,22 @@ pub fn wgpu() -> Option<Device> {
     }
 }
 
+/// Values uniform in `[lo, hi)` from a generator seeded here, on the host: the devices'
+/// random streams are shared by every test thread, and the training tests reseed the CPU's
+/// under `rng_lock` and must be the only ones drawing from it.
+pub fn uniform<const D: usize>(
+    shape: [usize; D],
+    (lo, hi): (f64, f64),
+    seed: u64,
+    device: &Device,
+) -> burn::tensor::Tensor<D> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi) as f32).collect();
+    burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(values, shape), device)
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter()

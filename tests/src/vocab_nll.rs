@@ -4,7 +4,7 @@
 //! it cannot score.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use model::vocab::VocabTable;
 
 use crate::max_abs_diff;
@@ -49,9 +49,9 @@ const SHAPES: [(usize, usize, usize, f32); 5] = [
 fn per_row_loss_equals_log_softmax() {
     let device = crate::cpu();
     for (n, d, vocab, spread) in SHAPES {
-        let u = Distribution::Uniform(-spread as f64, spread as f64);
-        let hidden = Tensor::<2>::random([n, d], u, &device);
-        let weight = Tensor::<2>::random([vocab, d], u, &device);
+        let u = (-spread as f64, spread as f64);
+        let hidden = crate::uniform([n, d], u, 1, &device);
+        let weight = crate::uniform([vocab, d], u, 2, &device);
         let t = targets(n, vocab);
         let want = values(plain(hidden.clone(), weight.clone(), &t));
         let got = values(fused(hidden, weight, &t));
@@ -68,12 +68,12 @@ fn per_row_loss_equals_log_softmax() {
 fn gradients_equal_burn_autodiff_with_the_table_frozen_and_trained() {
     let device = crate::cpu().autodiff();
     for (n, d, vocab, spread) in SHAPES {
-        let u = Distribution::Uniform(-spread as f64, spread as f64);
-        let hidden = Tensor::<2>::random([n, d], u, &device);
-        let weight = Tensor::<2>::random([vocab, d], u, &device);
+        let u = (-spread as f64, spread as f64);
+        let hidden = crate::uniform([n, d], u, 1, &device);
+        let weight = crate::uniform([vocab, d], u, 2, &device);
         // A different weight per row, so a backward that ignored its incoming
         // gradient would fail.
-        let row_weights = Tensor::<1>::random([n], Distribution::Uniform(0.1, 2.0), &device);
+        let row_weights = crate::uniform([n], (0.1, 2.0), 3, &device);
         let t = targets(n, vocab);
         for train_table in [false, true] {
             let run = |use_fused: bool| {
@@ -145,8 +145,8 @@ fn extreme_logits_stay_finite() {
 #[test]
 fn a_target_outside_the_vocabulary_or_a_count_mismatch_is_refused() {
     let device = crate::cpu();
-    let table = VocabTable::new(Tensor::random([10, 4], Distribution::Default, &device));
-    let hidden = Tensor::<2>::random([2, 4], Distribution::Default, &device);
+    let table = VocabTable::new(crate::uniform([10, 4], (0.0, 1.0), 4, &device));
+    let hidden = crate::uniform([2, 4], (0.0, 1.0), 5, &device);
     let err = table
         .nll(hidden.clone(), vec![3, 10])
         .unwrap_err()
@@ -170,8 +170,8 @@ fn the_loss_on_wgpu_equals_the_cpu_op() {
     let Some(gpu) = crate::wgpu() else { return };
     let (n, d, vocab) = (6, 48, 330);
     let cpu = crate::cpu();
-    let hidden = Tensor::<2>::random([n, d], Distribution::Default, &cpu);
-    let table = Tensor::<2>::random([vocab, d], Distribution::Default, &cpu);
+    let hidden = crate::uniform([n, d], (0.0, 1.0), 6, &cpu);
+    let table = crate::uniform([vocab, d], (0.0, 1.0), 7, &cpu);
     let on = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &gpu);
     let t = targets(n, vocab);
     let want = values(

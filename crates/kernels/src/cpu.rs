@@ -4,8 +4,8 @@
 //! every output a fresh allocation (copied once more to align it), which is most of a CPU
 //! training step outside the matmuls; an op written here does its passes in place, once.
 
-use burn::backend::DType;
 use burn::backend::flex::FlexTensor;
+use burn::backend::{DType, TensorMetadata};
 use burn::tensor::TensorData;
 
 /// A strided `[rows, cols]` view of f32 values: element `(i, j)` is at
@@ -31,6 +31,24 @@ impl<'a> MatRef<'a> {
             row_stride: cols as isize,
             col_stride: 1,
         }
+    }
+
+    /// A 2-D f32 tensor of Burn's CPU backend as a view of its storage, through its strides
+    /// (a transposed tensor is read as it is, not copied); `None` for other dtypes or ranks.
+    pub fn of(t: &'a FlexTensor) -> Option<Self> {
+        let shape = t.shape();
+        let strides = t.layout().strides();
+        if t.dtype() != DType::F32 || shape.num_dims() != 2 || strides.iter().any(|&s| s < 0) {
+            return None;
+        }
+        Some(Self {
+            data: t.storage::<f32>(),
+            offset: t.layout().start_offset(),
+            rows: shape[0],
+            cols: shape[1],
+            row_stride: strides[0],
+            col_stride: strides[1],
+        })
     }
 
     /// The transpose, as a swap of strides.
@@ -298,7 +316,7 @@ pub fn dense_f32(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
     match t.as_slice::<f32>() {
         Some(s) => Some(std::borrow::Cow::Borrowed(s)),
         None => Some(std::borrow::Cow::Owned(
-            t.to_contiguous().as_slice::<f32>()?.to_vec(),
+            t.to_contiguous().into_data().try_into_vec::<f32>().ok()?,
         )),
     }
 }

@@ -3,31 +3,11 @@
 //! scalings folded into gemm's accumulation, instead of a fresh tensor per product and one
 //! single-threaded pass per addition and scaling. Dtypes other than f32 take the reference.
 
-use burn::backend::DType;
 use burn::backend::Flex;
-use burn::backend::TensorMetadata;
-use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 
 use crate::cpu::{self, MatRef};
 use crate::{LoraOps, reference};
-
-/// A 2-D f32 tensor as a strided view of its storage (a transpose is a view, not a copy).
-fn mat(t: &FlexTensor) -> Option<MatRef<'_>> {
-    let shape = t.shape();
-    let strides = t.layout().strides();
-    if t.dtype() != DType::F32 || shape.num_dims() != 2 || strides.iter().any(|&s| s < 0) {
-        return None;
-    }
-    Some(MatRef {
-        data: t.storage::<f32>(),
-        offset: t.layout().start_offset(),
-        rows: shape[0],
-        cols: shape[1],
-        row_stride: strides[0],
-        col_stride: strides[1],
-    })
-}
 
 impl LoraOps for Flex {
     fn lora_linear(
@@ -39,9 +19,13 @@ impl LoraOps for Flex {
         scaling: f32,
     ) -> FloatTensor<Self> {
         let bias_values = cpu::dense_f32(&bias);
-        let (Some(xm), Some(wm), Some(am), Some(bm), Some(bias_values)) =
-            (mat(&x), mat(&w), mat(&a), mat(&b), bias_values)
-        else {
+        let (Some(xm), Some(wm), Some(am), Some(bm), Some(bias_values)) = (
+            MatRef::of(&x),
+            MatRef::of(&w),
+            MatRef::of(&a),
+            MatRef::of(&b),
+            bias_values,
+        ) else {
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         };
         let (m, n, r) = (xm.rows, wm.rows, am.rows);
@@ -61,8 +45,12 @@ impl LoraOps for Flex {
         gb: FloatTensor<Self>,
         scaling: f32,
     ) -> FloatTensor<Self> {
-        let (Some(gm), Some(wm), Some(am), Some(gbm)) = (mat(&g), mat(&w), mat(&a), mat(&gb))
-        else {
+        let (Some(gm), Some(wm), Some(am), Some(gbm)) = (
+            MatRef::of(&g),
+            MatRef::of(&w),
+            MatRef::of(&a),
+            MatRef::of(&gb),
+        ) else {
             return reference::grad_input::<Self>(g, w, a, gb, scaling);
         };
         let (m, k) = (gm.rows, wm.cols);
@@ -79,7 +67,7 @@ impl LoraOps for Flex {
         rhs_transposed: bool,
         scaling: f32,
     ) -> FloatTensor<Self> {
-        let (Some(l), Some(r)) = (mat(&lhs), mat(&rhs)) else {
+        let (Some(l), Some(r)) = (MatRef::of(&lhs), MatRef::of(&rhs)) else {
             return reference::scaled_matmul::<Self>(
                 lhs,
                 rhs,

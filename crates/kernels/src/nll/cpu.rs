@@ -56,8 +56,7 @@ fn native(
         "vocab_nll: hidden [{n}, {d}] against a table [{vocab}, {}]",
         ws[1]
     );
-    let h = cpu::dense_f32(hidden)?;
-    let w = cpu::dense_f32(weight)?;
+    let (h, w) = (MatRef::of(hidden)?, MatRef::of(weight)?);
     let targets = cpu::ints(targets)?;
     assert_eq!(
         targets.len(),
@@ -80,7 +79,6 @@ fn native(
     let mut logits = vec![0f32; block * vocab];
     let mut nll = Vec::with_capacity(n);
     let mut grad = with_grad.then(|| vec![0f32; n * d]);
-    let (h, w) = (MatRef::rows(&h, n, d), MatRef::rows(&w, vocab, d));
     for start in (0..n).step_by(block) {
         let rows = block.min(n - start);
         let block_logits = &mut logits[..rows * vocab];

@@ -62,7 +62,9 @@ fn main() {
         keep_freed_memory();
     }
     let cli = Cli::parse();
-    let result: Result<()> = match cli.command {
+    // On a worker of the CPU backend's thread pool, so that its parallel products start at
+    // once instead of waking a worker and sleeping until it is done (`on_worker`).
+    let result: Result<()> = kernels::cpu::on_worker(move || match cli.command {
         Command::Generate(args) => commands::generate::run(args),
         Command::Logits(args) => commands::logits::run(args),
         Command::Classify(args) => commands::classify::run(args),
@@ -71,7 +73,7 @@ fn main() {
         Command::Select(args) => commands::select::run(args),
         Command::Train(cmd) => commands::train::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
-    };
+    });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -23,11 +23,32 @@ pub struct ModelArgs {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// Keep a GGUF model's Q8_0/Q4_0/Q4_1 projection weights quantized on the device (19-28%
-    /// of the f32 memory), dequantized inside our kernel; for GPUs short of memory. On the
-    /// CPU it is slower (the weights are dequantized on every call).
-    #[arg(long)]
-    pub keep_quantized: bool,
+    /// How a GGUF model's Q8_0/Q4_0/Q4_1 weights (projections, embedding table) are held.
+    #[arg(long, value_enum, default_value_t = Weights::Auto)]
+    pub weights: Weights,
+}
+
+/// `--weights`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// Quantized on the CPU, f32 on wgpu; f32 for training.
+    Auto,
+    /// Converted to f32 when loaded.
+    F32,
+    /// Kept as codes (19-28% of the f32 memory), read by our kernels: on the CPU each
+    /// decoding step reads a fifth of the bytes; on a GPU short of memory the model fits.
+    Quantized,
+}
+
+impl Weights {
+    /// Whether to keep the codes, for inference on `device`.
+    pub fn keep_quantized(self, device: &burn::tensor::Device) -> bool {
+        match self {
+            Self::Auto => *device == burn::tensor::Device::flex(),
+            Self::F32 => false,
+            Self::Quantized => true,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -64,10 +85,17 @@ impl ModelArgs {
     pub fn load(&self) -> Result<(model::LoadedModel, Chosen)> {
         let path = self.model_path()?;
         let chosen = self.device()?;
+        let keep_quantized = self.weights.keep_quantized(&chosen.device);
         let options = model::LoadOptions {
-            keep_quantized: self.keep_quantized,
+            keep_quantized,
             ..Default::default()
         };
+        let gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if keep_quantized && gguf {
+            eprintln!("weights: Q8_0/Q4_0/Q4_1 kept as codes (--weights f32 converts them)");
+        }
         let mut loaded = model::load_model_with(&path, &chosen.device, options)
             .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;
         if let Some(dir) = &self.adapter {

@@ -101,9 +101,10 @@ fn default_model_answers_in_english() {
     );
 }
 
-/// With `keep_quantized` the default model's Q4_1 projections stay as codes on the device
-/// (llama's permuted Q/K rows included) and the logits equal the f32 load's, on the CPU
-/// (Burn-op dequantization) and on wgpu (our quantized kernel).
+/// With `keep_quantized` the default model's Q4_1 projections and its Q8_0 embedding table
+/// (the tied LM head) stay as codes on the device (llama's permuted Q/K rows included) and
+/// the logits equal the f32 load's, on the CPU (a prompt dequantizes, a decoding step reads
+/// the codes) and on wgpu (our quantized kernel).
 #[test]
 fn default_model_kept_quantized_gives_the_same_logits() {
     let path = workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -128,6 +129,10 @@ fn default_model_kept_quantized_gives_the_same_logits() {
             quantized * 2 > linears.len(),
             "{device:?}: only {quantized} of {} projections kept quantized",
             linears.len()
+        );
+        assert!(
+            kept.model.embed_tokens.quantized.is_some() && kept.lm_head.quantized.is_some(),
+            "{device:?}: the embedding table was not kept quantized"
         );
         let want = full_logits(&f32_model, &ids);
         let got = full_logits(&kept, &ids);

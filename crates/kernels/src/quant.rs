@@ -242,6 +242,33 @@ impl QuantizedLinear {
         }
     }
 
+    /// Rows `ids` of the weight in f32, `[ids.len(), k]`: an embedding lookup in a table
+    /// kept quantized.
+    pub fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        let quants: Tensor<2, Int> = self.quants.clone().select(0, ids.clone());
+        let scales = self.scales.clone().select(0, ids.clone());
+        let mins = if self.format.bits() == 4 {
+            self.mins.clone().select(0, ids)
+        } else {
+            self.mins.clone()
+        };
+        Tensor::from_dispatch(crate::reference::dequantize::<burn::backend::Dispatch>(
+            quants.into_dispatch(),
+            scales.into_dispatch(),
+            mins.into_dispatch(),
+            self.format.bits(),
+        ))
+    }
+
+    /// `x·Wᵀ` for `x [m, k]`: the quantized op with no bias and no adapter.
+    pub fn project(&self, x: Tensor<2>) -> Tensor<2> {
+        let device = x.device();
+        let a = Tensor::zeros([1, self.k], &device);
+        let b = Tensor::zeros([self.n, 1], &device);
+        let bias = Tensor::zeros([self.n], &device);
+        crate::lora_linear_quantized(x, self, a, b, bias, 0.0)
+    }
+
     /// The f32 weight `[n, k]`, dequantized with Burn ops (the kernels' reference).
     pub fn dequantize(&self) -> Tensor<2> {
         let quants: Tensor<2, Int> = self.quants.clone();

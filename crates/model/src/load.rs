@@ -35,7 +35,8 @@ pub struct LoadedModel {
 pub struct LoadOptions {
     /// Keep a GGUF file's Q8_0, Q4_0 and Q4_1 projection weights as codes on the device,
     /// read by the quantized kernel, instead of converting them to f32 (19–28% of the f32
-    /// memory). Other types, the embeddings and HF folders are loaded as f32.
+    /// memory); so too the embedding table and LM head when they are of those types and fit
+    /// `max_tensor_bytes` (inference only). Other types and HF folders are loaded as f32.
     pub keep_quantized: bool,
     /// The largest tensor the device takes in one buffer, in bytes (a browser's WebGPU
     /// `maxStorageBufferBindingSize`). A larger embedding table or LM head is held in row
@@ -272,6 +273,14 @@ impl<'a> WeightReader<'a> {
     /// A `[vocab, hidden]` table: whole, or in row blocks when it is larger than
     /// `max_tensor_bytes`.
     fn read_table(&self, hf: &str, shape: [usize; 2]) -> Result<VocabTable, ModelError> {
+        if let Some(table) = self.read_quantized(hf, shape[0], shape[1])? {
+            let packed = 4
+                * (table.quants.shape().num_elements() + table.scales.shape().num_elements())
+                    as u64;
+            if self.max_tensor_bytes.is_none_or(|max| packed <= max) {
+                return Ok(VocabTable::quantized(table));
+            }
+        }
         let bytes = (shape[0] as u64) * (shape[1] as u64) * 4;
         match self.max_tensor_bytes {
             Some(max) if bytes > max => {

@@ -5,6 +5,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use kernels::QuantizedLinear;
 
 use crate::ModelError;
 
@@ -12,12 +13,17 @@ use crate::ModelError;
 /// (`lm_head`; with tied embeddings the same tensors, shared, not copied).
 #[derive(Module, Debug)]
 pub struct VocabTable {
-    /// `[vocab, hidden]`; a `[1, 1]` placeholder when the rows are held in `parts`.
+    /// `[vocab, hidden]`; a `[1, 1]` placeholder when the rows are held in `parts` or
+    /// `quantized`.
     pub weight: Param<Tensor<2>>,
     /// The table split by rows, for a device whose largest buffer is smaller than it
     /// (inference only: no gradient reaches it).
     #[module(skip)]
     pub parts: Option<RowParts>,
+    /// The table kept as GGUF codes (inference only): rows are dequantized as they are
+    /// looked up, and the logits come from the quantized kernel.
+    #[module(skip)]
+    pub quantized: Option<QuantizedLinear>,
 }
 
 impl VocabTable {
@@ -25,6 +31,17 @@ impl VocabTable {
         Self {
             weight: Param::from_tensor(weight),
             parts: None,
+            quantized: None,
+        }
+    }
+
+    /// A table kept quantized.
+    pub fn quantized(table: QuantizedLinear) -> Self {
+        let device = table.scales.device();
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([1, 1], &device)),
+            parts: None,
+            quantized: Some(table),
         }
     }
 
@@ -34,27 +51,29 @@ impl VocabTable {
         Self {
             weight: Param::from_tensor(Tensor::zeros([1, 1], &device)),
             parts: Some(parts),
+            quantized: None,
         }
     }
 
     /// `[vocab, hidden]`.
     pub fn dims(&self) -> [usize; 2] {
-        match &self.parts {
-            Some(p) => [p.rows, p.cols],
-            None => self.weight.dims(),
+        match (&self.parts, &self.quantized) {
+            (Some(p), _) => [p.rows, p.cols],
+            (_, Some(q)) => [q.n, q.k],
+            _ => self.weight.dims(),
         }
     }
 
     /// The rows of `ids`, `[ids.len(), hidden]`: the embedding lookup.
     pub fn lookup(&self, ids: Vec<i64>) -> Tensor<2> {
-        match &self.parts {
-            Some(p) => p.select(&ids),
-            None => {
-                let n = ids.len();
-                let ids =
-                    Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &self.weight.device());
-                self.weight.val().select(0, ids)
-            }
+        if let Some(p) = &self.parts {
+            return p.select(&ids);
+        }
+        let n = ids.len();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), &self.weight.device());
+        match &self.quantized {
+            Some(q) => q.rows(ids),
+            None => self.weight.val().select(0, ids),
         }
     }
 
@@ -62,10 +81,7 @@ impl VocabTable {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [b, s, h] = hidden.dims();
         let x = hidden.reshape([b * s, h]);
-        let logits = match &self.parts {
-            Some(parts) => parts.project(x),
-            None => x.matmul(self.weight.val().transpose()),
-        };
+        let logits = self.project(x);
         let vocab = logits.dims()[1];
         logits.reshape([b, s, vocab])
     }
@@ -93,14 +109,19 @@ impl VocabTable {
         }
         let device = hidden.device();
         let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &device);
-        Ok(match &self.parts {
-            None if fused_nll() => kernels::vocab_nll(hidden, self.weight.val(), targets),
-            None => {
-                let logits = hidden.matmul(self.weight.val().transpose());
-                kernels::nll::nll_of_logits(logits, targets)
-            }
-            Some(parts) => kernels::nll::nll_of_logits(parts.project(hidden), targets),
+        Ok(match (&self.parts, &self.quantized) {
+            (None, None) if fused_nll() => kernels::vocab_nll(hidden, self.weight.val(), targets),
+            _ => kernels::nll::nll_of_logits(self.project(hidden), targets),
         })
+    }
+
+    /// `x · tableᵀ` for `x: [n, hidden]`, `[n, vocab]`, however the table is held.
+    fn project(&self, x: Tensor<2>) -> Tensor<2> {
+        match (&self.parts, &self.quantized) {
+            (Some(parts), _) => parts.project(x),
+            (_, Some(q)) => q.project(x),
+            _ => x.matmul(self.weight.val().transpose()),
+        }
     }
 }
 

@@ -61,7 +61,7 @@ pub fn inputs(args: InputArgs) -> Result<()> {
         model: args.model.clone(),
         adapter: None,
         device: crate::device::DeviceArg::Cpu,
-        keep_quantized: false,
+        weights: crate::model_arg::Weights::F32,
     }
     .model_path()?;
     let tokenizer = model::load_model(&path, &burn::tensor::Device::flex())

@@ -210,10 +210,11 @@ pub fn load_for_training(args: &crate::model_arg::ModelArgs) -> Result<ForTraini
     // --seed fixes LoRA A and the head (drawn on the host), the data order and, through the
     // per-update reseeding in the trainer, the dropout masks.
     let device = chosen.device.clone().autodiff();
-    // A base kept quantized is frozen, as LoRA wants; under autodiff its layers run as Burn
-    // ops (dequantize, then matmul), which carry the gradients of x and the LoRA factors.
+    // A base kept quantized (`--weights quantized`; `auto` trains over f32) is frozen, as
+    // LoRA wants; under autodiff its layers run as Burn ops (dequantize, then matmul), which
+    // carry the gradients of x and the LoRA factors.
     let options = model::LoadOptions {
-        keep_quantized: args.keep_quantized,
+        keep_quantized: args.weights == crate::model_arg::Weights::Quantized,
         ..Default::default()
     };
     let mut loaded = model::load_model_with(&path, &device, options)

@@ -1,11 +1,13 @@
 //! The LoRA linear on Burn's CPU backend: the same products as the reference, but each
 //! written by gemm straight into its output with the bias, the low-rank term and the
 //! scalings folded into gemm's accumulation, instead of a fresh tensor per product and one
-//! single-threaded pass per addition and scaling. Dtypes other than f32 take the reference.
+//! single-threaded pass per addition and scaling. A quantized base goes through
+//! [`cpu_quantized`]. Dtypes other than f32 take the reference.
 
-use burn::backend::Flex;
 use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{DType, Flex, TensorMetadata};
 
+use super::cpu_quantized::{self, Codes, DIRECT_ROWS};
 use crate::cpu::{self, MatRef};
 use crate::{LoraOps, reference};
 
@@ -94,7 +96,76 @@ impl LoraOps for Flex {
         bits: u32,
         scaling: f32,
     ) -> FloatTensor<Self> {
-        let w = reference::dequantize::<Self>(quants, scales, mins, bits);
-        Self::lora_linear(x, w, a, b, bias, scaling)
+        let shape = scales.shape();
+        let (n, k) = (shape[0], 32 * shape[1]);
+        let words = (quants.dtype() == DType::I32)
+            .then(|| quants.as_slice::<i32>())
+            .flatten();
+        let (
+            Some(xm),
+            Some(am),
+            Some(bm),
+            Some(words),
+            Some(scale_values),
+            Some(min_values),
+            Some(bias_values),
+        ) = (
+            MatRef::of(&x),
+            MatRef::of(&a),
+            MatRef::of(&b),
+            words,
+            cpu::dense_f32(&scales),
+            cpu::dense_f32(&mins),
+            cpu::dense_f32(&bias),
+        )
+        else {
+            return reference_quantized(x, quants, scales, mins, a, b, bias, bits, scaling);
+        };
+        let words: &[u32] = bytemuck::cast_slice(words);
+        let Some(codes) =
+            Codes::new(bits, [n, k], words, &scale_values, &min_values).filter(|_| xm.cols == k)
+        else {
+            return reference_quantized(x, quants, scales, mins, a, b, bias, bits, scaling);
+        };
+        let m = xm.rows;
+        let mut y = vec![0f32; m * n];
+        if m <= DIRECT_ROWS {
+            let xd = cpu::dense_f32(&x).expect("an f32 view above");
+            cpu_quantized::matmul_few_rows(&xd, m, codes, &mut y);
+            cpu::for_each_chunk(&mut y, n, |_, row| {
+                row.iter_mut()
+                    .zip(bias_values.iter())
+                    .for_each(|(v, b)| *v += b)
+            });
+        } else {
+            let w = codes.dequantize();
+            cpu::for_each_chunk(&mut y, n, |_, row| row.copy_from_slice(&bias_values));
+            cpu::gemm(&mut y, 1.0, xm, MatRef::rows(&w, n, k).t(), 1.0);
+        }
+        // The adapter's term; a layer without one passes a zero rank-1 adapter and scaling 0.
+        if scaling != 0.0 {
+            let r = am.rows;
+            let mut t = vec![0f32; m * r];
+            cpu::gemm(&mut t, 0.0, xm, am.t(), 1.0);
+            cpu::gemm(&mut y, 1.0, MatRef::rows(&t, m, r), bm.t(), scaling);
+        }
+        cpu::tensor(y, &[m, n])
     }
+}
+
+/// The quantized op in Burn ops, for tensors the CPU op does not take.
+#[allow(clippy::too_many_arguments)]
+fn reference_quantized(
+    x: FloatTensor<Flex>,
+    quants: IntTensor<Flex>,
+    scales: FloatTensor<Flex>,
+    mins: FloatTensor<Flex>,
+    a: FloatTensor<Flex>,
+    b: FloatTensor<Flex>,
+    bias: FloatTensor<Flex>,
+    bits: u32,
+    scaling: f32,
+) -> FloatTensor<Flex> {
+    let w = reference::dequantize::<Flex>(quants, scales, mins, bits);
+    reference::lora_linear::<Flex>(x, w, a, b, bias, scaling)
 }

@@ -6,6 +6,7 @@
 
 pub mod backward;
 mod cpu;
+pub mod cpu_quantized;
 pub mod forward;
 mod launch;
 

@@ -29,15 +29,22 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# side name -> (program, device flag)
+# side name -> (program, device flag, extra flags)
 SIDES = {
-    "mentalqlm-cpu": ("mentalqlm", "cpu"),
-    "mentalqlm-wgpu": ("mentalqlm", "wgpu"),
-    "torch-cpu": ("torch", "cpu"),
-    "torch-cuda": ("torch", "cuda"),
+    "mentalqlm-cpu": ("mentalqlm", "cpu", []),
+    # The same with the GGUF codes converted to f32 at load, as the torch side holds them
+    # (the default keeps them as codes on the CPU for inference; training is f32 either way).
+    "mentalqlm-cpu-f32": ("mentalqlm", "cpu", ["--weights", "f32"]),
+    "mentalqlm-wgpu": ("mentalqlm", "wgpu", []),
+    "torch-cpu": ("torch", "cpu", []),
+    "torch-cuda": ("torch", "cuda", []),
 }
 # The device pairs that a speed ratio compares: name -> (mentalqlm side, torch side).
-PAIRS = {"cpu": ("mentalqlm-cpu", "torch-cpu"), "gpu": ("mentalqlm-wgpu", "torch-cuda")}
+PAIRS = {
+    "cpu": ("mentalqlm-cpu", "torch-cpu"),
+    "cpu-f32": ("mentalqlm-cpu-f32", "torch-cpu"),
+    "gpu": ("mentalqlm-wgpu", "torch-cuda"),
+}
 WORKLOADS = ("prefill", "generate", "train")
 
 
@@ -133,11 +140,11 @@ def parse_result(stdout, cmd, what):
 
 
 def side_command(args, side, workload, ids_path):
-    program, device = SIDES[side]
+    program, device, extra = SIDES[side]
     common = ["--model", args.model, "--inputs", ids_path, "--workload", workload, "--device", device,
               "--new-tokens", str(args.new_tokens), "--train-batch", str(args.train_batch), "--steps", str(args.steps)]
     if program == "mentalqlm":
-        return [args.mentalqlm, "bench", "e2e", *common, "--json"]
+        return [args.mentalqlm, "bench", "e2e", *common, *extra, "--json"]
     return [args.python, os.path.join(ROOT, "bench", "torch_side.py"), *common, "--threads", str(args.threads)]
 
 
@@ -199,7 +206,7 @@ def print_table(report):
     print(f"date: {report['date']}   threads: {report['threads']}   runs: {report['runs']}   model: {report['model']}")
     print(f"inputs: {report['batch']} x {report['seq']} tokens; generate {report['new_tokens']} tokens; "
           f"train batch {report['train_batch']}, {report['steps']} steps per run\n")
-    header = (f"{'workload':<9} {'side':<15} {'median s':>9} {'min s':>8} {'max s':>8} {'tokens/s':>9} "
+    header = (f"{'workload':<9} {'side':<17} {'median s':>9} {'min s':>8} {'max s':>8} {'tokens/s':>9} "
               f"{'peak RSS MiB':>12}  speed")
     print(header)
     print("-" * len(header))
@@ -209,7 +216,7 @@ def print_table(report):
             speed = next((f"{w['speed'][pair]:.2f} vs {t}" for pair, (mq, t) in PAIRS.items()
                           if mq == side and pair in w["speed"]), "")
             tps = f"{s['tokens_per_s']:.1f}" if s["tokens_per_s"] else "-"
-            print(f"{workload:<9} {side:<15} {s['median_s']:>9.3f} {s['min_s']:>8.3f} {s['max_s']:>8.3f} {tps:>9} "
+            print(f"{workload:<9} {side:<17} {s['median_s']:>9.3f} {s['min_s']:>8.3f} {s['max_s']:>8.3f} {tps:>9} "
                   f"{s['peak_rss_mib']:>12.0f}  {speed}")
     print("\nspeed = torch median s / mentalqlm median s on the same device; >= 1.00 means mentalqlm is no slower.")
 

@@ -69,6 +69,8 @@ mod activation;
 #[cfg(test)]
 mod classifier;
 #[cfg(test)]
+mod inference_ops;
+#[cfg(test)]
 mod kernels;
 #[cfg(test)]
 mod lora;

@@ -262,7 +262,13 @@ fn adapter_saved_here_is_current_and_loads_in_peft() {
         .iter()
         .flat_map(floats)
         .collect();
-    assert!(max_abs_diff(&logits, &want) < 1e-5);
+    // Logits up to 6.6: 1e-4 leaves room for the order of f32 sums in the CPU ops (1.0e-5
+    // after the inference ops of 2026-11-30), as the PEFT check below allows.
+    let diff = max_abs_diff(&logits, &want);
+    assert!(
+        diff < 1e-4,
+        "logits differ from the committed ones by {diff}"
+    );
     let check = json("lora/saved-here/peft_check.json");
     assert!(
         check["max_abs_diff"].as_f64().unwrap() < 1e-4,

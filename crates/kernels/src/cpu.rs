@@ -51,6 +51,17 @@ impl<'a> MatRef<'a> {
         })
     }
 
+    /// Row `i` as a slice; only for a view whose rows are contiguous (`col_stride` 1).
+    #[inline(always)]
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        assert!(
+            self.col_stride == 1 && i < self.rows,
+            "row {i} of a strided view"
+        );
+        let at = (self.offset as isize + i as isize * self.row_stride) as usize;
+        &self.data[at..at + self.cols]
+    }
+
     /// The transpose, as a swap of strides.
     pub fn t(self) -> Self {
         Self {
@@ -92,9 +103,120 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// A strided 4-D f32 tensor of Burn's CPU backend, read as `[rows, cols]` matrices over its
+/// last two dimensions.
+#[derive(Clone, Copy, Debug)]
+pub struct View4<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub dims: [usize; 4],
+    pub strides: [isize; 4],
+}
+
+impl<'a> View4<'a> {
+    /// `None` for other dtypes or ranks, or negative strides.
+    pub fn of(t: &'a FlexTensor) -> Option<Self> {
+        let shape = t.shape();
+        let strides = t.layout().strides();
+        if t.dtype() != DType::F32 || shape.num_dims() != 4 || strides.iter().any(|&s| s < 0) {
+            return None;
+        }
+        Some(Self {
+            data: t.storage::<f32>(),
+            offset: t.layout().start_offset(),
+            dims: [shape[0], shape[1], shape[2], shape[3]],
+            strides: [strides[0], strides[1], strides[2], strides[3]],
+        })
+    }
+
+    /// The matrix at `[i, j, .., ..]`.
+    pub fn mat(&self, i: usize, j: usize) -> MatRef<'a> {
+        assert!(
+            i < self.dims[0] && j < self.dims[1],
+            "[{i}, {j}] of {:?}",
+            self.dims
+        );
+        MatRef {
+            data: self.data,
+            offset: (self.offset as isize
+                + i as isize * self.strides[0]
+                + j as isize * self.strides[1]) as usize,
+            rows: self.dims[2],
+            cols: self.dims[3],
+            row_stride: self.strides[2],
+            col_stride: self.strides[3],
+        }
+    }
+}
+
 /// `dst = beta·dst + alpha·lhs·rhs` for a dense row-major `dst [m, n]` (`beta` 0 ignores
 /// what `dst` held), through gemm, on every thread when the product is large enough.
 pub fn gemm(dst: &mut [f32], beta: f32, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha: f32) {
+    gemm_on(
+        dst,
+        beta,
+        lhs,
+        rhs,
+        alpha,
+        parallelism(lhs.rows * lhs.cols * rhs.cols),
+    )
+}
+
+/// `alpha·lhs·rhs` as a new dense row-major `[m, n]`, written by gemm without zeroing
+/// the memory first.
+pub fn gemm_new(lhs: MatRef<'_>, rhs: MatRef<'_>, alpha: f32) -> Vec<f32> {
+    let (m, n) = (lhs.rows, rhs.cols);
+    if lhs.cols == 0 {
+        return zeros(m * n);
+    }
+    let mut out = Vec::with_capacity(m * n);
+    let dst = out.spare_capacity_mut();
+    // SAFETY: with `beta` 0 gemm never reads the destination and writes each of its `m·n`
+    // values (k ≥ 1 here), so after the call they are all initialized. `MaybeUninit<f32>`
+    // has the layout of `f32`.
+    unsafe {
+        let dst = std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<f32>(), m * n);
+        gemm_on(dst, 0.0, lhs, rhs, alpha, parallelism(m * lhs.cols * n));
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// `len` zeros, written on every thread: glibc's `calloc` of a block from the heap (the CLI
+/// keeps large blocks there) is a `memset` on the calling thread.
+pub fn zeros(len: usize) -> Vec<f32> {
+    if len <= 1 << 16 {
+        return vec![0.0; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        out.spare_capacity_mut()
+            .par_chunks_mut(1 << 16)
+            .for_each(|c| c.fill(std::mem::MaybeUninit::new(0.0)));
+    }
+    #[cfg(target_family = "wasm")]
+    out.spare_capacity_mut()
+        .fill(std::mem::MaybeUninit::new(0.0));
+    // SAFETY: every value up to `len` was just written.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// [`gemm`] on the calling thread alone: for products inside a task of a row loop.
+pub fn gemm_serial(dst: &mut [f32], beta: f32, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha: f32) {
+    gemm_on(dst, beta, lhs, rhs, alpha, gemm::Parallelism::None)
+}
+
+fn gemm_on(
+    dst: &mut [f32],
+    beta: f32,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    alpha: f32,
+    parallelism: gemm::Parallelism,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "gemm: inner dimensions {k} and {}", rhs.rows);
     assert_eq!(
@@ -136,7 +258,7 @@ pub fn gemm(dst: &mut [f32], beta: f32, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha:
             false,
             false,
             false,
-            parallelism(m * n * k),
+            parallelism,
         )
     }
 }
@@ -146,24 +268,44 @@ pub fn gemm(dst: &mut [f32], beta: f32, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha:
 /// holds four floats; gemm picks its own kernels at run time, and our loops do the same
 /// through this. `f` is inlined into a function compiled for those features, so it should
 /// hold the loop itself, not calls out of the crate.
+/// `MENTALQLM_SIMD=0` keeps the baseline, for comparisons.
 #[inline(always)]
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has every feature `avx512` is compiled for.
-            return unsafe { x86::avx512(f) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above, for `avx2`.
-            return unsafe { x86::avx2(f) };
-        }
+    match x86::level() {
+        // SAFETY: the CPU has every feature `avx512` is compiled for.
+        x86::Level::Avx512 => return unsafe { x86::avx512(f) },
+        // SAFETY: as above, for `avx2`.
+        x86::Level::Avx2 => return unsafe { x86::avx2(f) },
+        x86::Level::Baseline => {}
     }
     f()
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Level {
+        Avx512,
+        Avx2,
+        Baseline,
+    }
+
+    /// What this CPU runs (and `MENTALQLM_SIMD` allows), found once.
+    pub fn level() -> Level {
+        static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            if std::env::var("MENTALQLM_SIMD").as_deref() == Ok("0") {
+                Level::Baseline
+            } else if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                Level::Avx512
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                Level::Avx2
+            } else {
+                Level::Baseline
+            }
+        })
+    }
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
     pub fn avx512<R>(f: impl FnOnce() -> R) -> R {
         f()
@@ -207,7 +349,8 @@ fn parallelism(work: usize) -> gemm::Parallelism {
 }
 
 /// `f(index, row)` over the `width`-long rows of `data`, in order of the rows: on every
-/// thread natively, one after another in the browser.
+/// thread natively, one after another in the browser; each call through [`simd`] (give the
+/// closure `#[inline(always)]` so that its loops are compiled for the wider vectors).
 pub fn map_rows<F>(data: &mut [f32], width: usize, f: F) -> Vec<f32>
 where
     F: Fn(usize, &mut [f32]) -> f32 + Send + Sync,
@@ -217,15 +360,29 @@ where
         use rayon::prelude::*;
         data.par_chunks_mut(width)
             .enumerate()
-            .map(|(i, row)| f(i, row))
+            .map(|(i, row)| {
+                simd(
+                    #[inline(always)]
+                    || f(i, row),
+                )
+            })
             .collect()
     }
     #[cfg(target_family = "wasm")]
     data.chunks_mut(width)
         .enumerate()
-        .map(|(i, row)| f(i, row))
+        .map(|(i, row)| {
+            simd(
+                #[inline(always)]
+                || f(i, row),
+            )
+        })
         .collect()
 }
+
+/// Values up to which [`for_each_chunk`] stays on the calling thread: handing a task to the
+/// pool costs microseconds, more than a pass over a decoding step's row.
+const SERIAL: usize = 1 << 12;
 
 /// `f(index, chunk)` over the `width`-long chunks of `data` (the last one may be shorter).
 pub fn for_each_chunk<F>(data: &mut [f32], width: usize, f: F)
@@ -233,16 +390,47 @@ where
     F: Fn(usize, &mut [f32]) + Send + Sync,
 {
     #[cfg(not(target_family = "wasm"))]
-    {
+    if data.len() > width.max(SERIAL) {
         use rayon::prelude::*;
-        data.par_chunks_mut(width)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+        data.par_chunks_mut(width).enumerate().for_each(|(i, c)| {
+            simd(
+                #[inline(always)]
+                || f(i, c),
+            )
+        });
+        return;
     }
-    #[cfg(target_family = "wasm")]
-    data.chunks_mut(width)
-        .enumerate()
-        .for_each(|(i, c)| f(i, c));
+    data.chunks_mut(width).enumerate().for_each(|(i, c)| {
+        simd(
+            #[inline(always)]
+            || f(i, c),
+        )
+    });
+}
+
+/// [`for_each_chunk`] for tasks that each carry much work per value (a chunk of a matrix
+/// product's rows, an attention head): on every thread whenever there are two chunks.
+pub fn for_each_task<F>(data: &mut [f32], width: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Send + Sync,
+{
+    #[cfg(not(target_family = "wasm"))]
+    if data.len() > width {
+        use rayon::prelude::*;
+        data.par_chunks_mut(width).enumerate().for_each(|(i, c)| {
+            simd(
+                #[inline(always)]
+                || f(i, c),
+            )
+        });
+        return;
+    }
+    data.chunks_mut(width).enumerate().for_each(|(i, c)| {
+        simd(
+            #[inline(always)]
+            || f(i, c),
+        )
+    });
 }
 
 /// [`for_each_chunk`] over two outputs of one length side by side.
@@ -261,13 +449,23 @@ where
         a.par_chunks_mut(width)
             .zip(b.par_chunks_mut(width))
             .enumerate()
-            .for_each(|(i, (x, y))| f(i, x, y));
+            .for_each(|(i, (x, y))| {
+                simd(
+                    #[inline(always)]
+                    || f(i, x, y),
+                )
+            });
     }
     #[cfg(target_family = "wasm")]
     a.chunks_mut(width)
         .zip(b.chunks_mut(width))
         .enumerate()
-        .for_each(|(i, (x, y))| f(i, x, y));
+        .for_each(|(i, (x, y))| {
+            simd(
+                #[inline(always)]
+                || f(i, x, y),
+            )
+        });
 }
 
 /// `eˣ` within 2 ulp for `x ≤ 88` (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial in
@@ -299,6 +497,7 @@ pub fn exp(x: f32) -> f32 {
 pub const LANES: usize = 16;
 
 /// The largest value of `row` (-inf for an empty row).
+#[inline(always)]
 pub fn max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -314,6 +513,7 @@ pub fn max(row: &[f32]) -> f32 {
 }
 
 /// `Σ exp(v - shift)`.
+#[inline(always)]
 pub fn sum_exp_shifted(row: &[f32], shift: f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -327,6 +527,7 @@ pub fn sum_exp_shifted(row: &[f32], shift: f32) -> f32 {
 }
 
 /// `v ← exp(v - shift)` for every value, and their sum.
+#[inline(always)]
 pub fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
@@ -342,6 +543,15 @@ pub fn exp_shifted_in_place(row: &mut [f32], shift: f32) -> f32 {
         tail += *v;
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// `row ← softmax(row)`. A row of -inf (every key masked) gives NaN, as Burn's softmax does;
+/// a finite mask gives such a row a uniform softmax.
+#[inline(always)]
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = max(row);
+    let inv = 1.0 / exp_shifted_in_place(row, max);
+    row.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// `Σ a ⊙ b`. Inlined, so that inside [`simd`] or a function compiled for wider vectors

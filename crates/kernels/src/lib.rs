@@ -7,7 +7,9 @@
 //! bias and base weight too, when they are tracked).
 
 pub mod activation;
+pub mod attention;
 pub mod cpu;
+pub mod inference;
 pub mod lora;
 pub mod nll;
 pub mod quant;
@@ -19,6 +21,7 @@ use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{Int, Tensor};
 
 pub use activation::{softmax_last, swiglu};
+pub use attention::attention_inference;
 pub use nll::vocab_nll;
 pub use quant::{PackedWeight, QuantFormat, QuantizedLinear};
 

@@ -4,7 +4,7 @@
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Scalar, TensorMetadata};
-use burn::tensor::FloatDType;
+use burn::tensor::{FloatDType, Slice};
 
 use crate::LoraOps;
 
@@ -205,4 +205,69 @@ pub fn dequantize<B: Backend>(
         w = B::float_add(w, B::float_reshape(mins, [n, blocks, 1].into()));
     }
     B::float_reshape(w, [n, blocks * 32].into())
+}
+
+/// Attention with grouped KV heads and an additive mask, `[b, s, h·d]` (the reference of
+/// [`crate::attention`]): the `group` query heads that share a KV head are stacked along
+/// the sequence axis, so K and V are not repeated.
+pub fn attention<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    mask: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [b, h, s, d] = [q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]];
+    let [kvh, t] = [k.shape()[1], k.shape()[2]];
+    let group = h / kvh;
+    let dtype = q.dtype();
+    let q = B::float_reshape(q, [b, kvh, group * s, d].into());
+    let scores = B::float_matmul(q, B::float_swap_dims(k, 2, 3));
+    let scores = B::float_mul_scalar(scores, Scalar::new(1.0 / (d as f64).sqrt(), &dtype));
+    let scores = B::float_add(B::float_reshape(scores, [b, h, s, t].into()), mask);
+    let probs = B::float_reshape(softmax_last::<B>(scores), [b, kvh, group * s, t].into());
+    let out = B::float_reshape(B::float_matmul(probs, v), [b, h, s, d].into());
+    B::float_reshape(B::float_swap_dims(out, 1, 2), [b, s, h * d].into())
+}
+
+/// RMSNorm over the last dimension, `x / √(mean(x²) + eps) · weight` (the reference of
+/// [`crate::inference`]).
+pub fn rms_norm<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, eps: f32) -> FloatTensor<B> {
+    let dims = x.shape().num_dims();
+    let dtype = x.dtype();
+    let mean = B::float_mean_dim(B::float_mul(x.clone(), x.clone()), dims - 1);
+    let rms = B::float_sqrt(B::float_add_scalar(mean, Scalar::new(eps as f64, &dtype)));
+    let mut shape = vec![1; dims];
+    shape[dims - 1] = weight.shape()[0];
+    B::float_mul(B::float_div(x, rms), B::float_reshape(weight, shape.into()))
+}
+
+/// `x [b, s, n·d]` in heads `[b, n, s, d]`, rotated: `x·cos + rotate_half(x)·sin`,
+/// `rotate_half(x) = [-x₂, x₁]`.
+pub fn rope_heads<B: Backend>(
+    x: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+    heads: usize,
+) -> FloatTensor<B> {
+    let [b, s] = [x.shape()[0], x.shape()[1]];
+    let d = cos.shape()[3];
+    let half = d / 2;
+    let x = B::float_swap_dims(B::float_reshape(x, [b, s, heads, d].into()), 1, 2);
+    let last = |r: std::ops::Range<usize>| {
+        [
+            Slice::from(..),
+            Slice::from(..),
+            Slice::from(..),
+            Slice::from(r),
+        ]
+    };
+    let x1 = B::float_slice(x.clone(), &last(0..half));
+    let x2 = B::float_slice(x.clone(), &last(half..d));
+    let rotated = B::float_cat(vec![B::float_neg(x2), x1], 3);
+    B::float_add(B::float_mul(x, cos), B::float_mul(rotated, sin))
+}
+
+/// `a + b`.
+pub fn add<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_add(a, b)
 }

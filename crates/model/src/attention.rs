@@ -1,10 +1,7 @@
 //! Multi-head self-attention with grouped-query heads, rotary positions and a KV cache.
 
 use burn::module::Module;
-use burn::tensor::Device;
 use burn::tensor::Tensor;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::cache::KvCache;
 use crate::linear::Linear;
@@ -37,31 +34,23 @@ impl Attention {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, d]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()), h);
-        let k = heads(self.k_proj.forward(x.clone()), kvh);
+        // The rotation and the split into heads in one pass on the CPU (inference).
+        let rotated = |t: Tensor<3>, n: usize| {
+            kernels::inference::rope_heads(t.clone(), &input.cos, &input.sin, n)
+                .unwrap_or_else(|| Rope::apply(heads(t, n), &input.cos, &input.sin))
+        };
+        let q = rotated(self.q_proj.forward(x.clone()), h);
+        let k = rotated(self.k_proj.forward(x.clone()), kvh);
         let v = heads(self.v_proj.forward(x), kvh);
-        let q = Rope::apply(q, &input.cos, &input.sin);
-        let k = Rope::apply(k, &input.cos, &input.sin);
         let (k, v) = input.cache.append(layer, k, v);
         let t = k.dims()[2];
 
-        if s > 1 && fused_attention(&q) {
-            let out = attention(
-                q,
-                k,
-                v,
-                None,
-                Some(input.mask.clone()),
-                // Already in the mask; said again so that future keys score -inf, whose exp
-                // is a fast path, where the mask's finite -1e30 takes libm's underflow path.
-                AttentionModuleOptions {
-                    is_causal: true,
-                    ..Default::default()
-                },
-            );
-            return self
-                .o_proj
-                .forward(out.swap_dims(1, 2).reshape([b, s, h * d]));
+        if fused_attention() {
+            let out =
+                kernels::attention_inference(q.clone(), k.clone(), v.clone(), input.mask.clone());
+            if let Some(out) = out {
+                return self.o_proj.forward(out);
+            }
         }
 
         // Grouped-query attention without copying K/V: the `group` query heads that share a
@@ -78,16 +67,13 @@ impl Attention {
     }
 }
 
-/// Whether a chunk of several tokens goes to Burn's fused attention op: on the plain CPU
-/// backend (Flex), whose op takes grouped KV heads and the additive mask as they are and
-/// never materialises the scores of all heads at once. 16 × 256-token prefill: 8.8 s against
-/// 10.6 s (medians of 4 alternating runs). One-token decode steps keep the grouped product
-/// (with the op on every step a 64-token generation took 5.45 s against 4.71 s), and so do
-/// the other backends, whose fallback would not take grouped K/V (autodiff, wgpu). Device equality ignores the autodiff wrapper, so
-/// autodiff is checked on its own. `MENTALQLM_FUSED_ATTENTION=0` turns it off.
-fn fused_attention(q: &Tensor<4>) -> bool {
+/// Whether attention takes our op for inference on the CPU (`kernels::attention_inference`:
+/// one task per sequence and head, the output in the projection's layout), which declines
+/// under autodiff and on other devices. It replaced Burn's fused CPU attention for prompts
+/// (which had itself replaced the grouped products below: 8.8 s against 10.6 s for a 16 ×
+/// 256-token prefill) and the grouped products for decoding steps.
+/// `MENTALQLM_FUSED_ATTENTION=0` turns it off, for comparisons.
+fn fused_attention() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("MENTALQLM_FUSED_ATTENTION").as_deref() != Ok("0"))
-        && !q.is_autodiff()
-        && q.device() == Device::flex()
 }

@@ -17,10 +17,14 @@ pub struct Block {
 
 impl Block {
     pub fn forward(&self, x: Tensor<3>, layer: usize, input: &mut AttentionInput<'_>) -> Tensor<3> {
-        let x = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), layer, input);
-        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+        // `kernels::inference::add` is the residual addition on every thread on the CPU.
+        let attn = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), layer, input);
+        let x = kernels::inference::add(x, attn);
+        let mlp = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        kernels::inference::add(x, mlp)
     }
 }

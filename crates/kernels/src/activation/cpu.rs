@@ -19,7 +19,12 @@ impl FusedActivationOps for Flex {
         let shape = x.shape().to_vec();
         let width = last(&shape);
         let mut y = values.into_owned();
-        cpu::for_each_chunk(&mut y, width, |_, row| softmax_row(row));
+        cpu::for_each_chunk(
+            &mut y,
+            width,
+            #[inline(always)]
+            |_, row| cpu::softmax_in_place(row),
+        );
         cpu::tensor(y, &shape)
     }
 
@@ -29,15 +34,20 @@ impl FusedActivationOps for Flex {
         };
         let shape = y.shape().to_vec();
         let width = last(&shape);
-        let mut dx = vec![0f32; ys.len()];
-        cpu::for_each_chunk(&mut dx, width, |i, out| {
-            let rows = i * width..(i + 1) * width;
-            let (y, g) = (&ys[rows.clone()], &gs[rows]);
-            let dot = cpu::dot(y, g);
-            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                *o = y * (g - dot);
-            }
-        });
+        let mut dx = cpu::zeros(ys.len());
+        cpu::for_each_chunk(
+            &mut dx,
+            width,
+            #[inline(always)]
+            |i, out| {
+                let rows = i * width..(i + 1) * width;
+                let (y, g) = (&ys[rows.clone()], &gs[rows]);
+                let dot = cpu::dot(y, g);
+                for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                    *o = y * (g - dot);
+                }
+            },
+        );
         cpu::tensor(dx, &shape)
     }
 
@@ -46,13 +56,18 @@ impl FusedActivationOps for Flex {
             return reference::swiglu::<Self>(gate, up);
         };
         let shape = gate.shape().to_vec();
-        let mut y = vec![0f32; gs.len()];
-        cpu::for_each_chunk(&mut y, CHUNK, |i, out| {
-            let at = i * CHUNK..i * CHUNK + out.len();
-            for ((o, &g), &u) in out.iter_mut().zip(&gs[at.clone()]).zip(&us[at]) {
-                *o = g * sigmoid(g) * u;
-            }
-        });
+        let mut y = cpu::zeros(gs.len());
+        cpu::for_each_chunk(
+            &mut y,
+            CHUNK,
+            #[inline(always)]
+            |i, out| {
+                let at = i * CHUNK..i * CHUNK + out.len();
+                for ((o, &g), &u) in out.iter_mut().zip(&gs[at.clone()]).zip(&us[at]) {
+                    *o = g * sigmoid(g) * u;
+                }
+            },
+        );
         cpu::tensor(y, &shape)
     }
 
@@ -69,19 +84,25 @@ impl FusedActivationOps for Flex {
             return reference::swiglu_backward::<Self>(gate, up, g);
         };
         let shape = gate.shape().to_vec();
-        let (mut d_gate, mut d_up) = (vec![0f32; gates.len()], vec![0f32; gates.len()]);
-        cpu::for_each_chunk2(&mut d_gate, &mut d_up, CHUNK, |i, dg, du| {
-            let at = i * CHUNK..i * CHUNK + dg.len();
-            let inputs = gates[at.clone()]
-                .iter()
-                .zip(&ups[at.clone()])
-                .zip(&grads[at]);
-            for ((dg, du), ((&x, &u), &g)) in dg.iter_mut().zip(du.iter_mut()).zip(inputs) {
-                let s = sigmoid(x);
-                *du = g * x * s;
-                *dg = g * u * s * (1.0 + x * (1.0 - s));
-            }
-        });
+        let (mut d_gate, mut d_up) = (cpu::zeros(gates.len()), cpu::zeros(gates.len()));
+        cpu::for_each_chunk2(
+            &mut d_gate,
+            &mut d_up,
+            CHUNK,
+            #[inline(always)]
+            |i, dg, du| {
+                let at = i * CHUNK..i * CHUNK + dg.len();
+                let inputs = gates[at.clone()]
+                    .iter()
+                    .zip(&ups[at.clone()])
+                    .zip(&grads[at]);
+                for ((dg, du), ((&x, &u), &g)) in dg.iter_mut().zip(du.iter_mut()).zip(inputs) {
+                    let s = sigmoid(x);
+                    *du = g * x * s;
+                    *dg = g * u * s * (1.0 + x * (1.0 - s));
+                }
+            },
+        );
         (cpu::tensor(d_gate, &shape), cpu::tensor(d_up, &shape))
     }
 }
@@ -93,11 +114,4 @@ fn last(shape: &[usize]) -> usize {
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + cpu::exp(-x))
-}
-
-/// `row ← softmax(row)`. A row of -inf (every key masked) gives NaN, as Burn's softmax does.
-fn softmax_row(row: &mut [f32]) {
-    let max = cpu::max(row);
-    let inv = 1.0 / cpu::exp_shifted_in_place(row, max);
-    row.iter_mut().for_each(|v| *v *= inv);
 }

@@ -31,11 +31,9 @@ impl LoraOps for Flex {
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         };
         let (m, n, r) = (xm.rows, wm.rows, am.rows);
-        let mut t = vec![0f32; m * r];
-        cpu::gemm(&mut t, 0.0, xm, am.t(), 1.0);
-        let mut y = vec![0f32; m * n];
-        cpu::for_each_chunk(&mut y, n, |_, row| row.copy_from_slice(&bias_values));
-        cpu::gemm(&mut y, 1.0, xm, wm.t(), 1.0);
+        let t = cpu::gemm_new(xm, am.t(), 1.0);
+        let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
+        add_bias(&mut y, &bias_values);
         cpu::gemm(&mut y, 1.0, MatRef::rows(&t, m, r), bm.t(), scaling);
         cpu::tensor(y, &[m, n])
     }
@@ -56,8 +54,7 @@ impl LoraOps for Flex {
             return reference::grad_input::<Self>(g, w, a, gb, scaling);
         };
         let (m, k) = (gm.rows, wm.cols);
-        let mut dx = vec![0f32; m * k];
-        cpu::gemm(&mut dx, 0.0, gm, wm, 1.0);
+        let mut dx = cpu::gemm_new(gm, wm, 1.0);
         cpu::gemm(&mut dx, 1.0, gbm, am, scaling);
         cpu::tensor(dx, &[m, k])
     }
@@ -80,8 +77,7 @@ impl LoraOps for Flex {
         };
         let l = if lhs_transposed { l.t() } else { l };
         let r = if rhs_transposed { r.t() } else { r };
-        let mut out = vec![0f32; l.rows * r.cols];
-        cpu::gemm(&mut out, 0.0, l, r, scaling);
+        let out = cpu::gemm_new(l, r, scaling);
         cpu::tensor(out, &[l.rows, r.cols])
     }
 
@@ -128,29 +124,37 @@ impl LoraOps for Flex {
             return reference_quantized(x, quants, scales, mins, a, b, bias, bits, scaling);
         };
         let m = xm.rows;
-        let mut y = vec![0f32; m * n];
-        if m <= DIRECT_ROWS {
+        let mut y = if m <= DIRECT_ROWS {
+            let mut y = vec![0f32; m * n];
             let xd = cpu::dense_f32(&x).expect("an f32 view above");
             cpu_quantized::matmul_few_rows(&xd, m, codes, &mut y);
-            cpu::for_each_chunk(&mut y, n, |_, row| {
-                row.iter_mut()
-                    .zip(bias_values.iter())
-                    .for_each(|(v, b)| *v += b)
-            });
+            y
         } else {
             let w = codes.dequantize();
-            cpu::for_each_chunk(&mut y, n, |_, row| row.copy_from_slice(&bias_values));
-            cpu::gemm(&mut y, 1.0, xm, MatRef::rows(&w, n, k).t(), 1.0);
-        }
+            cpu::gemm_new(xm, MatRef::rows(&w, n, k).t(), 1.0)
+        };
+        add_bias(&mut y, &bias_values);
         // The adapter's term; a layer without one passes a zero rank-1 adapter and scaling 0.
         if scaling != 0.0 {
             let r = am.rows;
-            let mut t = vec![0f32; m * r];
-            cpu::gemm(&mut t, 0.0, xm, am.t(), 1.0);
+            let t = cpu::gemm_new(xm, am.t(), 1.0);
             cpu::gemm(&mut y, 1.0, MatRef::rows(&t, m, r), bm.t(), scaling);
         }
         cpu::tensor(y, &[m, n])
     }
+}
+
+/// `y[i, ..] += bias` for every row, skipped for a bias of zeros (the layers without one).
+fn add_bias(y: &mut [f32], bias: &[f32]) {
+    if bias.iter().all(|&b| b == 0.0) {
+        return;
+    }
+    cpu::for_each_chunk(
+        y,
+        bias.len(),
+        #[inline(always)]
+        |_, row| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
+    );
 }
 
 /// The quantized op in Burn ops, for tensors the CPU op does not take.

@@ -90,18 +90,21 @@ impl<'a> Codes<'a> {
 
     /// The whole weight `[n, k]` in f32, on every thread.
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut w = vec![0f32; self.n * self.k];
+        let mut w = cpu::zeros(self.n * self.k);
         let rows = 16;
-        cpu::for_each_chunk(&mut w, rows * self.k, |task, chunk| {
-            cpu::simd(|| {
+        cpu::for_each_task(
+            &mut w,
+            rows * self.k,
+            #[inline(always)]
+            |task, chunk| {
                 for (r, row) in chunk.chunks_exact_mut(self.k).enumerate() {
                     match self.bits {
                         4 => self.dequantize_row::<4>(task * rows + r, row),
                         _ => self.dequantize_row::<8>(task * rows + r, row),
                     }
                 }
-            })
-        });
+            },
+        );
         w
     }
 }
@@ -197,11 +200,11 @@ pub fn matmul_few_rows_with(isa: Isa, x: &[f32], m: usize, w: Codes<'_>, y: &mut
     };
     let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
     // The output transposed, `[n, m]`, so that each thread writes whole runs of it.
-    let mut yt = vec![0f32; n * m];
+    let mut yt = cpu::zeros(n * m);
     // A few tasks per thread: enough to balance, few enough that a 0.1 ms product is not
     // spent handing them out.
     let rows_per_task = n.div_ceil(4 * cpu::threads()).max(8);
-    cpu::for_each_chunk(&mut yt, rows_per_task * m, |task, out| {
+    cpu::for_each_task(&mut yt, rows_per_task * m, |task, out| {
         let first = task * rows_per_task;
         few_rows_task(isa, &xp, &xsum, m, w, first, out)
     });

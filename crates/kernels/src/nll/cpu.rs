@@ -76,17 +76,20 @@ fn native(
         .collect();
 
     let block = (BLOCK_VALUES / vocab.max(1)).clamp(1, n.max(1));
-    let mut logits = vec![0f32; block * vocab];
+    let mut logits = cpu::zeros(block * vocab);
     let mut nll = Vec::with_capacity(n);
-    let mut grad = with_grad.then(|| vec![0f32; n * d]);
+    let mut grad = with_grad.then(|| cpu::zeros(n * d));
     for start in (0..n).step_by(block) {
         let rows = block.min(n - start);
         let block_logits = &mut logits[..rows * vocab];
         cpu::gemm(block_logits, 0.0, h.row_range(start, rows), w.t(), 1.0);
         let block_targets = &targets[start..start + rows];
-        nll.extend(cpu::map_rows(block_logits, vocab, |i, row| {
-            row_nll(row, block_targets[i], with_grad)
-        }));
+        nll.extend(cpu::map_rows(
+            block_logits,
+            vocab,
+            #[inline(always)]
+            |i, row| row_nll(row, block_targets[i], with_grad),
+        ));
         if let Some(grad) = grad.as_mut() {
             let out = &mut grad[start * d..(start + rows) * d];
             cpu::gemm(out, 0.0, MatRef::rows(block_logits, rows, vocab), w, 1.0);

@@ -1,0 +1,98 @@
+//! The op on Burn's CPU backend over f32 values; other dtypes take the reference.
+
+use burn::backend::Flex;
+use burn::backend::tensor::FloatTensor;
+
+use super::AttentionOps;
+use crate::cpu::{self, MatRef, View4};
+use crate::reference;
+
+/// Query rows up to which scores are dot products rather than a gemm.
+const FEW_QUERIES: usize = 4;
+
+/// Mask values at or below this hide a key (the model's mask uses -1e30).
+const HIDDEN: f32 = -1.0e29;
+
+impl AttentionOps for Flex {
+    fn attention_inference(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (Some(qv), Some(kv), Some(vv), Some(masks)) = (
+            View4::of(&q),
+            View4::of(&k),
+            View4::of(&v),
+            cpu::dense_f32(&mask),
+        ) else {
+            return reference::attention::<Self>(q, k, v, mask);
+        };
+        let [b, h, s, d] = qv.dims;
+        let [_, kvh, t, _] = kv.dims;
+        let group = h / kvh;
+        let scale = 1.0 / (d as f32).sqrt();
+        // Per (sequence, head): `[s, d]`, in the order of the tasks.
+        let mut heads = cpu::zeros(b * h * s * d);
+        cpu::for_each_task(
+            &mut heads,
+            s * d,
+            #[inline(always)]
+            |task, out| {
+                let (bi, hi) = (task / h, task % h);
+                let mut scores = vec![0f32; s * t];
+                let (query, keys, values) = (
+                    qv.mat(bi, hi),
+                    kv.mat(bi, hi / group),
+                    vv.mat(bi, hi / group),
+                );
+                // A decoding step's few queries take dot products: gemm's setup costs more
+                // than a [1, d]·[d, t] product.
+                let few =
+                    s <= FEW_QUERIES && [query, keys, values].iter().all(|m| m.col_stride == 1);
+                if few {
+                    for (i, row) in scores.chunks_exact_mut(t).enumerate() {
+                        let q = query.row(i);
+                        for (j, v) in row.iter_mut().enumerate() {
+                            *v = cpu::dot(q, keys.row(j)) * scale;
+                        }
+                    }
+                } else {
+                    cpu::gemm_serial(&mut scores, 0.0, query, keys.t(), scale);
+                }
+                let masks = &masks[bi * s * t..(bi + 1) * s * t];
+                for (row, mask) in scores.chunks_exact_mut(t).zip(masks.chunks_exact(t)) {
+                    row.iter_mut().zip(mask).for_each(|(v, m)| *v += m);
+                    // Keys after the last visible one (the future, in a causal mask) have
+                    // weight exp(-1e30 - max) = 0: the softmax runs over the keys before it.
+                    // A row with no visible key (a padding query) keeps the whole row.
+                    let visible = mask.iter().rposition(|&m| m > HIDDEN).map_or(t, |i| i + 1);
+                    cpu::softmax_in_place(&mut row[..visible]);
+                    row[visible..].fill(0.0);
+                }
+                if few {
+                    for (row, out) in scores.chunks_exact(t).zip(out.chunks_exact_mut(d)) {
+                        out.fill(0.0);
+                        for (j, &p) in row.iter().enumerate() {
+                            out.iter_mut()
+                                .zip(values.row(j))
+                                .for_each(|(o, v)| *o += p * v);
+                        }
+                    }
+                } else {
+                    cpu::gemm_serial(out, 0.0, MatRef::rows(&scores, s, t), values, 1.0);
+                }
+            },
+        );
+        // `[b, h, s, d]` → `[b, s, h·d]`.
+        let mut y = cpu::zeros(b * s * h * d);
+        cpu::for_each_chunk(&mut y, h * d, |row, out| {
+            let (bi, i) = (row / s, row % s);
+            for (hi, out) in out.chunks_exact_mut(d).enumerate() {
+                let at = ((bi * h + hi) * s + i) * d;
+                out.copy_from_slice(&heads[at..at + d]);
+            }
+        });
+        cpu::tensor(y, &[b, s, h * d])
+    }
+}

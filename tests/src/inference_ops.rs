@@ -1,0 +1,149 @@
+//! The CPU's inference ops of a decoder block (`kernels::attention_inference` and
+//! `kernels::inference`): equal to the same steps in Burn ops, for grouped KV heads, keys
+//! read through the cache's strided views, a causal mask with a padding query, a decoding
+//! step's single query and a prompt's many; and declined (`None`) where they do not apply.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use model::rope::Rope;
+
+use crate::max_abs_diff;
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    model::io::values(t).unwrap()
+}
+
+/// Attention in plain Burn ops, K/V repeated per query head: `[b, s, h·d]`.
+fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4>) -> Tensor<3> {
+    let [b, h, s, d] = q.dims();
+    let [_, kvh, t, _] = k.dims();
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(2)
+            .repeat_dim(2, h / kvh)
+            .reshape([b, h, t, d])
+    };
+    let scores = q.matmul(repeat(k).swap_dims(2, 3)) / (d as f64).sqrt() + mask;
+    let out = softmax(scores, 3).matmul(repeat(v));
+    out.swap_dims(1, 2).reshape([b, s, h * d])
+}
+
+/// A mask `[b, 1, s, t]` for `s` new queries after `t - s` cached keys: causal, key 0 of
+/// sequence 1 is padding, and (when `s > 1`) query 0 of sequence 1 sees no key at all.
+fn mask(b: usize, s: usize, t: usize) -> Vec<f32> {
+    let mut m = vec![0f32; b * s * t];
+    for bi in 0..b {
+        for i in 0..s {
+            for j in 0..t {
+                let future = j > t - s + i;
+                let padding = bi == 1 && (j == 0 || (s > 1 && i == 0));
+                if future || padding {
+                    m[(bi * s + i) * t + j] = -1e30;
+                }
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn attention_equals_burn_ops_for_prompts_and_decoding_steps() {
+    let device = crate::cpu();
+    let (b, h, kvh, d) = (2, 6, 2, 16);
+    // One query (a decoding step), the few-query path's limit, and a prompt.
+    for (s, t) in [(1, 9), (4, 4), (7, 12), (33, 33)] {
+        // Q from a projection's layout [b, s, h·d] as a strided view, as the model's.
+        let q = crate::uniform([b, s, h * d], (-1.0, 1.0), 1, &device)
+            .reshape([b, s, h, d])
+            .swap_dims(1, 2);
+        // K and V as the first t positions of a larger cache buffer.
+        let k = crate::uniform([b, kvh, t + 5, d], (-1.0, 1.0), 2, &device).narrow(2, 0, t);
+        let v = crate::uniform([b, kvh, t + 5, d], (-1.0, 1.0), 3, &device).narrow(2, 0, t);
+        let m = Tensor::<4>::from_data(TensorData::new(mask(b, s, t), [b, 1, s, t]), &device);
+        let want = values(attention_reference(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            m.clone(),
+        ));
+        let got = kernels::attention_inference(q, k, v, m).expect("the CPU op takes these");
+        assert_eq!(got.dims(), [b, s, h * d]);
+        let diff = max_abs_diff(&values(got), &want);
+        assert!(diff < 1e-5, "s {s} t {t}: max |Δ| {diff}");
+    }
+}
+
+#[test]
+fn attention_is_declined_under_autodiff_and_for_mismatched_shapes() {
+    let device = crate::cpu();
+    let q = crate::uniform([1, 4, 3, 8], (-1.0, 1.0), 1, &device);
+    let kv = crate::uniform([1, 2, 3, 8], (-1.0, 1.0), 2, &device);
+    let m = Tensor::<4>::zeros([1, 1, 3, 3], &device);
+    assert!(kernels::attention_inference(q.clone(), kv.clone(), kv.clone(), m.clone()).is_some());
+    // 4 query heads do not group over 3 KV heads.
+    let kv3 = crate::uniform([1, 3, 3, 8], (-1.0, 1.0), 2, &device);
+    assert!(kernels::attention_inference(q.clone(), kv3.clone(), kv3, m.clone()).is_none());
+    // A mask for another number of keys.
+    let m4 = Tensor::<4>::zeros([1, 1, 3, 4], &device);
+    assert!(kernels::attention_inference(q.clone(), kv.clone(), kv.clone(), m4).is_none());
+    let ad = device.clone().autodiff();
+    let to = |t: Tensor<4>| Tensor::<4>::from_data(t.into_data(), &ad);
+    assert!(kernels::attention_inference(to(q), to(kv.clone()), to(kv), to(m)).is_none());
+}
+
+#[test]
+fn rms_norm_equals_burn_ops() {
+    let device = crate::cpu();
+    // Rows shorter and longer than a vector, and more rows than one task takes.
+    for [rows, width] in [[1, 5], [3, 576], [700, 48]] {
+        let x = crate::uniform([rows, width], (-3.0, 3.0), 4, &device);
+        let w = crate::uniform([width], (0.5, 1.5), 5, &device);
+        let eps = 1e-5;
+        let rms = (x.clone().square().mean_dim(1) + eps).sqrt();
+        let want = values((x.clone() / rms) * w.clone().unsqueeze());
+        let got = kernels::inference::rms_norm(x, w, eps).expect("the CPU op takes these");
+        let diff = max_abs_diff(&values(got), &want);
+        assert!(diff < 1e-5, "[{rows}, {width}]: max |Δ| {diff}");
+    }
+    let x = crate::uniform([2, 8], (-1.0, 1.0), 4, &device);
+    let short = crate::uniform([7], (-1.0, 1.0), 5, &device);
+    assert!(kernels::inference::rms_norm(x, short, 1e-5).is_none());
+}
+
+#[test]
+fn rope_heads_equal_the_split_and_rotation_in_burn_ops() {
+    let device = crate::cpu();
+    let (b, s, heads, d) = (2, 5, 3, 8);
+    let rope = Rope::new(d, 10_000.0, 16, &device);
+    // Sequence 1 starts at position 4, as after a cached prefix.
+    let positions: Vec<i64> = (0..s as i64).chain(4..4 + s as i64).collect();
+    let positions = Tensor::<1, Int>::from_data(TensorData::new(positions, [b * s]), &device);
+    let (cos, sin) = rope.tables(positions, b, s);
+    let x = crate::uniform([b, s, heads * d], (-2.0, 2.0), 6, &device);
+    let split = x.clone().reshape([b, s, heads, d]).swap_dims(1, 2);
+    let want = values(Rope::apply(split, &cos, &sin));
+    let got = kernels::inference::rope_heads(x.clone(), &cos, &sin, heads).expect("taken");
+    assert_eq!(got.dims(), [b, heads, s, d]);
+    let diff = max_abs_diff(&values(got), &want);
+    assert!(diff < 1e-6, "max |Δ| {diff}");
+    // Widths that are not heads × head_dim are declined.
+    assert!(kernels::inference::rope_heads(x, &cos, &sin, 2).is_none());
+}
+
+#[test]
+fn add_equals_burn_addition_and_falls_back_under_autodiff() {
+    let device = crate::cpu();
+    let a = crate::uniform([3, 70_000], (-1.0, 1.0), 7, &device);
+    let b = crate::uniform([3, 70_000], (-1.0, 1.0), 8, &device);
+    let want = values(a.clone() + b.clone());
+    assert_eq!(values(kernels::inference::add(a.clone(), b.clone())), want);
+    let ad = device.autodiff();
+    let a = Tensor::<2>::from_data(a.into_data(), &ad).require_grad();
+    let b = Tensor::<2>::from_data(b.into_data(), &ad);
+    let sum = kernels::inference::add(a.clone(), b);
+    assert_eq!(values(sum.clone()), want);
+    let grads = sum.sum().backward();
+    assert!(
+        a.grad(&grads).is_some(),
+        "the gradient flows through the fallback"
+    );
+}

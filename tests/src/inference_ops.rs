@@ -49,8 +49,9 @@ fn mask(b: usize, s: usize, t: usize) -> Vec<f32> {
 fn attention_equals_burn_ops_for_prompts_and_decoding_steps() {
     let device = crate::cpu();
     let (b, h, kvh, d) = (2, 6, 2, 16);
-    // One query (a decoding step), the few-query path's limit, and a prompt.
-    for (s, t) in [(1, 9), (4, 4), (7, 12), (33, 33)] {
+    // One query (a decoding step), the few-query path's limit, and prompts of one, two
+    // and three blocks of 32 queries (the last after 5 cached keys).
+    for (s, t) in [(1, 9), (4, 4), (7, 12), (33, 33), (70, 75)] {
         // Q from a projection's layout [b, s, h·d] as a strided view, as the model's.
         let q = crate::uniform([b, s, h * d], (-1.0, 1.0), 1, &device)
             .reshape([b, s, h, d])

@@ -7,6 +7,10 @@ use super::AttentionOps;
 use crate::cpu::{self, MatRef, View4};
 use crate::reference;
 
+/// Query rows per block of a prompt: each block scores the keys up to its last visible one,
+/// which under a causal mask skips about half of the products.
+const QUERY_BLOCK: usize = 32;
+
 /// Query rows up to which scores are dot products rather than a gemm.
 const FEW_QUERIES: usize = 4;
 
@@ -40,47 +44,60 @@ impl AttentionOps for Flex {
             #[inline(always)]
             |task, out| {
                 let (bi, hi) = (task / h, task % h);
-                let mut scores = vec![0f32; s * t];
                 let (query, keys, values) = (
                     qv.mat(bi, hi),
                     kv.mat(bi, hi / group),
                     vv.mat(bi, hi / group),
                 );
+                let masks = &masks[bi * s * t..(bi + 1) * s * t];
+                // Keys after a row's last visible one (the future, in a causal mask) have
+                // weight exp(-1e30 - max) = 0, so they are neither scored nor summed. A row
+                // with no visible key (a padding query) keeps them all (a uniform softmax,
+                // as the finite mask gives).
+                let visible: Vec<usize> = masks
+                    .chunks_exact(t)
+                    .map(|m| m.iter().rposition(|&m| m > HIDDEN).map_or(t, |i| i + 1))
+                    .collect();
                 // A decoding step's few queries take dot products: gemm's setup costs more
                 // than a [1, d]·[d, t] product.
                 let few =
                     s <= FEW_QUERIES && [query, keys, values].iter().all(|m| m.col_stride == 1);
-                if few {
-                    for (i, row) in scores.chunks_exact_mut(t).enumerate() {
-                        let q = query.row(i);
-                        for (j, v) in row.iter_mut().enumerate() {
-                            *v = cpu::dot(q, keys.row(j)) * scale;
+                let block = if few { s } else { QUERY_BLOCK };
+                let mut scores = vec![0f32; block.min(s) * t];
+                for (r0, out) in (0..s).step_by(block).zip(out.chunks_mut(block * d)) {
+                    let rows = out.len() / d;
+                    let seen = visible[r0..r0 + rows].iter().copied().max().unwrap_or(t);
+                    let scores = &mut scores[..rows * seen];
+                    if few {
+                        for (i, row) in scores.chunks_exact_mut(seen).enumerate() {
+                            let q = query.row(r0 + i);
+                            for (j, v) in row.iter_mut().enumerate() {
+                                *v = cpu::dot(q, keys.row(j)) * scale;
+                            }
                         }
+                    } else {
+                        let (q, k) = (query.row_range(r0, rows), keys.row_range(0, seen));
+                        cpu::gemm_serial(scores, 0.0, q, k.t(), scale);
                     }
-                } else {
-                    cpu::gemm_serial(&mut scores, 0.0, query, keys.t(), scale);
-                }
-                let masks = &masks[bi * s * t..(bi + 1) * s * t];
-                for (row, mask) in scores.chunks_exact_mut(t).zip(masks.chunks_exact(t)) {
-                    row.iter_mut().zip(mask).for_each(|(v, m)| *v += m);
-                    // Keys after the last visible one (the future, in a causal mask) have
-                    // weight exp(-1e30 - max) = 0: the softmax runs over the keys before it.
-                    // A row with no visible key (a padding query) keeps the whole row.
-                    let visible = mask.iter().rposition(|&m| m > HIDDEN).map_or(t, |i| i + 1);
-                    cpu::softmax_in_place(&mut row[..visible]);
-                    row[visible..].fill(0.0);
-                }
-                if few {
-                    for (row, out) in scores.chunks_exact(t).zip(out.chunks_exact_mut(d)) {
-                        out.fill(0.0);
-                        for (j, &p) in row.iter().enumerate() {
-                            out.iter_mut()
-                                .zip(values.row(j))
-                                .for_each(|(o, v)| *o += p * v);
+                    for (i, row) in scores.chunks_exact_mut(seen).enumerate() {
+                        let (mask, visible) = (&masks[(r0 + i) * t..][..seen], visible[r0 + i]);
+                        row.iter_mut().zip(mask).for_each(|(v, m)| *v += m);
+                        cpu::softmax_in_place(&mut row[..visible]);
+                        row[visible..].fill(0.0);
+                    }
+                    if few {
+                        for (row, out) in scores.chunks_exact(seen).zip(out.chunks_exact_mut(d)) {
+                            out.fill(0.0);
+                            for (j, &p) in row.iter().enumerate() {
+                                out.iter_mut()
+                                    .zip(values.row(j))
+                                    .for_each(|(o, v)| *o += p * v);
+                            }
                         }
+                    } else {
+                        let probs = MatRef::rows(scores, rows, seen);
+                        cpu::gemm_serial(out, 0.0, probs, values.row_range(0, seen), 1.0);
                     }
-                } else {
-                    cpu::gemm_serial(out, 0.0, MatRef::rows(&scores, s, t), values, 1.0);
                 }
             },
         );

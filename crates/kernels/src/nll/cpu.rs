@@ -103,6 +103,7 @@ fn native(
 
 /// `logsumexp(row) - row[target]`; with `with_grad`, `row` becomes `softmax(row)` minus one
 /// at `target`.
+#[inline(always)]
 fn row_nll(row: &mut [f32], target: usize, with_grad: bool) -> f32 {
     let picked = row[target];
     let max = cpu::max(row);

@@ -382,6 +382,7 @@ where
 
 /// Values up to which [`for_each_chunk`] stays on the calling thread: handing a task to the
 /// pool costs microseconds, more than a pass over a decoding step's row.
+#[cfg(not(target_family = "wasm"))]
 const SERIAL: usize = 1 << 12;
 
 /// `f(index, chunk)` over the `width`-long chunks of `data` (the last one may be shorter).

@@ -148,3 +148,28 @@ fn add_equals_burn_addition_and_falls_back_under_autodiff() {
         "the gradient flows through the fallback"
     );
 }
+
+#[test]
+fn linear_equals_matmul_and_bias() {
+    let device = crate::cpu();
+    // A transposed view of x too: the op reads strides.
+    let x = crate::uniform([40, 24], (-1.0, 1.0), 9, &device);
+    let xt = crate::uniform([24, 40], (-1.0, 1.0), 10, &device).transpose();
+    let w = crate::uniform([33, 24], (-1.0, 1.0), 11, &device);
+    let bias = crate::uniform([33], (-1.0, 1.0), 12, &device);
+    for x in [x, xt] {
+        let plain = x.clone().matmul(w.clone().transpose());
+        let with_bias = plain.clone() + bias.clone().unsqueeze_dim(0);
+        let got = kernels::inference::linear(&x, &w, Some(bias.clone())).expect("taken");
+        assert!(max_abs_diff(&values(got), &values(with_bias)) < 1e-5);
+        let got = kernels::inference::linear(&x, &w, None).expect("taken");
+        assert!(max_abs_diff(&values(got), &values(plain)) < 1e-5);
+    }
+    let short = crate::uniform([33, 23], (-1.0, 1.0), 11, &device);
+    let x = crate::uniform([4, 24], (-1.0, 1.0), 9, &device);
+    assert!(kernels::inference::linear(&x, &short, None).is_none());
+    let ad = device.autodiff();
+    let xa = Tensor::<2>::from_data(x.into_data(), &ad);
+    let wa = Tensor::<2>::from_data(w.into_data(), &ad);
+    assert!(kernels::inference::linear(&xa, &wa, None).is_none());
+}

@@ -204,6 +204,20 @@ pub fn zeros(len: usize) -> Vec<f32> {
     out
 }
 
+/// `y[i, ..] += bias` for every row of `y`, skipped for a bias of zeros (the layers without
+/// one get zeros).
+pub fn add_rows(y: &mut [f32], bias: &[f32]) {
+    if bias.iter().all(|&b| b == 0.0) {
+        return;
+    }
+    for_each_chunk(
+        y,
+        bias.len(),
+        #[inline(always)]
+        |_, row| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
+    );
+}
+
 /// [`gemm`] on the calling thread alone: for products inside a task of a row loop.
 pub fn gemm_serial(dst: &mut [f32], beta: f32, lhs: MatRef<'_>, rhs: MatRef<'_>, alpha: f32) {
     gemm_on(dst, beta, lhs, rhs, alpha, gemm::Parallelism::None)
@@ -391,22 +405,10 @@ where
     F: Fn(usize, &mut [f32]) + Send + Sync,
 {
     #[cfg(not(target_family = "wasm"))]
-    if data.len() > width.max(SERIAL) {
-        use rayon::prelude::*;
-        data.par_chunks_mut(width).enumerate().for_each(|(i, c)| {
-            simd(
-                #[inline(always)]
-                || f(i, c),
-            )
-        });
-        return;
-    }
-    data.chunks_mut(width).enumerate().for_each(|(i, c)| {
-        simd(
-            #[inline(always)]
-            || f(i, c),
-        )
-    });
+    let parallel = data.len() > width.max(SERIAL);
+    #[cfg(target_family = "wasm")]
+    let parallel = false;
+    chunks(data, width, parallel, f)
 }
 
 /// [`for_each_chunk`] for tasks that each carry much work per value (a chunk of a matrix
@@ -415,8 +417,16 @@ pub fn for_each_task<F>(data: &mut [f32], width: usize, f: F)
 where
     F: Fn(usize, &mut [f32]) + Send + Sync,
 {
+    chunks(data, width, data.len() > width, f)
+}
+
+/// The chunk loop, over the pool when `parallel` (natively), each call through [`simd`].
+fn chunks<F>(data: &mut [f32], width: usize, parallel: bool, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Send + Sync,
+{
     #[cfg(not(target_family = "wasm"))]
-    if data.len() > width {
+    if parallel {
         use rayon::prelude::*;
         data.par_chunks_mut(width).enumerate().for_each(|(i, c)| {
             simd(
@@ -426,6 +436,7 @@ where
         });
         return;
     }
+    let _ = parallel;
     data.chunks_mut(width).enumerate().for_each(|(i, c)| {
         simd(
             #[inline(always)]

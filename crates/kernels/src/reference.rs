@@ -271,3 +271,14 @@ pub fn rope_heads<B: Backend>(
 pub fn add<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
     B::float_add(a, b)
 }
+
+/// `x·Wᵀ + bias`.
+pub fn linear<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let n = bias.shape()[0];
+    let y = B::float_matmul(x, B::float_swap_dims(w, 0, 1));
+    B::float_add(y, B::float_reshape(bias, [1, n].into()))
+}

@@ -92,6 +92,12 @@ impl Linear {
                 lora.scaling,
             );
         }
+        if self.lora.is_none() {
+            let bias = self.bias.as_ref().map(|b| b.val());
+            if let Some(y) = kernels::inference::linear(&x, &self.weight.val(), bias) {
+                return y;
+            }
+        }
         let y = x.clone().matmul(self.weight.val().transpose());
         let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze_dim(0),

@@ -4,7 +4,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Flex, TensorMetadata};
 
 use super::InferenceOps;
-use crate::cpu;
+use crate::cpu::{self, MatRef};
 use crate::reference;
 
 /// Values per task of the addition.
@@ -75,6 +75,21 @@ impl InferenceOps for Flex {
             },
         );
         cpu::tensor(y, &[b, heads, s, d])
+    }
+
+    fn linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (Some(xm), Some(wm), Some(bias_values)) =
+            (MatRef::of(&x), MatRef::of(&w), cpu::dense_f32(&bias))
+        else {
+            return reference::linear::<Self>(x, w, bias);
+        };
+        let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
+        cpu::add_rows(&mut y, &bias_values);
+        cpu::tensor(y, &[xm.rows, wm.rows])
     }
 
     fn add(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {

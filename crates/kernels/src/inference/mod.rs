@@ -1,5 +1,7 @@
 //! The element-wise steps of a decoder block, for inference on the CPU: RMSNorm, the
-//! rotary embedding (with the split into heads), and the residual addition.
+//! rotary embedding (with the split into heads), and the residual addition; and a linear
+//! layer without adapter, whose Burn matmul zero-fills and copies its output and adds the
+//! bias in a pass on one thread.
 //!
 //! In Burn ops on the CPU backend each is several passes on one thread, each into a fresh
 //! tensor: an RMSNorm is a square, a mean, an addition, a square root, a division and a
@@ -38,6 +40,15 @@ pub trait InferenceOps: Backend {
     /// `a + b` for two tensors of one shape.
     fn add(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
         reference::add::<Self>(a, b)
+    }
+
+    /// `x·Wᵀ + bias` for `x [m, k]`, `w [n, k]`, `bias [n]`: a linear layer without adapter.
+    fn linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        reference::linear::<Self>(x, w, bias)
     }
 }
 
@@ -95,4 +106,19 @@ pub fn add<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
         a.into_dispatch(),
         b.into_dispatch(),
     ))
+}
+
+/// `x·Wᵀ + bias` (`bias` zeros when `None`): gemm straight into the output on the CPU,
+/// `None` elsewhere (the caller keeps Burn's matmul).
+pub fn linear(x: &Tensor<2>, w: &Tensor<2>, bias: Option<Tensor<1>>) -> Option<Tensor<2>> {
+    let ([_, k], [n, wk]) = (x.dims(), w.dims());
+    if !on_cpu(x) || w.is_autodiff() || k != wk || bias.as_ref().is_some_and(|b| b.dims() != [n]) {
+        return None;
+    }
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([n], &x.device()));
+    Some(Tensor::from_dispatch(<Dispatch as InferenceOps>::linear(
+        x.clone().into_dispatch(),
+        w.clone().into_dispatch(),
+        bias.into_dispatch(),
+    )))
 }

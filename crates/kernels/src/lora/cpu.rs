@@ -33,7 +33,7 @@ impl LoraOps for Flex {
         let (m, n, r) = (xm.rows, wm.rows, am.rows);
         let t = cpu::gemm_new(xm, am.t(), 1.0);
         let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
-        add_bias(&mut y, &bias_values);
+        cpu::add_rows(&mut y, &bias_values);
         cpu::gemm(&mut y, 1.0, MatRef::rows(&t, m, r), bm.t(), scaling);
         cpu::tensor(y, &[m, n])
     }
@@ -133,7 +133,7 @@ impl LoraOps for Flex {
             let w = codes.dequantize();
             cpu::gemm_new(xm, MatRef::rows(&w, n, k).t(), 1.0)
         };
-        add_bias(&mut y, &bias_values);
+        cpu::add_rows(&mut y, &bias_values);
         // The adapter's term; a layer without one passes a zero rank-1 adapter and scaling 0.
         if scaling != 0.0 {
             let r = am.rows;
@@ -142,19 +142,6 @@ impl LoraOps for Flex {
         }
         cpu::tensor(y, &[m, n])
     }
-}
-
-/// `y[i, ..] += bias` for every row, skipped for a bias of zeros (the layers without one).
-fn add_bias(y: &mut [f32], bias: &[f32]) {
-    if bias.iter().all(|&b| b == 0.0) {
-        return;
-    }
-    cpu::for_each_chunk(
-        y,
-        bias.len(),
-        #[inline(always)]
-        |_, row| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
-    );
 }
 
 /// The quantized op in Burn ops, for tensors the CPU op does not take.

@@ -277,49 +277,68 @@ fn gemm_on(
     }
 }
 
-/// Runs `f` compiled for the widest vector instructions this CPU has (AVX-512 or AVX2 with
-/// FMA on x86-64; as built elsewhere). The crate is built for baseline x86-64, whose SSE2
-/// holds four floats; gemm picks its own kernels at run time, and our loops do the same
-/// through this. `f` is inlined into a function compiled for those features, so it should
-/// hold the loop itself, not calls out of the crate.
-/// `MENTALQLM_SIMD=0` keeps the baseline, for comparisons.
+/// The instruction sets our loops are compiled for, in increasing width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// As the crate is built: SSE2 on x86-64, plain Rust elsewhere (the browser).
+    Portable,
+    /// AVX2 with FMA: 8 lanes.
+    Avx2,
+    /// AVX-512 (F and BW): 16 lanes.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest this CPU runs.
+    pub fn detected() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                return Self::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+
+    /// What [`simd`] and the quantized product use: [`Isa::detected`], or `Portable` with
+    /// `MENTALQLM_SIMD=0` (for comparisons). Found once.
+    pub fn chosen() -> Self {
+        static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| match std::env::var("MENTALQLM_SIMD").as_deref() {
+            Ok("0") => Self::Portable,
+            _ => Self::detected(),
+        })
+    }
+
+    /// Whether this CPU runs it.
+    pub fn available(self) -> bool {
+        self <= Self::detected()
+    }
+}
+
+/// Runs `f` compiled for the widest vector instructions this CPU has ([`Isa::chosen`]).
+/// The crate is built for baseline x86-64, whose SSE2 holds four floats; gemm picks its own
+/// kernels at run time, and our loops do the same through this. `f` is inlined into a
+/// function compiled for those features, so it should hold the loop itself, not calls out
+/// of the crate.
 #[inline(always)]
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    match x86::level() {
+    match Isa::chosen() {
         // SAFETY: the CPU has every feature `avx512` is compiled for.
-        x86::Level::Avx512 => return unsafe { x86::avx512(f) },
+        Isa::Avx512 => return unsafe { x86::avx512(f) },
         // SAFETY: as above, for `avx2`.
-        x86::Level::Avx2 => return unsafe { x86::avx2(f) },
-        x86::Level::Baseline => {}
+        Isa::Avx2 => return unsafe { x86::avx2(f) },
+        Isa::Portable => {}
     }
     f()
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    pub enum Level {
-        Avx512,
-        Avx2,
-        Baseline,
-    }
-
-    /// What this CPU runs (and `MENTALQLM_SIMD` allows), found once.
-    pub fn level() -> Level {
-        static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            if std::env::var("MENTALQLM_SIMD").as_deref() == Ok("0") {
-                Level::Baseline
-            } else if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-                Level::Avx512
-            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                Level::Avx2
-            } else {
-                Level::Baseline
-            }
-        })
-    }
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
     pub fn avx512<R>(f: impl FnOnce() -> R) -> R {
         f()

@@ -9,7 +9,7 @@
 //! - **many rows** (prefill) dequantize the weight once, on every thread, and multiply
 //!   with gemm: there the product's arithmetic outweighs reading the weight.
 
-use crate::cpu::{self, LANES};
+use crate::cpu::{self, Isa, LANES};
 
 /// Rows of `x` up to which the codes are read directly.
 pub const DIRECT_ROWS: usize = 8;
@@ -133,46 +133,10 @@ fn block_codes<const BITS: u32>(bytes: &[u8]) -> [f32; 32] {
     q
 }
 
-/// The instruction sets the direct product is written for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    /// Plain Rust (the browser, other architectures, x86-64 without AVX2).
-    Portable,
-    /// AVX2 with FMA: 8 lanes.
-    Avx2,
-    /// AVX-512 (F and BW): 16 lanes.
-    Avx512,
-}
-
-impl Isa {
-    /// The widest this CPU runs.
-    pub fn best() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-                return Self::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Self::Avx2;
-            }
-        }
-        Self::Portable
-    }
-
-    /// Whether this CPU runs it.
-    pub fn available(self) -> bool {
-        match (self, Self::best()) {
-            (Self::Portable, _) | (_, Self::Avx512) => true,
-            (Self::Avx2, best) => best == Self::Avx2,
-            (Self::Avx512, _) => false,
-        }
-    }
-}
-
 /// `y = x·Wᵀ` (`y [m, n]`, overwritten) for a dense `x [m, k]` of at most [`DIRECT_ROWS`]
 /// rows, reading the codes directly; on every thread, each taking a run of the weight's rows.
 pub fn matmul_few_rows(x: &[f32], m: usize, w: Codes<'_>, y: &mut [f32]) {
-    matmul_few_rows_with(Isa::best(), x, m, w, y)
+    matmul_few_rows_with(Isa::chosen(), x, m, w, y)
 }
 
 /// [`matmul_few_rows`] in the given instruction set (one this CPU runs: see
@@ -286,7 +250,8 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
-    use super::{Codes, Isa, min_term};
+    use super::{Codes, min_term};
+    use crate::cpu::Isa;
 
     /// Dispatch on the instruction set, the code width and the number of rows (kept in
     /// registers, so a compile-time constant).

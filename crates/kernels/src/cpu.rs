@@ -36,18 +36,14 @@ impl<'a> MatRef<'a> {
     /// A 2-D f32 tensor of Burn's CPU backend as a view of its storage, through its strides
     /// (a transposed tensor is read as it is, not copied); `None` for other dtypes or ranks.
     pub fn of(t: &'a FlexTensor) -> Option<Self> {
-        let shape = t.shape();
-        let strides = t.layout().strides();
-        if t.dtype() != DType::F32 || shape.num_dims() != 2 || strides.iter().any(|&s| s < 0) {
-            return None;
-        }
+        let (data, offset, [rows, cols], [row_stride, col_stride]) = strided(t)?;
         Some(Self {
-            data: t.storage::<f32>(),
-            offset: t.layout().start_offset(),
-            rows: shape[0],
-            cols: shape[1],
-            row_stride: strides[0],
-            col_stride: strides[1],
+            data,
+            offset,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
         })
     }
 
@@ -103,6 +99,22 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// An f32 tensor of rank `N` of Burn's CPU backend as its storage, start offset, shape and
+/// strides; `None` for other dtypes or ranks, or negative strides.
+fn strided<const N: usize>(t: &FlexTensor) -> Option<(&[f32], usize, [usize; N], [isize; N])> {
+    let shape = t.shape();
+    let strides = t.layout().strides();
+    if t.dtype() != DType::F32 || shape.num_dims() != N || strides.iter().any(|&s| s < 0) {
+        return None;
+    }
+    Some((
+        t.storage::<f32>(),
+        t.layout().start_offset(),
+        std::array::from_fn(|i| shape[i]),
+        std::array::from_fn(|i| strides[i]),
+    ))
+}
+
 /// A strided 4-D f32 tensor of Burn's CPU backend, read as `[rows, cols]` matrices over its
 /// last two dimensions.
 #[derive(Clone, Copy, Debug)]
@@ -116,16 +128,12 @@ pub struct View4<'a> {
 impl<'a> View4<'a> {
     /// `None` for other dtypes or ranks, or negative strides.
     pub fn of(t: &'a FlexTensor) -> Option<Self> {
-        let shape = t.shape();
-        let strides = t.layout().strides();
-        if t.dtype() != DType::F32 || shape.num_dims() != 4 || strides.iter().any(|&s| s < 0) {
-            return None;
-        }
+        let (data, offset, dims, strides) = strided(t)?;
         Some(Self {
-            data: t.storage::<f32>(),
-            offset: t.layout().start_offset(),
-            dims: [shape[0], shape[1], shape[2], shape[3]],
-            strides: [strides[0], strides[1], strides[2], strides[3]],
+            data,
+            offset,
+            dims,
+            strides,
         })
     }
 
@@ -462,6 +470,32 @@ where
             || f(i, c),
         )
     });
+}
+
+/// Values per task of the element-wise loops.
+pub const CHUNK: usize = 1 << 14;
+
+/// `f(a[i], b[i])` for two slices of one length, on every thread in chunks of [`CHUNK`].
+/// Give `f` `#[inline(always)]`, so that it is compiled into the vector loop.
+#[inline(always)]
+pub fn zip_map<F>(a: &[f32], b: &[f32], f: F) -> Vec<f32>
+where
+    F: Fn(f32, f32) -> f32 + Send + Sync,
+{
+    assert_eq!(a.len(), b.len(), "zip_map: inputs differ in length");
+    let mut out = zeros(a.len());
+    for_each_chunk(
+        &mut out,
+        CHUNK,
+        #[inline(always)]
+        |i, out| {
+            let at = i * CHUNK..i * CHUNK + out.len();
+            for ((o, &x), &y) in out.iter_mut().zip(&a[at.clone()]).zip(&b[at]) {
+                *o = f(x, y);
+            }
+        },
+    );
+    out
 }
 
 /// [`for_each_chunk`] over two outputs of one length side by side.

@@ -5,11 +5,8 @@ use burn::backend::TensorMetadata;
 use burn::backend::tensor::FloatTensor;
 
 use super::FusedActivationOps;
-use crate::cpu;
+use crate::cpu::{self, CHUNK};
 use crate::reference;
-
-/// Values per task in the element-wise loops.
-const CHUNK: usize = 1 << 14;
 
 impl FusedActivationOps for Flex {
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -56,17 +53,11 @@ impl FusedActivationOps for Flex {
             return reference::swiglu::<Self>(gate, up);
         };
         let shape = gate.shape().to_vec();
-        let mut y = cpu::zeros(gs.len());
-        cpu::for_each_chunk(
-            &mut y,
-            CHUNK,
+        let y = cpu::zip_map(
+            &gs,
+            &us,
             #[inline(always)]
-            |i, out| {
-                let at = i * CHUNK..i * CHUNK + out.len();
-                for ((o, &g), &u) in out.iter_mut().zip(&gs[at.clone()]).zip(&us[at]) {
-                    *o = g * sigmoid(g) * u;
-                }
-            },
+            |g, u| g * sigmoid(g) * u,
         );
         cpu::tensor(y, &shape)
     }

@@ -4,11 +4,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Flex, TensorMetadata};
 
 use super::InferenceOps;
-use crate::cpu::{self, MatRef};
+use crate::cpu::{self, CHUNK, MatRef};
 use crate::reference;
-
-/// Values per task of the addition.
-const CHUNK: usize = 1 << 14;
 
 impl InferenceOps for Flex {
     fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
@@ -97,17 +94,11 @@ impl InferenceOps for Flex {
             return reference::add::<Self>(a, b);
         };
         let shape = a.shape().to_vec();
-        let mut out = cpu::zeros(xs.len());
-        cpu::for_each_chunk(
-            &mut out,
-            CHUNK,
+        let out = cpu::zip_map(
+            &xs,
+            &ys,
             #[inline(always)]
-            |i, out| {
-                let at = i * CHUNK..i * CHUNK + out.len();
-                for ((o, &x), &y) in out.iter_mut().zip(&xs[at.clone()]).zip(&ys[at]) {
-                    *o = x + y;
-                }
-            },
+            |x, y| x + y,
         );
         cpu::tensor(out, &shape)
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the WGSL kernels, in one run on a machine with a GPU and no toolchain:
 # `mentalqlm bench kernels` over the default shapes, the kernel tests on its wgpu adapter,
-# then a sweep of tiles at 512 tokens. Build the two programs here first:
+# the same bench at rank 8 with every product on the tiled kernel (the schedule before
+# lora_rows.wgsl and the epilogue), then a sweep of tiles at 512 tokens. Build the two programs here first:
 #
 #   scripts/device-kernels.sh --build     # .dev/mentalqlm and .dev/mentalqlm-tests
 #
@@ -55,8 +56,11 @@ timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu --iters
 export CARGO_MANIFEST_DIR=$PWD/tests
 echo "== kernel tests"
 timeout ${TEST_TIMEOUT:-150} .dev/mentalqlm-tests kernels:: --test-threads 2 2>&1 | tee "$out/tests.log"
-echo "== tile sweep at 512 tokens"
-for tile in ${TILES:-16x16x16 16x16x32 8x16x32 16x8x32 8x32x16 32x8x16 8x8x32}; do
-    MENTALQLM_LORA_TILE=$tile timeout ${SWEEP_TIMEOUT:-60} .dev/mentalqlm bench kernels --device wgpu \
+echo "== bench kernels, every product on the tiled kernel"
+MENTALQLM_LORA_SCHEDULE=tiled timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu \
+    --iters "$iters" --ranks 8 --json 2>&1 | tee "$out/bench-tiled.jsonl"
+echo "== tile sweep at 512 tokens (the tiled kernel: a quantized base over 8 rows)"
+for tile in ${TILES:-16x16x16 16x16x32 8x16x32}; do
+    MENTALQLM_LORA_SCHEDULE=tiled MENTALQLM_LORA_TILE=$tile timeout ${SWEEP_TIMEOUT:-60} .dev/mentalqlm bench kernels --device wgpu \
         --iters "$iters" --tokens 512 --ranks 16 --json 2>&1 | tee -a "$out/sweep.jsonl"
 done

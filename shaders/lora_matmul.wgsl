@@ -1,4 +1,4 @@
-// Every product of the LoRA linear, forward and backward, is this one tiled kernel:
+// The LoRA product over the base weight in one tiled pass:
 //
 //   out = s_main·(X·Wᵀ) + bias + s_low·T·Fᵀ
 //
@@ -10,6 +10,11 @@
 //   backward dx = g·W + s·u·A after u = g·B.
 // The products with a side of length r (t, u, dA = s·uᵀ·x, dB = s·gᵀ·t) go to CubeCL's
 // matmul: here they would be a handful of tiles each walking a long k alone.
+//
+// crates/kernels/src/shaders.rs (Schedule) sends a product here when its base is quantized
+// and it has more than 8 rows; up to 8 rows take lora_rows.wgsl, and more rows over an f32
+// base take CubeCL's matmul and lora_epilogue.wgsl. MENTALQLM_LORA_SCHEDULE=tiled sends
+// every product here.
 //
 // One workgroup of WM×WN threads computes a TM×TN tile of out, walking k in steps of TK;
 // each thread owns 4 rows (WM apart) and 4 columns (WN apart) and reads the tiles as vec4s
@@ -51,6 +56,10 @@ const CODES: u32 = 32u / BITS;  // codes per word
 
 var<workgroup> xs: array<vec4<f32>, TM * KQP>; // [TM, KQP]: 4 consecutive k per entry
 var<workgroup> ws: array<vec4<f32>, TN * KQP>; // [TN, KQP]
+// k and r as workgroup-uniform values: a browser's compiler (Tint) refuses a barrier in a
+// loop bounded by a value read from a read_write buffer, which it cannot prove uniform.
+var<workgroup> uniform_k: u32;
+var<workgroup> uniform_r: u32;
 
 // The strides, read from params once per invocation rather than once per element.
 var<private> x_row: u32;
@@ -193,8 +202,6 @@ fn multiply(ty: u32, tx: u32) {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = params[0];
     let n = params[1];
-    let k = params[2];
-    let r = params[3];
     let s_main = bitcast<f32>(params[4]);
     s_low = bitcast<f32>(params[5]);
     x_row = params[6];
@@ -205,6 +212,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     f_rank = params[11];
     let has_bias = params[12] != 0u;
     let tid = lid.x;
+    if (tid == 0u) {
+        uniform_k = params[2];
+        uniform_r = params[3];
+    }
+    let k = workgroupUniformLoad(&uniform_k);
+    let r = workgroupUniformLoad(&uniform_r);
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
     let ty = tid / WN;

@@ -227,21 +227,32 @@ for (const backend of ['webgpu', 'cpu']) {
   });
 }
 
-test('an adapter picked beside the model gives the CLI\'s --adapter probabilities', async () => {
-  const view = await openPage('backend=cpu&autoload=0');
-  try {
-    await waitBackend(view.page);
-    await loadFiles(view.page, TINY_FILES, ['adapter_config.json', 'adapter_model.safetensors'].map((f) => join(ADAPTER, f)));
-    const { task, text } = CASES[0];
-    const want = native(task, text, { adapter: ADAPTER });
-    const plain = native(task, text);
-    assert.ok(Math.abs(want.byName.yes - plain.byName.yes) > 1e-4, 'the adapter changes the CLI result, so the check can fail');
-    const { result } = await classify(view, task, text);
-    assertSame(result, want, 'adapter');
-  } finally {
-    await view.context.close();
-  }
-});
+// On WebGPU the adapter's layers run our WGSL LoRA kernels (shaders/), so this also checks
+// that the browser's own shader compiler takes them.
+for (const backend of ['cpu', 'webgpu']) {
+  test(`an adapter picked beside the model gives the CLI's --adapter probabilities on ${backend}`, async (t) => {
+    if (backend === 'webgpu') {
+      const probe = await webgpuUsable();
+      if (!probe.ok) { t.skip(`no usable WebGPU adapter here: ${probe.error}`); return; }
+    }
+    const view = await openPage(`backend=${backend}&autoload=0`);
+    try {
+      const description = await waitBackend(view.page);
+      assert.ok(description.startsWith(backend), `asked for ${backend}, got "${description}"`);
+      await loadFiles(view.page, TINY_FILES, ['adapter_config.json', 'adapter_model.safetensors'].map((f) => join(ADAPTER, f)));
+      const { task, text } = CASES[0];
+      const want = native(task, text, { adapter: ADAPTER });
+      const plain = native(task, text);
+      assert.ok(Math.abs(want.byName.yes - plain.byName.yes) > 1e-4, 'the adapter changes the CLI result, so the check can fail');
+      const { result } = await classify(view, task, text);
+      assertSame(result, want, `adapter on ${backend}`);
+      timings[`tiny_adapter_${backend}_classify_ms`] = Math.round(result.ms);
+      assert.deepEqual(view.errors, [], 'no page errors');
+    } finally {
+      await view.context.close();
+    }
+  });
+}
 
 test('a second visit builds the saved model from browser storage, without fetching it', async () => {
   const view = await openPage('backend=cpu&autoload=0');

@@ -1,7 +1,10 @@
 //! Our WGSL LoRA kernels: every shader passes naga's validation (no GPU needed), and on
 //! wgpu (Mesa's llvmpipe here) the fused forward, every gradient of the op (the backward
 //! kernels) and the forward over a quantized base equal the same computation in plain Burn
-//! ops, for shapes that are and are not multiples of the tiles.
+//! ops, for shapes that are and are not multiples of the tiles, through each schedule: up
+//! to 8 rows `lora_rows.wgsl`, more rows CubeCL's matmul and `lora_epilogue.wgsl` (f32
+//! base) or `lora_matmul.wgsl` (quantized base, and every product under
+//! `MENTALQLM_LORA_SCHEDULE=tiled`).
 
 use burn::backend::wgpu::wgpu::naga;
 use burn::tensor::{Device, Tensor};
@@ -79,8 +82,12 @@ fn operands(m: usize, k: usize, n: usize, r: usize, device: &Device) -> Operands
     )
 }
 
-const SHAPES: [(usize, usize, usize, usize); 5] = [
+/// `(m, k, n, r)`: up to 8 rows (`lora_rows.wgsl`, k past its 64 lanes too) and more (the
+/// epilogue, with r over its 16 ranks per stage too).
+const SHAPES: [(usize, usize, usize, usize); 7] = [
     (1, 64, 96, 8),
+    (8, 150, 37, 5),
+    (17, 40, 33, 20),
     (7, 33, 45, 3),
     (32, 32, 32, 4),
     (50, 100, 70, 16),
@@ -163,6 +170,33 @@ fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
             }
         }
     }
+}
+
+/// `MENTALQLM_LORA_SCHEDULE=tiled` sends every product to `lora_matmul.wgsl`, which by
+/// default takes only a quantized base over more than 8 rows: the forward and gradient
+/// checks above pass under it too. The variable is read once per process, so they run in a
+/// child process of this test binary.
+#[test]
+fn tiled_schedule_passes_the_same_checks() {
+    if std::env::var_os("MENTALQLM_LORA_SCHEDULE").is_some() {
+        return; // the child itself, if a filter ever selects this test there
+    }
+    let checks = [
+        "kernels::fused_forward_equals_burn_ops_on_wgpu_and_cpu",
+        "kernels::gradients_equal_burn_autodiff_on_wgpu_and_cpu",
+    ];
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "--test-threads", "2"])
+        .args(checks)
+        .env("MENTALQLM_LORA_SCHEDULE", "tiled")
+        .output()
+        .expect("the test binary runs itself");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 2 passed"),
+        "under MENTALQLM_LORA_SCHEDULE=tiled:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The model with a PEFT adapter gives the same logits with the fused op on and off.

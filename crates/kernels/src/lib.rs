@@ -1,10 +1,13 @@
 //! Our WGSL LoRA kernels, wired into Burn as a backend extension. On the wgpu backend the
 //! kernels of `shaders/` run: the fused forward, the input gradient (each with its low-rank
-//! term fused), and the forward over a base weight kept quantized; the small products with a
-//! side of length r (`x·Aᵀ`, `g·B` and the factor gradients) run CubeCL's matmul. On the CPU
-//! backend (and any runtime without WGSL) the same ops are built from ordinary Burn ops
-//! (`reference`). Under autodiff the op has its own backward (input and both LoRA factors;
-//! bias and base weight too, when they are tracked).
+//! term fused), and the forward over a base weight kept quantized; up to 8 rows in one
+//! pass (`lora_rows.wgsl`), more rows over codes in one tiled pass (`lora_matmul.wgsl`), and
+//! more rows over an f32 base as CubeCL's matmul with our epilogue (`lora_epilogue.wgsl`).
+//! The small products with a side of length r (`x·Aᵀ`, `g·B` and the factor gradients) run
+//! CubeCL's matmul. On the CPU backend the op calls gemm (`lora/cpu.rs`, and
+//! `lora/cpu_quantized.rs` over codes); on any other runtime it is built from ordinary Burn
+//! ops (`reference`). Under autodiff the op has its own backward (input and both LoRA
+//! factors; bias and base weight too, when they are tracked).
 
 pub mod activation;
 pub mod attention;

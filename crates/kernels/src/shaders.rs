@@ -1,7 +1,19 @@
 //! Every WGSL file of `shaders/`, and the one way its `{{ name }}` placeholders are filled.
 
-/// `shaders/lora_matmul.wgsl`: every product of the LoRA linear, forward and backward.
+/// `shaders/lora_matmul.wgsl`: the one-pass tiled product of the LoRA linear, for a
+/// quantized base over more than 8 rows (and every product under
+/// `MENTALQLM_LORA_SCHEDULE=tiled`).
 pub const LORA_MATMUL: &str = include_str!("../../../shaders/lora_matmul.wgsl");
+
+/// `shaders/lora_rows.wgsl`: the same product for up to [`ROWS_MAX`] rows (decoding).
+pub const LORA_ROWS: &str = include_str!("../../../shaders/lora_rows.wgsl");
+
+/// `shaders/lora_epilogue.wgsl`: the bias and low-rank terms added in place to a product
+/// CubeCL's matmul computed (an f32 base over more than 8 rows).
+pub const LORA_EPILOGUE: &str = include_str!("../../../shaders/lora_epilogue.wgsl");
+
+/// The most rows `lora_rows.wgsl` takes: its pipelines are specialised per row count.
+pub const ROWS_MAX: usize = 8;
 
 /// Every shader with each set of placeholder values the runtime uses, for validation.
 pub fn all_rendered() -> Vec<(&'static str, String)> {
@@ -10,7 +22,11 @@ pub fn all_rendered() -> Vec<(&'static str, String)> {
         for tile in [Tile::LARGE, Tile::SQUARE, Tile::ROWS] {
             all.push(("lora_matmul.wgsl", lora_matmul(bits, tile)));
         }
+        for rows in 1..=ROWS_MAX {
+            all.push(("lora_rows.wgsl", lora_rows(bits, rows)));
+        }
     }
+    all.push(("lora_epilogue.wgsl", LORA_EPILOGUE.to_string()));
     all
 }
 
@@ -107,6 +123,55 @@ impl Tile {
     }
 }
 
+/// Which kernel computes a LoRA product over the base weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// `lora_rows.wgsl`: up to [`ROWS_MAX`] rows.
+    Rows,
+    /// `lora_matmul.wgsl` with this tile.
+    Tiled(Tile),
+    /// CubeCL's matmul, then `lora_epilogue.wgsl`.
+    Epilogue,
+}
+
+impl Schedule {
+    /// The kernel for `m` rows over an f32 or a quantized base. Up to [`ROWS_MAX`] rows
+    /// take `lora_rows.wgsl`; more rows over an f32 base take CubeCL's autotuned matmul and
+    /// the epilogue, over codes the tiled kernel (which dequantizes in its tile loads, so no
+    /// f32 copy of the weight is made). `MENTALQLM_LORA_SCHEDULE=tiled` sends every product
+    /// to the tiled kernel, the one schedule of earlier versions, for comparison.
+    pub fn choose(m: usize, quantized: bool) -> Self {
+        Self::choose_with(m, quantized, tiled_only())
+    }
+
+    /// [`Schedule::choose`] with the override given.
+    pub fn choose_with(m: usize, quantized: bool, tiled_only: bool) -> Self {
+        if tiled_only {
+            Self::Tiled(Tile::for_rows(m))
+        } else if m <= ROWS_MAX {
+            Self::Rows
+        } else if quantized {
+            Self::Tiled(Tile::for_rows(m))
+        } else {
+            Self::Epilogue
+        }
+    }
+}
+
+/// `MENTALQLM_LORA_SCHEDULE` (`auto` or `tiled`), read once; another value is reported once
+/// and ignored.
+fn tiled_only() -> bool {
+    static TILED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TILED.get_or_init(|| match std::env::var("MENTALQLM_LORA_SCHEDULE").as_deref() {
+        Err(_) | Ok("auto") => false,
+        Ok("tiled") => true,
+        Ok(other) => {
+            eprintln!("mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto or tiled");
+            false
+        }
+    })
+}
+
 /// `MENTALQLM_LORA_TILE`, read once; a bad value is reported once and ignored.
 fn override_tile() -> Option<Tile> {
     static TILE: std::sync::OnceLock<Option<Tile>> = std::sync::OnceLock::new();
@@ -137,6 +202,15 @@ pub fn lora_matmul(bits: u32, tile: Tile) -> String {
     )
 }
 
+/// The few-rows kernel's text for a weight of `bits` per value and `rows` rows (1 to
+/// [`ROWS_MAX`]).
+pub fn lora_rows(bits: u32, rows: usize) -> String {
+    render(
+        LORA_ROWS,
+        &[("bits", bits.to_string()), ("rows", rows.to_string())],
+    )
+}
+
 /// Replaces each `{{ name }}` by its value.
 pub fn render(template: &str, values: &[(&str, String)]) -> String {
     let mut out = template.to_string();
@@ -159,6 +233,25 @@ mod tests {
         }
         assert_eq!(Tile::for_rows(1), Tile::ROWS);
         assert_eq!(Tile::for_rows(8), Tile::ROWS);
+    }
+
+    #[test]
+    fn schedules_follow_rows_and_base() {
+        assert_eq!(Schedule::choose_with(1, false, false), Schedule::Rows);
+        assert_eq!(Schedule::choose_with(8, true, false), Schedule::Rows);
+        assert_eq!(Schedule::choose_with(9, false, false), Schedule::Epilogue);
+        assert_eq!(
+            Schedule::choose_with(9, true, false),
+            Schedule::Tiled(Tile::SQUARE)
+        );
+        assert_eq!(
+            Schedule::choose_with(1, false, true),
+            Schedule::Tiled(Tile::ROWS)
+        );
+        assert_eq!(
+            Schedule::choose_with(512, false, true),
+            Schedule::Tiled(Tile::LARGE)
+        );
     }
 
     #[test]

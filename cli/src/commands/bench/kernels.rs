@@ -208,8 +208,9 @@ pub fn run(args: KernelArgs) -> Result<()> {
         .map(|s| parse_shape(s))
         .collect::<Result<Vec<_>>>()?;
     let tile = std::env::var("MENTALQLM_LORA_TILE").unwrap_or_else(|_| "default".into());
+    let schedule = std::env::var("MENTALQLM_LORA_SCHEDULE").unwrap_or_else(|_| "auto".into());
     eprintln!(
-        "device: {}; tile over 8 rows: {tile}; {} timed calls after a warm-up",
+        "device: {}; schedule: {schedule}; tile over 8 rows: {tile}; {} timed calls after a warm-up",
         chosen.description, args.iters
     );
     if !args.json {

@@ -2,7 +2,7 @@
 //! backend (the fused kernel on wgpu); the backward (`reference::lora_linear_backward`,
 //! written over the extension's ops) gives the input, the two LoRA factors, the bias and the
 //! base weight their gradients, computing only those that are tracked. On wgpu the input
-//! gradient runs `shaders/lora_matmul.wgsl` like the forward (its low-rank term fused), and
+//! gradient goes through `launch::matmul` like the forward (its low-rank term fused), and
 //! the small products with a side of length r run CubeCL's matmul.
 
 use burn::backend::Autodiff;

@@ -1,25 +1,31 @@
-//! The one launch of `shaders/lora_matmul.wgsl`, `out = s_main·(X·Wᵀ) + bias + s_low·T·Fᵀ`,
-//! which every LoRA product (forward and backward) goes through: operands as strided views
-//! (a transpose is a swap of strides), the integer parameters in a small storage buffer
-//! (every binding of the shader is a read_write storage array), and one-element
-//! placeholders for the bindings a launch does not use.
+//! `out = s_main·(X·Wᵀ) + bias + s_low·T·Fᵀ`, which every LoRA product over the base
+//! weight (the forward and the input gradient) goes through, by one of three schedules
+//! (`shaders::Schedule`): `shaders/lora_rows.wgsl` for up to 8 rows, `shaders/lora_matmul.wgsl`
+//! (tiled) for more rows over codes, and CubeCL's matmul followed by
+//! `shaders/lora_epilogue.wgsl` for more rows over an f32 base. Operands are strided views
+//! (a transpose is a swap of strides), the integer parameters go in a small storage buffer
+//! (every binding of the shaders is a read_write storage array), and bindings a launch does
+//! not use get one-element placeholders.
 
-use burn::backend::DType;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, DType, Scalar, TensorMetadata};
 use burn::backend::wgpu::{
-    CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
+    CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
 };
 use burn_cubecl::cubecl::ir::attributes::BufferIOAttr;
 use burn_cubecl::cubecl::prelude::KernelId;
 use burn_cubecl::cubecl::server::KernelArguments;
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
-use crate::shaders::{self, Tile};
+use crate::reference;
+use crate::shaders::{self, Schedule};
 
 /// A row-major 2-D tensor seen as `op(t)`, op a transpose where asked: `rows × cols` with
 /// element `(i, j)` at `i·row_stride + j·col_stride`.
 #[derive(Clone)]
 pub struct Strided {
     tensor: CubeTensor,
+    transposed: bool,
     rows: usize,
     cols: usize,
     row_stride: usize,
@@ -37,6 +43,7 @@ impl Strided {
         };
         Self {
             tensor,
+            transposed,
             rows,
             cols,
             row_stride,
@@ -69,19 +76,28 @@ pub struct LowRank {
     pub scaling: f32,
 }
 
-/// The kernel for one weight encoding and output tile (each its own pipeline).
+/// `lora_matmul.wgsl` or `lora_rows.wgsl` for one weight encoding and one tile or row
+/// count (each its own pipeline).
 struct LoraMatmul {
     bits: u32,
-    tile: Tile,
+    schedule: Schedule,
+    rows: usize,
 }
 
 impl KernelSource for LoraMatmul {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(shaders::lora_matmul(self.bits, self.tile))
+        SourceTemplate::new(match self.schedule {
+            Schedule::Tiled(tile) => shaders::lora_matmul(self.bits, tile),
+            _ => shaders::lora_rows(self.bits, self.rows),
+        })
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.bits, self.tile))
+        let tile = match self.schedule {
+            Schedule::Tiled(tile) => Some(tile),
+            _ => None,
+        };
+        KernelId::new::<Self>().info((self.bits, tile, self.rows))
     }
 
     fn lang(&self) -> &'static str {
@@ -89,7 +105,25 @@ impl KernelSource for LoraMatmul {
     }
 }
 
-/// `s_main·(X·Wᵀ) + bias + low` for `x` seen as `[m, k]`.
+/// `lora_epilogue.wgsl` (one pipeline).
+struct LoraEpilogue;
+
+impl KernelSource for LoraEpilogue {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(shaders::LORA_EPILOGUE)
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>()
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// `s_main·(X·Wᵀ) + bias + low` for `x` seen as `[m, k]`, by the schedule
+/// `Schedule::choose` picks for its rows and base.
 pub fn matmul(
     x: Strided,
     w: Weight,
@@ -97,24 +131,163 @@ pub fn matmul(
     bias: Option<CubeTensor>,
     s_main: f32,
 ) -> CubeTensor {
-    let (m, k) = (x.rows, x.cols);
-    let client = x.tensor.client.clone();
-    let device = x.tensor.device.clone();
-    let placeholder = || {
-        CubeTensor::new_contiguous(
-            client.clone(),
-            device.clone(),
-            [1].into(),
-            client.create_from_slice(bytemuck::cast_slice(&[0f32])),
-            DType::F32,
-        )
+    let schedule = Schedule::choose(x.rows, matches!(w, Weight::Quantized { .. }));
+    match (schedule, w) {
+        (Schedule::Epilogue, Weight::F32(w)) => {
+            // `op(w)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
+            let y = reference::scaled_matmul::<CubeBackend>(
+                x.tensor,
+                w.tensor,
+                x.transposed,
+                !w.transposed,
+                1.0,
+            );
+            epilogue(y, low, bias, s_main)
+        }
+        (schedule, w) => one_pass(schedule, x, w, low, bias, s_main),
+    }
+}
+
+/// A one-element f32 tensor for a binding a launch does not use.
+fn placeholder(like: &CubeTensor) -> CubeTensor {
+    let client = &like.client;
+    CubeTensor::new_contiguous(
+        client.clone(),
+        like.device.clone(),
+        [1].into(),
+        client.create_from_slice(bytemuck::cast_slice(&[0f32])),
+        DType::F32,
+    )
+}
+
+/// The integer parameters as a storage buffer of 32-bit words.
+fn params_buffer(like: &CubeTensor, params: &[usize]) -> CubeTensor {
+    let words: Vec<u32> = params.iter().map(|&v| v as u32).collect();
+    let client = &like.client;
+    CubeTensor::new_contiguous(
+        client.clone(),
+        like.device.clone(),
+        [words.len()].into(),
+        client.create_from_slice(bytemuck::cast_slice(&words)),
+        DType::U32,
+    )
+}
+
+/// The bindings in order, each read_write.
+fn arguments(tensors: &[&CubeTensor]) -> KernelArguments {
+    tensors.iter().fold(KernelArguments::new(), |args, t| {
+        args.with_buffer_io(t.handle.clone().binding(), BufferIOAttr::ReadWrite)
+    })
+}
+
+/// `y ← s_main·y + bias + low` in place over `y [m, n]` (CubeCL's product), by
+/// `lora_epilogue.wgsl`; a `y` whose buffer is shared takes Burn's ops instead.
+fn epilogue(
+    y: CubeTensor,
+    low: Option<LowRank>,
+    bias: Option<CubeTensor>,
+    s_main: f32,
+) -> CubeTensor {
+    let y = into_contiguous(y);
+    if !y.can_mut() {
+        return epilogue_in_burn_ops(y, low, bias, s_main);
+    }
+    let [m, n] = [y.meta.shape()[0], y.meta.shape()[1]];
+    let (r, s_low, f_strides, t, f) = low_rank_parts(low, &y);
+    let has_bias = bias.is_some();
+    let bias = bias
+        .map(into_contiguous)
+        .unwrap_or_else(|| placeholder(&y));
+    let params = params_buffer(
+        &y,
+        &[
+            m,
+            n,
+            r,
+            s_main.to_bits() as usize,
+            s_low.to_bits() as usize,
+            f_strides[0],
+            f_strides[1],
+            has_bias as usize,
+        ],
+    );
+    let client = y.client.clone();
+    client.launch(
+        Box::new(SourceKernel::new(LoraEpilogue, CubeDim::new_1d(256))),
+        CubeCount::Static(n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
+        arguments(&[&y, &t, &f, &bias, &params]),
+    );
+    y
+}
+
+/// The epilogue in Burn ops, for a product whose buffer cannot be written in place.
+fn epilogue_in_burn_ops(
+    y: CubeTensor,
+    low: Option<LowRank>,
+    bias: Option<CubeTensor>,
+    s_main: f32,
+) -> CubeTensor {
+    let low = low.map(|low| (low.t, low.f.tensor, !low.f.transposed, low.scaling));
+    add_terms::<CubeBackend>(y, low, bias, s_main)
+}
+
+/// `s_main·y + bias + s·t·op(f)` in backend ops.
+fn add_terms<B: Backend>(
+    y: FloatTensor<B>,
+    low: Option<(FloatTensor<B>, FloatTensor<B>, bool, f32)>,
+    bias: Option<FloatTensor<B>>,
+    s_main: f32,
+) -> FloatTensor<B> {
+    let mut y = if s_main == 1.0 {
+        y
+    } else {
+        B::float_mul_scalar(y, Scalar::new(s_main, &DType::F32))
     };
+    if let Some((t, f, f_transposed, scaling)) = low {
+        let lr = reference::scaled_matmul::<B>(t, f, false, f_transposed, scaling);
+        y = B::float_add(y, lr);
+    }
+    if let Some(bias) = bias {
+        let n = bias.shape()[0];
+        y = B::float_add(y, B::float_reshape(bias, [1, n].into()));
+    }
+    y
+}
+
+/// `(r, s_low, F's strides, T, F)` of the low-rank term, placeholders without one.
+fn low_rank_parts(
+    low: Option<LowRank>,
+    like: &CubeTensor,
+) -> (usize, f32, [usize; 2], CubeTensor, CubeTensor) {
+    match low {
+        Some(low) => (
+            low.t.meta.shape()[1],
+            low.scaling,
+            [low.f.row_stride, low.f.col_stride],
+            into_contiguous(low.t),
+            low.f.tensor,
+        ),
+        None => (0, 0.0, [0, 0], placeholder(like), placeholder(like)),
+    }
+}
+
+/// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch.
+fn one_pass(
+    schedule: Schedule,
+    x: Strided,
+    w: Weight,
+    low: Option<LowRank>,
+    bias: Option<CubeTensor>,
+    s_main: f32,
+) -> CubeTensor {
+    let (m, k) = (x.rows, x.cols);
+    let like = x.tensor.clone();
     let (n, bits, w_strides, [wq, scales, mins]) = match w {
         Weight::F32(w) => (
             w.rows,
             32,
             [w.row_stride, w.col_stride],
-            [w.tensor, placeholder(), placeholder()],
+            [w.tensor, placeholder(&like), placeholder(&like)],
         ),
         Weight::Quantized {
             quants,
@@ -127,57 +300,57 @@ pub fn matmul(
             (n, bits, [0, 0], [quants, scales, mins])
         }
     };
-    let (r, s_low, f_strides, t, f) = match low {
-        Some(low) => (
-            low.t.meta.shape()[1],
-            low.scaling,
-            [low.f.row_stride, low.f.col_stride],
-            into_contiguous(low.t),
-            low.f.tensor,
-        ),
-        None => (0, 0.0, [0, 0], placeholder(), placeholder()),
-    };
+    let (r, s_low, f_strides, t, f) = low_rank_parts(low, &like);
     let has_bias = bias.is_some();
-    let bias = bias.map(into_contiguous).unwrap_or_else(placeholder);
+    let bias = bias
+        .map(into_contiguous)
+        .unwrap_or_else(|| placeholder(&like));
+    let client = like.client.clone();
     let out = CubeTensor::new_contiguous(
         client.clone(),
-        device,
+        like.device.clone(),
         [m, n].into(),
         client.empty(m * n * 4),
         DType::F32,
     );
-    let params = [
-        m,
-        n,
-        k,
-        r,
-        s_main.to_bits() as usize,
-        s_low.to_bits() as usize,
-        x.row_stride,
-        x.col_stride,
-        w_strides[0],
-        w_strides[1],
-        f_strides[0],
-        f_strides[1],
-        has_bias as usize,
-    ]
-    .map(|v| v as u32);
-    let params = client.create_from_slice(bytemuck::cast_slice(&params));
-    let args = [&x.tensor, &wq, &scales, &mins, &t, &f, &bias, &out]
-        .into_iter()
-        .fold(KernelArguments::new(), |args, t| {
-            args.with_buffer_io(t.handle.clone().binding(), BufferIOAttr::ReadWrite)
-        })
-        .with_buffer_io(params.binding(), BufferIOAttr::ReadWrite);
-    let tile = Tile::for_rows(m);
-    let (tm, tn) = tile.size();
-    let (wm, wn) = tile.threads();
+    let params = params_buffer(
+        &like,
+        &[
+            m,
+            n,
+            k,
+            r,
+            s_main.to_bits() as usize,
+            s_low.to_bits() as usize,
+            x.row_stride,
+            x.col_stride,
+            w_strides[0],
+            w_strides[1],
+            f_strides[0],
+            f_strides[1],
+            has_bias as usize,
+        ],
+    );
+    let args = arguments(&[&x.tensor, &wq, &scales, &mins, &t, &f, &bias, &out, &params]);
+    let (threads, count) = match schedule {
+        Schedule::Tiled(tile) => {
+            let (tm, tn) = tile.size();
+            let (wm, wn) = tile.threads();
+            (wm * wn, (n.div_ceil(tn), m.div_ceil(tm)))
+        }
+        // Four columns of 64 threads each (`COLS`, `LANES` in the shader).
+        _ => (256, (n.div_ceil(4), 1)),
+    };
     client.launch(
         Box::new(SourceKernel::new(
-            LoraMatmul { bits, tile },
-            CubeDim::new_1d((wm * wn) as u32),
+            LoraMatmul {
+                bits,
+                schedule,
+                rows: m,
+            },
+            CubeDim::new_1d(threads as u32),
         )),
-        CubeCount::Static(n.div_ceil(tn) as u32, m.div_ceil(tm) as u32, 1),
+        CubeCount::Static(count.0 as u32, count.1 as u32, 1),
         args,
     );
     out

@@ -1,0 +1,132 @@
+// The product of shaders/lora_matmul.wgsl for up to 8 rows (decoding a token per sequence):
+//
+//   out = s_main·(X·Wᵀ) + bias + s_low·T·Fᵀ
+//
+// with the same bindings and parameters. Few rows make the product a matrix-vector one,
+// bound by reading W once: the tiled kernel gave it n/128 workgroups that each walked all
+// of k alone (on an H200 its time followed k, 2.3 ms where CubeCL's matmul took 0.08).
+// Here one workgroup of COLS×LANES threads computes COLS columns of out for every row: the
+// LANES threads of a column split k between them (lane l takes k = l, l + LANES, …, so one
+// load by neighbouring lanes reads neighbouring words of W's row), then sum their partial
+// results in workgroup memory. That is n/COLS workgroups, each walking k/LANES steps.
+//
+// W is f32 through strides (BITS = 32), or 32-value blocks of codes (GGUF's Q8_0, Q4_0,
+// Q4_1, repacked row-major by crates/kernels/src/quant.rs; k a whole number of blocks)
+// decoded as they are read: 8-bit codes are signed, w = q·d; 4-bit codes are unsigned,
+// w = q·d + min. The low-rank term and the bias are added by the lane that writes a row.
+//
+// Every binding is read_write: Burn may place small tensors in one shared buffer.
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (ROWS, k) via strides
+@group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
+@group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32]
+@group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit)
+@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [ROWS, r]
+@group(0) @binding(5) var<storage, read_write> f: array<f32>;      // F (n, r) via strides
+@group(0) @binding(6) var<storage, read_write> bias: array<f32>;   // [n]
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [ROWS, n]
+// [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
+//  W k stride, F row stride, F rank stride, has bias]
+@group(0) @binding(8) var<storage, read_write> params: array<u32>;
+
+const ROWS: u32 = {{ rows }}u;  // m, 1 to 8: one pipeline per row count
+const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
+const CODES: u32 = 32u / BITS;  // values per word
+const COLS: u32 = 4u;           // columns of out per workgroup
+const LANES: u32 = 64u;         // threads sharing one column's k, a power of two
+
+var<workgroup> partial: array<f32, COLS * ROWS * LANES>; // [COLS, ROWS, LANES]
+
+// Value e of a word of W: the word itself for f32, else code e scaled by its block's d.
+fn code(word: u32, e: u32) -> f32 {
+    if (BITS == 32u) {
+        return bitcast<f32>(word);
+    }
+    if (BITS == 8u) {
+        // Move the byte to the top, then shift back arithmetically to sign-extend it.
+        return f32(bitcast<i32>(word << (24u - 8u * e)) >> 24u);
+    }
+    return f32((word >> (4u * e)) & 15u);
+}
+
+@compute @workgroup_size(COLS * LANES, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let n = params[1];
+    let k = params[2];
+    let r = params[3];
+    let s_main = bitcast<f32>(params[4]);
+    let s_low = bitcast<f32>(params[5]);
+    let x_row = params[6];
+    let x_k = params[7];
+    let w_row = params[8];
+    let w_k = params[9];
+    let f_row = params[10];
+    let f_rank = params[11];
+    let has_bias = params[12] != 0u;
+    let c = lid.x / LANES;
+    let lane = lid.x % LANES;
+    let j = wg.x * COLS + c;
+
+    var acc: array<f32, ROWS>;
+    if (j < n) {
+        // f32: one value per word, read through the strides. Codes: CODES values per word,
+        // the word's block scale (and minimum) read with it.
+        var words = k;
+        var row_start = j * w_row;
+        var step = w_k;
+        if (BITS != 32u) {
+            words = k / CODES;
+            row_start = j * words;
+            step = 1u;
+        }
+        for (var wi = lane; wi < words; wi += LANES) {
+            let word = wq[row_start + wi * step];
+            var d = 1.0;
+            var low = 0.0;
+            if (BITS != 32u) {
+                let block = j * (k / 32u) + (wi * CODES) / 32u;
+                d = scales[block];
+                if (BITS == 4u) {
+                    low = mins[block];
+                }
+            }
+            for (var e = 0u; e < CODES; e++) {
+                let w = code(word, e) * d + low;
+                let col = (wi * CODES + e) * x_k;
+                for (var i = 0u; i < ROWS; i++) {
+                    acc[i] += x[i * x_row + col] * w;
+                }
+            }
+        }
+    }
+
+    // The LANES partial sums of each (column, row), halved until one is left.
+    for (var i = 0u; i < ROWS; i++) {
+        partial[(c * ROWS + i) * LANES + lane] = acc[i];
+    }
+    workgroupBarrier();
+    for (var half = LANES / 2u; half > 0u; half /= 2u) {
+        if (lane < half) {
+            for (var i = 0u; i < ROWS; i++) {
+                let at = (c * ROWS + i) * LANES + lane;
+                partial[at] += partial[at + half];
+            }
+        }
+        workgroupBarrier();
+    }
+
+    // Lane i writes row i of column j.
+    if (lane < ROWS && j < n) {
+        let i = lane;
+        var v = s_main * partial[(c * ROWS + i) * LANES];
+        var low = 0.0;
+        for (var p = 0u; p < r; p++) {
+            low += t[i * r + p] * f[j * f_row + p * f_rank];
+        }
+        v += s_low * low;
+        if (has_bias) {
+            v += bias[j];
+        }
+        out[i * n + j] = v;
+    }
+}

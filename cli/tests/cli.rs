@@ -878,6 +878,8 @@ fn bench_kernels_prints_every_measurement() {
         "3",
         "--iters",
         "1",
+        "--rounds",
+        "2",
         "--json",
     ]);
     let rows: Vec<serde_json::Value> = stdout
@@ -913,6 +915,10 @@ fn bench_kernels_prints_every_measurement() {
     fails(
         &["bench", "kernels", "--device", "cpu", "--ranks", "0"],
         &["--ranks"],
+    );
+    fails(
+        &["bench", "kernels", "--device", "cpu", "--rounds", "0"],
+        &["--rounds"],
     );
 }
 

@@ -34,9 +34,12 @@ pub struct KernelArgs {
     /// Token counts (rows of x).
     #[arg(long, value_delimiter = ',', default_value = "1,32,512")]
     pub tokens: Vec<usize>,
-    /// Timed repetitions per measurement, after one warm-up (which also autotunes).
+    /// Timed calls per round and variant, after one warm-up call (which also autotunes).
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
+    /// Rounds, each timing every variant in turn; the median round is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// One JSON object per measurement instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -88,19 +91,47 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
     Ok((k, n))
 }
 
-/// Milliseconds per call of `f`, after one warm-up call, the device drained before and after.
-fn time(device: &Device, iters: usize, mut f: impl FnMut()) -> Result<f64> {
-    f();
-    device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let start = Instant::now();
-    for _ in 0..iters {
+/// Milliseconds per call of each variant: one warm-up call each (which also autotunes), then
+/// `rounds` rounds that each time `iters` calls of every variant in turn, the device drained
+/// around each block; the median round per variant. Alternating spreads a machine's drift
+/// over all variants instead of charging it to whichever ran during it.
+fn time_rounds(
+    device: &Device,
+    iters: usize,
+    rounds: usize,
+    variants: &mut [Box<dyn FnMut() + '_>],
+) -> Result<Vec<f64>> {
+    let sync = || device.sync().map_err(|e| anyhow::anyhow!("{e:?}"));
+    for f in variants.iter_mut() {
         f();
     }
-    device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(start.elapsed().as_secs_f64() * 1e3 / iters as f64)
+    sync()?;
+    let mut times = vec![Vec::with_capacity(rounds); variants.len()];
+    for _ in 0..rounds {
+        for (f, times) in variants.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            sync()?;
+            times.push(start.elapsed().as_secs_f64() * 1e3 / iters as f64);
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
 }
 
-fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize) -> Result<Row> {
+fn measure(
+    device: &Device,
+    (k, n, r, m): (usize, usize, usize, usize),
+    iters: usize,
+    rounds: usize,
+) -> Result<Row> {
     let u = Distribution::Uniform(-0.1, 0.1);
     let s = 2.0;
     let x = Tensor::<2>::random([m, k], u, device);
@@ -112,38 +143,21 @@ fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize
         weight: Param::from_tensor(w.clone()),
     }
     .apply_lora(Lora::new(r, s * r as f64));
-    let base_fwd = time(device, iters, || {
-        let _ = x.clone().matmul(w.clone().transpose());
-    })?;
-    let burn_lora_fwd = time(device, iters, || {
-        let _ = x.clone().matmul(burn_lora.weight.val().transpose());
-    })?;
     let unfused = |x: Tensor<2>, a: Tensor<2>, b: Tensor<2>| {
         x.clone().matmul(w.clone().transpose()) + x.matmul(a.transpose()).matmul(b.transpose()) * s
     };
-    let unfused_fwd = time(device, iters, || {
-        let _ = unfused(x.clone(), a.clone(), b.clone());
-    })?;
-    let fused_fwd = time(device, iters, || {
-        let _ = kernels::lora_linear(x.clone(), w.clone(), a.clone(), b.clone(), bias.clone(), s);
-    })?;
     let host_w = model::io::values(w.clone())?;
-    let mut quantized = Vec::new();
-    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
-        let gguf = kernels::quant::quantize_gguf(format, &host_w);
-        let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k)?;
-        let q = QuantizedLinear::new(&packed, device);
-        quantized.push(time(device, iters, || {
-            let _ = kernels::lora_linear_quantized(
-                x.clone(),
-                &q,
-                a.clone(),
-                b.clone(),
-                bias.clone(),
-                s,
-            );
-        })?);
-    }
+    let quantized = [QuantFormat::Q8_0, QuantFormat::Q4_1]
+        .into_iter()
+        .map(|format| {
+            let gguf = kernels::quant::quantize_gguf(format, &host_w);
+            let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k)?;
+            Ok(QuantizedLinear::new(&packed, device))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let fused_quantized = |q: &QuantizedLinear| {
+        let _ = kernels::lora_linear_quantized(x.clone(), q, a.clone(), b.clone(), bias.clone(), s);
+    };
 
     // Forward + backward with autodiff: x, A and B tracked, W frozen.
     let track = |t: &Tensor<2>| Tensor::from_inner(t.clone()).require_grad();
@@ -156,29 +170,61 @@ fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize
         weight: Param::from_tensor(wd.clone()).set_require_grad(false),
     }
     .apply_lora(Lora::new(r, s * r as f64));
-    let burn_lora_fwd_bwd = time(device, iters, || {
-        let y = xg.clone().matmul(burn_lora_ad.weight.val().transpose());
-        let _ = y.sum().backward();
-    })?;
-    let unfused_fwd_bwd = time(device, iters, || {
-        let y = xg.clone().matmul(wd.clone().transpose())
-            + xg.clone()
-                .matmul(ag.clone().transpose())
-                .matmul(bg.clone().transpose())
-                * s;
-        let _ = y.sum().backward();
-    })?;
-    let fused_fwd_bwd = time(device, iters, || {
-        let y = kernels::lora_linear(
-            xg.clone(),
-            wd.clone(),
-            ag.clone(),
-            bg.clone(),
-            biasd.clone(),
-            s,
-        );
-        let _ = y.sum().backward();
-    })?;
+
+    // In the order of `Row`'s fields.
+    let mut variants: Vec<Box<dyn FnMut() + '_>> = vec![
+        Box::new(|| {
+            let _ = x.clone().matmul(w.clone().transpose());
+        }),
+        Box::new(|| {
+            let _ = x.clone().matmul(burn_lora.weight.val().transpose());
+        }),
+        Box::new(|| {
+            let _ = unfused(x.clone(), a.clone(), b.clone());
+        }),
+        Box::new(|| {
+            let _ = kernels::lora_linear(x.clone(), w.clone(), a.clone(), b.clone(), bias.clone(), s);
+        }),
+        Box::new(|| fused_quantized(&quantized[0])),
+        Box::new(|| fused_quantized(&quantized[1])),
+        Box::new(|| {
+            let y = xg.clone().matmul(burn_lora_ad.weight.val().transpose());
+            let _ = y.sum().backward();
+        }),
+        Box::new(|| {
+            let y = xg.clone().matmul(wd.clone().transpose())
+                + xg.clone()
+                    .matmul(ag.clone().transpose())
+                    .matmul(bg.clone().transpose())
+                    * s;
+            let _ = y.sum().backward();
+        }),
+        Box::new(|| {
+            let y = kernels::lora_linear(
+                xg.clone(),
+                wd.clone(),
+                ag.clone(),
+                bg.clone(),
+                biasd.clone(),
+                s,
+            );
+            let _ = y.sum().backward();
+        }),
+    ];
+    let ms: [f64; 9] = time_rounds(device, iters, rounds, &mut variants)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("one time per variant"))?;
+    let [
+        base_fwd,
+        burn_lora_fwd,
+        unfused_fwd,
+        fused_fwd,
+        fused_q8_0_fwd,
+        fused_q4_1_fwd,
+        burn_lora_fwd_bwd,
+        unfused_fwd_bwd,
+        fused_fwd_bwd,
+    ] = ms;
     Ok(Row {
         k,
         n,
@@ -188,8 +234,8 @@ fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize
         burn_lora_fwd,
         unfused_fwd,
         fused_fwd,
-        fused_q8_0_fwd: quantized[0],
-        fused_q4_1_fwd: quantized[1],
+        fused_q8_0_fwd,
+        fused_q4_1_fwd,
         burn_lora_fwd_bwd,
         unfused_fwd_bwd,
         fused_fwd_bwd,
@@ -199,8 +245,9 @@ fn measure(device: &Device, k: usize, n: usize, r: usize, m: usize, iters: usize
 pub fn run(args: KernelArgs) -> Result<()> {
     let chosen = crate::device::choose(args.device)?;
     let device = chosen.device.clone();
-    if args.iters == 0 || args.ranks.contains(&0) || args.tokens.contains(&0) {
-        bail!("--iters, --ranks and --tokens must be at least 1");
+    if args.iters == 0 || args.rounds == 0 || args.ranks.contains(&0) || args.tokens.contains(&0)
+    {
+        bail!("--iters, --rounds, --ranks and --tokens must be at least 1");
     }
     let shapes = args
         .shapes
@@ -210,8 +257,8 @@ pub fn run(args: KernelArgs) -> Result<()> {
     let tile = std::env::var("MENTALQLM_LORA_TILE").unwrap_or_else(|_| "default".into());
     let schedule = std::env::var("MENTALQLM_LORA_SCHEDULE").unwrap_or_else(|_| "auto".into());
     eprintln!(
-        "device: {}; schedule: {schedule}; tile over 8 rows: {tile}; {} timed calls after a warm-up",
-        chosen.description, args.iters
+        "device: {}; schedule: {schedule}; tile over 8 rows: {tile}; the median of {} rounds of {} timed calls after a warm-up",
+        chosen.description, args.rounds, args.iters
     );
     if !args.json {
         println!(
@@ -241,7 +288,7 @@ pub fn run(args: KernelArgs) -> Result<()> {
     for &(k, n) in &shapes {
         for &r in &args.ranks {
             for &m in &args.tokens {
-                let row = measure(&device, k, n, r, m, args.iters)?;
+                let row = measure(&device, (k, n, r, m), args.iters, args.rounds)?;
                 if args.json {
                     let mut value = serde_json::to_value(&row)?;
                     value["device"] = chosen.description.clone().into();

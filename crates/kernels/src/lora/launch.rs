@@ -214,7 +214,8 @@ fn epilogue(
     let client = y.client.clone();
     client.launch(
         Box::new(SourceKernel::new(LoraEpilogue, CubeDim::new_1d(256))),
-        CubeCount::Static(n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
+        // 16 rows by 64 columns per workgroup (`TM`, `WN`·`CN` in the shader).
+        CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(16) as u32, 1),
         arguments(&[&y, &t, &f, &bias, &params]),
     );
     y

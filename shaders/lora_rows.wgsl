@@ -7,8 +7,10 @@
 // of k alone (on an H200 its time followed k, 2.3 ms where CubeCL's matmul took 0.08).
 // Here one workgroup of COLS×LANES threads computes COLS columns of out for every row: the
 // LANES threads of a column split k between them (lane l takes k = l, l + LANES, …, so one
-// load by neighbouring lanes reads neighbouring words of W's row), then sum their partial
-// results in workgroup memory. That is n/COLS workgroups, each walking k/LANES steps.
+// load by neighbouring lanes reads neighbouring words of W's row), then leave their partial
+// results in workgroup memory for the lane that writes the row to add up. That is n/COLS
+// workgroups, each walking k/LANES steps; a column's 32 lanes are one warp on NVIDIA GPUs,
+// each of their loads one 128-byte line of W.
 //
 // W is f32 through strides (BITS = 32), or 32-value blocks of codes (GGUF's Q8_0, Q4_0,
 // Q4_1, repacked row-major by crates/kernels/src/quant.rs; k a whole number of blocks)
@@ -32,8 +34,8 @@
 const ROWS: u32 = {{ rows }}u;  // m, 1 to 8: one pipeline per row count
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
 const CODES: u32 = 32u / BITS;  // values per word
-const COLS: u32 = 4u;           // columns of out per workgroup
-const LANES: u32 = 64u;         // threads sharing one column's k, a power of two
+const COLS: u32 = 8u;           // columns of out per workgroup
+const LANES: u32 = 32u;         // threads sharing one column's k
 
 var<workgroup> partial: array<f32, COLS * ROWS * LANES>; // [COLS, ROWS, LANES]
 
@@ -100,25 +102,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
     }
 
-    // The LANES partial sums of each (column, row), halved until one is left.
+    // The LANES partial sums of each (column, row), added up by the lane that writes that
+    // row: one barrier, where halving them would take log2(LANES) (each a switch between
+    // coroutines on a CPU's Vulkan, for at most 8 rows' 64 values of workgroup memory).
     for (var i = 0u; i < ROWS; i++) {
         partial[(c * ROWS + i) * LANES + lane] = acc[i];
     }
     workgroupBarrier();
-    for (var half = LANES / 2u; half > 0u; half /= 2u) {
-        if (lane < half) {
-            for (var i = 0u; i < ROWS; i++) {
-                let at = (c * ROWS + i) * LANES + lane;
-                partial[at] += partial[at + half];
-            }
-        }
-        workgroupBarrier();
-    }
 
     // Lane i writes row i of column j.
     if (lane < ROWS && j < n) {
         let i = lane;
-        var v = s_main * partial[(c * ROWS + i) * LANES];
+        var sum = 0.0;
+        for (var l = 0u; l < LANES; l++) {
+            sum += partial[(c * ROWS + i) * LANES + l];
+        }
+        var v = s_main * sum;
         var low = 0.0;
         for (var p = 0u; p < r; p++) {
             low += t[i * r + p] * f[j * f_row + p * f_rank];

@@ -82,7 +82,7 @@ fn operands(m: usize, k: usize, n: usize, r: usize, device: &Device) -> Operands
     )
 }
 
-/// `(m, k, n, r)`: up to 8 rows (`lora_rows.wgsl`, k past its 64 lanes too) and more (the
+/// `(m, k, n, r)`: up to 8 rows (`lora_rows.wgsl`, k past its 32 lanes too) and more (the
 /// epilogue, with r over its 16 ranks per stage too).
 const SHAPES: [(usize, usize, usize, usize); 7] = [
     (1, 64, 96, 8),

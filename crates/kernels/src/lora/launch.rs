@@ -339,8 +339,8 @@ fn one_pass(
             let (wm, wn) = tile.threads();
             (wm * wn, (n.div_ceil(tn), m.div_ceil(tm)))
         }
-        // Four columns of 64 threads each (`COLS`, `LANES` in the shader).
-        _ => (256, (n.div_ceil(4), 1)),
+        // Eight columns of 32 threads each (`COLS`, `LANES` in the shader).
+        _ => (256, (n.div_ceil(8), 1)),
     };
     client.launch(
         Box::new(SourceKernel::new(

@@ -192,18 +192,30 @@ test('auto passes over a software WebGPU adapter for the CPU backend, as the CLI
   }
 });
 
+// A page on `backend`, once it runs there; null, with the test marked skipped (not passed,
+// in the summary), where the browser gives no WebGPU adapter with `subgroups` at all
+// (Chromium's SwiftShader has it).
+async function openBackend(t, backend) {
+  if (backend === 'webgpu') {
+    const probe = await webgpuUsable();
+    if (!probe.ok) { t.skip(`no usable WebGPU adapter here: ${probe.error}`); return null; }
+  }
+  const view = await openPage(`backend=${backend}&autoload=0`);
+  try {
+    const description = await waitBackend(view.page);
+    assert.ok(description.startsWith(backend), `asked for ${backend}, got "${description}"`);
+    return view;
+  } catch (e) {
+    await view.context.close();
+    throw e;
+  }
+}
+
 for (const backend of ['webgpu', 'cpu']) {
   test(`tiny model on ${backend}: same labels and probabilities as the CLI, no request while classifying`, async (t) => {
-    if (backend === 'webgpu') {
-      const probe = await webgpuUsable();
-      // Reported as skipped (not passed) in the summary, where the browser gives no WebGPU
-      // adapter with `subgroups` at all (Chromium's SwiftShader has it).
-      if (!probe.ok) { t.skip(`no usable WebGPU adapter here: ${probe.error}`); return; }
-    }
-    const view = await openPage(`backend=${backend}&autoload=0`);
+    const view = await openBackend(t, backend);
+    if (!view) return;
     try {
-      const description = await waitBackend(view.page);
-      assert.ok(description.startsWith(backend), `asked for ${backend}, got "${description}"`);
       timings[`tiny_${backend}_load_ms`] = await loadFiles(view.page, TINY_FILES);
       for (const { task, text } of CASES) {
         const want = native(task, text);
@@ -231,14 +243,9 @@ for (const backend of ['webgpu', 'cpu']) {
 // that the browser's own shader compiler takes them.
 for (const backend of ['cpu', 'webgpu']) {
   test(`an adapter picked beside the model gives the CLI's --adapter probabilities on ${backend}`, async (t) => {
-    if (backend === 'webgpu') {
-      const probe = await webgpuUsable();
-      if (!probe.ok) { t.skip(`no usable WebGPU adapter here: ${probe.error}`); return; }
-    }
-    const view = await openPage(`backend=${backend}&autoload=0`);
+    const view = await openBackend(t, backend);
+    if (!view) return;
     try {
-      const description = await waitBackend(view.page);
-      assert.ok(description.startsWith(backend), `asked for ${backend}, got "${description}"`);
       await loadFiles(view.page, TINY_FILES, ['adapter_config.json', 'adapter_model.safetensors'].map((f) => join(ADAPTER, f)));
       const { task, text } = CASES[0];
       const want = native(task, text, { adapter: ADAPTER });

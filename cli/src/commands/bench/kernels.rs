@@ -214,31 +214,20 @@ fn measure(
     let ms: [f64; 9] = time_rounds(device, iters, rounds, &mut variants)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("one time per variant"))?;
-    let [
-        base_fwd,
-        burn_lora_fwd,
-        unfused_fwd,
-        fused_fwd,
-        fused_q8_0_fwd,
-        fused_q4_1_fwd,
-        burn_lora_fwd_bwd,
-        unfused_fwd_bwd,
-        fused_fwd_bwd,
-    ] = ms;
     Ok(Row {
         k,
         n,
         rank: r,
         tokens: m,
-        base_fwd,
-        burn_lora_fwd,
-        unfused_fwd,
-        fused_fwd,
-        fused_q8_0_fwd,
-        fused_q4_1_fwd,
-        burn_lora_fwd_bwd,
-        unfused_fwd_bwd,
-        fused_fwd_bwd,
+        base_fwd: ms[0],
+        burn_lora_fwd: ms[1],
+        unfused_fwd: ms[2],
+        fused_fwd: ms[3],
+        fused_q8_0_fwd: ms[4],
+        fused_q4_1_fwd: ms[5],
+        burn_lora_fwd_bwd: ms[6],
+        unfused_fwd_bwd: ms[7],
+        fused_fwd_bwd: ms[8],
     })
 }
 

@@ -66,7 +66,7 @@ impl Tile {
     /// The tile for `m` rows: `MENTALQLM_LORA_TILE=WMxWNxTK` (for benchmark sweeps) replaces
     /// the choice for more than 8 rows.
     pub fn for_rows(m: usize) -> Self {
-        if m <= 8 {
+        if m <= ROWS_MAX {
             return Self::ROWS;
         }
         if let Some(tile) = override_tile() {

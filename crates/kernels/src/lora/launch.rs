@@ -7,8 +7,7 @@
 //! (every binding of the shaders is a read_write storage array), and bindings a launch does
 //! not use get one-element placeholders.
 
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DType, Scalar, TensorMetadata};
+use burn::backend::DType;
 use burn::backend::wgpu::{
     CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
 };
@@ -18,7 +17,7 @@ use burn_cubecl::cubecl::server::KernelArguments;
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
 use crate::reference;
-use crate::shaders::{self, Schedule};
+use crate::shaders::{self, Schedule, Tile};
 
 /// A row-major 2-D tensor seen as `op(t)`, op a transpose where asked: `rows × cols` with
 /// element `(i, j)` at `i·row_stride + j·col_stride`.
@@ -76,28 +75,31 @@ pub struct LowRank {
     pub scaling: f32,
 }
 
-/// `lora_matmul.wgsl` or `lora_rows.wgsl` for one weight encoding and one tile or row
-/// count (each its own pipeline).
+/// A kernel that computes the whole product in one launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum OnePass {
+    /// `lora_matmul.wgsl` with this tile, for any number of rows.
+    Tiled(Tile),
+    /// `lora_rows.wgsl` for this many rows.
+    Rows(usize),
+}
+
+/// One of them for one weight encoding (each its own pipeline).
 struct LoraMatmul {
     bits: u32,
-    schedule: Schedule,
-    rows: usize,
+    pass: OnePass,
 }
 
 impl KernelSource for LoraMatmul {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(match self.schedule {
-            Schedule::Tiled(tile) => shaders::lora_matmul(self.bits, tile),
-            _ => shaders::lora_rows(self.bits, self.rows),
+        SourceTemplate::new(match self.pass {
+            OnePass::Tiled(tile) => shaders::lora_matmul(self.bits, tile),
+            OnePass::Rows(rows) => shaders::lora_rows(self.bits, rows),
         })
     }
 
     fn id(&self) -> KernelId {
-        let tile = match self.schedule {
-            Schedule::Tiled(tile) => Some(tile),
-            _ => None,
-        };
-        KernelId::new::<Self>().info((self.bits, tile, self.rows))
+        KernelId::new::<Self>().info((self.bits, self.pass))
     }
 
     fn lang(&self) -> &'static str {
@@ -131,8 +133,8 @@ pub fn matmul(
     bias: Option<CubeTensor>,
     s_main: f32,
 ) -> CubeTensor {
-    let schedule = Schedule::choose(x.rows, matches!(w, Weight::Quantized { .. }));
-    match (schedule, w) {
+    let m = x.rows;
+    match (Schedule::choose(m, matches!(w, Weight::Quantized { .. })), w) {
         (Schedule::Epilogue, Weight::F32(w)) => {
             // `op(w)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
             let y = reference::scaled_matmul::<CubeBackend>(
@@ -144,7 +146,12 @@ pub fn matmul(
             );
             epilogue(y, low, bias, s_main)
         }
-        (schedule, w) => one_pass(schedule, x, w, low, bias, s_main),
+        (Schedule::Rows, w) => one_pass(OnePass::Rows(m), x, w, low, bias, s_main),
+        (Schedule::Tiled(tile), w) => one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main),
+        // Not chosen for codes, which would need an f32 copy of W for CubeCL's matmul.
+        (Schedule::Epilogue, w) => {
+            one_pass(OnePass::Tiled(Tile::for_rows(m)), x, w, low, bias, s_main)
+        }
     }
 }
 
@@ -180,8 +187,8 @@ fn arguments(tensors: &[&CubeTensor]) -> KernelArguments {
     })
 }
 
-/// `y ← s_main·y + bias + low` in place over `y [m, n]` (CubeCL's product), by
-/// `lora_epilogue.wgsl`; a `y` whose buffer is shared takes Burn's ops instead.
+/// `y ← s_main·y + bias + low` in place over `y [m, n]`, by `lora_epilogue.wgsl`. `y` is
+/// the fresh output of CubeCL's matmul, so no other tensor shares its buffer.
 fn epilogue(
     y: CubeTensor,
     low: Option<LowRank>,
@@ -189,9 +196,6 @@ fn epilogue(
     s_main: f32,
 ) -> CubeTensor {
     let y = into_contiguous(y);
-    if !y.can_mut() {
-        return epilogue_in_burn_ops(y, low, bias, s_main);
-    }
     let [m, n] = [y.meta.shape()[0], y.meta.shape()[1]];
     let (r, s_low, f_strides, t, f) = low_rank_parts(low, &y);
     let has_bias = bias.is_some();
@@ -221,40 +225,6 @@ fn epilogue(
     y
 }
 
-/// The epilogue in Burn ops, for a product whose buffer cannot be written in place.
-fn epilogue_in_burn_ops(
-    y: CubeTensor,
-    low: Option<LowRank>,
-    bias: Option<CubeTensor>,
-    s_main: f32,
-) -> CubeTensor {
-    let low = low.map(|low| (low.t, low.f.tensor, !low.f.transposed, low.scaling));
-    add_terms::<CubeBackend>(y, low, bias, s_main)
-}
-
-/// `s_main·y + bias + s·t·op(f)` in backend ops.
-fn add_terms<B: Backend>(
-    y: FloatTensor<B>,
-    low: Option<(FloatTensor<B>, FloatTensor<B>, bool, f32)>,
-    bias: Option<FloatTensor<B>>,
-    s_main: f32,
-) -> FloatTensor<B> {
-    let mut y = if s_main == 1.0 {
-        y
-    } else {
-        B::float_mul_scalar(y, Scalar::new(s_main, &DType::F32))
-    };
-    if let Some((t, f, f_transposed, scaling)) = low {
-        let lr = reference::scaled_matmul::<B>(t, f, false, f_transposed, scaling);
-        y = B::float_add(y, lr);
-    }
-    if let Some(bias) = bias {
-        let n = bias.shape()[0];
-        y = B::float_add(y, B::float_reshape(bias, [1, n].into()));
-    }
-    y
-}
-
 /// `(r, s_low, F's strides, T, F)` of the low-rank term, placeholders without one.
 fn low_rank_parts(
     low: Option<LowRank>,
@@ -274,7 +244,7 @@ fn low_rank_parts(
 
 /// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch.
 fn one_pass(
-    schedule: Schedule,
+    pass: OnePass,
     x: Strided,
     w: Weight,
     low: Option<LowRank>,
@@ -333,22 +303,18 @@ fn one_pass(
         ],
     );
     let args = arguments(&[&x.tensor, &wq, &scales, &mins, &t, &f, &bias, &out, &params]);
-    let (threads, count) = match schedule {
-        Schedule::Tiled(tile) => {
+    let (threads, count) = match pass {
+        OnePass::Tiled(tile) => {
             let (tm, tn) = tile.size();
             let (wm, wn) = tile.threads();
             (wm * wn, (n.div_ceil(tn), m.div_ceil(tm)))
         }
         // Eight columns of 32 threads each (`COLS`, `LANES` in the shader).
-        _ => (256, (n.div_ceil(8), 1)),
+        OnePass::Rows(_) => (256, (n.div_ceil(8), 1)),
     };
     client.launch(
         Box::new(SourceKernel::new(
-            LoraMatmul {
-                bits,
-                schedule,
-                rows: m,
-            },
+            LoraMatmul { bits, pass },
             CubeDim::new_1d(threads as u32),
         )),
         CubeCount::Static(count.0 as u32, count.1 as u32, 1),

@@ -923,6 +923,23 @@ fn bench_kernels_prints_every_measurement() {
 }
 
 #[test]
+fn bench_shaders_writes_every_rendered_kernel() {
+    let dir = scratch("bench-shaders");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, _) = ok(&["bench", "shaders", "--out", dir.to_str().unwrap()]);
+    let written = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(written, kernels::shaders::all_rendered().len());
+    assert!(stdout.starts_with(&format!("{written} shaders written")), "{stdout}");
+    // A file where the folder should be: the error names it.
+    let file = dir.join("lora_epilogue-00.wgsl");
+    std::fs::write(&file, "").unwrap();
+    fails(
+        &["bench", "shaders", "--out", file.to_str().unwrap()],
+        &["lora_epilogue-00.wgsl"],
+    );
+}
+
+#[test]
 fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
     let dir = scratch("bench-e2e");
     std::fs::create_dir_all(&dir).unwrap();

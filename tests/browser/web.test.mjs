@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -160,6 +160,52 @@ async function webgpuUsable(options = {}) {
     await view.context.close();
   }
 }
+
+// Every WGSL kernel as the runtime renders it (`mentalqlm bench shaders`: each weight
+// encoding, tile and row count) compiles in Chromium's own WGSL compiler, Tint, which refuses
+// more than naga does: a barrier in a loop bounded by a value read from a read_write
+// buffer, for one, which naga (the native test) accepts.
+test('every WGSL kernel compiles in the browser', async (t) => {
+  const dir = join(REPORTS, 'shaders');
+  rmSync(dir, { recursive: true, force: true });
+  execFileSync(CLI, ['bench', 'shaders', '--out', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const sources = readdirSync(dir).filter((f) => f.endsWith('.wgsl')).sort()
+    .map((f) => [f, readFileSync(join(dir, f), 'utf8')]);
+  for (const name of ['lora_matmul', 'lora_rows', 'lora_epilogue']) {
+    assert.ok(sources.some(([f]) => f.startsWith(`${name}-`)), `${name} was not written`);
+  }
+  const view = await openPage('backend=cpu&autoload=0');
+  try {
+    const result = await view.page.evaluate(async (sources) => {
+      const adapter = await navigator.gpu?.requestAdapter();
+      if (!adapter) return { skip: 'no WebGPU adapter' };
+      // The adapter's own limits, as CubeCL asks for them (the kernels bind 9 storage
+      // buffers where WebGPU guarantees 8; the page refuses an adapter with fewer).
+      const requiredLimits = {};
+      for (const key of ['maxStorageBuffersPerShaderStage', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup']) {
+        requiredLimits[key] = adapter.limits[key];
+      }
+      const device = await adapter.requestDevice({ requiredLimits });
+      const errors = [];
+      for (const [name, code] of sources) {
+        device.pushErrorScope('validation');
+        const module = device.createShaderModule({ code });
+        for (const m of (await module.getCompilationInfo()).messages) {
+          if (m.type === 'error') errors.push(`${name}:${m.lineNum}: ${m.message}`);
+        }
+        device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+        const error = await device.popErrorScope();
+        if (error) errors.push(`${name}: ${error.message}`);
+      }
+      return { errors, compiled: sources.length };
+    }, sources);
+    if (result.skip) { t.skip(result.skip); return; }
+    assert.equal(result.compiled, sources.length);
+    assert.deepEqual(result.errors, []);
+  } finally {
+    await view.context.close();
+  }
+});
 
 test('WebGPU without the subgroups feature is refused with a reason, and auto falls back to the CPU', async () => {
   const refused = await webgpuUsable({ withoutSubgroups: true });

@@ -126,6 +126,14 @@ async fn webgpu() -> anyhow::Result<WebGpu> {
         );
     }
     let limits = setup.device.limits();
+    let buffers = limits.max_storage_buffers_per_shader_stage as usize;
+    if buffers < kernels::shaders::STORAGE_BUFFERS {
+        anyhow::bail!(
+            "this browser's WebGPU adapter ({name}) binds {buffers} storage buffers per shader, \
+             and our LoRA kernels need {}; use the CPU backend",
+            kernels::shaders::STORAGE_BUFFERS
+        );
+    }
     let max_buffer = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);

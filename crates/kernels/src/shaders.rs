@@ -12,6 +12,11 @@ pub const LORA_ROWS: &str = include_str!("../../../shaders/lora_rows.wgsl");
 /// CubeCL's matmul computed (an f32 base over more than 8 rows).
 pub const LORA_EPILOGUE: &str = include_str!("../../../shaders/lora_epilogue.wgsl");
 
+/// Storage buffers the most-bound kernels (`lora_matmul.wgsl`, `lora_rows.wgsl`) bind in one
+/// stage: over WebGPU's guaranteed 8. CubeCL asks for the adapter's own limit (10 on Chromium's
+/// SwiftShader and common desktop GPUs); the page refuses WebGPU where it is lower.
+pub const STORAGE_BUFFERS: usize = 9;
+
 /// The most rows `lora_rows.wgsl` takes: its pipelines are specialised per row count.
 pub const ROWS_MAX: usize = 8;
 
@@ -233,6 +238,15 @@ mod tests {
         }
         assert_eq!(Tile::for_rows(1), Tile::ROWS);
         assert_eq!(Tile::for_rows(8), Tile::ROWS);
+    }
+
+    #[test]
+    fn storage_buffers_are_counted_right() {
+        let counts: Vec<usize> = all_rendered()
+            .iter()
+            .map(|(_, text)| text.matches("var<storage").count())
+            .collect();
+        assert_eq!(counts.iter().max(), Some(&STORAGE_BUFFERS), "{counts:?}");
     }
 
     #[test]

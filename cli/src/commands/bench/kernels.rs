@@ -45,6 +45,27 @@ pub struct KernelArgs {
     pub json: bool,
 }
 
+#[derive(ClapArgs, Debug)]
+pub struct ShaderArgs {
+    /// The folder to write `NAME-NN.wgsl` files to (created if missing).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+/// Writes `kernels::shaders::all_rendered()`, one file per rendering, and prints how many.
+pub fn write_shaders(args: ShaderArgs) -> Result<()> {
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let rendered = kernels::shaders::all_rendered();
+    for (i, (name, text)) in rendered.iter().enumerate() {
+        let stem = name.trim_end_matches(".wgsl");
+        let path = out.join(format!("{stem}-{i:02}.wgsl"));
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{} shaders written to {}", rendered.len(), out.display());
+    Ok(())
+}
+
 /// A bare weight, for Burn's built-in LoRA.
 #[derive(Module, Debug)]
 struct Weight {

@@ -50,8 +50,13 @@ fi
 
 
 iters=${ITERS:-50}
-echo "== bench kernels (default tiles)"
-timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu --iters "$iters" --json 2>&1 | tee "$out/bench.jsonl"
+ranks=${RANKS:-4,8,16}
+echo "== bench kernels (default schedule)"
+timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu --iters "$iters" --ranks "$ranks" --json 2>&1 | tee "$out/bench.jsonl"
+echo "== CubeCL's profile of one shape (every launch with its GPU time)"
+CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG="$out/cubecl.log" timeout ${PROFILE_TIMEOUT:-60} .dev/mentalqlm bench kernels \
+    --device wgpu --shapes 896x4864 --ranks 8 --tokens 1,512 --iters 3 --rounds 1 --json 2>&1 | tail -3
+[ -f "$out/cubecl.log" ] && gzip -f "$out/cubecl.log"
 # The tests read their fixtures under $CARGO_MANIFEST_DIR.
 export CARGO_MANIFEST_DIR=$PWD/tests
 echo "== kernel tests"
@@ -60,7 +65,7 @@ echo "== bench kernels, every product on the tiled kernel"
 MENTALQLM_LORA_SCHEDULE=tiled timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu \
     --iters "$iters" --ranks 8 --json 2>&1 | tee "$out/bench-tiled.jsonl"
 echo "== tile sweep at 512 tokens (the tiled kernel: a quantized base over 8 rows)"
-for tile in ${TILES:-16x16x16 16x16x32 8x16x32}; do
+for tile in ${TILES-16x16x16 16x16x32 8x16x32}; do
     MENTALQLM_LORA_SCHEDULE=tiled MENTALQLM_LORA_TILE=$tile timeout ${SWEEP_TIMEOUT:-60} .dev/mentalqlm bench kernels --device wgpu \
         --iters "$iters" --tokens 512 --ranks 16 --json 2>&1 | tee -a "$out/sweep.jsonl"
 done

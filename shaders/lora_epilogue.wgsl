@@ -2,6 +2,10 @@
 //
 //   y = s_main·Y + bias + s_low·T·Fᵀ
 //
+// where Y is the product, or the sum of its S partial products over slices of k (a split
+// product, for long k over few outputs: S planes [m, n] one after the other, the result
+// written over the first).
+//
 // for Y [m, n] = X·Wᵀ (the forward, T = x·Aᵀ and F = B) or g·W (the input gradient, T = g·B
 // and F = Aᵀ read through its strides). For tens of rows and more a matmul autotuned for
 // the GPU is faster than shaders/lora_matmul.wgsl's one tile schedule (on an H200 it took
@@ -16,11 +20,11 @@
 //
 // Every binding is read_write: Burn may place small tensors in one shared buffer.
 
-@group(0) @binding(0) var<storage, read_write> y: array<f32>;    // [m, n], read and written
+@group(0) @binding(0) var<storage, read_write> y: array<f32>;    // [S, m, n], plane 0 written
 @group(0) @binding(1) var<storage, read_write> t: array<f32>;    // T [m, r]
 @group(0) @binding(2) var<storage, read_write> f: array<f32>;    // F (n, r) via strides
 @group(0) @binding(3) var<storage, read_write> bias: array<f32>; // [n]
-// [m, n, r, bits(s_main), bits(s_low), F row stride, F rank stride, has bias]
+// [m, n, r, bits(s_main), bits(s_low), F row stride, F rank stride, has bias, S]
 @group(0) @binding(4) var<storage, read_write> params: array<u32>;
 
 const TM: u32 = 16u; // rows of a tile, one per thread row
@@ -37,6 +41,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let f_row = params[5];
     let f_rank = params[6];
     let has_bias = params[7] != 0u;
+    let splits = params[8];
     let row = wg.y * TM + lid.x / WN;
     let col0 = wg.x * WN * CN + lid.x % WN;
     if (row >= m) {
@@ -63,7 +68,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let col = col0 + c * WN;
         if (col < n) {
             let at = row * n + col;
-            var v = s_main * y[at] + s_low * low[c];
+            var sum = y[at];
+            for (var p = 1u; p < splits; p++) {
+                sum += y[p * m * n + at];
+            }
+            var v = s_main * sum + s_low * low[c];
             if (has_bias) {
                 v += bias[col];
             }

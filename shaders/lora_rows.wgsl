@@ -1,4 +1,5 @@
-// The product of shaders/lora_matmul.wgsl for up to 8 rows (decoding a token per sequence):
+// The product of shaders/lora_matmul.wgsl for few rows (decoding a token per sequence), in
+// blocks of up to 8 rows:
 //
 //   out = s_main·(X·Wᵀ) + bias + s_low·T·Fᵀ
 //
@@ -10,7 +11,9 @@
 // load by neighbouring lanes reads neighbouring words of W's row), then leave their partial
 // results in workgroup memory for the lane that writes the row to add up. That is n/COLS
 // workgroups, each walking k/LANES steps; a column's 32 lanes are one warp on NVIDIA GPUs,
-// each of their loads one 128-byte line of W.
+// each of their loads one 128-byte line of W. More rows than ROWS (tens of rows over a
+// quantized base) take one block of ROWS rows per workgroup row (workgroup_id.y), each
+// reading W again from the caches; rows past m read row m - 1 and are not written.
 //
 // W is f32 through strides (BITS = 32), or 32-value blocks of codes (GGUF's Q8_0, Q4_0,
 // Q4_1, repacked row-major by crates/kernels/src/quant.rs; k a whole number of blocks)
@@ -19,19 +22,19 @@
 //
 // Every binding is read_write: Burn may place small tensors in one shared buffer.
 
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (ROWS, k) via strides
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (m, k) via strides
 @group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
 @group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32]
 @group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit)
-@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [ROWS, r]
+@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [m, r]
 @group(0) @binding(5) var<storage, read_write> f: array<f32>;      // F (n, r) via strides
 @group(0) @binding(6) var<storage, read_write> bias: array<f32>;   // [n]
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [ROWS, n]
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [m, n]
 // [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
 //  W k stride, F row stride, F rank stride, has bias]
 @group(0) @binding(8) var<storage, read_write> params: array<u32>;
 
-const ROWS: u32 = {{ rows }}u;  // m, 1 to 8: one pipeline per row count
+const ROWS: u32 = {{ rows }}u;  // rows per block, 1 to 8: one pipeline per count
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
 const CODES: u32 = 32u / BITS;  // values per word
 const COLS: u32 = 8u;           // columns of out per workgroup
@@ -53,6 +56,7 @@ fn code(word: u32, e: u32) -> f32 {
 
 @compute @workgroup_size(COLS * LANES, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m = params[0];
     let n = params[1];
     let k = params[2];
     let r = params[3];
@@ -68,6 +72,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let c = lid.x / LANES;
     let lane = lid.x % LANES;
     let j = wg.x * COLS + c;
+    let row0 = wg.y * ROWS;
+    // Where row i of the block reads X; rows past m repeat the last row.
+    var x_at: array<u32, ROWS>;
+    for (var i = 0u; i < ROWS; i++) {
+        x_at[i] = min(row0 + i, m - 1u) * x_row;
+    }
 
     var acc: array<f32, ROWS>;
     if (j < n) {
@@ -96,7 +106,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 let w = code(word, e) * d + low;
                 let col = (wi * CODES + e) * x_k;
                 for (var i = 0u; i < ROWS; i++) {
-                    acc[i] += x[i * x_row + col] * w;
+                    acc[i] += x[x_at[i] + col] * w;
                 }
             }
         }
@@ -110,9 +120,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     workgroupBarrier();
 
-    // Lane i writes row i of column j.
-    if (lane < ROWS && j < n) {
+    // Lane i writes row i of the block, column j.
+    if (lane < ROWS && row0 + lane < m && j < n) {
         let i = lane;
+        let row = row0 + i;
         var sum = 0.0;
         for (var l = 0u; l < LANES; l++) {
             sum += partial[(c * ROWS + i) * LANES + l];
@@ -120,12 +131,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         var v = s_main * sum;
         var low = 0.0;
         for (var p = 0u; p < r; p++) {
-            low += t[i * r + p] * f[j * f_row + p * f_rank];
+            low += t[row * r + p] * f[j * f_row + p * f_rank];
         }
         v += s_low * low;
         if (has_bias) {
             v += bias[j];
         }
-        out[i * n + j] = v;
+        out[row * n + j] = v;
     }
 }

@@ -1,15 +1,17 @@
 //! Every WGSL file of `shaders/`, and the one way its `{{ name }}` placeholders are filled.
 
 /// `shaders/lora_matmul.wgsl`: the one-pass tiled product of the LoRA linear, for a
-/// quantized base over more than 8 rows (and every product under
+/// quantized base over more than [`QUANTIZED_ROWS_MAX`] rows (and every product under
 /// `MENTALQLM_LORA_SCHEDULE=tiled`).
 pub const LORA_MATMUL: &str = include_str!("../../../shaders/lora_matmul.wgsl");
 
-/// `shaders/lora_rows.wgsl`: the same product for up to [`ROWS_MAX`] rows (decoding).
+/// `shaders/lora_rows.wgsl`: the same product for up to [`ROWS_MAX`] rows (decoding), and
+/// over codes for up to [`QUANTIZED_ROWS_MAX`] in blocks of [`ROWS_MAX`].
 pub const LORA_ROWS: &str = include_str!("../../../shaders/lora_rows.wgsl");
 
 /// `shaders/lora_epilogue.wgsl`: the bias and low-rank terms added in place to a product
-/// CubeCL's matmul computed (an f32 base over more than 8 rows).
+/// CubeCL's matmul computed (an f32 base over more than 8 rows), adding up the slices of a
+/// split product.
 pub const LORA_EPILOGUE: &str = include_str!("../../../shaders/lora_epilogue.wgsl");
 
 /// Storage buffers the most-bound kernels (`lora_matmul.wgsl`, `lora_rows.wgsl`) bind in one
@@ -17,8 +19,20 @@ pub const LORA_EPILOGUE: &str = include_str!("../../../shaders/lora_epilogue.wgs
 /// SwiftShader and common desktop GPUs); the page refuses WebGPU where it is lower.
 pub const STORAGE_BUFFERS: usize = 9;
 
-/// The most rows `lora_rows.wgsl` takes: its pipelines are specialised per row count.
+/// The most rows `lora_rows.wgsl` takes in one block: its pipelines are specialised per
+/// row count.
 pub const ROWS_MAX: usize = 8;
+
+/// The most rows over a quantized base `lora_rows.wgsl` takes, in blocks of [`ROWS_MAX`],
+/// where the tiled kernel would have fewer than [`TILED_TILES_MIN`] output tiles.
+pub const QUANTIZED_ROWS_MAX: usize = 64;
+
+/// Output tiles under which the tiled kernel leaves a large GPU idle, each tile walking k
+/// alone. On an H200 at 32 rows over Q8_0 codes, the tiled kernel took 0.93 and 0.89 ms
+/// with n = 896 (28 tiles of 32×32) and `lora_rows.wgsl` 0.56 and 0.49; with n = 2816 and
+/// 4864 (88 and 152 tiles) the tiled kernel took 0.25 and 0.23 ms and `lora_rows.wgsl`
+/// 0.30 and 0.41.
+pub const TILED_TILES_MIN: usize = 64;
 
 /// Every shader with each set of placeholder values the runtime uses, for validation.
 pub fn all_rendered() -> Vec<(&'static str, String)> {
@@ -131,7 +145,8 @@ impl Tile {
 /// Which kernel computes a LoRA product over the base weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
-    /// `lora_rows.wgsl`: up to [`ROWS_MAX`] rows.
+    /// `lora_rows.wgsl`: up to [`ROWS_MAX`] rows, or up to [`QUANTIZED_ROWS_MAX`] over
+    /// codes in blocks of [`ROWS_MAX`] where the tiled kernel would have few tiles.
     Rows,
     /// `lora_matmul.wgsl` with this tile.
     Tiled(Tile),
@@ -140,20 +155,26 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// The kernel for `m` rows over an f32 or a quantized base. Up to [`ROWS_MAX`] rows
-    /// take `lora_rows.wgsl`; more rows over an f32 base take CubeCL's autotuned matmul and
-    /// the epilogue, over codes the tiled kernel (which dequantizes in its tile loads, so no
-    /// f32 copy of the weight is made). `MENTALQLM_LORA_SCHEDULE=tiled` sends every product
+    /// The kernel for `m` rows and `n` outputs over an f32 or a quantized base. Up to
+    /// [`ROWS_MAX`] rows (up to [`QUANTIZED_ROWS_MAX`] over codes where the tiled kernel
+    /// would have under [`TILED_TILES_MIN`] tiles) take `lora_rows.wgsl`; more rows over an
+    /// f32 base take CubeCL's autotuned matmul and the epilogue (split over k where
+    /// [`split_k`] says), over codes the tiled kernel (which dequantizes in its tile loads,
+    /// so no f32 copy of the weight is made). `MENTALQLM_LORA_SCHEDULE=tiled` sends every product
     /// to the tiled kernel, the one schedule of earlier versions, for comparison.
-    pub fn choose(m: usize, quantized: bool) -> Self {
-        Self::choose_with(m, quantized, tiled_only())
+    pub fn choose(m: usize, n: usize, quantized: bool) -> Self {
+        Self::choose_with(m, n, quantized, tiled_only())
     }
 
     /// [`Schedule::choose`] with the override given.
-    pub fn choose_with(m: usize, quantized: bool, tiled_only: bool) -> Self {
+    pub fn choose_with(m: usize, n: usize, quantized: bool, tiled_only: bool) -> Self {
+        let few_tiles = || {
+            let (tm, tn) = Tile::for_rows(m).size();
+            m.div_ceil(tm) * n.div_ceil(tn) < TILED_TILES_MIN
+        };
         if tiled_only {
             Self::Tiled(Tile::for_rows(m))
-        } else if m <= ROWS_MAX {
+        } else if m <= ROWS_MAX || (quantized && m <= QUANTIZED_ROWS_MAX && few_tiles()) {
             Self::Rows
         } else if quantized {
             Self::Tiled(Tile::for_rows(m))
@@ -163,16 +184,66 @@ impl Schedule {
     }
 }
 
-/// `MENTALQLM_LORA_SCHEDULE` (`auto` or `tiled`), read once; another value is reported once
-/// and ignored.
+/// The most values the partial products of a split product may hold (`[s, m, n]`): 2²¹,
+/// 8 MiB of f32. Below it a product has too few output tiles to fill a large GPU (512×896
+/// is 112 tiles of 64×64 for an H200's 132 multiprocessors) and each of them walks all of a
+/// long k alone.
+pub const SPLIT_VALUES_MAX: usize = 1 << 21;
+
+/// The shortest slice of k a split leaves each partial product.
+pub const SPLIT_DEPTH_MIN: usize = 512;
+
+/// Into how many slices of k (1, 2, 4 or 8) the epilogue schedule splits `[m, k]·[k, n]`:
+/// the most that divides k evenly, leaves each slice [`SPLIT_DEPTH_MIN`] deep or more and
+/// keeps the partials within [`SPLIT_VALUES_MAX`]. CubeCL's matmul computes the slices as
+/// one batched product and `lora_epilogue.wgsl` adds them up with the LoRA terms. On an
+/// H200 the product with k = 4864 over 512×896 outputs took 0.94 ms where the same work
+/// with k = 896 took 0.42. `MENTALQLM_LORA_SCHEDULE=unsplit` keeps every product whole.
+pub fn split_k(m: usize, n: usize, k: usize) -> usize {
+    split_k_with(m, n, k, mode() == Mode::Unsplit)
+}
+
+/// [`split_k`] with the override given.
+pub fn split_k_with(m: usize, n: usize, k: usize, unsplit: bool) -> usize {
+    if unsplit {
+        return 1;
+    }
+    [8, 4, 2]
+        .into_iter()
+        .find(|&s| {
+            k % s == 0 && k / s >= SPLIT_DEPTH_MIN && m * n * s <= SPLIT_VALUES_MAX
+        })
+        .unwrap_or(1)
+}
+
+/// `MENTALQLM_LORA_SCHEDULE`, for comparisons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The schedules by rows and base, long products split.
+    Auto,
+    /// Every product on the tiled kernel.
+    Tiled,
+    /// As `Auto`, no product split.
+    Unsplit,
+}
+
 fn tiled_only() -> bool {
-    static TILED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TILED.get_or_init(|| match std::env::var("MENTALQLM_LORA_SCHEDULE").as_deref() {
-        Err(_) | Ok("auto") => false,
-        Ok("tiled") => true,
+    mode() == Mode::Tiled
+}
+
+/// `MENTALQLM_LORA_SCHEDULE` (`auto`, `tiled` or `unsplit`), read once; another value is
+/// reported once and ignored.
+fn mode() -> Mode {
+    static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("MENTALQLM_LORA_SCHEDULE").as_deref() {
+        Err(_) | Ok("auto") => Mode::Auto,
+        Ok("tiled") => Mode::Tiled,
+        Ok("unsplit") => Mode::Unsplit,
         Ok(other) => {
-            eprintln!("mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto or tiled");
-            false
+            eprintln!(
+                "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, tiled or unsplit"
+            );
+            Mode::Auto
         }
     })
 }
@@ -251,21 +322,46 @@ mod tests {
 
     #[test]
     fn schedules_follow_rows_and_base() {
-        assert_eq!(Schedule::choose_with(1, false, false), Schedule::Rows);
-        assert_eq!(Schedule::choose_with(8, true, false), Schedule::Rows);
-        assert_eq!(Schedule::choose_with(9, false, false), Schedule::Epilogue);
+        assert_eq!(Schedule::choose_with(1, 4864, false, false), Schedule::Rows);
+        assert_eq!(Schedule::choose_with(8, 4864, true, false), Schedule::Rows);
+        // Tens of rows over codes: by the tiled kernel's tiles (28 and 56 of 32×32 with
+        // n = 896; 88 with n = 2816).
+        assert_eq!(Schedule::choose_with(9, 896, true, false), Schedule::Rows);
+        assert_eq!(Schedule::choose_with(64, 896, true, false), Schedule::Rows);
         assert_eq!(
-            Schedule::choose_with(9, true, false),
+            Schedule::choose_with(32, 2816, true, false),
             Schedule::Tiled(Tile::SQUARE)
         );
         assert_eq!(
-            Schedule::choose_with(1, false, true),
+            Schedule::choose_with(65, 896, true, false),
+            Schedule::Tiled(Tile::SQUARE)
+        );
+        assert_eq!(Schedule::choose_with(9, 896, false, false), Schedule::Epilogue);
+        assert_eq!(
+            Schedule::choose_with(1, 896, false, true),
             Schedule::Tiled(Tile::ROWS)
         );
         assert_eq!(
-            Schedule::choose_with(512, false, true),
+            Schedule::choose_with(512, 896, false, true),
             Schedule::Tiled(Tile::LARGE)
         );
+    }
+
+    #[test]
+    fn long_products_over_few_outputs_are_split() {
+        // The H200's slow product: k = 4864 over 512×896 outputs, in 4 slices of 1216.
+        assert_eq!(split_k_with(512, 896, 4864, false), 4);
+        assert_eq!(split_k_with(512, 896, 4864, true), 1);
+        // k = 896 is too short to split; 512×4864 outputs fill the GPU already.
+        assert_eq!(split_k_with(512, 4864, 896, false), 1);
+        assert_eq!(split_k_with(512, 4864, 4864, false), 1);
+        // Few rows take 8 slices, and only slices that divide k evenly.
+        assert_eq!(split_k_with(32, 896, 4864, false), 8);
+        assert_eq!(split_k_with(32, 896, 4863, false), 1);
+        assert_eq!(split_k_with(17, 33, 1536, false), 2);
+        // The partials' cap is inclusive: 512×1024×4 is exactly 2²¹ values.
+        assert_eq!(split_k_with(512, 1024, 2816, false), 4);
+        assert_eq!(split_k_with(512, 1025, 2816, false), 2);
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! `out = s_main·(X·Wᵀ) + bias + s_low·T·Fᵀ`, which every LoRA product over the base
 //! weight (the forward and the input gradient) goes through, by one of three schedules
-//! (`shaders::Schedule`): `shaders/lora_rows.wgsl` for up to 8 rows, `shaders/lora_matmul.wgsl`
-//! (tiled) for more rows over codes, and CubeCL's matmul followed by
-//! `shaders/lora_epilogue.wgsl` for more rows over an f32 base. Operands are strided views
+//! (`shaders::Schedule`): `shaders/lora_rows.wgsl` for up to 8 rows (64 over codes),
+//! `shaders/lora_matmul.wgsl` (tiled) for more rows over codes, and CubeCL's matmul (split
+//! over k for long products with few outputs) followed by `shaders/lora_epilogue.wgsl` for
+//! more rows over an f32 base. Operands are strided views
 //! (a transpose is a swap of strides), the integer parameters go in a small storage buffer
 //! (every binding of the shaders is a read_write storage array), and bindings a launch does
 //! not use get one-element placeholders.
 
-use burn::backend::DType;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, DType};
+use burn::tensor::Slice;
 use burn::backend::wgpu::{
     CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
 };
@@ -80,7 +83,7 @@ pub struct LowRank {
 enum OnePass {
     /// `lora_matmul.wgsl` with this tile, for any number of rows.
     Tiled(Tile),
-    /// `lora_rows.wgsl` for this many rows.
+    /// `lora_rows.wgsl` for blocks of this many rows.
     Rows(usize),
 }
 
@@ -134,25 +137,74 @@ pub fn matmul(
     s_main: f32,
 ) -> CubeTensor {
     let m = x.rows;
-    match (Schedule::choose(m, matches!(w, Weight::Quantized { .. })), w) {
+    let (n, quantized) = match &w {
+        Weight::F32(w) => (w.rows, false),
+        Weight::Quantized { scales, .. } => (scales.meta.shape()[0], true),
+    };
+    match (Schedule::choose(m, n, quantized), w) {
         (Schedule::Epilogue, Weight::F32(w)) => {
-            // `op(w)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
-            let y = reference::scaled_matmul::<CubeBackend>(
-                x.tensor,
-                w.tensor,
-                x.transposed,
-                !w.transposed,
-                1.0,
-            );
+            let splits = shaders::split_k(m, n, x.cols);
+            let y = if splits == 1 {
+                // `op(w)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
+                reference::scaled_matmul::<CubeBackend>(
+                    x.tensor,
+                    w.tensor,
+                    x.transposed,
+                    !w.transposed,
+                    1.0,
+                )
+            } else {
+                split_product(&x, &w, splits)
+            };
             epilogue(y, low, bias, s_main)
         }
-        (Schedule::Rows, w) => one_pass(OnePass::Rows(m), x, w, low, bias, s_main),
+        (Schedule::Rows, w) => {
+            let rows = m.min(shaders::ROWS_MAX);
+            one_pass(OnePass::Rows(rows), x, w, low, bias, s_main)
+        }
         (Schedule::Tiled(tile), w) => one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main),
         // Not chosen for codes, which would need an f32 copy of W for CubeCL's matmul.
         (Schedule::Epilogue, w) => {
             one_pass(OnePass::Tiled(Tile::for_rows(m)), x, w, low, bias, s_main)
         }
     }
+}
+
+/// `X·Wᵀ` in `splits` slices of k as one batched product of CubeCL's: `[splits, m, n]`,
+/// slice `s` the product over `k` in `[s·kc, (s + 1)·kc)`. Both operands are reshaped
+/// and permuted views of their tensors (no copy of W is made here).
+fn split_product(x: &Strided, w: &Strided, splits: usize) -> CubeTensor {
+    let (m, k, n) = (x.rows, x.cols, w.rows);
+    let kc = k / splits;
+    // X [m, k] as [m, s, kc], or its transpose [k, m] as [s, kc, m]; then [s, m, kc].
+    let lhs = if x.transposed {
+        view::<CubeBackend>(x.tensor(), [splits, kc, m], [0, 2, 1])
+    } else {
+        view::<CubeBackend>(x.tensor(), [m, splits, kc], [1, 0, 2])
+    };
+    // Wᵀ [k, n] as [s, kc, n]: W [n, k] read through its strides, or the transposed
+    // view's tensor, which is [k, n] already.
+    let rhs = if w.transposed {
+        view::<CubeBackend>(w.tensor(), [splits, kc, n], [0, 1, 2])
+    } else {
+        view::<CubeBackend>(w.tensor(), [n, splits, kc], [1, 2, 0])
+    };
+    into_contiguous(batched_matmul::<CubeBackend>(lhs, rhs))
+}
+
+fn batched_matmul<B: Backend>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> FloatTensor<B> {
+    B::float_matmul(lhs, rhs)
+}
+
+/// `t` reshaped to `shape`, then its axes permuted (both views of a contiguous tensor).
+fn view<B: Backend>(t: FloatTensor<B>, shape: [usize; 3], axes: [usize; 3]) -> FloatTensor<B> {
+    B::float_permute(B::float_reshape(t, shape.into()), &axes)
+}
+
+/// `y[0]` of `y [s, m, n]` as `[m, n]`: a view of the same buffer where its alignment allows.
+fn first_slice<B: Backend>(y: FloatTensor<B>, m: usize, n: usize) -> FloatTensor<B> {
+    let first = B::float_slice(y, &[Slice::from(0..1), Slice::from(..), Slice::from(..)]);
+    B::float_reshape(first, [m, n].into())
 }
 
 /// A one-element f32 tensor for a binding a launch does not use.
@@ -187,8 +239,10 @@ fn arguments(tensors: &[&CubeTensor]) -> KernelArguments {
     })
 }
 
-/// `y ← s_main·y + bias + low` in place over `y [m, n]`, by `lora_epilogue.wgsl`. `y` is
-/// the fresh output of CubeCL's matmul, so no other tensor shares its buffer.
+/// `y ← s_main·y + bias + low` in place over `y [m, n]`, by `lora_epilogue.wgsl`; over
+/// the partial products `y [s, m, n]` of a split product, `s_main·Σ y[i] + bias + low` in
+/// place of `y[0]`, which is returned. `y` is the fresh output of CubeCL's matmul, so no
+/// other tensor shares its buffer.
 fn epilogue(
     y: CubeTensor,
     low: Option<LowRank>,
@@ -196,7 +250,12 @@ fn epilogue(
     s_main: f32,
 ) -> CubeTensor {
     let y = into_contiguous(y);
-    let [m, n] = [y.meta.shape()[0], y.meta.shape()[1]];
+    let dims = y.meta.shape().to_vec();
+    let (splits, m, n) = match dims[..] {
+        [m, n] => (1, m, n),
+        [s, m, n] => (s, m, n),
+        _ => unreachable!("the epilogue takes a product or its slices, not {dims:?}"),
+    };
     let (r, s_low, f_strides, t, f) = low_rank_parts(low, &y);
     let has_bias = bias.is_some();
     let bias = bias
@@ -213,6 +272,7 @@ fn epilogue(
             f_strides[0],
             f_strides[1],
             has_bias as usize,
+            splits,
         ],
     );
     let client = y.client.clone();
@@ -222,7 +282,10 @@ fn epilogue(
         CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(16) as u32, 1),
         arguments(&[&y, &t, &f, &bias, &params]),
     );
-    y
+    if splits == 1 {
+        return y;
+    }
+    first_slice::<CubeBackend>(y, m, n)
 }
 
 /// `(r, s_low, F's strides, T, F)` of the low-rank term, placeholders without one.
@@ -309,8 +372,9 @@ fn one_pass(
             let (wm, wn) = tile.threads();
             (wm * wn, (n.div_ceil(tn), m.div_ceil(tm)))
         }
-        // Eight columns of 32 threads each (`COLS`, `LANES` in the shader).
-        OnePass::Rows(_) => (256, (n.div_ceil(8), 1)),
+        // Eight columns of 32 threads each (`COLS`, `LANES` in the shader), a block of
+        // rows for each workgroup row.
+        OnePass::Rows(rows) => (256, (n.div_ceil(8), m.div_ceil(rows))),
     };
     client.launch(
         Box::new(SourceKernel::new(

@@ -18,14 +18,24 @@
 // read from the caches (staging them in workgroup memory cost llvmpipe a third more time
 // than the whole product, its barriers being switches between coroutines).
 //
-// Every binding is read_write: Burn may place small tensors in one shared buffer.
+// Every storage binding is read_write: Burn may place small tensors in one shared buffer.
+
+// The integer parameters: CubeCL's per-launch uniform (a uniform binding, so the one-pass
+// kernels bind 8 storage buffers, WebGPU's guaranteed number), 16 words.
+struct Params {
+    words: array<vec4<u32>, 4>,
+}
 
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;    // [S, m, n], plane 0 written
 @group(0) @binding(1) var<storage, read_write> t: array<f32>;    // T [m, r]
 @group(0) @binding(2) var<storage, read_write> f: array<f32>;    // F (n, r) via strides
 @group(0) @binding(3) var<storage, read_write> bias: array<f32>; // [n]
 // [m, n, r, bits(s_main), bits(s_low), F row stride, F rank stride, has bias, S]
-@group(0) @binding(4) var<storage, read_write> params: array<u32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+fn param(i: u32) -> u32 {
+    return params.words[i / 4u][i % 4u];
+}
 
 const TM: u32 = 16u; // rows of a tile, one per thread row
 const WN: u32 = 16u; // threads along n
@@ -33,15 +43,15 @@ const CN: u32 = 4u;  // columns per thread, WN apart
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let m = params[0];
-    let n = params[1];
-    let r = params[2];
-    let s_main = bitcast<f32>(params[3]);
-    let s_low = bitcast<f32>(params[4]);
-    let f_row = params[5];
-    let f_rank = params[6];
-    let has_bias = params[7] != 0u;
-    let splits = params[8];
+    let m = param(0u);
+    let n = param(1u);
+    let r = param(2u);
+    let s_main = bitcast<f32>(param(3u));
+    let s_low = bitcast<f32>(param(4u));
+    let f_row = param(5u);
+    let f_rank = param(6u);
+    let has_bias = param(7u) != 0u;
+    let splits = param(8u);
     let row = wg.y * TM + lid.x / WN;
     let col0 = wg.x * WN * CN + lid.x % WN;
     if (row >= m) {

@@ -29,7 +29,13 @@
 // 4-bit codes are unsigned, w = q·d + min. Bindings a launch does not need (scales and mins
 // for f32, bias, T and F) get one-element placeholders.
 //
-// Every binding is read_write: Burn may place small tensors in one shared buffer.
+// Every storage binding is read_write: Burn may place small tensors in one shared buffer.
+
+// The integer parameters: CubeCL's per-launch uniform (a uniform binding, so the one-pass
+// kernels bind 8 storage buffers, WebGPU's guaranteed number), 16 words.
+struct Params {
+    words: array<vec4<u32>, 4>,
+}
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (m, k) via strides
 @group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
@@ -41,7 +47,11 @@
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [m, n]
 // [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
 //  W k stride, F row stride, F rank stride, has bias]
-@group(0) @binding(8) var<storage, read_write> params: array<u32>;
+@group(0) @binding(8) var<uniform> params: Params;
+
+fn param(i: u32) -> u32 {
+    return params.words[i / 4u][i % 4u];
+}
 
 const WM: u32 = {{ wm }}u;  // threads along m
 const WN: u32 = {{ wn }}u;  // threads along n
@@ -56,10 +66,6 @@ const CODES: u32 = 32u / BITS;  // codes per word
 
 var<workgroup> xs: array<vec4<f32>, TM * KQP>; // [TM, KQP]: 4 consecutive k per entry
 var<workgroup> ws: array<vec4<f32>, TN * KQP>; // [TN, KQP]
-// k and r as workgroup-uniform values: a browser's compiler (Tint) refuses a barrier in a
-// loop bounded by a value read from a read_write buffer, which it cannot prove uniform.
-var<workgroup> uniform_k: u32;
-var<workgroup> uniform_r: u32;
 
 // The strides, read from params once per invocation rather than once per element.
 var<private> x_row: u32;
@@ -200,24 +206,22 @@ fn multiply(ty: u32, tx: u32) {
 
 @compute @workgroup_size(THREADS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let m = params[0];
-    let n = params[1];
-    let s_main = bitcast<f32>(params[4]);
-    s_low = bitcast<f32>(params[5]);
-    x_row = params[6];
-    x_k = params[7];
-    w_row = params[8];
-    w_k = params[9];
-    f_row = params[10];
-    f_rank = params[11];
-    let has_bias = params[12] != 0u;
+    let m = param(0u);
+    let n = param(1u);
+    let s_main = bitcast<f32>(param(4u));
+    s_low = bitcast<f32>(param(5u));
+    x_row = param(6u);
+    x_k = param(7u);
+    w_row = param(8u);
+    w_k = param(9u);
+    f_row = param(10u);
+    f_rank = param(11u);
+    let has_bias = param(12u) != 0u;
     let tid = lid.x;
-    if (tid == 0u) {
-        uniform_k = params[2];
-        uniform_r = params[3];
-    }
-    let k = workgroupUniformLoad(&uniform_k);
-    let r = workgroupUniformLoad(&uniform_r);
+    // k and r bound loops with barriers: read from the uniform, they are uniform values (a
+    // browser's compiler, Tint, refuses such a loop bounded by a read_write buffer's value).
+    let k = param(2u);
+    let r = param(3u);
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
     let ty = tid / WN;

@@ -20,7 +20,13 @@
 // decoded as they are read: 8-bit codes are signed, w = q·d; 4-bit codes are unsigned,
 // w = q·d + min. The low-rank term and the bias are added by the lane that writes a row.
 //
-// Every binding is read_write: Burn may place small tensors in one shared buffer.
+// Every storage binding is read_write: Burn may place small tensors in one shared buffer.
+
+// The integer parameters: CubeCL's per-launch uniform (a uniform binding, so the one-pass
+// kernels bind 8 storage buffers, WebGPU's guaranteed number), 16 words.
+struct Params {
+    words: array<vec4<u32>, 4>,
+}
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (m, k) via strides
 @group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
@@ -32,7 +38,11 @@
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [m, n]
 // [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
 //  W k stride, F row stride, F rank stride, has bias]
-@group(0) @binding(8) var<storage, read_write> params: array<u32>;
+@group(0) @binding(8) var<uniform> params: Params;
+
+fn param(i: u32) -> u32 {
+    return params.words[i / 4u][i % 4u];
+}
 
 const ROWS: u32 = {{ rows }}u;  // rows per block, 1 to 8: one pipeline per count
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
@@ -56,19 +66,19 @@ fn code(word: u32, e: u32) -> f32 {
 
 @compute @workgroup_size(COLS * LANES, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let m = params[0];
-    let n = params[1];
-    let k = params[2];
-    let r = params[3];
-    let s_main = bitcast<f32>(params[4]);
-    let s_low = bitcast<f32>(params[5]);
-    let x_row = params[6];
-    let x_k = params[7];
-    let w_row = params[8];
-    let w_k = params[9];
-    let f_row = params[10];
-    let f_rank = params[11];
-    let has_bias = params[12] != 0u;
+    let m = param(0u);
+    let n = param(1u);
+    let k = param(2u);
+    let r = param(3u);
+    let s_main = bitcast<f32>(param(4u));
+    let s_low = bitcast<f32>(param(5u));
+    let x_row = param(6u);
+    let x_k = param(7u);
+    let w_row = param(8u);
+    let w_k = param(9u);
+    let f_row = param(10u);
+    let f_rank = param(11u);
+    let has_bias = param(12u) != 0u;
     let c = lid.x / LANES;
     let lane = lid.x % LANES;
     let j = wg.x * COLS + c;

@@ -15,9 +15,11 @@ pub const LORA_ROWS: &str = include_str!("../../../shaders/lora_rows.wgsl");
 pub const LORA_EPILOGUE: &str = include_str!("../../../shaders/lora_epilogue.wgsl");
 
 /// Storage buffers the most-bound kernels (`lora_matmul.wgsl`, `lora_rows.wgsl`) bind in one
-/// stage: over WebGPU's guaranteed 8. CubeCL asks for the adapter's own limit (10 on Chromium's
-/// SwiftShader and common desktop GPUs); the page refuses WebGPU where it is lower.
-pub const STORAGE_BUFFERS: usize = 9;
+/// stage: WebGPU's guaranteed 8. Their integer parameters come in a uniform instead.
+pub const STORAGE_BUFFERS: usize = 8;
+
+/// 32-bit words of the shaders' parameter uniform (`struct Params`, four `vec4<u32>`).
+pub const PARAM_WORDS: usize = 16;
 
 /// The most rows `lora_rows.wgsl` takes in one block: its pipelines are specialised per
 /// row count.
@@ -210,9 +212,7 @@ pub fn split_k_with(m: usize, n: usize, k: usize, unsplit: bool) -> usize {
     }
     [8, 4, 2]
         .into_iter()
-        .find(|&s| {
-            k % s == 0 && k / s >= SPLIT_DEPTH_MIN && m * n * s <= SPLIT_VALUES_MAX
-        })
+        .find(|&s| k % s == 0 && k / s >= SPLIT_DEPTH_MIN && m * n * s <= SPLIT_VALUES_MAX)
         .unwrap_or(1)
 }
 
@@ -235,17 +235,19 @@ fn tiled_only() -> bool {
 /// reported once and ignored.
 fn mode() -> Mode {
     static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
-    *MODE.get_or_init(|| match std::env::var("MENTALQLM_LORA_SCHEDULE").as_deref() {
-        Err(_) | Ok("auto") => Mode::Auto,
-        Ok("tiled") => Mode::Tiled,
-        Ok("unsplit") => Mode::Unsplit,
-        Ok(other) => {
-            eprintln!(
-                "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, tiled or unsplit"
-            );
-            Mode::Auto
-        }
-    })
+    *MODE.get_or_init(
+        || match std::env::var("MENTALQLM_LORA_SCHEDULE").as_deref() {
+            Err(_) | Ok("auto") => Mode::Auto,
+            Ok("tiled") => Mode::Tiled,
+            Ok("unsplit") => Mode::Unsplit,
+            Ok(other) => {
+                eprintln!(
+                    "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, tiled or unsplit"
+                );
+                Mode::Auto
+            }
+        },
+    )
 }
 
 /// `MENTALQLM_LORA_TILE`, read once; a bad value is reported once and ignored.
@@ -336,7 +338,10 @@ mod tests {
             Schedule::choose_with(65, 896, true, false),
             Schedule::Tiled(Tile::SQUARE)
         );
-        assert_eq!(Schedule::choose_with(9, 896, false, false), Schedule::Epilogue);
+        assert_eq!(
+            Schedule::choose_with(9, 896, false, false),
+            Schedule::Epilogue
+        );
         assert_eq!(
             Schedule::choose_with(1, 896, false, true),
             Schedule::Tiled(Tile::ROWS)

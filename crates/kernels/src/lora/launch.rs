@@ -3,20 +3,20 @@
 //! (`shaders::Schedule`): `shaders/lora_rows.wgsl` for up to 8 rows (64 over codes),
 //! `shaders/lora_matmul.wgsl` (tiled) for more rows over codes, and CubeCL's matmul (split
 //! over k for long products with few outputs) followed by `shaders/lora_epilogue.wgsl` for
-//! more rows over an f32 base. Operands are strided views
-//! (a transpose is a swap of strides), the integer parameters go in a small storage buffer
-//! (every binding of the shaders is a read_write storage array), and bindings a launch does
-//! not use get one-element placeholders.
+//! more rows over an f32 base. Operands are strided views (a transpose is a swap of
+//! strides), the integer parameters go in CubeCL's per-launch uniform (every other binding
+//! of the shaders is a read_write storage array), and bindings a launch does not use get
+//! one-element placeholders.
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DType};
-use burn::tensor::Slice;
 use burn::backend::wgpu::{
     CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous,
 };
+use burn::backend::{Backend, DType};
+use burn::tensor::Slice;
 use burn_cubecl::cubecl::ir::attributes::BufferIOAttr;
 use burn_cubecl::cubecl::prelude::KernelId;
-use burn_cubecl::cubecl::server::KernelArguments;
+use burn_cubecl::cubecl::server::{KernelArguments, MetadataBindingInfo};
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
 use crate::reference;
@@ -219,24 +219,31 @@ fn placeholder(like: &CubeTensor) -> CubeTensor {
     )
 }
 
-/// The integer parameters as a storage buffer of 32-bit words.
-fn params_buffer(like: &CubeTensor, params: &[usize]) -> CubeTensor {
-    let words: Vec<u32> = params.iter().map(|&v| v as u32).collect();
-    let client = &like.client;
-    CubeTensor::new_contiguous(
-        client.clone(),
-        like.device.clone(),
-        [words.len()].into(),
-        client.create_from_slice(bytemuck::cast_slice(&words)),
-        DType::U32,
-    )
-}
-
-/// The bindings in order, each read_write.
-fn arguments(tensors: &[&CubeTensor]) -> KernelArguments {
-    tensors.iter().fold(KernelArguments::new(), |args, t| {
-        args.with_buffer_io(t.handle.clone().binding(), BufferIOAttr::ReadWrite)
-    })
+/// The storage bindings in order, each read_write, then the integer parameters as CubeCL's
+/// per-launch uniform (bound after the buffers; cached by value, so a repeated shape uploads
+/// nothing), padded to the shaders' [`shaders::PARAM_WORDS`] words.
+fn arguments(tensors: &[&CubeTensor], params: &[usize]) -> KernelArguments {
+    assert!(
+        params.len() <= shaders::PARAM_WORDS,
+        "{} parameters for a uniform of {}",
+        params.len(),
+        shaders::PARAM_WORDS
+    );
+    let mut words = [0u32; shaders::PARAM_WORDS];
+    for (word, &value) in words.iter_mut().zip(params) {
+        *word = value as u32;
+    }
+    // Two 32-bit words per 64-bit info word, the first in the low half (little-endian).
+    let info = words
+        .chunks(2)
+        .map(|pair| u64::from(pair[0]) | (u64::from(pair[1]) << 32))
+        .collect();
+    tensors
+        .iter()
+        .fold(KernelArguments::new(), |args, t| {
+            args.with_buffer_io(t.handle.clone().binding(), BufferIOAttr::ReadWrite)
+        })
+        .with_info(MetadataBindingInfo::custom(info))
 }
 
 /// `y ← s_main·y + bias + low` in place over `y [m, n]`, by `lora_epilogue.wgsl`; over
@@ -258,29 +265,24 @@ fn epilogue(
     };
     let (r, s_low, f_strides, t, f) = low_rank_parts(low, &y);
     let has_bias = bias.is_some();
-    let bias = bias
-        .map(into_contiguous)
-        .unwrap_or_else(|| placeholder(&y));
-    let params = params_buffer(
-        &y,
-        &[
-            m,
-            n,
-            r,
-            s_main.to_bits() as usize,
-            s_low.to_bits() as usize,
-            f_strides[0],
-            f_strides[1],
-            has_bias as usize,
-            splits,
-        ],
-    );
+    let bias = bias.map(into_contiguous).unwrap_or_else(|| placeholder(&y));
+    let params = [
+        m,
+        n,
+        r,
+        s_main.to_bits() as usize,
+        s_low.to_bits() as usize,
+        f_strides[0],
+        f_strides[1],
+        has_bias as usize,
+        splits,
+    ];
     let client = y.client.clone();
     client.launch(
         Box::new(SourceKernel::new(LoraEpilogue, CubeDim::new_1d(256))),
         // 16 rows by 64 columns per workgroup (`TM`, `WN`·`CN` in the shader).
         CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(16) as u32, 1),
-        arguments(&[&y, &t, &f, &bias, &params]),
+        arguments(&[&y, &t, &f, &bias], &params),
     );
     if splits == 1 {
         return y;
@@ -347,25 +349,25 @@ fn one_pass(
         client.empty(m * n * 4),
         DType::F32,
     );
-    let params = params_buffer(
-        &like,
-        &[
-            m,
-            n,
-            k,
-            r,
-            s_main.to_bits() as usize,
-            s_low.to_bits() as usize,
-            x.row_stride,
-            x.col_stride,
-            w_strides[0],
-            w_strides[1],
-            f_strides[0],
-            f_strides[1],
-            has_bias as usize,
-        ],
+    let params = [
+        m,
+        n,
+        k,
+        r,
+        s_main.to_bits() as usize,
+        s_low.to_bits() as usize,
+        x.row_stride,
+        x.col_stride,
+        w_strides[0],
+        w_strides[1],
+        f_strides[0],
+        f_strides[1],
+        has_bias as usize,
+    ];
+    let args = arguments(
+        &[&x.tensor, &wq, &scales, &mins, &t, &f, &bias, &out],
+        &params,
     );
-    let args = arguments(&[&x.tensor, &wq, &scales, &mins, &t, &f, &bias, &out, &params]);
     let (threads, count) = match pass {
         OnePass::Tiled(tile) => {
             let (tm, tn) = tile.size();

@@ -20,22 +20,17 @@
 //
 // Every storage binding is read_write: Burn may place small tensors in one shared buffer.
 
-// The integer parameters: CubeCL's per-launch uniform (a uniform binding, so the one-pass
-// kernels bind 8 storage buffers, WebGPU's guaranteed number), 16 words.
-struct Params {
-    words: array<vec4<u32>, 4>,
-}
-
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;    // [S, m, n], plane 0 written
 @group(0) @binding(1) var<storage, read_write> t: array<f32>;    // T [m, r]
 @group(0) @binding(2) var<storage, read_write> f: array<f32>;    // F (n, r) via strides
 @group(0) @binding(3) var<storage, read_write> bias: array<f32>; // [n]
+// The parameters, in CubeCL's per-launch uniform (a uniform, so the one-pass kernels bind
+// WebGPU's guaranteed 8 storage buffers); `Params` and `param(i)` are filled in from Rust
+// (crates/kernels/src/shaders.rs, params_block):
 // [m, n, r, bits(s_main), bits(s_low), F row stride, F rank stride, has bias, S]
 @group(0) @binding(4) var<uniform> params: Params;
 
-fn param(i: u32) -> u32 {
-    return params.words[i / 4u][i % 4u];
-}
+{{ params }}
 
 const TM: u32 = 16u; // rows of a tile, one per thread row
 const WN: u32 = 16u; // threads along n

@@ -22,12 +22,6 @@
 //
 // Every storage binding is read_write: Burn may place small tensors in one shared buffer.
 
-// The integer parameters: CubeCL's per-launch uniform (a uniform binding, so the one-pass
-// kernels bind 8 storage buffers, WebGPU's guaranteed number), 16 words.
-struct Params {
-    words: array<vec4<u32>, 4>,
-}
-
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (m, k) via strides
 @group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
 @group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32]
@@ -36,13 +30,14 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> f: array<f32>;      // F (n, r) via strides
 @group(0) @binding(6) var<storage, read_write> bias: array<f32>;   // [n]
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [m, n]
+// The parameters, in CubeCL's per-launch uniform (a uniform, so the one-pass kernels bind
+// WebGPU's guaranteed 8 storage buffers); `Params` and `param(i)` are filled in from Rust
+// (crates/kernels/src/shaders.rs, params_block):
 // [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
 //  W k stride, F row stride, F rank stride, has bias]
 @group(0) @binding(8) var<uniform> params: Params;
 
-fn param(i: u32) -> u32 {
-    return params.words[i / 4u][i % 4u];
-}
+{{ params }}
 
 const ROWS: u32 = {{ rows }}u;  // rows per block, 1 to 8: one pipeline per count
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4

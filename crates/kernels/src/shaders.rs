@@ -18,8 +18,19 @@ pub const LORA_EPILOGUE: &str = include_str!("../../../shaders/lora_epilogue.wgs
 /// stage: WebGPU's guaranteed 8. Their integer parameters come in a uniform instead.
 pub const STORAGE_BUFFERS: usize = 8;
 
-/// 32-bit words of the shaders' parameter uniform (`struct Params`, four `vec4<u32>`).
+/// 32-bit words of the shaders' parameter uniform (`struct Params`, [`params_block`]).
 pub const PARAM_WORDS: usize = 16;
+
+/// What every shader's `{{ params }}` becomes: the uniform's type, whose binding each shader
+/// declares after its storage buffers, and `param(i)`, its word i. A uniform array's
+/// elements are 16 bytes apart, hence vec4s.
+pub fn params_block() -> String {
+    format!(
+        "struct Params {{\n    words: array<vec4<u32>, {}>,\n}}\n\n\
+         fn param(i: u32) -> u32 {{\n    return params.words[i / 4u][i % 4u];\n}}",
+        PARAM_WORDS / 4
+    )
+}
 
 /// The most rows `lora_rows.wgsl` takes in one block: its pipelines are specialised per
 /// row count.
@@ -47,7 +58,7 @@ pub fn all_rendered() -> Vec<(&'static str, String)> {
             all.push(("lora_rows.wgsl", lora_rows(bits, rows)));
         }
     }
-    all.push(("lora_epilogue.wgsl", LORA_EPILOGUE.to_string()));
+    all.push(("lora_epilogue.wgsl", lora_epilogue()));
     all
 }
 
@@ -289,9 +300,14 @@ pub fn lora_rows(bits: u32, rows: usize) -> String {
     )
 }
 
-/// Replaces each `{{ name }}` by its value.
+/// The epilogue's text.
+pub fn lora_epilogue() -> String {
+    render(LORA_EPILOGUE, &[])
+}
+
+/// Replaces each `{{ name }}` by its value, and `{{ params }}` by [`params_block`].
 pub fn render(template: &str, values: &[(&str, String)]) -> String {
-    let mut out = template.to_string();
+    let mut out = template.replace("{{ params }}", &params_block());
     for (name, value) in values {
         out = out.replace(&format!("{{{{ {name} }}}}"), value);
     }

@@ -71,6 +71,16 @@ pub enum Weight {
     },
 }
 
+impl Weight {
+    /// n, the outputs: W's rows.
+    fn outputs(&self) -> usize {
+        match self {
+            Self::F32(w) => w.rows,
+            Self::Quantized { scales, .. } => scales.meta.shape()[0],
+        }
+    }
+}
+
 /// The epilogue `s·T·Fᵀ`: `t [m, r]` and `f` seen as `[n, r]`.
 pub struct LowRank {
     pub t: CubeTensor,
@@ -115,7 +125,7 @@ struct LoraEpilogue;
 
 impl KernelSource for LoraEpilogue {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(shaders::LORA_EPILOGUE)
+        SourceTemplate::new(shaders::lora_epilogue())
     }
 
     fn id(&self) -> KernelId {
@@ -136,11 +146,8 @@ pub fn matmul(
     bias: Option<CubeTensor>,
     s_main: f32,
 ) -> CubeTensor {
-    let m = x.rows;
-    let (n, quantized) = match &w {
-        Weight::F32(w) => (w.rows, false),
-        Weight::Quantized { scales, .. } => (scales.meta.shape()[0], true),
-    };
+    let (m, n) = (x.rows, w.outputs());
+    let quantized = matches!(w, Weight::Quantized { .. });
     match (Schedule::choose(m, n, quantized), w) {
         (Schedule::Epilogue, Weight::F32(w)) => {
             let splits = shaders::split_k(m, n, x.cols);
@@ -318,9 +325,9 @@ fn one_pass(
 ) -> CubeTensor {
     let (m, k) = (x.rows, x.cols);
     let like = x.tensor.clone();
-    let (n, bits, w_strides, [wq, scales, mins]) = match w {
+    let n = w.outputs();
+    let (bits, w_strides, [wq, scales, mins]) = match w {
         Weight::F32(w) => (
-            w.rows,
             32,
             [w.row_stride, w.col_stride],
             [w.tensor, placeholder(&like), placeholder(&like)],
@@ -331,9 +338,8 @@ fn one_pass(
             mins,
             bits,
         } => {
-            let n = scales.meta.shape()[0];
             let [quants, scales, mins] = [quants, scales, mins].map(into_contiguous);
-            (n, bits, [0, 0], [quants, scales, mins])
+            (bits, [0, 0], [quants, scales, mins])
         }
     };
     let (r, s_low, f_strides, t, f) = low_rank_parts(low, &like);

@@ -94,10 +94,10 @@ const SHAPES: [(usize, usize, usize, usize); 9] = [
     (32, 32, 32, 4),
     (50, 100, 70, 16),
     (129, 48, 65, 9),
-    // Split products (`shaders::split_k`): the forward in 4 slices of k = 2048, the input
-    // gradient (inner dimension n = 1024) in 2.
-    (20, 2048, 24, 3),
-    (12, 40, 1024, 4),
+    // Split products (`shaders::split_k`, from 128 rows): the forward in 4 slices of
+    // k = 2048, the input gradient (inner dimension n = 1024) in 2.
+    (130, 2048, 24, 3),
+    (128, 40, 1024, 4),
 ];
 
 #[test]

@@ -206,9 +206,15 @@ pub const SPLIT_VALUES_MAX: usize = 1 << 21;
 /// The shortest slice of k a split leaves each partial product.
 pub const SPLIT_DEPTH_MIN: usize = 512;
 
-/// Into how many slices of k (1, 2, 4 or 8) the epilogue schedule splits `[m, k]·[k, n]`:
-/// the most that divides k evenly, leaves each slice [`SPLIT_DEPTH_MIN`] deep or more and
-/// keeps the partials within [`SPLIT_VALUES_MAX`]. CubeCL's matmul computes the slices as
+/// The fewest rows a split product has. On an H200 the split made 512-row products faster
+/// (the forward at 4864×896: 0.99 → 0.54 ms) and 32-row ones slower (0.17 → 0.26–0.28 ms
+/// at 4864×896, in 8 slices); rows between were not measured. 128 rows is where the tiled
+/// kernel's largest tile starts.
+pub const SPLIT_ROWS_MIN: usize = 128;
+
+/// Into how many slices of k (1, 2, 4 or 8) the epilogue schedule splits `[m, k]·[k, n]`
+/// of at least [`SPLIT_ROWS_MIN`] rows: the most that divides k evenly, leaves each slice
+/// [`SPLIT_DEPTH_MIN`] deep or more and keeps the partials within [`SPLIT_VALUES_MAX`]. CubeCL's matmul computes the slices as
 /// one batched product and `lora_epilogue.wgsl` adds them up with the LoRA terms. On an
 /// H200 the product with k = 4864 over 512×896 outputs took 0.94 ms where the same work
 /// with k = 896 took 0.42. `MENTALQLM_LORA_SCHEDULE=unsplit` keeps every product whole.
@@ -218,7 +224,7 @@ pub fn split_k(m: usize, n: usize, k: usize) -> usize {
 
 /// [`split_k`] with the override given.
 pub fn split_k_with(m: usize, n: usize, k: usize, unsplit: bool) -> usize {
-    if unsplit {
+    if unsplit || m < SPLIT_ROWS_MIN {
         return 1;
     }
     [8, 4, 2]
@@ -376,10 +382,13 @@ mod tests {
         // k = 896 is too short to split; 512×4864 outputs fill the GPU already.
         assert_eq!(split_k_with(512, 4864, 896, false), 1);
         assert_eq!(split_k_with(512, 4864, 4864, false), 1);
-        // Few rows take 8 slices, and only slices that divide k evenly.
-        assert_eq!(split_k_with(32, 896, 4864, false), 8);
-        assert_eq!(split_k_with(32, 896, 4863, false), 1);
-        assert_eq!(split_k_with(17, 33, 1536, false), 2);
+        // Fewer outputs take more slices, and only slices that divide k evenly.
+        assert_eq!(split_k_with(128, 896, 4864, false), 8);
+        assert_eq!(split_k_with(128, 896, 4863, false), 1);
+        assert_eq!(split_k_with(130, 33, 1536, false), 2);
+        // Tens of rows stay whole: the H200 ran them slower split.
+        assert_eq!(split_k_with(127, 896, 4864, false), 1);
+        assert_eq!(split_k_with(32, 896, 4864, false), 1);
         // The partials' cap is inclusive: 512×1024×4 is exactly 2²¹ values.
         assert_eq!(split_k_with(512, 1024, 2816, false), 4);
         assert_eq!(split_k_with(512, 1025, 2816, false), 2);

@@ -929,7 +929,10 @@ fn bench_shaders_writes_every_rendered_kernel() {
     let (stdout, _) = ok(&["bench", "shaders", "--out", dir.to_str().unwrap()]);
     let written = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(written, kernels::shaders::all_rendered().len());
-    assert!(stdout.starts_with(&format!("{written} shaders written")), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{written} shaders written")),
+        "{stdout}"
+    );
     // A file where the folder should be: the error names it.
     let file = dir.join("lora_epilogue-00.wgsl");
     std::fs::write(&file, "").unwrap();

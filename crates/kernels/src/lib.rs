@@ -46,6 +46,20 @@ pub trait LoraOps: Backend {
         reference::lora_linear::<Self>(x, w, a, b, bias, scaling)
     }
 
+    /// [`LoraOps::lora_linear`] given `t = x·Aᵀ [m, r]`: `x·Wᵀ + bias + s·t·Bᵀ`. Autodiff
+    /// computes `t` once and keeps it for the gradient of B.
+    #[fusion(dtype = x, shape = { let mut s = x.clone(); s[1] = w[0]; s })]
+    fn lora_linear_low(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        t: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scaling: f32,
+    ) -> FloatTensor<Self> {
+        reference::lora_linear_low::<Self>(x, w, t, b, bias, scaling)
+    }
+
     /// The input gradient `g·W + s·gb·A` for the output gradient `g [m, n]`, given
     /// `gb = g·B [m, r]` (which the gradient of A needs too).
     #[fusion(dtype = g, shape = { let mut s = g.clone(); s[1] = w[1]; s })]
@@ -60,13 +74,10 @@ pub trait LoraOps: Backend {
     }
 
     /// `s·op(lhs)·op(rhs)`, `op` transposing where asked: the small products of the
-    /// backward (`g·B`, `x·Aᵀ`, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`).
-    #[fusion(dtype = lhs, shape = {
-        let mut s = lhs.clone();
-        s[0] = if *lhs_transposed { lhs[1] } else { lhs[0] };
-        s[1] = if *rhs_transposed { rhs[0] } else { rhs[1] };
-        s
-    })]
+    /// backward (`g·B`, `x·Aᵀ`, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`). Under Fusion they stay Burn
+    /// ops (the default body), so the transposes are views and the scaling is fused into the
+    /// product's write: one launch each, where a custom op would be a matmul and a multiply.
+    #[fusion(default)]
     fn lora_scaled_matmul(
         lhs: FloatTensor<Self>,
         rhs: FloatTensor<Self>,

@@ -17,9 +17,21 @@ pub fn lora_linear<B: Backend>(
     bias: FloatTensor<B>,
     scaling: f32,
 ) -> FloatTensor<B> {
+    let t = B::float_matmul(x.clone(), B::float_transpose(a));
+    lora_linear_low::<B>(x, w, t, b, bias, scaling)
+}
+
+/// `x·Wᵀ + bias + s·t·Bᵀ` for `t = x·Aᵀ [m, r]`.
+pub fn lora_linear_low<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    t: FloatTensor<B>,
+    b: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    scaling: f32,
+) -> FloatTensor<B> {
     let dtype = x.dtype();
-    let base = B::float_matmul(x.clone(), B::float_transpose(w));
-    let t = B::float_matmul(x, B::float_transpose(a));
+    let base = B::float_matmul(x, B::float_transpose(w));
     let low = B::float_matmul(t, B::float_transpose(b));
     let n = bias.shape()[0];
     let bias = B::float_reshape(bias, [1, n].into());
@@ -72,12 +84,15 @@ pub fn scaled_matmul<B: Backend>(
 
 /// Gradients of the LoRA linear for the output gradient `g [m, n]`, each computed only
 /// when `wanted` (a frozen base weight costs no `gᵀ·x`), through the extension's ops:
-/// `(dx, dw, da, db, dbias)` = `(g·W + s·(g·B)·A, gᵀ·x, s·(g·B)ᵀ·x, s·gᵀ·(x·Aᵀ), Σ_rows g)`.
+/// `(dx, dw, da, db, dbias)` = `(g·W + s·(g·B)·A, gᵀ·x, s·(g·B)ᵀ·x, s·gᵀ·t, Σ_rows g)`,
+/// with `t = x·Aᵀ` as the forward kept it, else computed again.
+#[allow(clippy::too_many_arguments)]
 pub fn lora_linear_backward<B: LoraOps>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     a: FloatTensor<B>,
     b: FloatTensor<B>,
+    t: Option<FloatTensor<B>>,
     g: FloatTensor<B>,
     scaling: f32,
     wanted: [bool; 5],
@@ -94,7 +109,7 @@ pub fn lora_linear_backward<B: LoraOps>(
         B::lora_scaled_matmul(gb, x.clone(), true, false, scaling)
     });
     let db = want_b.then(|| {
-        let t = B::lora_scaled_matmul(x, a, false, true, 1.0); // [m, r]
+        let t = t.unwrap_or_else(|| B::lora_scaled_matmul(x, a, false, true, 1.0)); // [m, r]
         B::lora_scaled_matmul(g.clone(), t, true, false, scaling)
     });
     let n = g.shape()[1];

@@ -204,7 +204,8 @@ fn measure(
             let _ = unfused(x.clone(), a.clone(), b.clone());
         }),
         Box::new(|| {
-            let _ = kernels::lora_linear(x.clone(), w.clone(), a.clone(), b.clone(), bias.clone(), s);
+            let _ =
+                kernels::lora_linear(x.clone(), w.clone(), a.clone(), b.clone(), bias.clone(), s);
         }),
         Box::new(|| fused_quantized(&quantized[0])),
         Box::new(|| fused_quantized(&quantized[1])),
@@ -255,8 +256,7 @@ fn measure(
 pub fn run(args: KernelArgs) -> Result<()> {
     let chosen = crate::device::choose(args.device)?;
     let device = chosen.device.clone();
-    if args.iters == 0 || args.rounds == 0 || args.ranks.contains(&0) || args.tokens.contains(&0)
-    {
+    if args.iters == 0 || args.rounds == 0 || args.ranks.contains(&0) || args.tokens.contains(&0) {
         bail!("--iters, --rounds, --ranks and --tokens must be at least 1");
     }
     let shapes = args

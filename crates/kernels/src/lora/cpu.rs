@@ -30,12 +30,30 @@ impl LoraOps for Flex {
         ) else {
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         };
-        let (m, n, r) = (xm.rows, wm.rows, am.rows);
         let t = cpu::gemm_new(xm, am.t(), 1.0);
-        let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
-        cpu::add_rows(&mut y, &bias_values);
-        cpu::gemm(&mut y, 1.0, MatRef::rows(&t, m, r), bm.t(), scaling);
-        cpu::tensor(y, &[m, n])
+        let t = MatRef::rows(&t, xm.rows, am.rows);
+        linear_low(xm, wm, t, bm, &bias_values, scaling)
+    }
+
+    fn lora_linear_low(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        t: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scaling: f32,
+    ) -> FloatTensor<Self> {
+        let bias_values = cpu::dense_f32(&bias);
+        let (Some(xm), Some(wm), Some(tm), Some(bm), Some(bias_values)) = (
+            MatRef::of(&x),
+            MatRef::of(&w),
+            MatRef::of(&t),
+            MatRef::of(&b),
+            bias_values,
+        ) else {
+            return reference::lora_linear_low::<Self>(x, w, t, b, bias, scaling);
+        };
+        linear_low(xm, wm, tm, bm, &bias_values, scaling)
     }
 
     fn lora_grad_input(
@@ -142,6 +160,22 @@ impl LoraOps for Flex {
         }
         cpu::tensor(y, &[m, n])
     }
+}
+
+/// `x·Wᵀ + bias + s·t·Bᵀ`, each product written by gemm into the one output.
+fn linear_low(
+    xm: MatRef,
+    wm: MatRef,
+    t: MatRef,
+    bm: MatRef,
+    bias: &[f32],
+    scaling: f32,
+) -> FloatTensor<Flex> {
+    let (m, n) = (xm.rows, wm.rows);
+    let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
+    cpu::add_rows(&mut y, bias);
+    cpu::gemm(&mut y, 1.0, t, bm.t(), scaling);
+    cpu::tensor(y, &[m, n])
 }
 
 /// The quantized op in Burn ops, for tensors the CPU op does not take.

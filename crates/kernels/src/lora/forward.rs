@@ -1,5 +1,5 @@
-//! The LoRA forward on wgpu: `t = x·Aᵀ`, then `x·Wᵀ + bias + s·t·Bᵀ` in one pass over the
-//! base weight (f32 or quantized).
+//! The LoRA forward on wgpu: `t = x·Aᵀ` (or a `t` given), then `x·Wᵀ + bias + s·t·Bᵀ` in
+//! one pass over the base weight (f32 or quantized).
 
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
 
@@ -18,14 +18,26 @@ pub fn launch(
     // `t [m, r]` has r columns: our kernel would give it one column of tiles, each walking
     // all of k alone (on an H200 the fused forward's time followed k, not the work), so it
     // goes to CubeCL's matmul, whose autotune picks a schedule for skinny outputs.
-    let x = Strided::of(x, false);
-    let t = reference::scaled_matmul::<CubeBackend>(x.tensor(), a, false, true, 1.0);
+    let x = Strided::of(x, false).tensor();
+    let t = reference::scaled_matmul::<CubeBackend>(x.clone(), a, false, true, 1.0);
+    launch_low(x, w, t, b, bias, scaling)
+}
+
+/// `x·Wᵀ + bias + s·t·Bᵀ` for a given `t = x·Aᵀ [m, r]`.
+pub fn launch_low(
+    x: CubeTensor,
+    w: Weight,
+    t: CubeTensor,
+    b: CubeTensor,
+    bias: CubeTensor,
+    scaling: f32,
+) -> CubeTensor {
     let low = LowRank {
         t,
         f: Strided::of(b, false),
         scaling,
     };
-    matmul(x, w, Some(low), Some(bias), 1.0)
+    matmul(Strided::of(x, false), w, Some(low), Some(bias), 1.0)
 }
 
 /// The f32 base weight `[n, k]` as the kernel reads it.

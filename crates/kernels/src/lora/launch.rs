@@ -6,7 +6,7 @@
 //! more rows over an f32 base. Operands are strided views (a transpose is a swap of
 //! strides), the integer parameters go in CubeCL's per-launch uniform (every other binding
 //! of the shaders is a read_write storage array), and bindings a launch does not use get
-//! one-element placeholders.
+//! one-element placeholders, made once per device.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::{
@@ -18,6 +18,11 @@ use burn_cubecl::cubecl::ir::attributes::BufferIOAttr;
 use burn_cubecl::cubecl::prelude::KernelId;
 use burn_cubecl::cubecl::server::{KernelArguments, MetadataBindingInfo};
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use burn_cubecl::CubeDevice;
 
 use crate::reference;
 use crate::shaders::{self, Schedule, Tile};
@@ -214,16 +219,37 @@ fn first_slice<B: Backend>(y: FloatTensor<B>, m: usize, n: usize) -> FloatTensor
     B::float_reshape(first, [m, n].into())
 }
 
-/// A one-element f32 tensor for a binding a launch does not use.
-fn placeholder(like: &CubeTensor) -> CubeTensor {
-    let client = &like.client;
-    CubeTensor::new_contiguous(
-        client.clone(),
-        like.device.clone(),
-        [1].into(),
-        client.create_from_slice(bytemuck::cast_slice(&[0f32])),
-        DType::F32,
-    )
+/// The bindings a launch may leave unused, each with its own placeholder: one dispatch
+/// may not bind one writable range twice.
+#[derive(Clone, Copy)]
+enum Unused {
+    Scales,
+    Mins,
+    T,
+    F,
+    Bias,
+}
+
+/// A one-element f32 tensor for a binding a launch does not use, made once per device and
+/// binding (on a launch-bound GPU a fresh upload per launch is host time worth saving).
+/// The kernels never read or write it: their parameters say the binding is unused.
+fn placeholder(like: &CubeTensor, slot: Unused) -> CubeTensor {
+    type Slots = [CubeTensor; 5];
+    static MADE: LazyLock<Mutex<HashMap<CubeDevice, Slots>>> = LazyLock::new(Default::default);
+    let mut made = MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let slots = made.entry(like.device.clone()).or_insert_with(|| {
+        let client = &like.client;
+        std::array::from_fn(|_| {
+            CubeTensor::new_contiguous(
+                client.clone(),
+                like.device.clone(),
+                [1].into(),
+                client.create_from_slice(bytemuck::cast_slice(&[0f32])),
+                DType::F32,
+            )
+        })
+    });
+    slots[slot as usize].clone()
 }
 
 /// The storage bindings in order, each read_write, then the integer parameters as CubeCL's
@@ -272,7 +298,9 @@ fn epilogue(
     };
     let (r, s_low, f_strides, t, f) = low_rank_parts(low, &y);
     let has_bias = bias.is_some();
-    let bias = bias.map(into_contiguous).unwrap_or_else(|| placeholder(&y));
+    let bias = bias
+        .map(into_contiguous)
+        .unwrap_or_else(|| placeholder(&y, Unused::Bias));
     let params = [
         m,
         n,
@@ -310,7 +338,13 @@ fn low_rank_parts(
             into_contiguous(low.t),
             low.f.tensor,
         ),
-        None => (0, 0.0, [0, 0], placeholder(like), placeholder(like)),
+        None => (
+            0,
+            0.0,
+            [0, 0],
+            placeholder(like, Unused::T),
+            placeholder(like, Unused::F),
+        ),
     }
 }
 
@@ -330,7 +364,11 @@ fn one_pass(
         Weight::F32(w) => (
             32,
             [w.row_stride, w.col_stride],
-            [w.tensor, placeholder(&like), placeholder(&like)],
+            [
+                w.tensor,
+                placeholder(&like, Unused::Scales),
+                placeholder(&like, Unused::Mins),
+            ],
         ),
         Weight::Quantized {
             quants,
@@ -346,7 +384,7 @@ fn one_pass(
     let has_bias = bias.is_some();
     let bias = bias
         .map(into_contiguous)
-        .unwrap_or_else(|| placeholder(&like));
+        .unwrap_or_else(|| placeholder(&like, Unused::Bias));
     let client = like.client.clone();
     let out = CubeTensor::new_contiguous(
         client.clone(),

@@ -42,6 +42,20 @@ impl LoraOps for CubeBackend {
         forward::launch(x, forward::f32_weight(w), a, b, bias, scaling)
     }
 
+    fn lora_linear_low(
+        x: CubeTensor,
+        w: CubeTensor,
+        t: CubeTensor,
+        b: CubeTensor,
+        bias: CubeTensor,
+        scaling: f32,
+    ) -> CubeTensor {
+        if !wgsl_ready(&[&x, &w, &t, &b, &bias], None) {
+            return reference::lora_linear_low::<Self>(x, w, t, b, bias, scaling);
+        }
+        forward::launch_low(x, forward::f32_weight(w), t, b, bias, scaling)
+    }
+
     fn lora_grad_input(
         g: CubeTensor,
         w: CubeTensor,
@@ -59,6 +73,8 @@ impl LoraOps for CubeBackend {
     /// a side of length r: our kernel would run them as a handful of tiles that each walk a
     /// long inner dimension alone (the H200 measurements in the README), so they go to
     /// CubeCL's autotuned matmul on every runtime, as does `gᵀ·x` when the base is trained.
+    /// (Under Fusion, which the wgpu device runs, they never reach this: they stay Fusion's
+    /// own ops, see `LoraOps::lora_scaled_matmul`.)
     fn lora_scaled_matmul(
         lhs: CubeTensor,
         rhs: CubeTensor,

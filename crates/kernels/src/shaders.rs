@@ -203,7 +203,8 @@ impl Schedule {
 /// long k alone.
 pub const SPLIT_VALUES_MAX: usize = 1 << 21;
 
-/// The shortest slice of k a split leaves each partial product.
+/// The shortest slice of k a split leaves each partial product
+/// (`MENTALQLM_LORA_SPLIT_DEPTH=N` replaces it, for tuning on other GPUs).
 pub const SPLIT_DEPTH_MIN: usize = 512;
 
 /// The fewest rows a split product has. On an H200 the split made 512-row products faster
@@ -219,18 +220,38 @@ pub const SPLIT_ROWS_MIN: usize = 128;
 /// H200 the product with k = 4864 over 512×896 outputs took 0.94 ms where the same work
 /// with k = 896 took 0.42. `MENTALQLM_LORA_SCHEDULE=unsplit` keeps every product whole.
 pub fn split_k(m: usize, n: usize, k: usize) -> usize {
-    split_k_with(m, n, k, mode() == Mode::Unsplit)
+    split_k_with(m, n, k, mode() == Mode::Unsplit, split_depth_min())
 }
 
-/// [`split_k`] with the override given.
-pub fn split_k_with(m: usize, n: usize, k: usize, unsplit: bool) -> usize {
+/// [`split_k`] with the overrides given: `unsplit`, and the shortest slice.
+pub fn split_k_with(m: usize, n: usize, k: usize, unsplit: bool, depth_min: usize) -> usize {
     if unsplit || m < SPLIT_ROWS_MIN {
         return 1;
     }
     [8, 4, 2]
         .into_iter()
-        .find(|&s| k % s == 0 && k / s >= SPLIT_DEPTH_MIN && m * n * s <= SPLIT_VALUES_MAX)
+        .find(|&s| k % s == 0 && k / s >= depth_min && m * n * s <= SPLIT_VALUES_MAX)
         .unwrap_or(1)
+}
+
+/// `MENTALQLM_LORA_SPLIT_DEPTH` (a positive integer), else [`SPLIT_DEPTH_MIN`]; read once,
+/// a bad value reported once and ignored.
+fn split_depth_min() -> usize {
+    static DEPTH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *DEPTH.get_or_init(|| {
+        let Ok(s) = std::env::var("MENTALQLM_LORA_SPLIT_DEPTH") else {
+            return SPLIT_DEPTH_MIN;
+        };
+        match s.trim().parse::<usize>() {
+            Ok(depth) if depth > 0 => depth,
+            _ => {
+                eprintln!(
+                    "mentalqlm: MENTALQLM_LORA_SPLIT_DEPTH={s} ignored: use a positive integer"
+                );
+                SPLIT_DEPTH_MIN
+            }
+        }
+    })
 }
 
 /// `MENTALQLM_LORA_SCHEDULE`, for comparisons.
@@ -377,21 +398,25 @@ mod tests {
     #[test]
     fn long_products_over_few_outputs_are_split() {
         // The H200's slow product: k = 4864 over 512×896 outputs, in 4 slices of 1216.
-        assert_eq!(split_k_with(512, 896, 4864, false), 4);
-        assert_eq!(split_k_with(512, 896, 4864, true), 1);
+        assert_eq!(split_k_with(512, 896, 4864, false, SPLIT_DEPTH_MIN), 4);
+        assert_eq!(split_k_with(512, 896, 4864, true, SPLIT_DEPTH_MIN), 1);
         // k = 896 is too short to split; 512×4864 outputs fill the GPU already.
-        assert_eq!(split_k_with(512, 4864, 896, false), 1);
-        assert_eq!(split_k_with(512, 4864, 4864, false), 1);
+        assert_eq!(split_k_with(512, 4864, 896, false, SPLIT_DEPTH_MIN), 1);
+        assert_eq!(split_k_with(512, 4864, 4864, false, SPLIT_DEPTH_MIN), 1);
         // Fewer outputs take more slices, and only slices that divide k evenly.
-        assert_eq!(split_k_with(128, 896, 4864, false), 8);
-        assert_eq!(split_k_with(128, 896, 4863, false), 1);
-        assert_eq!(split_k_with(130, 33, 1536, false), 2);
+        assert_eq!(split_k_with(128, 896, 4864, false, SPLIT_DEPTH_MIN), 8);
+        assert_eq!(split_k_with(128, 896, 4863, false, SPLIT_DEPTH_MIN), 1);
+        assert_eq!(split_k_with(130, 33, 1536, false, SPLIT_DEPTH_MIN), 2);
         // Tens of rows stay whole: the H200 ran them slower split.
-        assert_eq!(split_k_with(127, 896, 4864, false), 1);
-        assert_eq!(split_k_with(32, 896, 4864, false), 1);
+        assert_eq!(split_k_with(127, 896, 4864, false, SPLIT_DEPTH_MIN), 1);
+        assert_eq!(split_k_with(32, 896, 4864, false, SPLIT_DEPTH_MIN), 1);
         // The partials' cap is inclusive: 512×1024×4 is exactly 2²¹ values.
-        assert_eq!(split_k_with(512, 1024, 2816, false), 4);
-        assert_eq!(split_k_with(512, 1025, 2816, false), 2);
+        assert_eq!(split_k_with(512, 1024, 2816, false, SPLIT_DEPTH_MIN), 4);
+        assert_eq!(split_k_with(512, 1025, 2816, false, SPLIT_DEPTH_MIN), 2);
+        // A shorter slice allowed splits k = 896 too, as far as the cap lets it.
+        assert_eq!(split_k_with(512, 896, 896, false, 448), 2);
+        assert_eq!(split_k_with(512, 896, 896, false, 224), 4);
+        assert_eq!(split_k_with(512, 4864, 896, false, 224), 1);
     }
 
     #[test]

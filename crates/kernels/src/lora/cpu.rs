@@ -20,21 +20,12 @@ impl LoraOps for Flex {
         bias: FloatTensor<Self>,
         scaling: f32,
     ) -> FloatTensor<Self> {
-        let bias_values = cpu::dense_f32(&bias);
-        let (Some(xm), Some(wm), Some(am), Some(bm), Some(bias_values)) = (
-            MatRef::of(&x),
-            MatRef::of(&w),
-            MatRef::of(&a),
-            MatRef::of(&b),
-            bias_values,
-        ) else {
-            return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
-        };
-        let t = cpu::gemm_new(xm, am.t(), 1.0);
-        let t = MatRef::rows(&t, xm.rows, am.rows);
-        linear_low(xm, wm, t, bm, &bias_values, scaling)
+        // `t = x·Aᵀ` by gemm (or the reference for tensors gemm does not take), then the rest.
+        let t = Self::lora_scaled_matmul(x.clone(), a, false, true, 1.0);
+        Self::lora_linear_low(x, w, t, b, bias, scaling)
     }
 
+    /// `x·Wᵀ + bias + s·t·Bᵀ`, each product written by gemm into the one output.
     fn lora_linear_low(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
@@ -53,7 +44,11 @@ impl LoraOps for Flex {
         ) else {
             return reference::lora_linear_low::<Self>(x, w, t, b, bias, scaling);
         };
-        linear_low(xm, wm, tm, bm, &bias_values, scaling)
+        let (m, n) = (xm.rows, wm.rows);
+        let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
+        cpu::add_rows(&mut y, &bias_values);
+        cpu::gemm(&mut y, 1.0, tm, bm.t(), scaling);
+        cpu::tensor(y, &[m, n])
     }
 
     fn lora_grad_input(
@@ -160,22 +155,6 @@ impl LoraOps for Flex {
         }
         cpu::tensor(y, &[m, n])
     }
-}
-
-/// `x·Wᵀ + bias + s·t·Bᵀ`, each product written by gemm into the one output.
-fn linear_low(
-    xm: MatRef,
-    wm: MatRef,
-    t: MatRef,
-    bm: MatRef,
-    bias: &[f32],
-    scaling: f32,
-) -> FloatTensor<Flex> {
-    let (m, n) = (xm.rows, wm.rows);
-    let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
-    cpu::add_rows(&mut y, bias);
-    cpu::gemm(&mut y, 1.0, t, bm.t(), scaling);
-    cpu::tensor(y, &[m, n])
 }
 
 /// The quantized op in Burn ops, for tensors the CPU op does not take.

@@ -4,10 +4,11 @@
 //! pass (`lora_rows.wgsl`), more rows over codes in one tiled pass (`lora_matmul.wgsl`), and
 //! more rows over an f32 base as CubeCL's matmul with our epilogue (`lora_epilogue.wgsl`).
 //! The small products with a side of length r (`x·Aᵀ`, `g·B` and the factor gradients) run
-//! CubeCL's matmul. On the CPU backend the op calls gemm (`lora/cpu.rs`, and
+//! CubeCL's matmul, as Fusion's own ops with their scaling fused in. On the CPU backend the op calls gemm (`lora/cpu.rs`, and
 //! `lora/cpu_quantized.rs` over codes); on any other runtime it is built from ordinary Burn
 //! ops (`reference`). Under autodiff the op has its own backward (input and both LoRA
-//! factors; bias and base weight too, when they are tracked).
+//! factors; bias and base weight too, when they are tracked), which reuses the forward's
+//! `x·Aᵀ`.
 
 pub mod activation;
 pub mod attention;

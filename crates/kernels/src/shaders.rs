@@ -215,8 +215,9 @@ pub const SPLIT_ROWS_MIN: usize = 128;
 
 /// Into how many slices of k (1, 2, 4 or 8) the epilogue schedule splits `[m, k]·[k, n]`
 /// of at least [`SPLIT_ROWS_MIN`] rows: the most that divides k evenly, leaves each slice
-/// [`SPLIT_DEPTH_MIN`] deep or more and keeps the partials within [`SPLIT_VALUES_MAX`]. CubeCL's matmul computes the slices as
-/// one batched product and `lora_epilogue.wgsl` adds them up with the LoRA terms. On an
+/// [`SPLIT_DEPTH_MIN`] deep or more (or `MENTALQLM_LORA_SPLIT_DEPTH`) and keeps the
+/// partials within [`SPLIT_VALUES_MAX`]. CubeCL's matmul computes the slices as one
+/// batched product and `lora_epilogue.wgsl` adds them up with the LoRA terms. On an
 /// H200 the product with k = 4864 over 512×896 outputs took 0.94 ms where the same work
 /// with k = 896 took 0.42. `MENTALQLM_LORA_SCHEDULE=unsplit` keeps every product whole.
 pub fn split_k(m: usize, n: usize, k: usize) -> usize {

@@ -1,7 +1,7 @@
 //! The LoRA forward on wgpu: `t = x·Aᵀ` (or a `t` given), then `x·Wᵀ + bias + s·t·Bᵀ` in
 //! one pass over the base weight (f32 or quantized).
 
-use burn::backend::wgpu::{CubeBackend, CubeTensor};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, into_contiguous};
 
 use super::launch::{LowRank, Strided, Weight, matmul};
 use crate::reference;
@@ -18,7 +18,7 @@ pub fn launch(
     // `t [m, r]` has r columns: our kernel would give it one column of tiles, each walking
     // all of k alone (on an H200 the fused forward's time followed k, not the work), so it
     // goes to CubeCL's matmul, whose autotune picks a schedule for skinny outputs.
-    let x = Strided::of(x, false).tensor();
+    let x = into_contiguous(x);
     let t = reference::scaled_matmul::<CubeBackend>(x.clone(), a, false, true, 1.0);
     launch_low(x, w, t, b, bias, scaling)
 }

@@ -201,11 +201,9 @@ fn split_product(x: &Strided, w: &Strided, splits: usize) -> CubeTensor {
     } else {
         view::<CubeBackend>(w.tensor(), [n, splits, kc], [1, 2, 0])
     };
-    into_contiguous(batched_matmul::<CubeBackend>(lhs, rhs))
-}
-
-fn batched_matmul<B: Backend>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> FloatTensor<B> {
-    B::float_matmul(lhs, rhs)
+    into_contiguous(reference::scaled_matmul::<CubeBackend>(
+        lhs, rhs, false, false, 1.0,
+    ))
 }
 
 /// `t` reshaped to `shape`, then its axes permuted (both views of a contiguous tensor).

@@ -1,9 +1,9 @@
 //! The LoRA linear on Burn's wgpu backend, the products over the base weight through our
 //! WGSL kernels (`launch`, which picks `lora_rows.wgsl` for up to 8 rows or 64 over codes,
 //! `lora_matmul.wgsl` for more rows over codes, CubeCL's matmul and `lora_epilogue.wgsl`
-//! for more rows over an f32 base): `forward` over an f32 or quantized base, `backward` the input gradient, and
-//! the op's gradients under autodiff; the small products with a side of length r go to
-//! CubeCL's matmul. Other CubeCL runtimes, and dtypes other than f32, take the reference
+//! for more rows over an f32 base): `forward` over an f32 or quantized base, `backward`
+//! the input gradient, and the op's gradients under autodiff; the small products with a
+//! side of length r go to CubeCL's matmul. Other CubeCL runtimes, and dtypes other than f32, take the reference
 //! in Burn ops.
 
 pub mod backward;

@@ -4,7 +4,8 @@
 # rows took about 150 s on an H200), the kernel tests on its wgpu adapter (less the one
 # that needs the default model, which is over what a device call carries), the bench at
 # 512 tokens at the other ranks (MORE_RANKS, 4 and 16 by default; empty to skip), and on
-# request: UNSPLIT=1 the bench at 512 tokens with no product split over k, TILED=1 the
+# request: RULES=1 the bench at rank 8 with the rules alone (nothing timed, the schedule
+# before lora/tune.rs), UNSPLIT=1 the bench at 512 tokens with no product split over k, TILED=1 the
 # bench with every product on the tiled kernel (the schedule before lora_rows.wgsl and the
 # epilogue), TILES="16x16x16 16x16x32 …" a sweep of tiles at 512 tokens. About 6 minutes
 # by default.
@@ -69,6 +70,11 @@ if [ -n "$more" ]; then
     echo "== bench kernels at 512 tokens, ranks $more"
     timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu \
         --iters "$iters" --ranks "$more" --tokens 512 --json 2>&1 | tee "$out/bench-ranks.jsonl"
+fi
+if [ "${RULES:-0}" = 1 ]; then
+    echo "== bench kernels, the rules alone (no schedule timed)"
+    MENTALQLM_LORA_SCHEDULE=rules timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu \
+        --iters "$iters" --ranks 8 --json 2>&1 | tee "$out/bench-rules.jsonl"
 fi
 if [ "${UNSPLIT:-0}" = 1 ]; then
     echo "== bench kernels at 512 tokens, no product split over k"

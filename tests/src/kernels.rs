@@ -178,31 +178,106 @@ fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
     }
 }
 
-/// `MENTALQLM_LORA_SCHEDULE=tiled` sends every product to `lora_matmul.wgsl`, which by
-/// default takes only a quantized base over more than 8 rows: the forward and gradient
-/// checks above pass under it too. The variable is read once per process, so they run in a
-/// child process of this test binary.
+/// The checks above under the other schedules, each in a child process of this test binary
+/// (the variable is read once per process): `tiled` sends every product to
+/// `lora_matmul.wgsl`, which by default takes only a quantized base over more than 8 rows;
+/// `rules` keeps the rules untimed, so the kernels that lose a timed close call in this
+/// process (`lora::tune`) are checked too.
 #[test]
-fn tiled_schedule_passes_the_same_checks() {
+fn other_schedules_pass_the_same_checks() {
     if std::env::var_os("MENTALQLM_LORA_SCHEDULE").is_some() {
         return; // the child itself, if a filter ever selects this test there
     }
-    let checks = [
-        "kernels::fused_forward_equals_burn_ops_on_wgpu_and_cpu",
-        "kernels::gradients_equal_burn_autodiff_on_wgpu_and_cpu",
-    ];
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "--test-threads", "2"])
-        .args(checks)
-        .env("MENTALQLM_LORA_SCHEDULE", "tiled")
-        .output()
-        .expect("the test binary runs itself");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 2 passed"),
-        "under MENTALQLM_LORA_SCHEDULE=tiled:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (schedule, checks) in [
+        (
+            "tiled",
+            &[
+                "kernels::fused_forward_equals_burn_ops_on_wgpu_and_cpu",
+                "kernels::gradients_equal_burn_autodiff_on_wgpu_and_cpu",
+            ][..],
+        ),
+        (
+            "rules",
+            &[
+                "kernels::fused_forward_equals_burn_ops_on_wgpu_and_cpu",
+                "kernels::gradients_equal_burn_autodiff_on_wgpu_and_cpu",
+                "kernels::quantized_forward_equals_dequantize_then_matmul",
+            ][..],
+        ),
+    ] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "--test-threads", "2"])
+            .args(checks)
+            .env("MENTALQLM_LORA_SCHEDULE", schedule)
+            .output()
+            .expect("the test binary runs itself");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let passed = format!("test result: ok. {} passed", checks.len());
+        assert!(
+            out.status.success() && stdout.contains(&passed),
+            "under MENTALQLM_LORA_SCHEDULE={schedule}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Natively, where two kernels are close (more than 8 rows over an f32 base: CubeCL's
+/// matmul with the epilogue, or the tiled kernel) both are timed on the device the first
+/// time a shape is seen, the faster is kept, and the other row counts of its power-of-two
+/// class reuse it; the input gradient, which reads W transposed, is timed on its own.
+#[test]
+fn close_calls_are_timed_once_and_the_faster_kept() {
+    use kernels::lora::tune::{Decision, decisions};
+    use kernels::shaders::{Schedule, Tile};
+    if std::env::var_os("MENTALQLM_LORA_SCHEDULE").is_some() {
+        return; // nothing is timed under another schedule
+    }
+    let Some(device) = crate::wgpu() else { return };
+    let (k, n, r) = (176, 88, 6); // a shape no other test uses
+    let class = |d: &&Decision, w_transposed: bool| {
+        d.key.rows.next_power_of_two() == 256
+            && [d.key.depth, d.key.outputs] == if w_transposed { [n, k] } else { [k, n] }
+            && d.key.bits == 32
+            && d.key.w_transposed == w_transposed
+    };
+    for m in [200, 250] {
+        let device = device.clone().autodiff();
+        let (x, w, a, b, bias) = operands(m, k, n, r, &device);
+        let want = values(plain(
+            x.clone().inner(),
+            w.clone().inner(),
+            a.clone().inner(),
+            b.clone().inner(),
+            bias.clone().inner(),
+            0.8,
+        ));
+        let x = x.require_grad();
+        let y = kernels::lora_linear(x.clone(), w, a, b, bias, 0.8);
+        let diff = max_abs_diff(&values(y.clone().inner()), &want);
+        assert!(diff < 1e-4, "m{m}: max |Δ| {diff}");
+        let _ = y.sum().backward();
+    }
+    let made = decisions();
+    for w_transposed in [false, true] {
+        let found: Vec<&Decision> = made.iter().filter(|d| class(d, w_transposed)).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one decision for 256 rows, W transposed: {w_transposed}: {made:?}"
+        );
+        let d = found[0];
+        assert_eq!(d.key.rows, 200, "timed on the first row count of its class");
+        let [(first, t0), (second, t1)] = d.rivals;
+        assert_eq!(
+            [first, second],
+            [Schedule::Epilogue, Schedule::Tiled(Tile::for_rows(200))]
+        );
+        assert!(
+            t0.is_finite() && t1.is_finite() && t0 > 0.0 && t1 > 0.0,
+            "{d:?}"
+        );
+        assert_eq!(d.chosen, if t1 < t0 { second } else { first }, "{d:?}");
+    }
 }
 
 /// The model with a PEFT adapter gives the same logits with the fused op on and off.

@@ -156,7 +156,7 @@ impl Tile {
 }
 
 /// Which kernel computes a LoRA product over the base weight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Schedule {
     /// `lora_rows.wgsl`: up to [`ROWS_MAX`] rows, or up to [`QUANTIZED_ROWS_MAX`] over
     /// codes in blocks of [`ROWS_MAX`] where the tiled kernel would have few tiles.
@@ -167,14 +167,26 @@ pub enum Schedule {
     Epilogue,
 }
 
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rows => write!(f, "rows"),
+            Self::Tiled(tile) => write!(f, "tiled {}x{}x{}", tile.wm, tile.wn, tile.tk),
+            Self::Epilogue => write!(f, "epilogue"),
+        }
+    }
+}
+
 impl Schedule {
     /// The kernel for `m` rows and `n` outputs over an f32 or a quantized base. Up to
     /// [`ROWS_MAX`] rows (up to [`QUANTIZED_ROWS_MAX`] over codes where the tiled kernel
     /// would have under [`TILED_TILES_MIN`] tiles) take `lora_rows.wgsl`; more rows over an
     /// f32 base take CubeCL's autotuned matmul and the epilogue (split over k where
     /// [`split_k`] says), over codes the tiled kernel (which dequantizes in its tile loads,
-    /// so no f32 copy of the weight is made). `MENTALQLM_LORA_SCHEDULE=tiled` sends every product
-    /// to the tiled kernel, the one schedule of earlier versions, for comparison.
+    /// so no f32 copy of the weight is made). Natively, where two kernels are close
+    /// (`lora::tune::rivals`) both are timed on the device the first time a shape is seen.
+    /// `MENTALQLM_LORA_SCHEDULE=rules` keeps these rules untimed, `tiled` sends every product
+    /// to the tiled kernel (the one schedule of earlier versions), for comparison.
     pub fn choose(m: usize, n: usize, quantized: bool) -> Self {
         Self::choose_with(m, n, quantized, tiled_only())
     }
@@ -258,11 +270,14 @@ fn split_depth_min() -> usize {
 /// `MENTALQLM_LORA_SCHEDULE`, for comparisons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// The schedules by rows and base, long products split.
+    /// The schedules by rows and base, long products split, close calls timed on the
+    /// device (`lora::tune`).
     Auto,
+    /// The schedules by rows and base, never timed (`lora::tune`).
+    Rules,
     /// Every product on the tiled kernel.
     Tiled,
-    /// As `Auto`, no product split.
+    /// As `Rules`, no product split.
     Unsplit,
 }
 
@@ -270,18 +285,25 @@ fn tiled_only() -> bool {
     mode() == Mode::Tiled
 }
 
-/// `MENTALQLM_LORA_SCHEDULE` (`auto`, `tiled` or `unsplit`), read once; another value is
-/// reported once and ignored.
+/// Whether close calls between schedules may be timed on the device (`lora::tune`): only
+/// under `MENTALQLM_LORA_SCHEDULE=auto`, the default.
+pub fn measured() -> bool {
+    mode() == Mode::Auto
+}
+
+/// `MENTALQLM_LORA_SCHEDULE` (`auto`, `rules`, `tiled` or `unsplit`), read once; another
+/// value is reported once and ignored.
 fn mode() -> Mode {
     static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
     *MODE.get_or_init(
         || match std::env::var("MENTALQLM_LORA_SCHEDULE").as_deref() {
             Err(_) | Ok("auto") => Mode::Auto,
+            Ok("rules") => Mode::Rules,
             Ok("tiled") => Mode::Tiled,
             Ok("unsplit") => Mode::Unsplit,
             Ok(other) => {
                 eprintln!(
-                    "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, tiled or unsplit"
+                    "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, rules, tiled or unsplit"
                 );
                 Mode::Auto
             }

@@ -295,16 +295,25 @@ pub fn run(args: KernelArgs) -> Result<()> {
             "", "forward, ms", "forward+backward, ms", "fwd", "fwd", "f+b", "fwd"
         );
     }
+    // The schedules timed on the device while each row was measured (`lora::tune`).
+    let mut seen = kernels::lora::tune::decisions().len();
     for &(k, n) in &shapes {
         for &r in &args.ranks {
             for &m in &args.tokens {
                 let row = measure(&device, (k, n, r, m), args.iters, args.rounds)?;
+                let decisions = kernels::lora::tune::decisions();
+                let tuned = &decisions[seen.min(decisions.len())..];
+                seen = decisions.len();
                 if args.json {
                     let mut value = serde_json::to_value(&row)?;
                     value["device"] = chosen.description.clone().into();
                     value["tile"] = tile.clone().into();
+                    value["tuned"] = tuned.iter().map(decision_json).collect();
                     println!("{value}");
                 } else {
+                    for d in tuned {
+                        eprintln!("{}", describe(d));
+                    }
                     println!(
                         "{:>11} {:>3} {:>5} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>8.3} {:>8.3} {:>8.3} | {:>6.2} {:>6.2} {:>6.2} {:>6.2}",
                         format!("{k}×{n}"),
@@ -329,4 +338,34 @@ pub fn run(args: KernelArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One timed choice of schedule, as the JSON rows carry it.
+fn decision_json(d: &kernels::lora::tune::Decision) -> serde_json::Value {
+    let key = &d.key;
+    serde_json::json!({
+        "rows": key.rows,
+        "outputs": key.outputs,
+        "depth": key.depth,
+        "bits": key.bits,
+        "x_transposed": key.x_transposed,
+        "w_transposed": key.w_transposed,
+        "rivals": d.rivals.iter().map(|(s, ms)| serde_json::json!({"schedule": s.to_string(), "ms": ms})).collect::<Vec<_>>(),
+        "chosen": d.chosen.to_string(),
+    })
+}
+
+/// One timed choice of schedule, as a line of the table's log.
+fn describe(d: &kernels::lora::tune::Decision) -> String {
+    let key = &d.key;
+    let [(a, ta), (b, tb)] = d.rivals;
+    let weight = if key.bits == 32 { "f32".to_string() } else { format!("{}-bit codes", key.bits) };
+    format!(
+        "  timed {}×{}×{} over {weight}{}: {a} {ta:.3} ms, {b} {tb:.3} ms → {}",
+        key.rows,
+        key.depth,
+        key.outputs,
+        if key.w_transposed { ", W transposed" } else { "" },
+        d.chosen
+    )
 }

@@ -3,7 +3,8 @@
 //! (`shaders::Schedule`): `shaders/lora_rows.wgsl` for up to 8 rows (64 over codes),
 //! `shaders/lora_matmul.wgsl` (tiled) for more rows over codes, and CubeCL's matmul (split
 //! over k for long products with few outputs) followed by `shaders/lora_epilogue.wgsl` for
-//! more rows over an f32 base. Operands are strided views (a transpose is a swap of
+//! more rows over an f32 base; where two of them are close (`tune`), natively, the faster
+//! as timed on the device the first time a shape is seen. Operands are strided views (a transpose is a swap of
 //! strides), the integer parameters go in CubeCL's per-launch uniform (every other binding
 //! of the shaders is a read_write storage array), and bindings a launch does not use get
 //! one-element placeholders, made once per device.
@@ -17,13 +18,14 @@ use burn::tensor::Slice;
 use burn_cubecl::cubecl::ir::attributes::BufferIOAttr;
 use burn_cubecl::cubecl::prelude::KernelId;
 use burn_cubecl::cubecl::server::{KernelArguments, MetadataBindingInfo};
-use burn_cubecl::cubecl::{CubeCount, CubeDim};
+use burn_cubecl::cubecl::{CubeCount, CubeDim, future};
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
 use burn_cubecl::CubeDevice;
 
+use super::tune;
 use crate::reference;
 use crate::shaders::{self, Schedule, Tile};
 
@@ -66,6 +68,7 @@ impl Strided {
 
 /// The `W [n, k]` operand: f32 values through strides, or packed codes (row-major, see
 /// `crate::quant`) with their block scales and minimums.
+#[derive(Clone)]
 pub enum Weight {
     F32(Strided),
     Quantized {
@@ -84,9 +87,18 @@ impl Weight {
             Self::Quantized { scales, .. } => scales.meta.shape()[0],
         }
     }
+
+    /// 32 for f32 values, else the code width.
+    fn bits(&self) -> u32 {
+        match self {
+            Self::F32(_) => 32,
+            Self::Quantized { bits, .. } => *bits,
+        }
+    }
 }
 
 /// The epilogue `s·T·Fᵀ`: `t [m, r]` and `f` seen as `[n, r]`.
+#[derive(Clone)]
 pub struct LowRank {
     pub t: CubeTensor,
     pub f: Strided,
@@ -143,7 +155,8 @@ impl KernelSource for LoraEpilogue {
 }
 
 /// `s_main·(X·Wᵀ) + bias + low` for `x` seen as `[m, k]`, by the schedule
-/// `Schedule::choose` picks for its rows and base.
+/// `Schedule::choose` picks for its rows and base, or where that leaves a close call, by
+/// the faster of two as timed on this device (`tune`).
 pub fn matmul(
     x: Strided,
     w: Weight,
@@ -153,9 +166,49 @@ pub fn matmul(
 ) -> CubeTensor {
     let (m, n) = (x.rows, w.outputs());
     let quantized = matches!(w, Weight::Quantized { .. });
-    match (Schedule::choose(m, n, quantized), w) {
+    let rule = Schedule::choose(m, n, quantized);
+    let schedule = match tune::rivals(rule, m, quantized).filter(|_| tune::enabled()) {
+        Some(rivals) => {
+            let key = tune::Key {
+                rows: m,
+                outputs: n,
+                depth: x.cols,
+                bits: w.bits(),
+                x_transposed: x.transposed,
+                w_transposed: matches!(&w, Weight::F32(w) if w.transposed),
+            };
+            let client = x.tensor.client.clone();
+            let sync = || future::block_on(client.sync()).is_ok();
+            let call = |schedule| {
+                let _ = run(
+                    schedule,
+                    x.clone(),
+                    w.clone(),
+                    low.clone(),
+                    bias.clone(),
+                    s_main,
+                );
+            };
+            tune::choose(&x.tensor.device, key, rivals, sync, call)
+        }
+        None => rule,
+    };
+    run(schedule, x, w, low, bias, s_main)
+}
+
+/// The product by `schedule`.
+fn run(
+    schedule: Schedule,
+    x: Strided,
+    w: Weight,
+    low: Option<LowRank>,
+    bias: Option<CubeTensor>,
+    s_main: f32,
+) -> CubeTensor {
+    let m = x.rows;
+    match (schedule, w) {
         (Schedule::Epilogue, Weight::F32(w)) => {
-            let splits = shaders::split_k(m, n, x.cols);
+            let splits = shaders::split_k(m, w.rows, x.cols);
             let y = if splits == 1 {
                 // `op(w)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
                 reference::scaled_matmul::<CubeBackend>(

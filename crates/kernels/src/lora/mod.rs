@@ -11,6 +11,7 @@ mod cpu;
 pub mod cpu_quantized;
 pub mod forward;
 mod launch;
+pub mod tune;
 
 use burn::backend::DType;
 use burn::backend::wgpu::{CubeBackend, CubeTensor};

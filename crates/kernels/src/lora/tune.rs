@@ -1,0 +1,265 @@
+//! Which kernel takes a product where two are close: measured on the device the first time
+//! a shape is seen, natively, then kept for the process.
+//!
+//! The rules of `Schedule::choose` come from one GPU (an H200), where the same product
+//! could take 0.23 ms in one process and 0.78 in another depending on the kernel CubeCL's
+//! own autotune picked, while the tiled kernel over Q8_0 took 0.17–0.37 at the same shape.
+//! Other GPUs (and llvmpipe, where CubeCL's matmul is about 2.5× faster than ours) rank
+//! them otherwise, so where the rules leave a real choice both rivals are timed:
+//! - over an f32 base, more than 8 rows: CubeCL's matmul with `lora_epilogue.wgsl` (split
+//!   over k where `split_k` says) against the tiled `lora_matmul.wgsl`, one launch fewer;
+//! - over codes, 9 to 64 rows: `lora_rows.wgsl` in blocks of 8 against the tiled kernel.
+//!
+//! Each rival runs once untimed (compiling its pipeline and letting CubeCL's matmul tune
+//! itself), then once timed; unless one took over four times the other, they alternate in
+//! three rounds of enough calls to fill about a millisecond, and the lower median wins.
+//! Time is the host's wall clock around the calls and a device sync, which on a GPU where
+//! launches are the cost is the cost that matters. Where the device cannot be waited on
+//! (the browser: no blocking there) or `MENTALQLM_LORA_SCHEDULE` is set to anything but
+//! `auto`, the rules decide alone.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use burn_cubecl::CubeDevice;
+
+use crate::shaders::{self, Schedule, Tile};
+
+/// What a decision is keyed by: the rows rounded up to a power of two, and the rest of the
+/// product's shape and layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The rows of the product measured (the first of its power-of-two class seen).
+    pub rows: usize,
+    pub outputs: usize,
+    pub depth: usize,
+    /// 32 for f32, else the code width.
+    pub bits: u32,
+    /// Whether X, and W, are read transposed (the input gradient reads W so).
+    pub x_transposed: bool,
+    pub w_transposed: bool,
+}
+
+/// One measured choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub key: Key,
+    /// Each rival with its median milliseconds per call.
+    pub rivals: [(Schedule, f64); 2],
+    pub chosen: Schedule,
+}
+
+/// The rivals for a product of `m` rows over an f32 or quantized base whose rule is
+/// `rule`, where both are worth timing; `None` where the rule stands alone (up to 8 rows,
+/// or over 64 over codes: the rows kernel is built for the first and slow for the second).
+pub fn rivals(rule: Schedule, m: usize, quantized: bool) -> Option<[Schedule; 2]> {
+    let tiled = Schedule::Tiled(Tile::for_rows(m));
+    match rule {
+        Schedule::Epilogue if !quantized => Some([Schedule::Epilogue, tiled]),
+        Schedule::Rows | Schedule::Tiled(_)
+            if quantized && m > shaders::ROWS_MAX && m <= shaders::QUANTIZED_ROWS_MAX =>
+        {
+            Some([Schedule::Rows, tiled])
+        }
+        _ => None,
+    }
+}
+
+/// Whether products are timed here: natively, and with `MENTALQLM_LORA_SCHEDULE` unset or
+/// `auto`.
+pub fn enabled() -> bool {
+    cfg!(not(target_family = "wasm")) && shaders::measured()
+}
+
+type Class = (usize, usize, usize, u32, bool, bool);
+
+/// The rows of `key`'s class: decisions are shared by every row count that rounds up to the
+/// same power of two.
+fn class(key: &Key) -> Class {
+    (
+        key.rows.next_power_of_two(),
+        key.outputs,
+        key.depth,
+        key.bits,
+        key.x_transposed,
+        key.w_transposed,
+    )
+}
+
+static DECIDED: LazyLock<Mutex<HashMap<(CubeDevice, Class), Schedule>>> =
+    LazyLock::new(Default::default);
+static LOG: Mutex<Vec<Decision>> = Mutex::new(Vec::new());
+
+/// Every decision made in this process, in order (what `mentalqlm bench kernels` reports).
+pub fn decisions() -> Vec<Decision> {
+    LOG.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The schedule for `key` on `device`: the one decided before, or the faster of `rivals`
+/// as `run` takes them (each call a whole product, its output dropped). A device that
+/// cannot be synced keeps the first rival, the rule's, without a record.
+pub fn choose(
+    device: &CubeDevice,
+    key: Key,
+    rivals: [Schedule; 2],
+    sync: impl Fn() -> bool,
+    mut run: impl FnMut(Schedule),
+) -> Schedule {
+    let slot = (device.clone(), class(&key));
+    if let Some(&chosen) = DECIDED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&slot)
+    {
+        return chosen;
+    }
+    // Not under the lock: the rivals launch kernels, and CubeCL's matmul may tune itself.
+    let Some(times) = measure(&rivals, &sync, &mut run) else {
+        return rivals[0];
+    };
+    let decision = decide(key, rivals, times);
+    let chosen = decision.chosen;
+    DECIDED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(slot, chosen);
+    LOG.lock().unwrap_or_else(|p| p.into_inner()).push(decision);
+    chosen
+}
+
+/// The decision from each rival's timed samples (ms per call): the lower median; a tie
+/// keeps the first, the rule's.
+pub fn decide(key: Key, rivals: [Schedule; 2], times: [Vec<f64>; 2]) -> Decision {
+    let medians = times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t.get(t.len() / 2).copied().unwrap_or(f64::INFINITY)
+    });
+    let chosen = if medians[1] < medians[0] {
+        rivals[1]
+    } else {
+        rivals[0]
+    };
+    Decision {
+        key,
+        rivals: [(rivals[0], medians[0]), (rivals[1], medians[1])],
+        chosen,
+    }
+}
+
+/// The ratio of the slower rival's first timed call to the faster's above which the rounds
+/// are skipped.
+const CLEAR_RATIO: f64 = 4.0;
+/// Calls per timed sample fill about this many milliseconds (at most [`CALLS_MAX`]).
+const SAMPLE_MS: f64 = 1.0;
+const CALLS_MAX: usize = 8;
+const ROUNDS: usize = 3;
+
+/// Samples of ms per call for each rival, or `None` where a sync failed.
+#[cfg(not(target_family = "wasm"))]
+fn measure(
+    rivals: &[Schedule; 2],
+    sync: &impl Fn() -> bool,
+    run: &mut impl FnMut(Schedule),
+) -> Option<[Vec<f64>; 2]> {
+    use std::time::Instant;
+    let mut time = |schedule: Schedule, calls: usize| -> Option<f64> {
+        let start = Instant::now();
+        for _ in 0..calls {
+            run(schedule);
+        }
+        sync().then(|| start.elapsed().as_secs_f64() * 1e3 / calls as f64)
+    };
+    if !sync() {
+        return None;
+    }
+    for &schedule in rivals {
+        time(schedule, 1)?;
+    }
+    let first = [time(rivals[0], 1)?, time(rivals[1], 1)?];
+    let (fast, slow) = (first[0].min(first[1]), first[0].max(first[1]));
+    if slow > CLEAR_RATIO * fast {
+        return Some(first.map(|t| vec![t]));
+    }
+    let calls = ((SAMPLE_MS / fast.max(1e-3)).ceil() as usize).clamp(1, CALLS_MAX);
+    let mut samples = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (i, &schedule) in rivals.iter().enumerate() {
+            samples[i].push(time(schedule, calls)?);
+        }
+    }
+    Some(samples)
+}
+
+#[cfg(target_family = "wasm")]
+fn measure(
+    _: &[Schedule; 2],
+    _: &impl Fn() -> bool,
+    _: &mut impl FnMut(Schedule),
+) -> Option<[Vec<f64>; 2]> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key {
+            rows: 512,
+            outputs: 896,
+            depth: 896,
+            bits: 32,
+            x_transposed: false,
+            w_transposed: true,
+        }
+    }
+
+    #[test]
+    fn the_lower_median_wins_and_a_tie_keeps_the_rule() {
+        let tiled = Schedule::Tiled(Tile::LARGE);
+        let rivals = [Schedule::Epilogue, tiled];
+        // One slow outlier in the tiled samples does not decide it.
+        let d = decide(key(), rivals, [vec![0.30, 0.31, 0.29], vec![0.20, 0.9, 0.21]]);
+        assert_eq!(d.chosen, tiled);
+        assert_eq!(d.rivals, [(Schedule::Epilogue, 0.30), (tiled, 0.21)]);
+        let d = decide(key(), rivals, [vec![0.2], vec![0.2]]);
+        assert_eq!(d.chosen, Schedule::Epilogue);
+        let d = decide(key(), rivals, [vec![0.2], vec![]]);
+        assert_eq!(d.chosen, Schedule::Epilogue, "no samples never wins");
+    }
+
+    #[test]
+    fn only_close_calls_are_timed() {
+        let tiled = |m| Schedule::Tiled(Tile::for_rows(m));
+        assert_eq!(
+            rivals(Schedule::Epilogue, 512, false),
+            Some([Schedule::Epilogue, tiled(512)])
+        );
+        assert_eq!(rivals(Schedule::Rows, 8, false), None);
+        assert_eq!(rivals(Schedule::Rows, 8, true), None);
+        assert_eq!(
+            rivals(Schedule::Rows, 32, true),
+            Some([Schedule::Rows, tiled(32)])
+        );
+        assert_eq!(
+            rivals(tiled(64), 64, true),
+            Some([Schedule::Rows, tiled(64)])
+        );
+        assert_eq!(rivals(tiled(65), 65, true), None);
+        assert_eq!(rivals(tiled(512), 512, false), None, "the tiled-only mode");
+    }
+
+    #[test]
+    fn row_counts_share_a_decision_up_to_the_next_power_of_two() {
+        let mut a = key();
+        a.rows = 300;
+        let mut b = key();
+        b.rows = 512;
+        assert_eq!(class(&a), class(&b));
+        b.rows = 513;
+        assert_ne!(class(&a), class(&b));
+        b.rows = 300;
+        b.w_transposed = false;
+        assert_ne!(class(&a), class(&b));
+    }
+}

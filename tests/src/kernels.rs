@@ -267,7 +267,9 @@ fn close_calls_are_timed_once_and_the_faster_kept() {
         );
         let d = found[0];
         assert_eq!(d.key.rows, 200, "timed on the first row count of its class");
-        let [(first, t0), (second, t1)] = d.rivals;
+        let [(first, t0), (second, t1)] = d.rivals[..] else {
+            panic!("two rivals, the product is not split: {d:?}")
+        };
         assert_eq!(
             [first, second],
             [Schedule::Epilogue, Schedule::Tiled(Tile::for_rows(200))]

@@ -163,8 +163,10 @@ pub enum Schedule {
     Rows,
     /// `lora_matmul.wgsl` with this tile.
     Tiled(Tile),
-    /// CubeCL's matmul, then `lora_epilogue.wgsl`.
+    /// CubeCL's matmul, then `lora_epilogue.wgsl`; split over k where [`split_k`] says.
     Epilogue,
+    /// The same, never split (a rival of a split product where timed, `lora::tune`).
+    EpilogueWhole,
 }
 
 impl std::fmt::Display for Schedule {
@@ -173,6 +175,7 @@ impl std::fmt::Display for Schedule {
             Self::Rows => write!(f, "rows"),
             Self::Tiled(tile) => write!(f, "tiled {}x{}x{}", tile.wm, tile.wn, tile.tk),
             Self::Epilogue => write!(f, "epilogue"),
+            Self::EpilogueWhole => write!(f, "epilogue, k whole"),
         }
     }
 }

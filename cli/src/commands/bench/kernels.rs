@@ -358,14 +358,27 @@ fn decision_json(d: &kernels::lora::tune::Decision) -> serde_json::Value {
 /// One timed choice of schedule, as a line of the table's log.
 fn describe(d: &kernels::lora::tune::Decision) -> String {
     let key = &d.key;
-    let [(a, ta), (b, tb)] = d.rivals;
-    let weight = if key.bits == 32 { "f32".to_string() } else { format!("{}-bit codes", key.bits) };
+    let rivals: Vec<String> = d
+        .rivals
+        .iter()
+        .map(|(s, ms)| format!("{s} {ms:.3} ms"))
+        .collect();
+    let weight = if key.bits == 32 {
+        "f32".to_string()
+    } else {
+        format!("{}-bit codes", key.bits)
+    };
     format!(
-        "  timed {}×{}×{} over {weight}{}: {a} {ta:.3} ms, {b} {tb:.3} ms → {}",
+        "  timed {}×{}×{} over {weight}{}: {} → {}",
         key.rows,
         key.depth,
         key.outputs,
-        if key.w_transposed { ", W transposed" } else { "" },
+        if key.w_transposed {
+            ", W transposed"
+        } else {
+            ""
+        },
+        rivals.join(", "),
         d.chosen
     )
 }

@@ -167,7 +167,8 @@ pub fn matmul(
     let (m, n) = (x.rows, w.outputs());
     let quantized = matches!(w, Weight::Quantized { .. });
     let rule = Schedule::choose(m, n, quantized);
-    let schedule = match tune::rivals(rule, m, quantized).filter(|_| tune::enabled()) {
+    let split = shaders::split_k(m, n, x.cols) > 1;
+    let schedule = match tune::rivals(rule, m, quantized, split).filter(|_| tune::enabled()) {
         Some(rivals) => {
             let key = tune::Key {
                 rows: m,
@@ -207,8 +208,11 @@ fn run(
 ) -> CubeTensor {
     let m = x.rows;
     match (schedule, w) {
-        (Schedule::Epilogue, Weight::F32(w)) => {
-            let splits = shaders::split_k(m, w.rows, x.cols);
+        (Schedule::Epilogue | Schedule::EpilogueWhole, Weight::F32(w)) => {
+            let splits = match schedule {
+                Schedule::Epilogue => shaders::split_k(m, w.rows, x.cols),
+                _ => 1,
+            };
             let y = if splits == 1 {
                 // `op(w)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
                 reference::scaled_matmul::<CubeBackend>(
@@ -229,7 +233,7 @@ fn run(
         }
         (Schedule::Tiled(tile), w) => one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main),
         // Not chosen for codes, which would need an f32 copy of W for CubeCL's matmul.
-        (Schedule::Epilogue, w) => {
+        (Schedule::Epilogue | Schedule::EpilogueWhole, w) => {
             one_pass(OnePass::Tiled(Tile::for_rows(m)), x, w, low, bias, s_main)
         }
     }

@@ -7,12 +7,13 @@
 //! Other GPUs (and llvmpipe, where CubeCL's matmul is about 2.5× faster than ours) rank
 //! them otherwise, so where the rules leave a real choice both rivals are timed:
 //! - over an f32 base, more than 8 rows: CubeCL's matmul with `lora_epilogue.wgsl` (split
-//!   over k where `split_k` says) against the tiled `lora_matmul.wgsl`, one launch fewer;
+//!   over k where `split_k` says, and then also whole: the split's rule is the H200's too)
+//!   against the tiled `lora_matmul.wgsl`, one launch fewer;
 //! - over codes, 9 to 64 rows: `lora_rows.wgsl` in blocks of 8 against the tiled kernel.
 //!
 //! Each rival runs once untimed (compiling its pipeline and letting CubeCL's matmul tune
-//! itself), then once timed; unless one took over four times the other, they alternate in
-//! three rounds of enough calls to fill about a millisecond, and the lower median wins.
+//! itself), then once timed; those within four times the fastest alternate in three rounds
+//! of enough calls to fill about a millisecond, and the lowest median wins.
 //! Time is the host's wall clock around the calls and a device sync, which on a GPU where
 //! launches are the cost is the cost that matters. Where the device cannot be waited on
 //! (the browser: no blocking there) or `MENTALQLM_LORA_SCHEDULE` is set to anything but
@@ -44,22 +45,27 @@ pub struct Key {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub key: Key,
-    /// Each rival with its median milliseconds per call.
-    pub rivals: [(Schedule, f64); 2],
+    /// Each rival with its median milliseconds per call (the first call's alone for one
+    /// left out of the rounds).
+    pub rivals: Vec<(Schedule, f64)>,
     pub chosen: Schedule,
 }
 
 /// The rivals for a product of `m` rows over an f32 or quantized base whose rule is
-/// `rule`, where both are worth timing; `None` where the rule stands alone (up to 8 rows,
-/// or over 64 over codes: the rows kernel is built for the first and slow for the second).
-pub fn rivals(rule: Schedule, m: usize, quantized: bool) -> Option<[Schedule; 2]> {
+/// `rule` (and which the rule splits over k, or not), the rule's first, where more than one
+/// is worth timing; `None` where the rule stands alone (up to 8 rows, or over 64 over
+/// codes: the rows kernel is built for the first and slow for the second).
+pub fn rivals(rule: Schedule, m: usize, quantized: bool, split: bool) -> Option<Vec<Schedule>> {
     let tiled = Schedule::Tiled(Tile::for_rows(m));
     match rule {
-        Schedule::Epilogue if !quantized => Some([Schedule::Epilogue, tiled]),
+        Schedule::Epilogue if !quantized && split => {
+            Some(vec![Schedule::Epilogue, Schedule::EpilogueWhole, tiled])
+        }
+        Schedule::Epilogue if !quantized => Some(vec![Schedule::Epilogue, tiled]),
         Schedule::Rows | Schedule::Tiled(_)
             if quantized && m > shaders::ROWS_MAX && m <= shaders::QUANTIZED_ROWS_MAX =>
         {
-            Some([Schedule::Rows, tiled])
+            Some(vec![Schedule::Rows, tiled])
         }
         _ => None,
     }
@@ -95,22 +101,18 @@ pub fn decisions() -> Vec<Decision> {
     LOG.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// The schedule for `key` on `device`: the one decided before, or the faster of `rivals`
+/// The schedule for `key` on `device`: the one decided before, or the fastest of `rivals`
 /// as `run` takes them (each call a whole product, its output dropped). A device that
 /// cannot be synced keeps the first rival, the rule's, without a record.
 pub fn choose(
     device: &CubeDevice,
     key: Key,
-    rivals: [Schedule; 2],
+    rivals: Vec<Schedule>,
     sync: impl Fn() -> bool,
     mut run: impl FnMut(Schedule),
 ) -> Schedule {
     let slot = (device.clone(), class(&key));
-    if let Some(&chosen) = DECIDED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&slot)
-    {
+    if let Some(&chosen) = DECIDED.lock().unwrap_or_else(|p| p.into_inner()).get(&slot) {
         return chosen;
     }
     // Not under the lock: the rivals launch kernels, and CubeCL's matmul may tune itself.
@@ -127,27 +129,30 @@ pub fn choose(
     chosen
 }
 
-/// The decision from each rival's timed samples (ms per call): the lower median; a tie
-/// keeps the first, the rule's.
-pub fn decide(key: Key, rivals: [Schedule; 2], times: [Vec<f64>; 2]) -> Decision {
-    let medians = times.map(|mut t| {
+/// The decision from each rival's timed samples (ms per call): the lowest median; a tie
+/// keeps the earlier rival (the rule's is first).
+pub fn decide(key: Key, rivals: Vec<Schedule>, times: Vec<Vec<f64>>) -> Decision {
+    let medians = times.into_iter().map(|mut t| {
         t.sort_by(f64::total_cmp);
         t.get(t.len() / 2).copied().unwrap_or(f64::INFINITY)
     });
-    let chosen = if medians[1] < medians[0] {
-        rivals[1]
-    } else {
-        rivals[0]
-    };
+    let rivals: Vec<(Schedule, f64)> = rivals.into_iter().zip(medians).collect();
+    let chosen = rivals
+        .iter()
+        .fold(None::<(Schedule, f64)>, |best, &(s, t)| match best {
+            Some((_, b)) if b <= t => best,
+            _ => Some((s, t)),
+        })
+        .map_or(Schedule::Epilogue, |(s, _)| s);
     Decision {
         key,
-        rivals: [(rivals[0], medians[0]), (rivals[1], medians[1])],
+        rivals,
         chosen,
     }
 }
 
-/// The ratio of the slower rival's first timed call to the faster's above which the rounds
-/// are skipped.
+/// Rivals whose first timed call took over this many times the fastest's sit out the
+/// rounds.
 const CLEAR_RATIO: f64 = 4.0;
 /// Calls per timed sample fill about this many milliseconds (at most [`CALLS_MAX`]).
 const SAMPLE_MS: f64 = 1.0;
@@ -157,10 +162,10 @@ const ROUNDS: usize = 3;
 /// Samples of ms per call for each rival, or `None` where a sync failed.
 #[cfg(not(target_family = "wasm"))]
 fn measure(
-    rivals: &[Schedule; 2],
+    rivals: &[Schedule],
     sync: &impl Fn() -> bool,
     run: &mut impl FnMut(Schedule),
-) -> Option<[Vec<f64>; 2]> {
+) -> Option<Vec<Vec<f64>>> {
     use std::time::Instant;
     let mut time = |schedule: Schedule, calls: usize| -> Option<f64> {
         let start = Instant::now();
@@ -175,16 +180,26 @@ fn measure(
     for &schedule in rivals {
         time(schedule, 1)?;
     }
-    let first = [time(rivals[0], 1)?, time(rivals[1], 1)?];
-    let (fast, slow) = (first[0].min(first[1]), first[0].max(first[1]));
-    if slow > CLEAR_RATIO * fast {
-        return Some(first.map(|t| vec![t]));
+    let mut samples = Vec::with_capacity(rivals.len());
+    for &schedule in rivals {
+        samples.push(vec![time(schedule, 1)?]);
+    }
+    let fast = samples.iter().map(|s| s[0]).fold(f64::INFINITY, f64::min);
+    let close: Vec<usize> = (0..rivals.len())
+        .filter(|&i| samples[i][0] <= CLEAR_RATIO * fast)
+        .collect();
+    if close.len() < 2 {
+        return Some(samples);
     }
     let calls = ((SAMPLE_MS / fast.max(1e-3)).ceil() as usize).clamp(1, CALLS_MAX);
-    let mut samples = [Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        for (i, &schedule) in rivals.iter().enumerate() {
-            samples[i].push(time(schedule, calls)?);
+    for round in 0..ROUNDS {
+        for &i in &close {
+            let t = time(rivals[i], calls)?;
+            // The rounds replace the first call, which ran colder.
+            if round == 0 {
+                samples[i].clear();
+            }
+            samples[i].push(t);
         }
     }
     Some(samples)
@@ -192,10 +207,10 @@ fn measure(
 
 #[cfg(target_family = "wasm")]
 fn measure(
-    _: &[Schedule; 2],
+    _: &[Schedule],
     _: &impl Fn() -> bool,
     _: &mut impl FnMut(Schedule),
-) -> Option<[Vec<f64>; 2]> {
+) -> Option<Vec<Vec<f64>>> {
     None
 }
 
@@ -215,38 +230,61 @@ mod tests {
     }
 
     #[test]
-    fn the_lower_median_wins_and_a_tie_keeps_the_rule() {
+    fn the_lowest_median_wins_and_a_tie_keeps_the_rule() {
         let tiled = Schedule::Tiled(Tile::LARGE);
-        let rivals = [Schedule::Epilogue, tiled];
+        let two = || vec![Schedule::Epilogue, tiled];
         // One slow outlier in the tiled samples does not decide it.
-        let d = decide(key(), rivals, [vec![0.30, 0.31, 0.29], vec![0.20, 0.9, 0.21]]);
+        let d = decide(
+            key(),
+            two(),
+            vec![vec![0.30, 0.31, 0.29], vec![0.20, 0.9, 0.21]],
+        );
         assert_eq!(d.chosen, tiled);
         assert_eq!(d.rivals, [(Schedule::Epilogue, 0.30), (tiled, 0.21)]);
-        let d = decide(key(), rivals, [vec![0.2], vec![0.2]]);
+        let d = decide(key(), two(), vec![vec![0.2], vec![0.2]]);
         assert_eq!(d.chosen, Schedule::Epilogue);
-        let d = decide(key(), rivals, [vec![0.2], vec![]]);
+        let d = decide(key(), two(), vec![vec![0.2], vec![]]);
         assert_eq!(d.chosen, Schedule::Epilogue, "no samples never wins");
+        let three = vec![Schedule::Epilogue, Schedule::EpilogueWhole, tiled];
+        let d = decide(
+            key(),
+            three,
+            vec![vec![0.5], vec![0.3, 0.31, 0.3], vec![0.4]],
+        );
+        assert_eq!(d.chosen, Schedule::EpilogueWhole);
     }
 
     #[test]
     fn only_close_calls_are_timed() {
         let tiled = |m| Schedule::Tiled(Tile::for_rows(m));
         assert_eq!(
-            rivals(Schedule::Epilogue, 512, false),
-            Some([Schedule::Epilogue, tiled(512)])
-        );
-        assert_eq!(rivals(Schedule::Rows, 8, false), None);
-        assert_eq!(rivals(Schedule::Rows, 8, true), None);
-        assert_eq!(
-            rivals(Schedule::Rows, 32, true),
-            Some([Schedule::Rows, tiled(32)])
+            rivals(Schedule::Epilogue, 512, false, false),
+            Some(vec![Schedule::Epilogue, tiled(512)])
         );
         assert_eq!(
-            rivals(tiled(64), 64, true),
-            Some([Schedule::Rows, tiled(64)])
+            rivals(Schedule::Epilogue, 512, false, true),
+            Some(vec![
+                Schedule::Epilogue,
+                Schedule::EpilogueWhole,
+                tiled(512)
+            ])
         );
-        assert_eq!(rivals(tiled(65), 65, true), None);
-        assert_eq!(rivals(tiled(512), 512, false), None, "the tiled-only mode");
+        assert_eq!(rivals(Schedule::Rows, 8, false, false), None);
+        assert_eq!(rivals(Schedule::Rows, 8, true, false), None);
+        assert_eq!(
+            rivals(Schedule::Rows, 32, true, false),
+            Some(vec![Schedule::Rows, tiled(32)])
+        );
+        assert_eq!(
+            rivals(tiled(64), 64, true, false),
+            Some(vec![Schedule::Rows, tiled(64)])
+        );
+        assert_eq!(rivals(tiled(65), 65, true, false), None);
+        assert_eq!(
+            rivals(tiled(512), 512, false, true),
+            None,
+            "the tiled-only mode"
+        );
     }
 
     #[test]

@@ -92,8 +92,10 @@ fn class(key: &Key) -> Class {
     )
 }
 
-static DECIDED: LazyLock<Mutex<HashMap<(CubeDevice, Class), Schedule>>> =
-    LazyLock::new(Default::default);
+/// Each class's schedule once decided; `None` while one thread times it (the others take
+/// the rule meanwhile rather than time it too).
+static DECIDED: LazyLock<Mutex<Decided>> = LazyLock::new(Default::default);
+type Decided = HashMap<(CubeDevice, Class), Option<Schedule>>;
 static LOG: Mutex<Vec<Decision>> = Mutex::new(Vec::new());
 
 /// Every decision made in this process, in order (what `mentalqlm bench kernels` reports).
@@ -112,20 +114,29 @@ pub fn choose(
     mut run: impl FnMut(Schedule),
 ) -> Schedule {
     let slot = (device.clone(), class(&key));
-    if let Some(&chosen) = DECIDED.lock().unwrap_or_else(|p| p.into_inner()).get(&slot) {
-        return chosen;
+    {
+        let mut decided = DECIDED.lock().unwrap_or_else(|p| p.into_inner());
+        match decided.get(&slot) {
+            Some(Some(chosen)) => return *chosen,
+            Some(None) => return rivals[0],
+            None => decided.insert(slot.clone(), None),
+        };
     }
     // Not under the lock: the rivals launch kernels, and CubeCL's matmul may tune itself.
-    let Some(times) = measure(&rivals, &sync, &mut run) else {
-        return rivals[0];
+    let measured = measure(&rivals, &sync, &mut run);
+    let chosen = match measured {
+        Some(times) => {
+            let decision = decide(key, rivals, times);
+            let chosen = decision.chosen;
+            LOG.lock().unwrap_or_else(|p| p.into_inner()).push(decision);
+            chosen
+        }
+        None => rivals[0],
     };
-    let decision = decide(key, rivals, times);
-    let chosen = decision.chosen;
     DECIDED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(slot, chosen);
-    LOG.lock().unwrap_or_else(|p| p.into_inner()).push(decision);
+        .insert(slot, Some(chosen));
     chosen
 }
 

@@ -13,8 +13,14 @@
 //
 // crates/kernels/src/shaders.rs (Schedule) sends a product here when its base is quantized
 // and it has more than 8 rows; up to 8 rows take lora_rows.wgsl, and more rows over an f32
-// base take CubeCL's matmul and lora_epilogue.wgsl. MENTALQLM_LORA_SCHEDULE=tiled sends
-// every product here.
+// base take CubeCL's matmul and lora_epilogue.wgsl, unless this kernel is timed faster on
+// the device (crates/kernels/src/lora/tune.rs). MENTALQLM_LORA_SCHEDULE=tiled sends every
+// product here.
+//
+// Split over k (a slice depth KC in the parameters, not 0): workgroup z computes
+// s_main·X·Wᵀ over k in [z·KC, (z + 1)·KC) into out[z] ([s, m, n]), with no bias and no
+// low-rank term, and lora_epilogue.wgsl adds the slices up with them; a long k over few
+// output tiles then fills more of a GPU.
 //
 // One workgroup of WM×WN threads computes a TM×TN tile of out, walking k in steps of TK;
 // each thread owns 4 rows (WM apart) and 4 columns (WN apart) and reads the tiles as vec4s
@@ -43,7 +49,7 @@
 // WebGPU's guaranteed 8 storage buffers); `Params` and `param(i)` are filled in from Rust
 // (crates/kernels/src/shaders.rs, params_block):
 // [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
-//  W k stride, F row stride, F rank stride, has bias]
+//  W k stride, F row stride, F rank stride, has bias, KC (0: k whole)]
 @group(0) @binding(8) var<uniform> params: Params;
 
 {{ params }}
@@ -70,12 +76,14 @@ var<private> w_k: u32;
 var<private> f_row: u32;
 var<private> f_rank: u32;
 var<private> s_low: f32;
+var<private> k_all: u32;  // k: the codes' row length, whatever slice of it is walked
 
 // Element (row, col) of W; row < n, col < k. Codes are only ever row-major.
-fn weight(row: u32, col: u32, k: u32) -> f32 {
+fn weight(row: u32, col: u32) -> f32 {
     if (BITS == 32u) {
         return bitcast<f32>(wq[row * w_row + col * w_k]);
     }
+    let k = k_all;
     let word = wq[(row * k + col) / CODES];
     let shift = (col % CODES) * BITS;
     let block = (row * k + col) / 32u;
@@ -107,7 +115,7 @@ fn w4(row: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
     if (row < n) {
         for (var e = 0u; e < 4u; e++) {
             if (col + e < k) {
-                v[e] = weight(row, col + e, k);
+                v[e] = weight(row, col + e);
             }
         }
     }
@@ -140,8 +148,8 @@ fn f4(row: u32, col: u32, n: u32, r: u32) -> vec4<f32> {
     return v;
 }
 
-// Stages the tiles of step k0 in workgroup memory: X and W (`low` false, depth k), or T and F
-// (`low` true, depth r). Neighbouring threads load neighbouring addresses: along the depth
+// Stages the tiles of step k0 in workgroup memory: X and W (`low` false, read up to `depth`,
+// the end of the slice of k), or T and F (`low` true, depth r). Neighbouring threads load neighbouring addresses: along the depth
 // when it is contiguous, along the rows when the operand is read transposed.
 fn stage(low: bool, k0: u32, depth: u32, tid: u32, row0: u32, col0: u32, m: u32, n: u32) {
     let lhs_along = low || x_k == 1u;
@@ -217,6 +225,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     // browser's compiler, Tint, refuses such a loop bounded by a read_write buffer's value).
     let k = param(2u);
     let r = param(3u);
+    k_all = k;
+    // This workgroup's slice of k: all of it, or slice wg.z of KC.
+    let kc = param(13u);
+    var k_begin = 0u;
+    var k_end = k;
+    if (kc != 0u) {
+        k_begin = wg.z * kc;
+        k_end = min(k_begin + kc, k);
+    }
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
     let ty = tid / WN;
@@ -226,8 +243,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     acc2 = vec4<f32>(0.0);
     acc3 = vec4<f32>(0.0);
 
-    for (var k0 = 0u; k0 < k; k0 += TK) {
-        stage(false, k0, k, tid, row0, col0, m, n);
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
+        stage(false, k0, k_end, tid, row0, col0, m, n);
         workgroupBarrier();
         multiply(ty, tx);
         workgroupBarrier();
@@ -247,6 +264,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 
     let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    let base = wg.z * m * n;  // slice z's partial product (0 when k is whole)
     for (var i = 0u; i < 4u; i++) {
         let gr = row0 + ty + i * WM;
         for (var j = 0u; j < 4u; j++) {
@@ -256,7 +274,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 if (has_bias) {
                     v += bias[gc];
                 }
-                out[gr * n + gc] = v;
+                out[base + gr * n + gc] = v;
             }
         }
     }

@@ -4,7 +4,8 @@
 //! ops, for shapes that are and are not multiples of the tiles, through each schedule: up
 //! to 8 rows `lora_rows.wgsl`, more rows CubeCL's matmul and `lora_epilogue.wgsl` (f32
 //! base) or `lora_matmul.wgsl` (quantized base, and every product under
-//! `MENTALQLM_LORA_SCHEDULE=tiled`).
+//! `MENTALQLM_LORA_SCHEDULE=tiled-split`, split over k where the rules split it), whichever
+//! the device times faster where two are close (`lora::tune`), and the rules alone.
 
 use burn::backend::wgpu::wgpu::naga;
 use burn::tensor::{Device, Tensor};
@@ -179,10 +180,11 @@ fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
 }
 
 /// The checks above under the other schedules, each in a child process of this test binary
-/// (the variable is read once per process): `tiled` sends every product to
-/// `lora_matmul.wgsl`, which by default takes only a quantized base over more than 8 rows;
-/// `rules` keeps the rules untimed, so the kernels that lose a timed close call in this
-/// process (`lora::tune`) are checked too.
+/// (the variable is read once per process): `tiled-split` sends every product to
+/// `lora_matmul.wgsl` (which by default takes only a quantized base over more than 8 rows),
+/// over slices of k where the rules split one, the epilogue adding them up; `rules` keeps
+/// the rules untimed, so the kernels that lose a timed close call in this process
+/// (`lora::tune`) are checked too.
 #[test]
 fn other_schedules_pass_the_same_checks() {
     if std::env::var_os("MENTALQLM_LORA_SCHEDULE").is_some() {
@@ -190,10 +192,11 @@ fn other_schedules_pass_the_same_checks() {
     }
     for (schedule, checks) in [
         (
-            "tiled",
+            "tiled-split",
             &[
                 "kernels::fused_forward_equals_burn_ops_on_wgpu_and_cpu",
                 "kernels::gradients_equal_burn_autodiff_on_wgpu_and_cpu",
+                "kernels::quantized_forward_equals_dequantize_then_matmul",
             ][..],
         ),
         (
@@ -317,14 +320,17 @@ fn model_logits_equal_with_kernels_on_and_off() {
 
 /// `[n, k]` weights with k a whole number of 32-value blocks; m and n are not multiples of
 /// the 32-wide tiles, and 150 output rows span several of them. Up to 64 rows take
-/// `lora_rows.wgsl` in blocks of 8 (19 ends in a block of 3), 65 the tiled kernel.
-const QUANT_SHAPES: [(usize, usize, usize, usize); 6] = [
+/// `lora_rows.wgsl` in blocks of 8 (19 ends in a block of 3), 65 the tiled kernel, and 130
+/// rows over k = 1024 are split in 2 slices where the tiled kernel is (`tiled-split`, or
+/// timed faster).
+const QUANT_SHAPES: [(usize, usize, usize, usize); 7] = [
     (1, 32, 45, 8),
     (7, 64, 33, 3),
     (8, 96, 150, 4),
     (19, 64, 37, 5),
     (40, 96, 70, 16),
     (65, 160, 32, 4),
+    (130, 1024, 24, 3),
 ];
 
 const FORMATS: [QuantFormat; 3] = [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1];

@@ -163,6 +163,9 @@ pub enum Schedule {
     Rows,
     /// `lora_matmul.wgsl` with this tile.
     Tiled(Tile),
+    /// The same over slices of k where [`split_k`] says, `lora_epilogue.wgsl` adding them
+    /// up (a rival of a split product where timed, `lora::tune`).
+    TiledSplit(Tile),
     /// CubeCL's matmul, then `lora_epilogue.wgsl`; split over k where [`split_k`] says.
     Epilogue,
     /// The same, never split (a rival of a split product where timed, `lora::tune`).
@@ -174,6 +177,9 @@ impl std::fmt::Display for Schedule {
         match self {
             Self::Rows => write!(f, "rows"),
             Self::Tiled(tile) => write!(f, "tiled {}x{}x{}", tile.wm, tile.wn, tile.tk),
+            Self::TiledSplit(tile) => {
+                write!(f, "tiled {}x{}x{}, k split", tile.wm, tile.wn, tile.tk)
+            }
             Self::Epilogue => write!(f, "epilogue"),
             Self::EpilogueWhole => write!(f, "epilogue, k whole"),
         }
@@ -191,6 +197,9 @@ impl Schedule {
     /// `MENTALQLM_LORA_SCHEDULE=rules` keeps these rules untimed, `tiled` sends every product
     /// to the tiled kernel (the one schedule of earlier versions), for comparison.
     pub fn choose(m: usize, n: usize, quantized: bool) -> Self {
+        if mode() == Mode::TiledSplit {
+            return Self::TiledSplit(Tile::for_rows(m));
+        }
         Self::choose_with(m, n, quantized, tiled_only())
     }
 
@@ -280,6 +289,8 @@ enum Mode {
     Rules,
     /// Every product on the tiled kernel.
     Tiled,
+    /// Every product on the tiled kernel, split over k where [`split_k`] says.
+    TiledSplit,
     /// As `Rules`, no product split.
     Unsplit,
 }
@@ -294,8 +305,8 @@ pub fn measured() -> bool {
     mode() == Mode::Auto
 }
 
-/// `MENTALQLM_LORA_SCHEDULE` (`auto`, `rules`, `tiled` or `unsplit`), read once; another
-/// value is reported once and ignored.
+/// `MENTALQLM_LORA_SCHEDULE` (`auto`, `rules`, `tiled`, `tiled-split` or `unsplit`), read
+/// once; another value is reported once and ignored.
 fn mode() -> Mode {
     static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
     *MODE.get_or_init(
@@ -303,10 +314,11 @@ fn mode() -> Mode {
             Err(_) | Ok("auto") => Mode::Auto,
             Ok("rules") => Mode::Rules,
             Ok("tiled") => Mode::Tiled,
+            Ok("tiled-split") => Mode::TiledSplit,
             Ok("unsplit") => Mode::Unsplit,
             Ok(other) => {
                 eprintln!(
-                    "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, rules, tiled or unsplit"
+                    "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, rules, tiled, tiled-split or unsplit"
                 );
                 Mode::Auto
             }

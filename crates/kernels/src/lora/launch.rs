@@ -229,13 +229,27 @@ fn run(
         }
         (Schedule::Rows, w) => {
             let rows = m.min(shaders::ROWS_MAX);
-            one_pass(OnePass::Rows(rows), x, w, low, bias, s_main)
+            one_pass(OnePass::Rows(rows), x, w, low, bias, s_main, 1)
         }
-        (Schedule::Tiled(tile), w) => one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main),
+        (Schedule::Tiled(tile), w) => one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main, 1),
+        (Schedule::TiledSplit(tile), w) => {
+            let splits = shaders::split_k(m, w.outputs(), x.cols);
+            if splits == 1 {
+                return one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main, 1);
+            }
+            let y = one_pass(OnePass::Tiled(tile), x, w, None, None, 1.0, splits);
+            epilogue(y, low, bias, s_main)
+        }
         // Not chosen for codes, which would need an f32 copy of W for CubeCL's matmul.
-        (Schedule::Epilogue | Schedule::EpilogueWhole, w) => {
-            one_pass(OnePass::Tiled(Tile::for_rows(m)), x, w, low, bias, s_main)
-        }
+        (Schedule::Epilogue | Schedule::EpilogueWhole, w) => one_pass(
+            OnePass::Tiled(Tile::for_rows(m)),
+            x,
+            w,
+            low,
+            bias,
+            s_main,
+            1,
+        ),
     }
 }
 
@@ -403,7 +417,9 @@ fn low_rank_parts(
     }
 }
 
-/// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch.
+/// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch; or,
+/// tiled over `slices` > 1 slices of k (dividing it), their partial products `[s, m, n]`
+/// (`low` and `bias` then `None`, for the epilogue to add).
 fn one_pass(
     pass: OnePass,
     x: Strided,
@@ -411,6 +427,7 @@ fn one_pass(
     low: Option<LowRank>,
     bias: Option<CubeTensor>,
     s_main: f32,
+    slices: usize,
 ) -> CubeTensor {
     let (m, k) = (x.rows, x.cols);
     let like = x.tensor.clone();
@@ -441,11 +458,16 @@ fn one_pass(
         .map(into_contiguous)
         .unwrap_or_else(|| placeholder(&like, Unused::Bias));
     let client = like.client.clone();
+    let shape = if slices > 1 {
+        vec![slices, m, n]
+    } else {
+        vec![m, n]
+    };
     let out = CubeTensor::new_contiguous(
         client.clone(),
         like.device.clone(),
-        [m, n].into(),
-        client.empty(m * n * 4),
+        shape.into(),
+        client.empty(slices * m * n * 4),
         DType::F32,
     );
     let params = [
@@ -462,6 +484,7 @@ fn one_pass(
         f_strides[0],
         f_strides[1],
         has_bias as usize,
+        if slices > 1 { k / slices } else { 0 },
     ];
     let args = arguments(
         &[&x.tensor, &wq, &scales, &mins, &t, &f, &bias, &out],
@@ -482,7 +505,7 @@ fn one_pass(
             LoraMatmul { bits, pass },
             CubeDim::new_1d(threads as u32),
         )),
-        CubeCount::Static(count.0 as u32, count.1 as u32, 1),
+        CubeCount::Static(count.0 as u32, count.1 as u32, slices as u32),
         args,
     );
     out

@@ -9,7 +9,9 @@
 //! - over an f32 base, more than 8 rows: CubeCL's matmul with `lora_epilogue.wgsl` (split
 //!   over k where `split_k` says, and then also whole: the split's rule is the H200's too)
 //!   against the tiled `lora_matmul.wgsl`, one launch fewer;
-//! - over codes, 9 to 64 rows: `lora_rows.wgsl` in blocks of 8 against the tiled kernel.
+//! - over codes, 9 to 64 rows: `lora_rows.wgsl` in blocks of 8 against the tiled kernel;
+//! - and where the rules split a product over k, the tiled kernel over the same slices
+//!   (`lora_epilogue.wgsl` adding them up) against it whole, over either base.
 //!
 //! Each rival runs once untimed (compiling its pipeline and letting CubeCL's matmul tune
 //! itself), then once timed; those within four times the fastest alternate in three rounds
@@ -58,15 +60,19 @@ pub struct Decision {
 pub fn rivals(rule: Schedule, m: usize, quantized: bool, split: bool) -> Option<Vec<Schedule>> {
     let tiled = Schedule::Tiled(Tile::for_rows(m));
     match rule {
-        Schedule::Epilogue if !quantized && split => {
-            Some(vec![Schedule::Epilogue, Schedule::EpilogueWhole, tiled])
-        }
+        Schedule::Epilogue if !quantized && split => Some(vec![
+            Schedule::Epilogue,
+            Schedule::EpilogueWhole,
+            tiled,
+            Schedule::TiledSplit(Tile::for_rows(m)),
+        ]),
         Schedule::Epilogue if !quantized => Some(vec![Schedule::Epilogue, tiled]),
         Schedule::Rows | Schedule::Tiled(_)
             if quantized && m > shaders::ROWS_MAX && m <= shaders::QUANTIZED_ROWS_MAX =>
         {
             Some(vec![Schedule::Rows, tiled])
         }
+        Schedule::Tiled(tile) if quantized && split => Some(vec![rule, Schedule::TiledSplit(tile)]),
         _ => None,
     }
 }
@@ -277,9 +283,15 @@ mod tests {
             Some(vec![
                 Schedule::Epilogue,
                 Schedule::EpilogueWhole,
-                tiled(512)
+                tiled(512),
+                Schedule::TiledSplit(Tile::LARGE)
             ])
         );
+        assert_eq!(
+            rivals(tiled(512), 512, true, true),
+            Some(vec![tiled(512), Schedule::TiledSplit(Tile::LARGE)])
+        );
+        assert_eq!(rivals(tiled(512), 512, true, false), None);
         assert_eq!(rivals(Schedule::Rows, 8, false, false), None);
         assert_eq!(rivals(Schedule::Rows, 8, true, false), None);
         assert_eq!(

@@ -1,4 +1,5 @@
-// The LoRA terms added to a product CubeCL's matmul has computed, in place:
+// The LoRA terms added to a product CubeCL's matmul (or, split over k, the tiled
+// shaders/lora_matmul.wgsl) has computed, in place:
 //
 //   y = s_main·Y + bias + s_low·T·Fᵀ
 //

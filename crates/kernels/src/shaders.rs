@@ -195,7 +195,8 @@ impl Schedule {
     /// so no f32 copy of the weight is made). Natively, where two kernels are close
     /// (`lora::tune::rivals`) both are timed on the device the first time a shape is seen.
     /// `MENTALQLM_LORA_SCHEDULE=rules` keeps these rules untimed, `tiled` sends every product
-    /// to the tiled kernel (the one schedule of earlier versions), for comparison.
+    /// to the tiled kernel (the one schedule of earlier versions), `tiled-split` too but over
+    /// slices of k where [`split_k`] says, for comparison.
     pub fn choose(m: usize, n: usize, quantized: bool) -> Self {
         if mode() == Mode::TiledSplit {
             return Self::TiledSplit(Tile::for_rows(m));

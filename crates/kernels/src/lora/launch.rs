@@ -3,11 +3,13 @@
 //! (`shaders::Schedule`): `shaders/lora_rows.wgsl` for up to 8 rows (64 over codes),
 //! `shaders/lora_matmul.wgsl` (tiled) for more rows over codes, and CubeCL's matmul (split
 //! over k for long products with few outputs) followed by `shaders/lora_epilogue.wgsl` for
-//! more rows over an f32 base; where two of them are close (`tune`), natively, the faster
-//! as timed on the device the first time a shape is seen. Operands are strided views (a transpose is a swap of
-//! strides), the integer parameters go in CubeCL's per-launch uniform (every other binding
-//! of the shaders is a read_write storage array), and bindings a launch does not use get
-//! one-element placeholders, made once per device.
+//! more rows over an f32 base; where two are close (`tune`: the tiled kernel is a rival of
+//! the epilogue schedule, and over slices of k of a split product, over either base),
+//! natively, the fastest as timed on the device the first time a shape is seen. Operands
+//! are strided views (a transpose is a swap of strides), the integer parameters go in
+//! CubeCL's per-launch uniform (every other binding of the shaders is a read_write storage
+//! array), and bindings a launch does not use get one-element placeholders, made once per
+//! device.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::{

@@ -158,7 +158,7 @@ impl KernelSource for LoraEpilogue {
 
 /// `s_main·(X·Wᵀ) + bias + low` for `x` seen as `[m, k]`, by the schedule
 /// `Schedule::choose` picks for its rows and base, or where that leaves a close call, by
-/// the faster of two as timed on this device (`tune`).
+/// the fastest of its rivals as timed on this device (`tune`).
 pub fn matmul(
     x: Strided,
     w: Weight,
@@ -166,48 +166,56 @@ pub fn matmul(
     bias: Option<CubeTensor>,
     s_main: f32,
 ) -> CubeTensor {
-    let (m, n) = (x.rows, w.outputs());
-    let quantized = matches!(w, Weight::Quantized { .. });
+    let product = Product {
+        x,
+        w,
+        low,
+        bias,
+        s_main,
+    };
+    let (m, n, k) = (product.x.rows, product.w.outputs(), product.x.cols);
+    let quantized = matches!(product.w, Weight::Quantized { .. });
     let rule = Schedule::choose(m, n, quantized);
-    let split = shaders::split_k(m, n, x.cols) > 1;
+    let split = shaders::split_k(m, n, k) > 1;
     let schedule = match tune::rivals(rule, m, quantized, split).filter(|_| tune::enabled()) {
         Some(rivals) => {
             let key = tune::Key {
                 rows: m,
                 outputs: n,
-                depth: x.cols,
-                bits: w.bits(),
-                x_transposed: x.transposed,
-                w_transposed: matches!(&w, Weight::F32(w) if w.transposed),
+                depth: k,
+                bits: product.w.bits(),
+                x_transposed: product.x.transposed,
+                w_transposed: matches!(&product.w, Weight::F32(w) if w.transposed),
             };
-            let client = x.tensor.client.clone();
+            let client = product.x.tensor.client.clone();
             let sync = || future::block_on(client.sync()).is_ok();
-            let call = |schedule| {
-                let _ = run(
-                    schedule,
-                    x.clone(),
-                    w.clone(),
-                    low.clone(),
-                    bias.clone(),
-                    s_main,
-                );
-            };
-            tune::choose(&x.tensor.device, key, rivals, sync, call)
+            let call = |schedule| drop(run(schedule, product.clone()));
+            tune::choose(&product.x.tensor.device, key, rivals, sync, call)
         }
         None => rule,
     };
-    run(schedule, x, w, low, bias, s_main)
+    run(schedule, product)
 }
 
-/// The product by `schedule`.
-fn run(
-    schedule: Schedule,
+/// The operands of one [`matmul`].
+#[derive(Clone)]
+struct Product {
     x: Strided,
     w: Weight,
     low: Option<LowRank>,
     bias: Option<CubeTensor>,
     s_main: f32,
-) -> CubeTensor {
+}
+
+/// The product by `schedule`.
+fn run(schedule: Schedule, product: Product) -> CubeTensor {
+    let Product {
+        x,
+        w,
+        low,
+        bias,
+        s_main,
+    } = product;
     let m = x.rows;
     match (schedule, w) {
         (Schedule::Epilogue | Schedule::EpilogueWhole, Weight::F32(w)) => {

@@ -2,10 +2,10 @@
 //! a shape is seen, natively, then kept for the process.
 //!
 //! The rules of `Schedule::choose` come from one GPU (an H200), where the same product
-//! could take 0.23 ms in one process and 0.78 in another depending on the kernel CubeCL's
-//! own autotune picked, while the tiled kernel over Q8_0 took 0.17–0.37 at the same shape.
+//! (512×896×896) took 0.21–0.78 ms over eight processes depending on the kernel CubeCL's
+//! own autotune picked, while the tiled kernel over Q8_0 took 0.17–0.51, less in each.
 //! Other GPUs (and llvmpipe, where CubeCL's matmul is about 2.5× faster than ours) rank
-//! them otherwise, so where the rules leave a real choice both rivals are timed:
+//! them otherwise, so where the rules leave a real choice the rivals are timed:
 //! - over an f32 base, more than 8 rows: CubeCL's matmul with `lora_epilogue.wgsl` (split
 //!   over k where `split_k` says, and then also whole: the split's rule is the H200's too)
 //!   against the tiled `lora_matmul.wgsl`, one launch fewer;

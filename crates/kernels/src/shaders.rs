@@ -193,7 +193,7 @@ impl Schedule {
     /// f32 base take CubeCL's autotuned matmul and the epilogue (split over k where
     /// [`split_k`] says), over codes the tiled kernel (which dequantizes in its tile loads,
     /// so no f32 copy of the weight is made). Natively, where two kernels are close
-    /// (`lora::tune::rivals`) both are timed on the device the first time a shape is seen.
+    /// (`lora::tune::rivals`) they are timed on the device the first time a shape is seen.
     /// `MENTALQLM_LORA_SCHEDULE=rules` keeps these rules untimed, `tiled` sends every product
     /// to the tiled kernel (the one schedule of earlier versions), `tiled-split` too but over
     /// slices of k where [`split_k`] says, for comparison.

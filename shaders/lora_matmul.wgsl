@@ -5,11 +5,11 @@
 // with X [m, k] and W [n, k] read through strides (so a transposed operand is a swap of
 // strides, never a copy) and an optional low-rank epilogue T [m, r]·F [n, r]ᵀ, F also
 // strided. The launches (crates/kernels/src/lora) use it as:
-//   forward  y  = x·Wᵀ + bias + s·t·Bᵀ, after t = x·Aᵀ (r/n of the base product's work);
-//            neither W + s·B·A nor the [m, n] low-rank product is ever formed;
-//   backward dx = g·W + s·u·A after u = g·B.
-// The products with a side of length r (t, u, dA = s·uᵀ·x, dB = s·gᵀ·t) go to CubeCL's
-// matmul: here they would be a handful of tiles each walking a long k alone.
+//   forward  y  = x·Wᵀ + bias + s·t·Bᵀ with t = x·Aᵀ computed in the same pass (RP, below),
+//            or before it; neither W + s·B·A nor the [m, n] low-rank product is formed;
+//   backward dx = g·W + s·u·A with u = g·B the same way.
+// The factors' gradients (dA = s·uᵀ·x, dB = s·gᵀ·t) go to CubeCL's matmul: here they
+// would be a handful of tiles each walking a long k alone.
 //
 // crates/kernels/src/shaders.rs (Schedule) sends a product here when its base is quantized
 // and it has more than 8 rows; up to 8 rows take lora_rows.wgsl, and more rows over an f32
@@ -35,13 +35,23 @@
 // 4-bit codes are unsigned, w = q·d + min. Bindings a launch does not need (scales and mins
 // for f32, bias, T and F) get one-element placeholders.
 //
+// The low-rank input computed here (RP, the rank rounded up to 4, not 0): instead of
+// reading a T made by another launch, the kernel computes T = X·Aᵀ [m, r] for its rows
+// while it walks k (A (r, k) through strides, staged beside W's tile: r/TN more of the
+// loop's work), adds s_low·T·Fᵀ from workgroup memory, and the workgroups of the first
+// column of tiles write T out through the T binding (the forward keeps it for the gradient
+// of B, the input gradient's u = g·B is the gradient of A's input). A takes the binding
+// W's codes leave free: scales for an f32 base, mins for 8-bit codes (4-bit codes need
+// both, and take T from another launch). One launch where there were two. Not with a
+// slice of k (KC), which sees only part of each row's sum.
+//
 // Every storage binding is read_write: Burn may place small tensors in one shared buffer.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (m, k) via strides
 @group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
-@group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32]
-@group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit)
-@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [m, r]
+@group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32], or A (r, k) (f32, RP > 0)
+@group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit), or A (8-bit, RP > 0)
+@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [m, r]: read, or written where RP > 0
 @group(0) @binding(5) var<storage, read_write> f: array<f32>;      // F (n, r) via strides
 @group(0) @binding(6) var<storage, read_write> bias: array<f32>;   // [n]
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [m, n]
@@ -49,7 +59,8 @@
 // WebGPU's guaranteed 8 storage buffers); `Params` and `param(i)` are filled in from Rust
 // (crates/kernels/src/shaders.rs, params_block):
 // [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
-//  W k stride, F row stride, F rank stride, has bias, KC (0: k whole)]
+//  W k stride, F row stride, F rank stride, has bias, KC (0: k whole), A row stride,
+//  A k stride]
 @group(0) @binding(8) var<uniform> params: Params;
 
 {{ params }}
@@ -64,9 +75,15 @@ const KQ: u32 = TK / 4u;    // vec4s along k per tile row
 const KQP: u32 = KQ + 1u;   // padded: threads reading different rows hit different banks
 const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
 const CODES: u32 = 32u / BITS;  // codes per word
+const RP: u32 = {{ rp }}u;      // T's columns computed here (r rounded up to 4), 0: T given
+const RPS: u32 = {{ rp_slots }}u;  // RP, or 1 where it is 0 (arrays are never empty, and
+                                   // naga refuses a division by a constant 0)
+const TPER: u32 = {{ tper }}u;  // of the tile's TM×RP values of T, each thread's (at most)
 
 var<workgroup> xs: array<vec4<f32>, TM * KQP>; // [TM, KQP]: 4 consecutive k per entry
 var<workgroup> ws: array<vec4<f32>, TN * KQP>; // [TN, KQP]
+var<workgroup> pa: array<vec4<f32>, RPS * KQP>; // [RP, KQP]: A's rows (RP > 0)
+var<workgroup> ts: array<f32, TM * RPS>;        // [TM, RP]: the tile's rows of T (RP > 0)
 
 // The strides, read from params once per invocation rather than once per element.
 var<private> x_row: u32;
@@ -77,6 +94,11 @@ var<private> f_row: u32;
 var<private> f_rank: u32;
 var<private> s_low: f32;
 var<private> k_all: u32;  // k: the codes' row length, whatever slice of it is walked
+var<private> a_row: u32;
+var<private> a_k: u32;
+var<private> r_all: u32;
+var<private> tile_row0: u32;   // the tile's first row (T's rows in ts are relative to it)
+var<private> tacc: array<f32, TPER>;  // this thread's values of T: entry tid + j·THREADS
 
 // Element (row, col) of W; row < n, col < k. Codes are only ever row-major.
 fn weight(row: u32, col: u32) -> f32 {
@@ -94,6 +116,28 @@ fn weight(row: u32, col: u32) -> f32 {
     }
     let q = (word >> shift) & 15u;
     return f32(q) * scales[block] + mins[block];
+}
+
+// Element (rank, col) of A (r, k), in the binding W leaves free.
+fn proj(rank: u32, col: u32) -> f32 {
+    let i = rank * a_row + col * a_k;
+    if (BITS == 8u) {
+        return mins[i];
+    }
+    return scales[i];
+}
+
+// Four consecutive values of A's row `rank` from column `col`, zero past the edges.
+fn a4(rank: u32, col: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (rank < r_all) {
+        for (var e = 0u; e < 4u; e++) {
+            if (col + e < k) {
+                v[e] = proj(rank, col + e);
+            }
+        }
+    }
+    return v;
 }
 
 // Four consecutive (along k) values of row `row` of X from column `col`, zero past the edges.
@@ -122,13 +166,17 @@ fn w4(row: u32, col: u32, n: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
-// The same for T [m, r] (row-major), scaled by s_low.
+// The same for T [m, r] (row-major, or this tile's rows in ts), scaled by s_low.
 fn t4(row: u32, col: u32, m: u32, r: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if (row < m) {
         for (var e = 0u; e < 4u; e++) {
             if (col + e < r) {
-                v[e] = t[row * r + col + e];
+                if (RP > 0u) {
+                    v[e] = ts[(row - tile_row0) * RP + col + e];
+                } else {
+                    v[e] = t[row * r + col + e];
+                }
             }
         }
     }
@@ -180,6 +228,11 @@ fn stage(low: bool, k0: u32, depth: u32, tid: u32, row0: u32, col0: u32, m: u32,
             ws[col * KQP + q] = w4(col0 + col, k0 + 4u * q, n, depth);
         }
     }
+    if (RP > 0u && !low) {
+        for (var i = tid; i < RP * KQ; i += THREADS) {
+            pa[(i / KQ) * KQP + i % KQ] = a4(i / KQ, k0 + 4u * (i % KQ), depth);
+        }
+    }
 }
 
 // This thread's rows are ty + i·WM and its columns tx + j·WN (i, j < 4); acc_i holds row i's
@@ -207,6 +260,22 @@ fn multiply(ty: u32, tx: u32) {
     }
 }
 
+// Adds the staged tiles' part of T = X·Aᵀ to this thread's values of it.
+fn project(tid: u32) {
+    for (var j = 0u; j < TPER; j++) {
+        let e = tid + j * THREADS;
+        if (e < TM * RP) {
+            let row = e / RPS;
+            let rank = e % RPS;
+            var sum = 0.0;
+            for (var q = 0u; q < KQ; q++) {
+                sum += dot(xs[row * KQP + q], pa[rank * KQP + q]);
+            }
+            tacc[j] += sum;
+        }
+    }
+}
+
 @compute @workgroup_size(THREADS, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let m = param(0u);
@@ -220,12 +289,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     f_row = param(10u);
     f_rank = param(11u);
     let has_bias = param(12u) != 0u;
+    a_row = param(14u);
+    a_k = param(15u);
     let tid = lid.x;
     // k and r bound loops with barriers: read from the uniform, they are uniform values (a
     // browser's compiler, Tint, refuses such a loop bounded by a read_write buffer's value).
     let k = param(2u);
     let r = param(3u);
     k_all = k;
+    r_all = r;
     // This workgroup's slice of k: all of it, or slice wg.z of KC.
     let kc = param(13u);
     var k_begin = 0u;
@@ -235,6 +307,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         k_end = min(k_begin + kc, k);
     }
     let row0 = wg.y * TM;
+    tile_row0 = row0;
     let col0 = wg.x * TN;
     let ty = tid / WN;
     let tx = tid % WN;
@@ -242,11 +315,33 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     acc1 = vec4<f32>(0.0);
     acc2 = vec4<f32>(0.0);
     acc3 = vec4<f32>(0.0);
+    for (var j = 0u; j < TPER; j++) {
+        tacc[j] = 0.0;
+    }
 
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         stage(false, k0, k_end, tid, row0, col0, m, n);
         workgroupBarrier();
         multiply(ty, tx);
+        if (RP > 0u) {
+            project(tid);
+        }
+        workgroupBarrier();
+    }
+    if (RP > 0u) {
+        // T's tile to workgroup memory for the low-rank step, and out from the first
+        // column of tiles (each column computed the same values).
+        for (var j = 0u; j < TPER; j++) {
+            let e = tid + j * THREADS;
+            if (e < TM * RP) {
+                ts[e] = tacc[j];
+                let row = row0 + e / RPS;
+                let rank = e % RPS;
+                if (wg.x == 0u && row < m && rank < r) {
+                    t[row * r + rank] = tacc[j];
+                }
+            }
+        }
         workgroupBarrier();
     }
     // The low-rank term is r more steps of the same product, [s_main·X | s_low·T] times

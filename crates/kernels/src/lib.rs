@@ -20,6 +20,7 @@ pub mod quant;
 pub mod reference;
 pub mod shaders;
 
+use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{Int, Tensor};
@@ -47,35 +48,36 @@ pub trait LoraOps: Backend {
         reference::lora_linear::<Self>(x, w, a, b, bias, scaling)
     }
 
-    /// [`LoraOps::lora_linear`] given `t = x·Aᵀ [m, r]`: `x·Wᵀ + bias + s·t·Bᵀ`. Autodiff
-    /// computes `t` once and keeps it for the gradient of B.
-    #[fusion(dtype = x, shape = { let mut s = x.clone(); s[1] = w[0]; s })]
-    fn lora_linear_low(
+    /// [`LoraOps::lora_linear`] and `t = x·Aᵀ [m, r]`, which autodiff keeps for the
+    /// gradient of B (on wgpu the tiled kernel computes both in one pass).
+    #[fusion(meta = keep_specs)]
+    fn lora_linear_keep(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
-        t: FloatTensor<Self>,
+        a: FloatTensor<Self>,
         b: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         scaling: f32,
-    ) -> FloatTensor<Self> {
-        reference::lora_linear_low::<Self>(x, w, t, b, bias, scaling)
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        reference::lora_linear_keep::<Self>(x, w, a, b, bias, scaling)
     }
 
-    /// The input gradient `g·W + s·gb·A` for the output gradient `g [m, n]`, given
-    /// `gb = g·B [m, r]` (which the gradient of A needs too).
-    #[fusion(dtype = g, shape = { let mut s = g.clone(); s[1] = w[1]; s })]
-    fn lora_grad_input(
+    /// The input gradient `g·W + s·u·A` for the output gradient `g [m, n]`, and
+    /// `u = g·B [m, r]`, which the gradient of A needs too.
+    #[fusion(meta = grad_input_specs)]
+    fn lora_grad_input_keep(
         g: FloatTensor<Self>,
         w: FloatTensor<Self>,
         a: FloatTensor<Self>,
-        gb: FloatTensor<Self>,
+        b: FloatTensor<Self>,
         scaling: f32,
-    ) -> FloatTensor<Self> {
-        reference::grad_input::<Self>(g, w, a, gb, scaling)
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        reference::grad_input_keep::<Self>(g, w, a, b, scaling)
     }
 
     /// `s·op(lhs)·op(rhs)`, `op` transposing where asked: the small products of the
-    /// backward (`g·B`, `x·Aᵀ`, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`). Under Fusion they stay Burn
+    /// backward (`g·B` without the input gradient, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`, and
+    /// `gᵀ·x` for a trained base). Under Fusion they stay Burn
     /// ops (the default body), so the transposes are views and the scaling is fused into the
     /// product's write: one launch each, where a custom op would be a matmul and a multiply.
     #[fusion(default)]
@@ -107,6 +109,37 @@ pub trait LoraOps: Backend {
         let w = reference::dequantize::<Self>(quants, scales, mins, bits);
         reference::lora_linear::<Self>(x, w, a, b, bias, scaling)
     }
+}
+
+/// The outputs of [`LoraOps::lora_linear_keep`] under Fusion: `[m, n]` and `[m, r]`.
+fn keep_specs(
+    x: &TensorSpec,
+    w: &TensorSpec,
+    a: &TensorSpec,
+    _b: &TensorSpec,
+    _bias: &TensorSpec,
+    _scaling: &f32,
+) -> (TensorSpec, TensorSpec) {
+    let m = x.shape[0];
+    (
+        TensorSpec::new([m, w.shape[0]].into(), x.dtype),
+        TensorSpec::new([m, a.shape[0]].into(), x.dtype),
+    )
+}
+
+/// The outputs of [`LoraOps::lora_grad_input_keep`] under Fusion: `[m, k]` and `[m, r]`.
+fn grad_input_specs(
+    g: &TensorSpec,
+    w: &TensorSpec,
+    _a: &TensorSpec,
+    b: &TensorSpec,
+    _scaling: &f32,
+) -> (TensorSpec, TensorSpec) {
+    let m = g.shape[0];
+    (
+        TensorSpec::new([m, w.shape[1]].into(), g.dtype),
+        TensorSpec::new([m, b.shape[1]].into(), g.dtype),
+    )
 }
 
 /// `x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ` on whatever device the tensors live on: our fused kernel on

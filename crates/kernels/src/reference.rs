@@ -21,6 +21,19 @@ pub fn lora_linear<B: Backend>(
     lora_linear_low::<B>(x, w, t, b, bias, scaling)
 }
 
+/// `(x·Wᵀ + bias + s·t·Bᵀ, t)` with `t = x·Aᵀ [m, r]`, kept for the gradient of B.
+pub fn lora_linear_keep<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    scaling: f32,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let t = B::float_matmul(x.clone(), B::float_transpose(a));
+    (lora_linear_low::<B>(x, w, t.clone(), b, bias, scaling), t)
+}
+
 /// `x·Wᵀ + bias + s·t·Bᵀ` for `t = x·Aᵀ [m, r]`.
 pub fn lora_linear_low<B: Backend>(
     x: FloatTensor<B>,
@@ -53,6 +66,18 @@ pub fn grad_input<B: Backend>(
     let s = Scalar::new(scaling, &g.dtype());
     let low = B::float_matmul(gb, a);
     B::float_add(B::float_matmul(g, w), B::float_mul_scalar(low, s))
+}
+
+/// `(g·W + s·u·A, u)` with `u = g·B [m, r]`, which the gradient of A needs too.
+pub fn grad_input_keep<B: Backend>(
+    g: FloatTensor<B>,
+    w: FloatTensor<B>,
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+    scaling: f32,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let u = B::float_matmul(g.clone(), b);
+    (grad_input::<B>(g, w, a, u.clone(), scaling), u)
 }
 
 /// `s·op(lhs)·op(rhs)`, `op` transposing where asked.
@@ -98,16 +123,18 @@ pub fn lora_linear_backward<B: LoraOps>(
     wanted: [bool; 5],
 ) -> [Option<FloatTensor<B>>; 5] {
     let [want_x, want_w, want_a, want_b, want_bias] = wanted;
-    let gb = (want_x || want_a).then(|| B::lora_scaled_matmul(g.clone(), b, false, false, 1.0));
-    let dx = want_x.then(|| {
-        let gb = gb.clone().expect("computed");
-        B::lora_grad_input(g.clone(), w, a.clone(), gb, scaling)
-    });
+    // `gb = g·B [m, r]` comes with the input gradient, else on its own where A needs it.
+    let (dx, gb) = if want_x {
+        let (dx, gb) = B::lora_grad_input_keep(g.clone(), w, a.clone(), b, scaling);
+        (Some(dx), Some(gb))
+    } else {
+        let gb = want_a.then(|| B::lora_scaled_matmul(g.clone(), b, false, false, 1.0));
+        (None, gb)
+    };
     let dw = want_w.then(|| B::lora_scaled_matmul(g.clone(), x.clone(), true, false, 1.0));
-    let da = want_a.then(|| {
-        let gb = gb.expect("computed"); // [m, r]
-        B::lora_scaled_matmul(gb, x.clone(), true, false, scaling)
-    });
+    let da = gb
+        .filter(|_| want_a)
+        .map(|gb| B::lora_scaled_matmul(gb, x.clone(), true, false, scaling));
     let db = want_b.then(|| {
         let t = t.unwrap_or_else(|| B::lora_scaled_matmul(x, a, false, true, 1.0)); // [m, r]
         B::lora_scaled_matmul(g.clone(), t, true, false, scaling)

@@ -52,7 +52,12 @@ pub fn all_rendered() -> Vec<(&'static str, String)> {
     let mut all = Vec::new();
     for bits in [32, 8, 4] {
         for tile in [Tile::LARGE, Tile::SQUARE, Tile::ROWS] {
-            all.push(("lora_matmul.wgsl", lora_matmul(bits, tile)));
+            all.push(("lora_matmul.wgsl", lora_matmul(bits, tile, 0)));
+            for r in (4..=PROJECTED_RANKS_MAX).step_by(4) {
+                if let Some(rp) = projected_ranks(r, bits, tile) {
+                    all.push(("lora_matmul.wgsl", lora_matmul(bits, tile, rp)));
+                }
+            }
         }
         for rows in 1..=ROWS_MAX {
             all.push(("lora_rows.wgsl", lora_rows(bits, rows)));
@@ -126,6 +131,13 @@ impl Tile {
     pub fn workgroup_bytes(self) -> usize {
         let (tm, tn) = self.size();
         (tm + tn) * (self.tk / 4 + 1) * 16
+    }
+
+    /// Bytes of workgroup memory `projected` ranks of t add: A's rows beside the tiles,
+    /// and the tile's rows of t.
+    pub fn projection_bytes(self, projected: usize) -> usize {
+        let (tm, _) = self.size();
+        projected * (self.tk / 4 + 1) * 16 + tm * projected * 4
     }
 
     /// Parses `WMxWNxTK`, refusing tiles over 256 threads or `OVERRIDE_WORKGROUP_BYTES`.
@@ -342,10 +354,12 @@ fn override_tile() -> Option<Tile> {
     })
 }
 
-/// The kernel's text for a weight of `bits` per value (32 for f32, 8 or 4 for codes) and
-/// an output tile.
-pub fn lora_matmul(bits: u32, tile: Tile) -> String {
+/// The kernel's text for a weight of `bits` per value (32 for f32, 8 or 4 for codes), an
+/// output tile, and `projected` ranks of the low-rank input computed in the kernel (a
+/// multiple of 4 up to [`PROJECTED_RANKS_MAX`], from [`projected_ranks`]; 0 where it is given).
+pub fn lora_matmul(bits: u32, tile: Tile, projected: usize) -> String {
     let (wm, wn) = tile.threads();
+    let (tm, _) = tile.size();
     render(
         LORA_MATMUL,
         &[
@@ -353,8 +367,28 @@ pub fn lora_matmul(bits: u32, tile: Tile) -> String {
             ("wm", wm.to_string()),
             ("wn", wn.to_string()),
             ("tk", tile.depth().to_string()),
+            ("rp", projected.to_string()),
+            ("rp_slots", projected.max(1).to_string()),
+            (
+                "tper",
+                (tm * projected).div_ceil(wm * wn).max(1).to_string(),
+            ),
         ],
     )
+}
+
+/// The highest rank whose low-rank input `lora_matmul.wgsl` computes itself (its values of
+/// it are per-thread registers: up to 4·16/WN each).
+pub const PROJECTED_RANKS_MAX: usize = 16;
+
+/// The ranks `lora_matmul.wgsl` computes of `t = x·Aᵀ` for rank `r` over a base of `bits`
+/// with `tile`: r rounded up to 4, or `None` where it takes `t` from another launch (a rank
+/// over [`PROJECTED_RANKS_MAX`]; 4-bit codes, which leave no binding free for A; or a tile
+/// whose workgroup memory would pass [`WORKGROUP_BYTES`] with A's rows and t's beside it).
+pub fn projected_ranks(r: usize, bits: u32, tile: Tile) -> Option<usize> {
+    let rp = r.next_multiple_of(4);
+    let fits = tile.workgroup_bytes() + tile.projection_bytes(rp) <= WORKGROUP_BYTES;
+    (r > 0 && rp <= PROJECTED_RANKS_MAX && bits != 4 && fits).then_some(rp)
 }
 
 /// The few-rows kernel's text for a weight of `bits` per value and `rows` rows (1 to
@@ -393,6 +427,25 @@ mod tests {
         }
         assert_eq!(Tile::for_rows(1), Tile::ROWS);
         assert_eq!(Tile::for_rows(8), Tile::ROWS);
+    }
+
+    #[test]
+    fn preset_tiles_compute_up_to_16_ranks_of_t_in_kernel() {
+        for tile in [Tile::LARGE, Tile::SQUARE, Tile::ROWS] {
+            for bits in [32, 8] {
+                assert_eq!(projected_ranks(1, bits, tile), Some(4), "{tile:?}");
+                assert_eq!(projected_ranks(9, bits, tile), Some(12), "{tile:?}");
+                assert_eq!(projected_ranks(16, bits, tile), Some(16), "{tile:?}");
+                assert_eq!(projected_ranks(17, bits, tile), None, "{tile:?}");
+            }
+            assert_eq!(
+                projected_ranks(8, 4, tile),
+                None,
+                "4-bit codes bind scales and mins"
+            );
+        }
+        // A tile that fills the workgroup memory alone leaves none for A and t.
+        assert_eq!(projected_ranks(8, 32, Tile::new(16, 16, 32)), None);
     }
 
     #[test]

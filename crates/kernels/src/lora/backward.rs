@@ -1,10 +1,11 @@
 //! The op under autodiff, and the backward kernels on wgpu. The forward runs on the inner
-//! backend: `t = x·Aᵀ`, kept for the gradient of B, then the fused op over it (our kernels
-//! on wgpu); the backward (`reference::lora_linear_backward`, written over the extension's
-//! ops) gives the input, the two LoRA factors, the bias and the base weight their gradients,
-//! computing only those that are tracked. On wgpu the input gradient goes through
-//! `launch::matmul` like the forward (its low-rank term fused), and the small products with
-//! a side of length r are Burn's matmul, their scaling fused into it under Fusion.
+//! backend and returns `t = x·Aᵀ` beside its output, kept for the gradient of B; the
+//! backward (`reference::lora_linear_backward`, written over the extension's ops) gives the
+//! input, the two LoRA factors, the bias and the base weight their gradients, computing only
+//! those that are tracked. On wgpu the input gradient goes through `launch::matmul` like the
+//! forward (its low-rank term fused, `u = g·B` computed with it and returned for the
+//! gradient of A), and the factors' gradients are Burn's matmul, their scaling fused into
+//! it under Fusion.
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
@@ -14,6 +15,8 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::CubeTensor;
+
+use burn::backend::wgpu::CubeBackend;
 
 use super::launch::{LowRank, Strided, Weight, matmul};
 use crate::{LoraOps, reference};
@@ -61,31 +64,22 @@ impl<B: LoraOps, C: CheckpointStrategy> LoraOps for Autodiff<B, C> {
             .stateful();
         match prep {
             OpsKind::Tracked(mut prep) => {
-                // `t` once, as its own product, so the backward reuses it.
-                let t = B::lora_scaled_matmul(
-                    x.primitive().clone(),
-                    a.primitive().clone(),
-                    false,
-                    true,
-                    1.0,
-                );
-                let state = (
+                // `t` comes back with the output, so the backward reuses it.
+                let (nx, nw, na, nb) = (
                     prep.checkpoint(&x),
                     prep.checkpoint(&w),
                     prep.checkpoint(&a),
                     prep.checkpoint(&b),
-                    t.clone(),
-                    scaling,
                 );
-                let y = B::lora_linear_low(
+                let (y, t) = B::lora_linear_keep(
                     x.into_primitive(),
                     w.into_primitive(),
-                    t,
+                    a.into_primitive(),
                     b.into_primitive(),
                     bias.into_primitive(),
                     scaling,
                 );
-                prep.finish(state, y)
+                prep.finish((nx, nw, na, nb, t, scaling), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::lora_linear(
                 x.into_primitive(),
@@ -99,25 +93,32 @@ impl<B: LoraOps, C: CheckpointStrategy> LoraOps for Autodiff<B, C> {
     }
 }
 
-/// `g·W + s·gb·A` for `g [m, n]`, `w [n, k]`, `a [r, k]` and `gb = g·B [m, r]`: the kernel
-/// reads W and A transposed through their strides.
+/// `(g·W + s·u·A, u)` with `u = g·B [m, r]`, for `g [m, n]`, `w [n, k]`, `a [r, k]`,
+/// `b [n, r]`: the kernel reads W and A transposed through their strides, and B as
+/// `Bᵀ [r, n]`, the "A" of `u`'s projection.
 pub fn launch_grad_input(
     g: CubeTensor,
     w: CubeTensor,
     a: CubeTensor,
-    gb: CubeTensor,
+    b: CubeTensor,
     scaling: f32,
-) -> CubeTensor {
+) -> (CubeTensor, CubeTensor) {
+    let g = Strided::of(g, false);
     let low = LowRank {
-        t: gb,
+        a: Strided::of(b.clone(), true),
         f: Strided::of(a, true),
         scaling,
     };
-    matmul(
-        Strided::of(g, false),
+    let (dx, u) = matmul(
+        g.clone(),
         Weight::F32(Strided::of(w, true)),
         Some(low),
         None,
         1.0,
-    )
+    );
+    // `matmul` returns a projected `u` from every schedule; computed here only if it did not.
+    let u = u.unwrap_or_else(|| {
+        reference::scaled_matmul::<CubeBackend>(g.tensor(), b, false, false, 1.0)
+    });
+    (dx, u)
 }

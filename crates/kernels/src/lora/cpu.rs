@@ -20,56 +20,31 @@ impl LoraOps for Flex {
         bias: FloatTensor<Self>,
         scaling: f32,
     ) -> FloatTensor<Self> {
-        // `t = x·Aᵀ` by gemm (or the reference for tensors gemm does not take), then the rest.
-        let t = Self::lora_scaled_matmul(x.clone(), a, false, true, 1.0);
-        Self::lora_linear_low(x, w, t, b, bias, scaling)
+        Self::lora_linear_keep(x, w, a, b, bias, scaling).0
     }
 
-    /// `x·Wᵀ + bias + s·t·Bᵀ`, each product written by gemm into the one output.
-    fn lora_linear_low(
+    fn lora_linear_keep(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
-        t: FloatTensor<Self>,
+        a: FloatTensor<Self>,
         b: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         scaling: f32,
-    ) -> FloatTensor<Self> {
-        let bias_values = cpu::dense_f32(&bias);
-        let (Some(xm), Some(wm), Some(tm), Some(bm), Some(bias_values)) = (
-            MatRef::of(&x),
-            MatRef::of(&w),
-            MatRef::of(&t),
-            MatRef::of(&b),
-            bias_values,
-        ) else {
-            return reference::lora_linear_low::<Self>(x, w, t, b, bias, scaling);
-        };
-        let (m, n) = (xm.rows, wm.rows);
-        let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
-        cpu::add_rows(&mut y, &bias_values);
-        cpu::gemm(&mut y, 1.0, tm, bm.t(), scaling);
-        cpu::tensor(y, &[m, n])
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        // `t = x·Aᵀ` by gemm (or the reference for tensors gemm does not take), then the rest.
+        let t = Self::lora_scaled_matmul(x.clone(), a, false, true, 1.0);
+        (linear_low(x, w, t.clone(), b, bias, scaling), t)
     }
 
-    fn lora_grad_input(
+    fn lora_grad_input_keep(
         g: FloatTensor<Self>,
         w: FloatTensor<Self>,
         a: FloatTensor<Self>,
-        gb: FloatTensor<Self>,
+        b: FloatTensor<Self>,
         scaling: f32,
-    ) -> FloatTensor<Self> {
-        let (Some(gm), Some(wm), Some(am), Some(gbm)) = (
-            MatRef::of(&g),
-            MatRef::of(&w),
-            MatRef::of(&a),
-            MatRef::of(&gb),
-        ) else {
-            return reference::grad_input::<Self>(g, w, a, gb, scaling);
-        };
-        let (m, k) = (gm.rows, wm.cols);
-        let mut dx = cpu::gemm_new(gm, wm, 1.0);
-        cpu::gemm(&mut dx, 1.0, gbm, am, scaling);
-        cpu::tensor(dx, &[m, k])
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let gb = Self::lora_scaled_matmul(g.clone(), b, false, false, 1.0);
+        (grad_input(g, w, a, gb.clone(), scaling), gb)
     }
 
     fn lora_scaled_matmul(
@@ -172,4 +147,52 @@ fn reference_quantized(
 ) -> FloatTensor<Flex> {
     let w = reference::dequantize::<Flex>(quants, scales, mins, bits);
     reference::lora_linear::<Flex>(x, w, a, b, bias, scaling)
+}
+
+/// `x·Wᵀ + bias + s·t·Bᵀ`, each product written by gemm into the one output.
+fn linear_low(
+    x: FloatTensor<Flex>,
+    w: FloatTensor<Flex>,
+    t: FloatTensor<Flex>,
+    b: FloatTensor<Flex>,
+    bias: FloatTensor<Flex>,
+    scaling: f32,
+) -> FloatTensor<Flex> {
+    let bias_values = cpu::dense_f32(&bias);
+    let (Some(xm), Some(wm), Some(tm), Some(bm), Some(bias_values)) = (
+        MatRef::of(&x),
+        MatRef::of(&w),
+        MatRef::of(&t),
+        MatRef::of(&b),
+        bias_values,
+    ) else {
+        return reference::lora_linear_low::<Flex>(x, w, t, b, bias, scaling);
+    };
+    let (m, n) = (xm.rows, wm.rows);
+    let mut y = cpu::gemm_new(xm, wm.t(), 1.0);
+    cpu::add_rows(&mut y, &bias_values);
+    cpu::gemm(&mut y, 1.0, tm, bm.t(), scaling);
+    cpu::tensor(y, &[m, n])
+}
+
+/// `g·W + s·gb·A`, both products written by gemm into the one output.
+fn grad_input(
+    g: FloatTensor<Flex>,
+    w: FloatTensor<Flex>,
+    a: FloatTensor<Flex>,
+    gb: FloatTensor<Flex>,
+    scaling: f32,
+) -> FloatTensor<Flex> {
+    let (Some(gm), Some(wm), Some(am), Some(gbm)) = (
+        MatRef::of(&g),
+        MatRef::of(&w),
+        MatRef::of(&a),
+        MatRef::of(&gb),
+    ) else {
+        return reference::grad_input::<Flex>(g, w, a, gb, scaling);
+    };
+    let (m, k) = (gm.rows, wm.cols);
+    let mut dx = cpu::gemm_new(gm, wm, 1.0);
+    cpu::gemm(&mut dx, 1.0, gbm, am, scaling);
+    cpu::tensor(dx, &[m, k])
 }

@@ -1,12 +1,14 @@
-//! The LoRA forward on wgpu: `t = x·Aᵀ` (or a `t` given), then `x·Wᵀ + bias + s·t·Bᵀ` in
-//! one pass over the base weight (f32 or quantized).
+//! The LoRA forward on wgpu: `x·Wᵀ + bias + s·t·Bᵀ` with `t = x·Aᵀ`, over an f32 or
+//! quantized base, by `launch::matmul`: the tiled kernel computes `t` in the same pass over
+//! x where it is chosen, the other schedules in a launch of CubeCL's matmul before theirs.
 
-use burn::backend::wgpu::{CubeBackend, CubeTensor, into_contiguous};
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
 
 use super::launch::{LowRank, Strided, Weight, matmul};
 use crate::reference;
 
-/// `x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ` for `x [m, k]`, `a [r, k]`, `b [n, r]`, `bias [n]`.
+/// `(x·Wᵀ + bias + s·t·Bᵀ, t)` with `t = x·Aᵀ [m, r]`, for `x [m, k]`, `a [r, k]`,
+/// `b [n, r]`, `bias [n]`: `t` is what the gradient of B needs.
 pub fn launch(
     x: CubeTensor,
     w: Weight,
@@ -14,30 +16,19 @@ pub fn launch(
     b: CubeTensor,
     bias: CubeTensor,
     scaling: f32,
-) -> CubeTensor {
-    // `t [m, r]` has r columns: our kernel would give it one column of tiles, each walking
-    // all of k alone (on an H200 the fused forward's time followed k, not the work), so it
-    // goes to CubeCL's matmul, whose autotune picks a schedule for skinny outputs.
-    let x = into_contiguous(x);
-    let t = reference::scaled_matmul::<CubeBackend>(x.clone(), a, false, true, 1.0);
-    launch_low(x, w, t, b, bias, scaling)
-}
-
-/// `x·Wᵀ + bias + s·t·Bᵀ` for a given `t = x·Aᵀ [m, r]`.
-pub fn launch_low(
-    x: CubeTensor,
-    w: Weight,
-    t: CubeTensor,
-    b: CubeTensor,
-    bias: CubeTensor,
-    scaling: f32,
-) -> CubeTensor {
+) -> (CubeTensor, CubeTensor) {
+    let x = Strided::of(x, false);
     let low = LowRank {
-        t,
+        a: Strided::of(a.clone(), false),
         f: Strided::of(b, false),
         scaling,
     };
-    matmul(Strided::of(x, false), w, Some(low), Some(bias), 1.0)
+    let (y, t) = matmul(x.clone(), w, Some(low), Some(bias), 1.0);
+    // `matmul` returns a projected `t` from every schedule; computed here only if it did not.
+    let t = t.unwrap_or_else(|| {
+        reference::scaled_matmul::<CubeBackend>(x.tensor(), a, false, true, 1.0)
+    });
+    (y, t)
 }
 
 /// The f32 base weight `[n, k]` as the kernel reads it.

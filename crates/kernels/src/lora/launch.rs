@@ -99,12 +99,47 @@ impl Weight {
     }
 }
 
-/// The epilogue `s·T·Fᵀ`: `t [m, r]` and `f` seen as `[n, r]`.
+/// The low-rank term `s·T·Fᵀ` with `T = X·Aᵀ [m, r]`, `a` seen as `[r, k]` and `f` as
+/// `[n, r]` (the forward's `x·Aᵀ` and B; the input gradient's `g·B` and Aᵀ). The tiled
+/// kernel computes `T` in the same pass over X (`shaders::projected_ranks`), the other
+/// schedules by a launch of CubeCL's matmul before theirs; [`matmul`] returns it either
+/// way, for the gradients that need it.
 #[derive(Clone)]
 pub struct LowRank {
-    pub t: CubeTensor,
+    pub a: Strided,
     pub f: Strided,
     pub scaling: f32,
+}
+
+/// A low-rank term whose `T` is at hand.
+struct Resolved {
+    t: CubeTensor,
+    f: Strided,
+    scaling: f32,
+}
+
+/// `low` with its `T = X·Aᵀ` computed by CubeCL's matmul, and that `T`.
+fn resolve(low: Option<LowRank>, x: &Strided) -> (Option<Resolved>, Option<CubeTensor>) {
+    let Some(LowRank { a, f, scaling }) = low else {
+        return (None, None);
+    };
+    // `op(a)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
+    let t = reference::scaled_matmul::<CubeBackend>(
+        x.tensor(),
+        a.tensor,
+        x.transposed,
+        !a.transposed,
+        1.0,
+    );
+    let t = into_contiguous(t);
+    (
+        Some(Resolved {
+            t: t.clone(),
+            f,
+            scaling,
+        }),
+        Some(t),
+    )
 }
 
 /// A kernel that computes the whole product in one launch.
@@ -116,22 +151,24 @@ enum OnePass {
     Rows(usize),
 }
 
-/// One of them for one weight encoding (each its own pipeline).
+/// One of them for one weight encoding and ranks of `T` computed in it (each its own
+/// pipeline).
 struct LoraMatmul {
     bits: u32,
     pass: OnePass,
+    projected: usize,
 }
 
 impl KernelSource for LoraMatmul {
     fn source(&self) -> SourceTemplate {
         SourceTemplate::new(match self.pass {
-            OnePass::Tiled(tile) => shaders::lora_matmul(self.bits, tile),
+            OnePass::Tiled(tile) => shaders::lora_matmul(self.bits, tile, self.projected),
             OnePass::Rows(rows) => shaders::lora_rows(self.bits, rows),
         })
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.bits, self.pass))
+        KernelId::new::<Self>().info((self.bits, self.pass, self.projected))
     }
 
     fn lang(&self) -> &'static str {
@@ -158,14 +195,15 @@ impl KernelSource for LoraEpilogue {
 
 /// `s_main·(X·Wᵀ) + bias + low` for `x` seen as `[m, k]`, by the schedule
 /// `Schedule::choose` picks for its rows and base, or where that leaves a close call, by
-/// the fastest of its rivals as timed on this device (`tune`).
+/// the fastest of its rivals as timed on this device (`tune`); and the low-rank term's
+/// `T = X·Aᵀ` where there is one.
 pub fn matmul(
     x: Strided,
     w: Weight,
     low: Option<LowRank>,
     bias: Option<CubeTensor>,
     s_main: f32,
-) -> CubeTensor {
+) -> (CubeTensor, Option<CubeTensor>) {
     let product = Product {
         x,
         w,
@@ -207,8 +245,8 @@ struct Product {
     s_main: f32,
 }
 
-/// The product by `schedule`.
-fn run(schedule: Schedule, product: Product) -> CubeTensor {
+/// The product by `schedule`, and `T` where it was projected.
+fn run(schedule: Schedule, product: Product) -> (CubeTensor, Option<CubeTensor>) {
     let Product {
         x,
         w,
@@ -223,6 +261,7 @@ fn run(schedule: Schedule, product: Product) -> CubeTensor {
                 Schedule::Epilogue => shaders::split_k(m, w.rows, x.cols),
                 _ => 1,
             };
+            let (low, t) = resolve(low, &x);
             let y = if splits == 1 {
                 // `op(w)ᵀ` as CubeCL sees it: the view's transpose is the tensor's, undone.
                 reference::scaled_matmul::<CubeBackend>(
@@ -235,7 +274,7 @@ fn run(schedule: Schedule, product: Product) -> CubeTensor {
             } else {
                 split_product(&x, &w, splits)
             };
-            epilogue(y, low, bias, s_main)
+            (epilogue(y, low, bias, s_main), t)
         }
         (Schedule::Rows, w) => {
             let rows = m.min(shaders::ROWS_MAX);
@@ -247,8 +286,9 @@ fn run(schedule: Schedule, product: Product) -> CubeTensor {
             if splits == 1 {
                 return one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main, 1);
             }
-            let y = one_pass(OnePass::Tiled(tile), x, w, None, None, 1.0, splits);
-            epilogue(y, low, bias, s_main)
+            let (low, t) = resolve(low, &x);
+            let (y, _) = one_pass(OnePass::Tiled(tile), x, w, None, None, 1.0, splits);
+            (epilogue(y, low, bias, s_main), t)
         }
         // Not chosen for codes, which would need an f32 copy of W for CubeCL's matmul.
         (Schedule::Epilogue | Schedule::EpilogueWhole, w) => one_pass(
@@ -364,7 +404,7 @@ fn arguments(tensors: &[&CubeTensor], params: &[usize]) -> KernelArguments {
 /// other tensor shares its buffer.
 fn epilogue(
     y: CubeTensor,
-    low: Option<LowRank>,
+    low: Option<Resolved>,
     bias: Option<CubeTensor>,
     s_main: f32,
 ) -> CubeTensor {
@@ -406,7 +446,7 @@ fn epilogue(
 
 /// `(r, s_low, F's strides, T, F)` of the low-rank term, placeholders without one.
 fn low_rank_parts(
-    low: Option<LowRank>,
+    low: Option<Resolved>,
     like: &CubeTensor,
 ) -> (usize, f32, [usize; 2], CubeTensor, CubeTensor) {
     match low {
@@ -427,9 +467,11 @@ fn low_rank_parts(
     }
 }
 
-/// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch; or,
-/// tiled over `slices` > 1 slices of k (dividing it), their partial products `[s, m, n]`
-/// (`low` and `bias` then `None`, for the epilogue to add).
+/// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch, and
+/// `T` where it was projected (the tiled kernel computing it in the same pass where
+/// `shaders::projected_ranks` allows, else CubeCL's matmul before it); or, tiled over
+/// `slices` > 1 slices of k (dividing it), their partial products `[s, m, n]` (`low` and
+/// `bias` then `None`, for the epilogue to add).
 fn one_pass(
     pass: OnePass,
     x: Strided,
@@ -438,13 +480,42 @@ fn one_pass(
     bias: Option<CubeTensor>,
     s_main: f32,
     slices: usize,
-) -> CubeTensor {
+) -> (CubeTensor, Option<CubeTensor>) {
     let (m, k) = (x.rows, x.cols);
     let like = x.tensor.clone();
     let n = w.outputs();
-    let (bits, w_strides, [wq, scales, mins]) = match w {
+    let bits = w.bits();
+    // A and the ranks of `T` the kernel computes, with `T`'s fresh tensor; else `T` at hand.
+    let projection = match (&pass, &low) {
+        (OnePass::Tiled(tile), Some(LowRank { a, .. })) if slices == 1 => {
+            shaders::projected_ranks(a.rows, bits, *tile).map(|ranks| (a.clone(), ranks))
+        }
+        _ => None,
+    };
+    let (low, t_made, a, projected) = match (projection, low) {
+        (Some((a, ranks)), Some(low)) => {
+            let r = a.rows;
+            let t = CubeTensor::new_contiguous(
+                like.client.clone(),
+                like.device.clone(),
+                [m, r].into(),
+                like.client.empty(m * r * 4),
+                DType::F32,
+            );
+            let low = Resolved {
+                t: t.clone(),
+                f: low.f,
+                scaling: low.scaling,
+            };
+            (Some(low), Some(t), Some(a), ranks)
+        }
+        (_, low) => {
+            let (low, t) = resolve(low, &x);
+            (low, t, None, 0)
+        }
+    };
+    let (w_strides, [wq, scales, mins]) = match w {
         Weight::F32(w) => (
-            32,
             [w.row_stride, w.col_stride],
             [
                 w.tensor,
@@ -456,11 +527,17 @@ fn one_pass(
             quants,
             scales,
             mins,
-            bits,
+            ..
         } => {
             let [quants, scales, mins] = [quants, scales, mins].map(into_contiguous);
-            (bits, [0, 0], [quants, scales, mins])
+            ([0, 0], [quants, scales, mins])
         }
+    };
+    // A in the binding W's codes leave free (`shaders::projected_ranks` allows no other).
+    let (a_strides, scales, mins) = match a {
+        Some(a) if bits == 8 => ([a.row_stride, a.col_stride], scales, a.tensor),
+        Some(a) => ([a.row_stride, a.col_stride], a.tensor, mins),
+        None => ([0, 0], scales, mins),
     };
     let (r, s_low, f_strides, t, f) = low_rank_parts(low, &like);
     let has_bias = bias.is_some();
@@ -495,6 +572,8 @@ fn one_pass(
         f_strides[1],
         has_bias as usize,
         if slices > 1 { k / slices } else { 0 },
+        a_strides[0],
+        a_strides[1],
     ];
     let args = arguments(
         &[&x.tensor, &wq, &scales, &mins, &t, &f, &bias, &out],
@@ -512,11 +591,15 @@ fn one_pass(
     };
     client.launch(
         Box::new(SourceKernel::new(
-            LoraMatmul { bits, pass },
+            LoraMatmul {
+                bits,
+                pass,
+                projected,
+            },
             CubeDim::new_1d(threads as u32),
         )),
         CubeCount::Static(count.0 as u32, count.1 as u32, slices as u32),
         args,
     );
-    out
+    (out, t_made)
 }

@@ -40,40 +40,40 @@ impl LoraOps for CubeBackend {
         if !wgsl_ready(&[&x, &w, &a, &b, &bias], None) {
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         }
-        forward::launch(x, forward::f32_weight(w), a, b, bias, scaling)
+        forward::launch(x, forward::f32_weight(w), a, b, bias, scaling).0
     }
 
-    fn lora_linear_low(
+    fn lora_linear_keep(
         x: CubeTensor,
         w: CubeTensor,
-        t: CubeTensor,
+        a: CubeTensor,
         b: CubeTensor,
         bias: CubeTensor,
         scaling: f32,
-    ) -> CubeTensor {
-        if !wgsl_ready(&[&x, &w, &t, &b, &bias], None) {
-            return reference::lora_linear_low::<Self>(x, w, t, b, bias, scaling);
+    ) -> (CubeTensor, CubeTensor) {
+        if !wgsl_ready(&[&x, &w, &a, &b, &bias], None) {
+            return reference::lora_linear_keep::<Self>(x, w, a, b, bias, scaling);
         }
-        forward::launch_low(x, forward::f32_weight(w), t, b, bias, scaling)
+        forward::launch(x, forward::f32_weight(w), a, b, bias, scaling)
     }
 
-    fn lora_grad_input(
+    fn lora_grad_input_keep(
         g: CubeTensor,
         w: CubeTensor,
         a: CubeTensor,
-        gb: CubeTensor,
+        b: CubeTensor,
         scaling: f32,
-    ) -> CubeTensor {
-        if !wgsl_ready(&[&g, &w, &a, &gb], None) {
-            return reference::grad_input::<Self>(g, w, a, gb, scaling);
+    ) -> (CubeTensor, CubeTensor) {
+        if !wgsl_ready(&[&g, &w, &a, &b], None) {
+            return reference::grad_input_keep::<Self>(g, w, a, b, scaling);
         }
-        backward::launch_grad_input(g, w, a, gb, scaling)
+        backward::launch_grad_input(g, w, a, b, scaling)
     }
 
-    /// The backward's small products (`g·B`, `x·Aᵀ`, `s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`) each have
-    /// a side of length r: our kernel would run them as a handful of tiles that each walk a
-    /// long inner dimension alone (the H200 measurements in the README), so they go to
-    /// CubeCL's autotuned matmul on every runtime, as does `gᵀ·x` when the base is trained.
+    /// The factors' gradients (`s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`) each have a side of length r:
+    /// our kernel would run them as a handful of tiles that each walk a long inner dimension
+    /// alone (the H200 measurements in the README), so they go to CubeCL's autotuned matmul
+    /// on every runtime, as does `gᵀ·x` when the base is trained.
     /// (Under Fusion, which the wgpu device runs, they never reach this: they stay Fusion's
     /// own ops, see `LoraOps::lora_scaled_matmul`.)
     fn lora_scaled_matmul(
@@ -107,6 +107,6 @@ impl LoraOps for CubeBackend {
             mins,
             bits,
         };
-        forward::launch(x, base, a, b, bias, scaling)
+        forward::launch(x, base, a, b, bias, scaling).0
     }
 }

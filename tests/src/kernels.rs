@@ -180,19 +180,22 @@ fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
 }
 
 /// The checks above under the other schedules, each in a child process of this test binary
-/// (the variable is read once per process): `tiled-split` sends every product to
+/// (the variables are read once per process): `tiled-split` sends every product to
 /// `lora_matmul.wgsl` (which by default takes only a quantized base over more than 8 rows),
-/// over slices of k where the rules split one, the epilogue adding them up; `rules` keeps
-/// the rules untimed, so the kernels that lose a timed close call in this process
-/// (`lora::tune`) are checked too.
+/// computing `x·Aᵀ` and `g·B` in the same pass, over slices of k where the rules split one,
+/// the epilogue adding them up; `rules` keeps the rules untimed, so the kernels that lose a
+/// timed close call in this process (`lora::tune`) are checked too, and with it
+/// `MENTALQLM_LORA_FACTORS=matmul` takes the factor gradients as two products, where by
+/// default `lora_factors.wgsl` computes both.
 #[test]
 fn other_schedules_pass_the_same_checks() {
     if std::env::var_os("MENTALQLM_LORA_SCHEDULE").is_some() {
         return; // the child itself, if a filter ever selects this test there
     }
-    for (schedule, checks) in [
+    for (schedule, factors, checks) in [
         (
             "tiled-split",
+            "auto",
             &[
                 "kernels::fused_forward_equals_burn_ops_on_wgpu_and_cpu",
                 "kernels::gradients_equal_burn_autodiff_on_wgpu_and_cpu",
@@ -201,6 +204,7 @@ fn other_schedules_pass_the_same_checks() {
         ),
         (
             "rules",
+            "matmul",
             &[
                 "kernels::fused_forward_equals_burn_ops_on_wgpu_and_cpu",
                 "kernels::gradients_equal_burn_autodiff_on_wgpu_and_cpu",
@@ -212,13 +216,14 @@ fn other_schedules_pass_the_same_checks() {
             .args(["--exact", "--test-threads", "2"])
             .args(checks)
             .env("MENTALQLM_LORA_SCHEDULE", schedule)
+            .env("MENTALQLM_LORA_FACTORS", factors)
             .output()
             .expect("the test binary runs itself");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let passed = format!("test result: ok. {} passed", checks.len());
         assert!(
             out.status.success() && stdout.contains(&passed),
-            "under MENTALQLM_LORA_SCHEDULE={schedule}:\n{stdout}\n{}",
+            "under MENTALQLM_LORA_SCHEDULE={schedule} MENTALQLM_LORA_FACTORS={factors}:\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -91,6 +91,24 @@ pub trait LoraOps: Backend {
         reference::scaled_matmul::<Self>(lhs, rhs, lhs_transposed, rhs_transposed, scaling)
     }
 
+    /// The gradients of both LoRA factors, `(s·uᵀ·x, s·gᵀ·t)` for `x [m, k]`, the output
+    /// gradient `g [m, n]`, `t = x·Aᵀ` and `u = g·B` (both `[m, r]`): on wgpu one launch
+    /// (`shaders/lora_factors.wgsl`) where two products take two. The backward asks for it
+    /// where `shaders::factors_in_one` says, else for the two products.
+    #[fusion(meta = factor_specs)]
+    fn lora_factor_grads(
+        x: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        t: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        scaling: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        (
+            Self::lora_scaled_matmul(u, x, true, false, scaling),
+            Self::lora_scaled_matmul(g, t, true, false, scaling),
+        )
+    }
+
     /// [`LoraOps::lora_linear`] with the base weight kept quantized: `quants` holds the
     /// packed codes of `w [n, k]` (see [`quant`]), `scales` and `mins` are `[n, k/32]`
     /// (`mins` is unused by 8-bit codes), `bits` is 8 or 4.
@@ -139,6 +157,21 @@ fn grad_input_specs(
     (
         TensorSpec::new([m, w.shape[1]].into(), g.dtype),
         TensorSpec::new([m, b.shape[1]].into(), g.dtype),
+    )
+}
+
+/// The outputs of [`LoraOps::lora_factor_grads`] under Fusion: `[r, k]` and `[n, r]`.
+fn factor_specs(
+    x: &TensorSpec,
+    g: &TensorSpec,
+    t: &TensorSpec,
+    _u: &TensorSpec,
+    _scaling: &f32,
+) -> (TensorSpec, TensorSpec) {
+    let r = t.shape[1];
+    (
+        TensorSpec::new([r, x.shape[1]].into(), x.dtype),
+        TensorSpec::new([g.shape[1], r].into(), x.dtype),
     )
 }
 

@@ -123,6 +123,7 @@ pub fn lora_linear_backward<B: LoraOps>(
     wanted: [bool; 5],
 ) -> [Option<FloatTensor<B>>; 5] {
     let [want_x, want_w, want_a, want_b, want_bias] = wanted;
+    let b_rank = b.shape()[1];
     // `gb = g·B [m, r]` comes with the input gradient, else on its own where A needs it.
     let (dx, gb) = if want_x {
         let (dx, gb) = B::lora_grad_input_keep(g.clone(), w, a.clone(), b, scaling);
@@ -132,13 +133,18 @@ pub fn lora_linear_backward<B: LoraOps>(
         (None, gb)
     };
     let dw = want_w.then(|| B::lora_scaled_matmul(g.clone(), x.clone(), true, false, 1.0));
-    let da = gb
-        .filter(|_| want_a)
-        .map(|gb| B::lora_scaled_matmul(gb, x.clone(), true, false, scaling));
-    let db = want_b.then(|| {
-        let t = t.unwrap_or_else(|| B::lora_scaled_matmul(x, a, false, true, 1.0)); // [m, r]
-        B::lora_scaled_matmul(g.clone(), t, true, false, scaling)
-    });
+    let t = || t.unwrap_or_else(|| B::lora_scaled_matmul(x.clone(), a, false, true, 1.0)); // [m, r]
+    let (m, r) = (g.shape()[0], b_rank);
+    let (da, db) = match gb.filter(|_| want_a) {
+        Some(gb) if want_b && crate::shaders::factors_in_one(m, r) => {
+            let (da, db) = B::lora_factor_grads(x.clone(), g.clone(), t(), gb, scaling);
+            (Some(da), Some(db))
+        }
+        gb => (
+            gb.map(|gb| B::lora_scaled_matmul(gb, x.clone(), true, false, scaling)),
+            want_b.then(|| B::lora_scaled_matmul(g.clone(), t(), true, false, scaling)),
+        ),
+    };
     let n = g.shape()[1];
     let dbias = want_bias.then(|| B::float_reshape(B::float_sum_dim(g, 0), [n].into()));
     [dx, dw, da, db, dbias]

@@ -14,6 +14,9 @@ pub const LORA_ROWS: &str = include_str!("../../../shaders/lora_rows.wgsl");
 /// split product.
 pub const LORA_EPILOGUE: &str = include_str!("../../../shaders/lora_epilogue.wgsl");
 
+/// `shaders/lora_factors.wgsl`: the gradients of both LoRA factors in one launch.
+pub const LORA_FACTORS: &str = include_str!("../../../shaders/lora_factors.wgsl");
+
 /// Storage buffers the most-bound kernels (`lora_matmul.wgsl`, `lora_rows.wgsl`) bind in one
 /// stage: WebGPU's guaranteed 8. Their integer parameters come in a uniform instead.
 pub const STORAGE_BUFFERS: usize = 8;
@@ -64,6 +67,9 @@ pub fn all_rendered() -> Vec<(&'static str, String)> {
         }
     }
     all.push(("lora_epilogue.wgsl", lora_epilogue()));
+    for r in (4..=FACTOR_RANKS_MAX).step_by(4) {
+        all.push(("lora_factors.wgsl", lora_factors(r)));
+    }
     all
 }
 
@@ -400,6 +406,67 @@ pub fn lora_rows(bits: u32, rows: usize) -> String {
     )
 }
 
+/// The factor gradients' text for r rounded up to 4 (at most [`FACTOR_RANKS_MAX`]).
+pub fn lora_factors(ranks: usize) -> String {
+    render(LORA_FACTORS, &[("rp", ranks.to_string())])
+}
+
+/// Columns of x (or of the output gradient) per workgroup of `lora_factors.wgsl` (its `CW`).
+pub const FACTOR_COLUMNS: usize = 16;
+
+/// The highest rank `lora_factors.wgsl` takes (its sums are per-thread registers).
+pub const FACTOR_RANKS_MAX: usize = 16;
+
+/// The most rows whose factor gradients take `lora_factors.wgsl` by default. Each of its
+/// threads walks m/16 rows alone, where CubeCL's matmul spreads a long sum over the GPU:
+/// it is for the products where launches are the cost (512 tokens), not for the longest
+/// batches. Not yet measured on a GPU; `MENTALQLM_LORA_FACTORS` overrides it.
+pub const FACTOR_ROWS_MAX: usize = 4096;
+
+/// Whether the backward computes both factor gradients of rank `r` over `m` rows in one
+/// launch (`LoraOps::lora_factor_grads`) rather than as two products:
+/// `MENTALQLM_LORA_FACTORS` = `auto` (the default: up to [`FACTOR_ROWS_MAX`] rows and
+/// [`FACTOR_RANKS_MAX`] ranks), `kernel` (any rows), or `matmul` (never).
+pub fn factors_in_one(m: usize, r: usize) -> bool {
+    factors_in_one_with(m, r, factors_mode())
+}
+
+/// `MENTALQLM_LORA_FACTORS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorsMode {
+    Auto,
+    Kernel,
+    Matmul,
+}
+
+/// [`factors_in_one`] with the mode given.
+pub fn factors_in_one_with(m: usize, r: usize, mode: FactorsMode) -> bool {
+    r <= FACTOR_RANKS_MAX
+        && match mode {
+            FactorsMode::Auto => m <= FACTOR_ROWS_MAX,
+            FactorsMode::Kernel => true,
+            FactorsMode::Matmul => false,
+        }
+}
+
+/// `MENTALQLM_LORA_FACTORS`, read once; another value is reported once and ignored.
+fn factors_mode() -> FactorsMode {
+    static MODE: std::sync::OnceLock<FactorsMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(
+        || match std::env::var("MENTALQLM_LORA_FACTORS").as_deref() {
+            Err(_) | Ok("auto") => FactorsMode::Auto,
+            Ok("kernel") => FactorsMode::Kernel,
+            Ok("matmul") => FactorsMode::Matmul,
+            Ok(other) => {
+                eprintln!(
+                    "mentalqlm: MENTALQLM_LORA_FACTORS={other} ignored: use auto, kernel or matmul"
+                );
+                FactorsMode::Auto
+            }
+        },
+    )
+}
+
 /// The epilogue's text.
 pub fn lora_epilogue() -> String {
     render(LORA_EPILOGUE, &[])
@@ -446,6 +513,20 @@ mod tests {
         }
         // A tile that fills the workgroup memory alone leaves none for A and t.
         assert_eq!(projected_ranks(8, 32, Tile::new(16, 16, 32)), None);
+    }
+
+    #[test]
+    fn factor_gradients_take_one_launch_up_to_the_rows_and_ranks() {
+        use FactorsMode::*;
+        assert!(factors_in_one_with(512, 8, Auto));
+        assert!(factors_in_one_with(FACTOR_ROWS_MAX, 16, Auto));
+        assert!(!factors_in_one_with(FACTOR_ROWS_MAX + 1, 8, Auto));
+        assert!(!factors_in_one_with(512, 17, Auto));
+        assert!(factors_in_one_with(FACTOR_ROWS_MAX + 1, 8, Kernel));
+        assert!(!factors_in_one_with(512, 17, Kernel));
+        assert!(!factors_in_one_with(512, 8, Matmul));
+        // The shader's columns per workgroup are the launch's.
+        assert!(LORA_FACTORS.contains(&format!("const CW: u32 = {FACTOR_COLUMNS}u;")));
     }
 
     #[test]

@@ -374,7 +374,7 @@ fn placeholder(like: &CubeTensor, slot: Unused) -> CubeTensor {
 /// The storage bindings in order, each read_write, then the integer parameters as CubeCL's
 /// per-launch uniform (bound after the buffers; cached by value, so a repeated shape uploads
 /// nothing), padded to the shaders' [`shaders::PARAM_WORDS`] words.
-fn arguments(tensors: &[&CubeTensor], params: &[usize]) -> KernelArguments {
+pub(super) fn arguments(tensors: &[&CubeTensor], params: &[usize]) -> KernelArguments {
     assert!(
         params.len() <= shaders::PARAM_WORDS,
         "{} parameters for a uniform of {}",

@@ -9,6 +9,7 @@
 pub mod backward;
 mod cpu;
 pub mod cpu_quantized;
+mod factors;
 pub mod forward;
 mod launch;
 pub mod tune;
@@ -17,7 +18,7 @@ use burn::backend::DType;
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
 use burn_cubecl::cubecl::RuntimeId;
 
-use crate::{LoraOps, reference};
+use crate::{LoraOps, reference, shaders};
 
 /// Whether our WGSL kernels can take these tensors: a wgpu device, f32 values, and (for
 /// the quantized base) 32-bit words of codes.
@@ -84,6 +85,23 @@ impl LoraOps for CubeBackend {
         scaling: f32,
     ) -> CubeTensor {
         reference::scaled_matmul::<Self>(lhs, rhs, lhs_transposed, rhs_transposed, scaling)
+    }
+
+    fn lora_factor_grads(
+        x: CubeTensor,
+        g: CubeTensor,
+        t: CubeTensor,
+        u: CubeTensor,
+        scaling: f32,
+    ) -> (CubeTensor, CubeTensor) {
+        let r = t.meta.shape()[1];
+        if !wgsl_ready(&[&x, &g, &t, &u], None) || r > shaders::FACTOR_RANKS_MAX {
+            return (
+                reference::scaled_matmul::<Self>(u, x, true, false, scaling),
+                reference::scaled_matmul::<Self>(g, t, true, false, scaling),
+            );
+        }
+        factors::launch(x, g, t, u, scaling)
     }
 
     fn lora_linear_quantized(

@@ -5,7 +5,9 @@
 # that needs the default model, which is over what a device call carries), the bench at
 # 512 tokens at the other ranks (MORE_RANKS, 4 and 16 by default; empty to skip), and on
 # request: RULES=1 the bench at rank 8 with the rules alone (nothing timed, the schedule
-# before lora/tune.rs), UNSPLIT=1 the bench at 512 tokens with no product split over k, TILED=1 the
+# before lora/tune.rs), FACTORS=1 the bench at 512 tokens with the factor gradients as two
+# products of CubeCL's (MENTALQLM_LORA_FACTORS=matmul, the backward before
+# lora_factors.wgsl), UNSPLIT=1 the bench at 512 tokens with no product split over k, TILED=1 the
 # bench with every product on the tiled kernel (the schedule before lora_rows.wgsl and the
 # epilogue), TILES="16x16x16 16x16x32 …" a sweep of tiles at 512 tokens. About 6 minutes
 # by default.
@@ -75,6 +77,11 @@ if [ "${RULES:-0}" = 1 ]; then
     echo "== bench kernels, the rules alone (no schedule timed)"
     MENTALQLM_LORA_SCHEDULE=rules timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu \
         --iters "$iters" --ranks 8 --json 2>&1 | tee "$out/bench-rules.jsonl"
+fi
+if [ "${FACTORS:-0}" = 1 ]; then
+    echo "== bench kernels at 512 tokens, the factor gradients as two products"
+    MENTALQLM_LORA_FACTORS=matmul timeout ${BENCH_TIMEOUT:-240} .dev/mentalqlm bench kernels --device wgpu \
+        --iters "$iters" --ranks 8 --tokens 512 --json 2>&1 | tee "$out/bench-factors.jsonl"
 fi
 if [ "${UNSPLIT:-0}" = 1 ]; then
     echo "== bench kernels at 512 tokens, no product split over k"

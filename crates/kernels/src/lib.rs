@@ -3,8 +3,9 @@
 //! term fused), and the forward over a base weight kept quantized; up to 8 rows in one
 //! pass (`lora_rows.wgsl`), more rows over codes in one tiled pass (`lora_matmul.wgsl`), and
 //! more rows over an f32 base as CubeCL's matmul with our epilogue (`lora_epilogue.wgsl`).
-//! The small products with a side of length r (`x·Aᵀ`, `g·B` and the factor gradients) run
-//! CubeCL's matmul, as Fusion's own ops with their scaling fused in. On the CPU backend the op calls gemm (`lora/cpu.rs`, and
+//! `x·Aᵀ` and `g·B` are computed in the tiled kernel's pass over x or g where it runs, else
+//! by CubeCL's matmul before it; both factor gradients in one launch (`lora_factors.wgsl`),
+//! or over many rows as Fusion's own matmuls with their scaling fused in. On the CPU backend the op calls gemm (`lora/cpu.rs`, and
 //! `lora/cpu_quantized.rs` over codes); on any other runtime it is built from ordinary Burn
 //! ops (`reference`). Under autodiff the op has its own backward (input and both LoRA
 //! factors; bias and base weight too, when they are tracked), which reuses the forward's

@@ -2,9 +2,9 @@
 //! WGSL kernels (`launch`, which picks `lora_rows.wgsl` for up to 8 rows or 64 over codes,
 //! `lora_matmul.wgsl` for more rows over codes, CubeCL's matmul and `lora_epilogue.wgsl`
 //! for more rows over an f32 base): `forward` over an f32 or quantized base, `backward`
-//! the input gradient, and the op's gradients under autodiff; the small products with a
-//! side of length r go to CubeCL's matmul. Other CubeCL runtimes, and dtypes other than f32, take the reference
-//! in Burn ops.
+//! the input gradient, and the op's gradients under autodiff, `factors` both factor
+//! gradients in one launch. Other CubeCL runtimes, and dtypes other than f32, take the
+//! reference in Burn ops.
 
 pub mod backward;
 mod cpu;

@@ -17,8 +17,7 @@ pub fn lora_linear<B: Backend>(
     bias: FloatTensor<B>,
     scaling: f32,
 ) -> FloatTensor<B> {
-    let t = B::float_matmul(x.clone(), B::float_transpose(a));
-    lora_linear_low::<B>(x, w, t, b, bias, scaling)
+    lora_linear_keep::<B>(x, w, a, b, bias, scaling).0
 }
 
 /// `(x·Wᵀ + bias + s·t·Bᵀ, t)` with `t = x·Aᵀ [m, r]`, kept for the gradient of B.

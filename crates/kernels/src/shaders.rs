@@ -328,21 +328,43 @@ pub fn measured() -> bool {
 /// once; another value is reported once and ignored.
 fn mode() -> Mode {
     static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
-    *MODE.get_or_init(
-        || match std::env::var("MENTALQLM_LORA_SCHEDULE").as_deref() {
-            Err(_) | Ok("auto") => Mode::Auto,
-            Ok("rules") => Mode::Rules,
-            Ok("tiled") => Mode::Tiled,
-            Ok("tiled-split") => Mode::TiledSplit,
-            Ok("unsplit") => Mode::Unsplit,
-            Ok(other) => {
-                eprintln!(
-                    "mentalqlm: MENTALQLM_LORA_SCHEDULE={other} ignored: use auto, rules, tiled, tiled-split or unsplit"
-                );
-                Mode::Auto
-            }
-        },
-    )
+    *MODE.get_or_init(|| {
+        env_choice(
+            "MENTALQLM_LORA_SCHEDULE",
+            &[
+                ("auto", Mode::Auto),
+                ("rules", Mode::Rules),
+                ("tiled", Mode::Tiled),
+                ("tiled-split", Mode::TiledSplit),
+                ("unsplit", Mode::Unsplit),
+            ],
+        )
+    })
+}
+
+/// The value of the variable `name` among `choices` (the first, where it is unset); another
+/// value is reported, naming the choices, and the first taken.
+fn env_choice<T: Copy>(name: &str, choices: &[(&str, T)]) -> T {
+    choice_of(name, std::env::var(name).ok().as_deref(), choices)
+}
+
+/// [`env_choice`] for the value given (`None`: unset).
+fn choice_of<T: Copy>(name: &str, value: Option<&str>, choices: &[(&str, T)]) -> T {
+    let default = choices[0].1;
+    let Some(value) = value else {
+        return default;
+    };
+    match choices.iter().find(|(key, _)| *key == value) {
+        Some(&(_, choice)) => choice,
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(key, _)| *key).collect();
+            eprintln!(
+                "mentalqlm: {name}={value} ignored: use {}",
+                names.join(", ")
+            );
+            default
+        }
+    }
 }
 
 /// `MENTALQLM_LORA_TILE`, read once; a bad value is reported once and ignored.
@@ -452,19 +474,16 @@ pub fn factors_in_one_with(m: usize, r: usize, mode: FactorsMode) -> bool {
 /// `MENTALQLM_LORA_FACTORS`, read once; another value is reported once and ignored.
 fn factors_mode() -> FactorsMode {
     static MODE: std::sync::OnceLock<FactorsMode> = std::sync::OnceLock::new();
-    *MODE.get_or_init(
-        || match std::env::var("MENTALQLM_LORA_FACTORS").as_deref() {
-            Err(_) | Ok("auto") => FactorsMode::Auto,
-            Ok("kernel") => FactorsMode::Kernel,
-            Ok("matmul") => FactorsMode::Matmul,
-            Ok(other) => {
-                eprintln!(
-                    "mentalqlm: MENTALQLM_LORA_FACTORS={other} ignored: use auto, kernel or matmul"
-                );
-                FactorsMode::Auto
-            }
-        },
-    )
+    *MODE.get_or_init(|| {
+        env_choice(
+            "MENTALQLM_LORA_FACTORS",
+            &[
+                ("auto", FactorsMode::Auto),
+                ("kernel", FactorsMode::Kernel),
+                ("matmul", FactorsMode::Matmul),
+            ],
+        )
+    })
 }
 
 /// The epilogue's text.
@@ -527,6 +546,19 @@ mod tests {
         assert!(!factors_in_one_with(512, 8, Matmul));
         // The shader's columns per workgroup are the launch's.
         assert!(LORA_FACTORS.contains(&format!("const CW: u32 = {FACTOR_COLUMNS}u;")));
+    }
+
+    #[test]
+    fn variables_choose_among_their_values_or_keep_the_first() {
+        let choices = [("auto", 0), ("kernel", 1), ("matmul", 2)];
+        assert_eq!(choice_of("V", None, &choices), 0);
+        assert_eq!(choice_of("V", Some("matmul"), &choices), 2);
+        assert_eq!(
+            choice_of("V", Some("Matmul"), &choices),
+            0,
+            "reported, then ignored"
+        );
+        assert_eq!(choice_of("V", Some(""), &choices), 0);
     }
 
     #[test]

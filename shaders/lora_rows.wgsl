@@ -20,13 +20,19 @@
 // decoded as they are read: 8-bit codes are signed, w = q·d; 4-bit codes are unsigned,
 // w = q·d + min. The low-rank term and the bias are added by the lane that writes a row.
 //
+// T computed here (RP, r rounded up to 4, not 0; as in lora_matmul.wgsl): while the lanes
+// walk k, column c's lanes also sum ranks c, c + COLS, … of T = X·Aᵀ for the block's rows
+// (A (r, k) through strides in the binding the weight leaves free: scales for f32, mins
+// for 8-bit codes), one more round of the same reduction per COLS ranks; the workgroups of
+// the first column block write T out. One launch where `x·Aᵀ` took another before it.
+//
 // Every storage binding is read_write: Burn may place small tensors in one shared buffer.
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;      // X (m, k) via strides
 @group(0) @binding(1) var<storage, read_write> wq: array<u32>;     // W (n, k) via strides, or codes [n, k / CODES]
-@group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32]
-@group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit)
-@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [m, r]
+@group(0) @binding(2) var<storage, read_write> scales: array<f32>; // [n, k / 32], or A (r, k) (f32, RP > 0)
+@group(0) @binding(3) var<storage, read_write> mins: array<f32>;   // [n, k / 32] (4-bit), or A (8-bit, RP > 0)
+@group(0) @binding(4) var<storage, read_write> t: array<f32>;      // T [m, r]: read, or written where RP > 0
 @group(0) @binding(5) var<storage, read_write> f: array<f32>;      // F (n, r) via strides
 @group(0) @binding(6) var<storage, read_write> bias: array<f32>;   // [n]
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;    // [m, n]
@@ -34,7 +40,7 @@
 // WebGPU's guaranteed 8 storage buffers); `Params` and `param(i)` are filled in from Rust
 // (crates/kernels/src/shaders.rs, params_block):
 // [m, n, k, r, bits(s_main), bits(s_low), X row stride, X k stride, W row stride,
-//  W k stride, F row stride, F rank stride, has bias]
+//  W k stride, F row stride, F rank stride, has bias, (unused), A row stride, A k stride]
 @group(0) @binding(8) var<uniform> params: Params;
 
 {{ params }}
@@ -44,8 +50,11 @@ const BITS: u32 = {{ bits }}u;  // 32 (f32), 8 or 4
 const CODES: u32 = 32u / BITS;  // values per word
 const COLS: u32 = 8u;           // columns of out per workgroup
 const LANES: u32 = 32u;         // threads sharing one column's k
+const RP: u32 = {{ rp }}u;      // T's columns computed here (r rounded up to 4), 0: T given
+const RPC: u32 = {{ rp_rounds }}u;  // ranks of T per column (RP / COLS rounded up), at least 1
 
 var<workgroup> partial: array<f32, COLS * ROWS * LANES>; // [COLS, ROWS, LANES]
+var<workgroup> ts: array<f32, ROWS * RPC * COLS>;        // [ROWS, RPC·COLS]: the block's T
 
 // Value e of a word of W: the word itself for f32, else code e scaled by its block's d.
 fn code(word: u32, e: u32) -> f32 {
@@ -85,6 +94,28 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 
     var acc: array<f32, ROWS>;
+    // T's ranks c + q·COLS of the block's rows (RP > 0).
+    var tacc: array<array<f32, ROWS>, RPC>;
+    if (RP > 0u) {
+        let a_row = param(14u);
+        let a_k = param(15u);
+        for (var q = 0u; q < RPC; q++) {
+            let p = c + q * COLS;
+            if (p < r) {
+                for (var kk = lane; kk < k; kk += LANES) {
+                    var a = 0.0;
+                    if (BITS == 8u) {
+                        a = mins[p * a_row + kk * a_k];
+                    } else {
+                        a = scales[p * a_row + kk * a_k];
+                    }
+                    for (var i = 0u; i < ROWS; i++) {
+                        tacc[q][i] += x[x_at[i] + kk * x_k] * a;
+                    }
+                }
+            }
+        }
+    }
     if (j < n) {
         // f32: one value per word, read through the strides. Codes: CODES values per word,
         // the word's block scale (and minimum) read with it.
@@ -124,19 +155,50 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         partial[(c * ROWS + i) * LANES + lane] = acc[i];
     }
     workgroupBarrier();
+    var sum = 0.0;
+    if (lane < ROWS) {
+        for (var l = 0u; l < LANES; l++) {
+            sum += partial[(c * ROWS + lane) * LANES + l];
+        }
+    }
+    // T's partial sums the same way, COLS ranks a round, into ts (and out, from the first
+    // column block).
+    if (RP > 0u) {
+        for (var q = 0u; q < RPC; q++) {
+            workgroupBarrier();
+            for (var i = 0u; i < ROWS; i++) {
+                partial[(c * ROWS + i) * LANES + lane] = tacc[q][i];
+            }
+            workgroupBarrier();
+            let p = c + q * COLS;
+            if (lane < ROWS) {
+                var tv = 0.0;
+                for (var l = 0u; l < LANES; l++) {
+                    tv += partial[(c * ROWS + lane) * LANES + l];
+                }
+                ts[lane * RPC * COLS + p] = tv;
+                if (wg.x == 0u && p < r && row0 + lane < m) {
+                    t[(row0 + lane) * r + p] = tv;
+                }
+            }
+        }
+        workgroupBarrier();
+    }
 
     // Lane i writes row i of the block, column j.
     if (lane < ROWS && row0 + lane < m && j < n) {
         let i = lane;
         let row = row0 + i;
-        var sum = 0.0;
-        for (var l = 0u; l < LANES; l++) {
-            sum += partial[(c * ROWS + i) * LANES + l];
-        }
         var v = s_main * sum;
         var low = 0.0;
         for (var p = 0u; p < r; p++) {
-            low += t[row * r + p] * f[j * f_row + p * f_rank];
+            var tv = 0.0;
+            if (RP > 0u) {
+                tv = ts[i * RPC * COLS + p];
+            } else {
+                tv = t[row * r + p];
+            }
+            low += tv * f[j * f_row + p * f_rank];
         }
         v += s_low * low;
         if (has_bias) {

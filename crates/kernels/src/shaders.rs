@@ -63,7 +63,12 @@ pub fn all_rendered() -> Vec<(&'static str, String)> {
             }
         }
         for rows in 1..=ROWS_MAX {
-            all.push(("lora_rows.wgsl", lora_rows(bits, rows)));
+            all.push(("lora_rows.wgsl", lora_rows(bits, rows, 0)));
+            for r in (4..=PROJECTED_RANKS_MAX).step_by(4) {
+                if let Some(rp) = rows_projected_ranks(r, bits) {
+                    all.push(("lora_rows.wgsl", lora_rows(bits, rows, rp)));
+                }
+            }
         }
     }
     all.push(("lora_epilogue.wgsl", lora_epilogue()));
@@ -414,17 +419,30 @@ pub const PROJECTED_RANKS_MAX: usize = 16;
 /// over [`PROJECTED_RANKS_MAX`]; 4-bit codes, which leave no binding free for A; or a tile
 /// whose workgroup memory would pass [`WORKGROUP_BYTES`] with A's rows and t's beside it).
 pub fn projected_ranks(r: usize, bits: u32, tile: Tile) -> Option<usize> {
-    let rp = r.next_multiple_of(4);
-    let fits = tile.workgroup_bytes() + tile.projection_bytes(rp) <= WORKGROUP_BYTES;
-    (r > 0 && rp <= PROJECTED_RANKS_MAX && bits != 4 && fits).then_some(rp)
+    let fits = |rp| tile.workgroup_bytes() + tile.projection_bytes(rp) <= WORKGROUP_BYTES;
+    rows_projected_ranks(r, bits).filter(|&rp| fits(rp))
 }
 
-/// The few-rows kernel's text for a weight of `bits` per value and `rows` rows (1 to
-/// [`ROWS_MAX`]).
-pub fn lora_rows(bits: u32, rows: usize) -> String {
+/// The same for `lora_rows.wgsl`, whose workgroup memory holds at most 8 rows of t.
+pub fn rows_projected_ranks(r: usize, bits: u32) -> Option<usize> {
+    let rp = r.next_multiple_of(4);
+    (r > 0 && rp <= PROJECTED_RANKS_MAX && bits != 4).then_some(rp)
+}
+
+/// The few-rows kernel's text for a weight of `bits` per value, `rows` rows (1 to
+/// [`ROWS_MAX`]) and `projected` ranks of t computed in it (from [`rows_projected_ranks`];
+/// 0 where it is given).
+pub fn lora_rows(bits: u32, rows: usize, projected: usize) -> String {
+    // Columns of out per workgroup (the shader's `COLS`) take a rank each per round.
+    const COLS: usize = 8;
     render(
         LORA_ROWS,
-        &[("bits", bits.to_string()), ("rows", rows.to_string())],
+        &[
+            ("bits", bits.to_string()),
+            ("rows", rows.to_string()),
+            ("rp", projected.to_string()),
+            ("rp_rounds", projected.div_ceil(COLS).max(1).to_string()),
+        ],
     )
 }
 
@@ -530,6 +548,11 @@ mod tests {
                 "4-bit codes bind scales and mins"
             );
         }
+        assert_eq!(rows_projected_ranks(7, 32), Some(8));
+        assert_eq!(rows_projected_ranks(16, 8), Some(16));
+        assert_eq!(rows_projected_ranks(17, 32), None);
+        assert_eq!(rows_projected_ranks(8, 4), None);
+        assert!(LORA_ROWS.contains("const COLS: u32 = 8u;"));
         // A tile that fills the workgroup memory alone leaves none for A and t.
         assert_eq!(projected_ranks(8, 32, Tile::new(16, 16, 32)), None);
     }

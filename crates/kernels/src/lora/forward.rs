@@ -1,6 +1,6 @@
 //! The LoRA forward on wgpu: `x·Wᵀ + bias + s·t·Bᵀ` with `t = x·Aᵀ`, over an f32 or
-//! quantized base, by `launch::matmul`: the tiled kernel computes `t` in the same pass over
-//! x where it is chosen, the other schedules in a launch of CubeCL's matmul before theirs.
+//! quantized base, by `launch::matmul`: the one-pass kernels compute `t` in the same pass
+//! over x where they are chosen, the epilogue schedule in a launch of CubeCL's matmul before.
 
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
 

@@ -100,10 +100,11 @@ impl Weight {
 }
 
 /// The low-rank term `s·T·Fᵀ` with `T = X·Aᵀ [m, r]`, `a` seen as `[r, k]` and `f` as
-/// `[n, r]` (the forward's `x·Aᵀ` and B; the input gradient's `g·B` and Aᵀ). The tiled
-/// kernel computes `T` in the same pass over X (`shaders::projected_ranks`), the other
-/// schedules by a launch of CubeCL's matmul before theirs; [`matmul`] returns it either
-/// way, for the gradients that need it.
+/// `[n, r]` (the forward's `x·Aᵀ` and B; the input gradient's `g·B` and Aᵀ). The one-pass
+/// kernels (tiled, and rows) compute `T` in the same pass over X where they can
+/// (`shaders::projected_ranks`, `shaders::rows_projected_ranks`), the epilogue schedule by
+/// a launch of CubeCL's matmul before its own; [`matmul`] returns it either way, for the
+/// gradients that need it.
 #[derive(Clone)]
 pub struct LowRank {
     pub a: Strided,
@@ -163,7 +164,7 @@ impl KernelSource for LoraMatmul {
     fn source(&self) -> SourceTemplate {
         SourceTemplate::new(match self.pass {
             OnePass::Tiled(tile) => shaders::lora_matmul(self.bits, tile, self.projected),
-            OnePass::Rows(rows) => shaders::lora_rows(self.bits, rows),
+            OnePass::Rows(rows) => shaders::lora_rows(self.bits, rows, self.projected),
         })
     }
 
@@ -468,8 +469,8 @@ fn low_rank_parts(
 }
 
 /// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch, and
-/// `T` where it was projected (the tiled kernel computing it in the same pass where
-/// `shaders::projected_ranks` allows, else CubeCL's matmul before it); or, tiled over
+/// `T` (the kernel computing it in the same pass where `shaders::projected_ranks` or
+/// `shaders::rows_projected_ranks` allows, else CubeCL's matmul before it); or, tiled over
 /// `slices` > 1 slices of k (dividing it), their partial products `[s, m, n]` (`low` and
 /// `bias` then `None`, for the epilogue to add).
 fn one_pass(
@@ -489,6 +490,9 @@ fn one_pass(
     let projection = match (&pass, &low) {
         (OnePass::Tiled(tile), Some(LowRank { a, .. })) if slices == 1 => {
             shaders::projected_ranks(a.rows, bits, *tile).map(|ranks| (a.clone(), ranks))
+        }
+        (OnePass::Rows(_), Some(LowRank { a, .. })) => {
+            shaders::rows_projected_ranks(a.rows, bits).map(|ranks| (a.clone(), ranks))
         }
         _ => None,
     };
@@ -533,7 +537,7 @@ fn one_pass(
             ([0, 0], [quants, scales, mins])
         }
     };
-    // A in the binding W's codes leave free (`shaders::projected_ranks` allows no other).
+    // A in the binding W's codes leave free (the projected ranks allow no other).
     let (a_strides, scales, mins) = match a {
         Some(a) if bits == 8 => ([a.row_stride, a.col_stride], scales, a.tensor),
         Some(a) => ([a.row_stride, a.col_stride], a.tensor, mins),

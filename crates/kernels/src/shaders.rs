@@ -184,6 +184,9 @@ pub enum Schedule {
     /// `lora_rows.wgsl`: up to [`ROWS_MAX`] rows, or up to [`QUANTIZED_ROWS_MAX`] over
     /// codes in blocks of [`ROWS_MAX`] where the tiled kernel would have few tiles.
     Rows,
+    /// The same with `T = X·Aᵀ` from a launch of CubeCL's matmul before it, not computed
+    /// inside (a rival of `Rows` up to [`ROWS_MAX`] rows where timed, `lora::tune`).
+    RowsApart,
     /// `lora_matmul.wgsl` with this tile.
     Tiled(Tile),
     /// The same over slices of k where [`split_k`] says, `lora_epilogue.wgsl` adding them
@@ -199,6 +202,7 @@ impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Rows => write!(f, "rows"),
+            Self::RowsApart => write!(f, "rows, t apart"),
             Self::Tiled(tile) => write!(f, "tiled {}x{}x{}", tile.wm, tile.wn, tile.tk),
             Self::TiledSplit(tile) => {
                 write!(f, "tiled {}x{}x{}, k split", tile.wm, tile.wn, tile.tk)

@@ -216,7 +216,13 @@ pub fn matmul(
     let quantized = matches!(product.w, Weight::Quantized { .. });
     let rule = Schedule::choose(m, n, quantized);
     let split = shaders::split_k(m, n, k) > 1;
-    let schedule = match tune::rivals(rule, m, quantized, split).filter(|_| tune::enabled()) {
+    // Whether `lora_rows.wgsl` could compute `T` itself (a rival of taking it apart).
+    let inside = product
+        .low
+        .as_ref()
+        .is_some_and(|low| shaders::rows_projected_ranks(low.a.rows, product.w.bits()).is_some());
+    let rivals = tune::rivals(rule, m, quantized, split, inside);
+    let schedule = match rivals.filter(|_| tune::enabled()) {
         Some(rivals) => {
             let key = tune::Key {
                 rows: m,
@@ -277,30 +283,28 @@ fn run(schedule: Schedule, product: Product) -> (CubeTensor, Option<CubeTensor>)
             };
             (epilogue(y, low, bias, s_main), t)
         }
-        (Schedule::Rows, w) => {
-            let rows = m.min(shaders::ROWS_MAX);
-            one_pass(OnePass::Rows(rows), x, w, low, bias, s_main, 1)
+        (Schedule::Rows | Schedule::RowsApart, w) => {
+            let rows = OnePass::Rows(m.min(shaders::ROWS_MAX));
+            let inside = schedule == Schedule::Rows;
+            one_pass(rows, x, w, low, bias, s_main, 1, inside)
         }
-        (Schedule::Tiled(tile), w) => one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main, 1),
+        (Schedule::Tiled(tile), w) => {
+            one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main, 1, true)
+        }
         (Schedule::TiledSplit(tile), w) => {
             let splits = shaders::split_k(m, w.outputs(), x.cols);
             if splits == 1 {
-                return one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main, 1);
+                return one_pass(OnePass::Tiled(tile), x, w, low, bias, s_main, 1, true);
             }
             let (low, t) = resolve(low, &x);
-            let (y, _) = one_pass(OnePass::Tiled(tile), x, w, None, None, 1.0, splits);
+            let (y, _) = one_pass(OnePass::Tiled(tile), x, w, None, None, 1.0, splits, false);
             (epilogue(y, low, bias, s_main), t)
         }
         // Not chosen for codes, which would need an f32 copy of W for CubeCL's matmul.
-        (Schedule::Epilogue | Schedule::EpilogueWhole, w) => one_pass(
-            OnePass::Tiled(Tile::for_rows(m)),
-            x,
-            w,
-            low,
-            bias,
-            s_main,
-            1,
-        ),
+        (Schedule::Epilogue | Schedule::EpilogueWhole, w) => {
+            let tiled = OnePass::Tiled(Tile::for_rows(m));
+            one_pass(tiled, x, w, low, bias, s_main, 1, true)
+        }
     }
 }
 
@@ -469,10 +473,11 @@ fn low_rank_parts(
 }
 
 /// `lora_matmul.wgsl` (tiled) or `lora_rows.wgsl`: the whole product in one launch, and
-/// `T` (the kernel computing it in the same pass where `shaders::projected_ranks` or
-/// `shaders::rows_projected_ranks` allows, else CubeCL's matmul before it); or, tiled over
+/// `T` (the kernel computing it in the same pass, `inside`, where `shaders::projected_ranks`
+/// or `shaders::rows_projected_ranks` allows, else CubeCL's matmul before it); or, tiled over
 /// `slices` > 1 slices of k (dividing it), their partial products `[s, m, n]` (`low` and
 /// `bias` then `None`, for the epilogue to add).
+#[allow(clippy::too_many_arguments)]
 fn one_pass(
     pass: OnePass,
     x: Strided,
@@ -481,6 +486,7 @@ fn one_pass(
     bias: Option<CubeTensor>,
     s_main: f32,
     slices: usize,
+    inside: bool,
 ) -> (CubeTensor, Option<CubeTensor>) {
     let (m, k) = (x.rows, x.cols);
     let like = x.tensor.clone();
@@ -488,6 +494,7 @@ fn one_pass(
     let bits = w.bits();
     // A and the ranks of `T` the kernel computes, with `T`'s fresh tensor; else `T` at hand.
     let projection = match (&pass, &low) {
+        _ if !inside => None,
         (OnePass::Tiled(tile), Some(LowRank { a, .. })) if slices == 1 => {
             shaders::projected_ranks(a.rows, bits, *tile).map(|ranks| (a.clone(), ranks))
         }

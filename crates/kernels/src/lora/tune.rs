@@ -10,6 +10,8 @@
 //!   over k where `split_k` says, and then also whole: the split's rule is the H200's too)
 //!   against the tiled `lora_matmul.wgsl`, one launch fewer;
 //! - over codes, 9 to 64 rows: `lora_rows.wgsl` in blocks of 8 against the tiled kernel;
+//! - up to 8 rows: `lora_rows.wgsl` computing `x·Aᵀ` itself against it taking that from a
+//!   launch of CubeCL's matmul before it;
 //! - and where the rules split a product over k, the tiled kernel over the same slices
 //!   (`lora_epilogue.wgsl` adding them up) against it whole, over either base.
 //!
@@ -54,12 +56,24 @@ pub struct Decision {
 }
 
 /// The rivals for a product of `m` rows over an f32 or quantized base whose rule is
-/// `rule` (and which the rule splits over k, or not), the rule's first, where more than one
-/// is worth timing; `None` where the rule stands alone (up to 8 rows, or over 64 over
-/// codes: the rows kernel is built for the first and slow for the second).
-pub fn rivals(rule: Schedule, m: usize, quantized: bool, split: bool) -> Option<Vec<Schedule>> {
+/// `rule` (and which the rule splits over k, or not; and whose `T` the rows kernel could
+/// compute itself, or not), the rule's first, where more than one is worth timing; `None`
+/// where the rule stands alone (over 64 rows over codes: the rows kernel is slow there).
+/// Up to 8 rows the rows kernel with `T` inside (one launch, but `T`'s sums repeated by
+/// every workgroup) is timed against it with `T` apart (two launches): on llvmpipe one
+/// token took 2× longer inside, where a GPU bound by launches should take less.
+pub fn rivals(
+    rule: Schedule,
+    m: usize,
+    quantized: bool,
+    split: bool,
+    inside: bool,
+) -> Option<Vec<Schedule>> {
     let tiled = Schedule::Tiled(Tile::for_rows(m));
     match rule {
+        Schedule::Rows if m <= shaders::ROWS_MAX && inside => {
+            Some(vec![Schedule::Rows, Schedule::RowsApart])
+        }
         Schedule::Epilogue if !quantized && split => Some(vec![
             Schedule::Epilogue,
             Schedule::EpilogueWhole,
@@ -275,11 +289,11 @@ mod tests {
     fn only_close_calls_are_timed() {
         let tiled = |m| Schedule::Tiled(Tile::for_rows(m));
         assert_eq!(
-            rivals(Schedule::Epilogue, 512, false, false),
+            rivals(Schedule::Epilogue, 512, false, false, false),
             Some(vec![Schedule::Epilogue, tiled(512)])
         );
         assert_eq!(
-            rivals(Schedule::Epilogue, 512, false, true),
+            rivals(Schedule::Epilogue, 512, false, true, false),
             Some(vec![
                 Schedule::Epilogue,
                 Schedule::EpilogueWhole,
@@ -288,23 +302,27 @@ mod tests {
             ])
         );
         assert_eq!(
-            rivals(tiled(512), 512, true, true),
+            rivals(tiled(512), 512, true, true, false),
             Some(vec![tiled(512), Schedule::TiledSplit(Tile::LARGE)])
         );
-        assert_eq!(rivals(tiled(512), 512, true, false), None);
-        assert_eq!(rivals(Schedule::Rows, 8, false, false), None);
-        assert_eq!(rivals(Schedule::Rows, 8, true, false), None);
+        assert_eq!(rivals(tiled(512), 512, true, false, false), None);
+        assert_eq!(rivals(Schedule::Rows, 8, false, false, false), None);
+        assert_eq!(rivals(Schedule::Rows, 8, true, false, false), None);
+        // Up to 8 rows, `T` inside the rows kernel or apart, where it can be inside.
+        let rows = Some(vec![Schedule::Rows, Schedule::RowsApart]);
+        assert_eq!(rivals(Schedule::Rows, 1, false, false, true), rows);
+        assert_eq!(rivals(Schedule::Rows, 8, true, false, true), rows);
         assert_eq!(
-            rivals(Schedule::Rows, 32, true, false),
+            rivals(Schedule::Rows, 32, true, false, false),
             Some(vec![Schedule::Rows, tiled(32)])
         );
         assert_eq!(
-            rivals(tiled(64), 64, true, false),
+            rivals(tiled(64), 64, true, false, false),
             Some(vec![Schedule::Rows, tiled(64)])
         );
-        assert_eq!(rivals(tiled(65), 65, true, false), None);
+        assert_eq!(rivals(tiled(65), 65, true, false, false), None);
         assert_eq!(
-            rivals(tiled(512), 512, false, true),
+            rivals(tiled(512), 512, false, true, false),
             None,
             "the tiled-only mode"
         );

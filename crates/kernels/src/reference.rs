@@ -109,20 +109,19 @@ pub fn scaled_matmul<B: Backend>(
 /// Gradients of the LoRA linear for the output gradient `g [m, n]`, each computed only
 /// when `wanted` (a frozen base weight costs no `gᵀ·x`), through the extension's ops:
 /// `(dx, dw, da, db, dbias)` = `(g·W + s·(g·B)·A, gᵀ·x, s·(g·B)ᵀ·x, s·gᵀ·t, Σ_rows g)`,
-/// with `t = x·Aᵀ` as the forward kept it, else computed again.
+/// with `t = x·Aᵀ [m, r]` as the forward kept it.
 #[allow(clippy::too_many_arguments)]
 pub fn lora_linear_backward<B: LoraOps>(
     x: FloatTensor<B>,
     w: FloatTensor<B>,
     a: FloatTensor<B>,
     b: FloatTensor<B>,
-    t: Option<FloatTensor<B>>,
+    t: FloatTensor<B>,
     g: FloatTensor<B>,
     scaling: f32,
     wanted: [bool; 5],
 ) -> [Option<FloatTensor<B>>; 5] {
     let [want_x, want_w, want_a, want_b, want_bias] = wanted;
-    let b_rank = b.shape()[1];
     // `gb = g·B [m, r]` comes with the input gradient, else on its own where A needs it.
     let (dx, gb) = if want_x {
         let (dx, gb) = B::lora_grad_input_keep(g.clone(), w, a.clone(), b, scaling);
@@ -132,16 +131,15 @@ pub fn lora_linear_backward<B: LoraOps>(
         (None, gb)
     };
     let dw = want_w.then(|| B::lora_scaled_matmul(g.clone(), x.clone(), true, false, 1.0));
-    let t = || t.unwrap_or_else(|| B::lora_scaled_matmul(x.clone(), a, false, true, 1.0)); // [m, r]
-    let (m, r) = (g.shape()[0], b_rank);
+    let (m, r) = (g.shape()[0], t.shape()[1]);
     let (da, db) = match gb.filter(|_| want_a) {
         Some(gb) if want_b && crate::shaders::factors_in_one(m, r) => {
-            let (da, db) = B::lora_factor_grads(x.clone(), g.clone(), t(), gb, scaling);
+            let (da, db) = B::lora_factor_grads(x.clone(), g.clone(), t, gb, scaling);
             (Some(da), Some(db))
         }
         gb => (
             gb.map(|gb| B::lora_scaled_matmul(gb, x.clone(), true, false, scaling)),
-            want_b.then(|| B::lora_scaled_matmul(g.clone(), t(), true, false, scaling)),
+            want_b.then(|| B::lora_scaled_matmul(g.clone(), t, true, false, scaling)),
         ),
     };
     let n = g.shape()[1];

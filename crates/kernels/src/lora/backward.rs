@@ -38,8 +38,7 @@ impl<B: LoraOps> Backward<B, 5> for LoraLinearBackward {
         let a: FloatTensor<B> = ckp.retrieve_node_output(na);
         let b: FloatTensor<B> = ckp.retrieve_node_output(nb);
         let wanted = [&px, &pw, &pa, &pb, &pbias].map(Option::is_some);
-        let computed =
-            reference::lora_linear_backward::<B>(x, w, a, b, Some(t), g, scaling, wanted);
+        let computed = reference::lora_linear_backward::<B>(x, w, a, b, t, g, scaling, wanted);
         for (parent, grad) in [px, pw, pa, pb, pbias].into_iter().zip(computed) {
             if let (Some(node), Some(grad)) = (parent, grad) {
                 grads.register::<B>(node.id, grad);

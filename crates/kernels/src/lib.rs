@@ -104,10 +104,7 @@ pub trait LoraOps: Backend {
         u: FloatTensor<Self>,
         scaling: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        (
-            Self::lora_scaled_matmul(u, x, true, false, scaling),
-            Self::lora_scaled_matmul(g, t, true, false, scaling),
-        )
+        reference::factor_grads::<Self>(x, g, t, u, scaling)
     }
 
     /// [`LoraOps::lora_linear`] with the base weight kept quantized: `quants` holds the

@@ -106,6 +106,21 @@ pub fn scaled_matmul<B: Backend>(
     }
 }
 
+/// Both factor gradients as two products, `(s·uᵀ·x, s·gᵀ·t)`: [`LoraOps::lora_factor_grads`]
+/// where no kernel takes them.
+pub fn factor_grads<B: LoraOps>(
+    x: FloatTensor<B>,
+    g: FloatTensor<B>,
+    t: FloatTensor<B>,
+    u: FloatTensor<B>,
+    scaling: f32,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    (
+        B::lora_scaled_matmul(u, x, true, false, scaling),
+        B::lora_scaled_matmul(g, t, true, false, scaling),
+    )
+}
+
 /// Gradients of the LoRA linear for the output gradient `g [m, n]`, each computed only
 /// when `wanted` (a frozen base weight costs no `gᵀ·x`), through the extension's ops:
 /// `(dx, dw, da, db, dbias)` = `(g·W + s·(g·B)·A, gᵀ·x, s·(g·B)ᵀ·x, s·gᵀ·t, Σ_rows g)`,

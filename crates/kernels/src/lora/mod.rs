@@ -96,10 +96,7 @@ impl LoraOps for CubeBackend {
     ) -> (CubeTensor, CubeTensor) {
         let r = t.meta.shape()[1];
         if !wgsl_ready(&[&x, &g, &t, &u], None) || r > shaders::FACTOR_RANKS_MAX {
-            return (
-                reference::scaled_matmul::<Self>(u, x, true, false, scaling),
-                reference::scaled_matmul::<Self>(g, t, true, false, scaling),
-            );
+            return reference::factor_grads::<Self>(x, g, t, u, scaling);
         }
         factors::launch(x, g, t, u, scaling)
     }

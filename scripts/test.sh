@@ -5,18 +5,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-bash scripts/setup.sh --deps-only
-bash scripts/setup-model.sh
+# Runs a command and prints how long it took, so a slow phase shows in the log.
+phase() {
+  local name="$1" start=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  echo "phase: $name took $((SECONDS - start)) s (exit $rc)"
+  return "$rc"
+}
+phase "setup" bash -c 'bash scripts/setup.sh --deps-only && bash scripts/setup-model.sh'
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+native=""
+trap 'rm -f "$log" $native' EXIT
 status=0
-cargo test --release --workspace --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
+phase "tests" cargo test --release --workspace --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
 
-# The browser tests compare the page with the CLI binary, so both are built first.
+# The browser tests compare the page with the CLI binary, so both are built first. The CLI
+# is built with --workspace like the tests above: a `-p mentalqlm` build unifies Burn's
+# features differently and compiled Burn a second time (16 minutes on 2 cores).
 if [ $# -eq 0 ]; then
-  { cargo build --release -p mentalqlm && bash web/build.sh \
+  # The tests above built every native crate, so this build must compile no Burn crate;
+  # a line "Compiling burn-" here means two feature sets of Burn, and fails the run.
+  native="$(mktemp)"
+  { phase "native build" cargo build --release --workspace 2>&1 | tee "$native" \
+      && { ! grep -m1 '^ *Compiling burn-' "$native" \
+           || { echo "error: the CLI build compiled Burn again (a second feature set)"; false; }; } \
+      && phase "wasm build" bash web/build.sh \
       && (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) \
-      && (cd tests/browser && node --test --test-concurrency=1 --test-reporter=spec); } 2>&1 | tee -a "$log" || status=$?
+      && phase "browser tests" bash -c 'cd tests/browser && node --test --test-concurrency=1 --test-reporter=spec'; } 2>&1 | tee -a "$log" || status=$?
 fi
 
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

@@ -1,57 +1,9 @@
 //! The `mentalqlm` binary end to end on the tiny fixtures: output formats, files written, and
 //! clear errors (exit code 1, a message, no panic) for bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    manifest_dir().join("..")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    root().join("tests/fixtures").join(rel)
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mentalqlm"))
-        .args(args)
-        .output()
-        .expect("run mentalqlm")
-}
-
-fn ok(args: &[&str]) -> (String, String) {
-    let out = run(args);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    assert!(out.status.success(), "mentalqlm {args:?} failed:\n{stderr}");
-    (stdout, stderr)
-}
-
-/// Fails with exit code 1 and a message containing every `needle`; never a panic.
-fn fails(args: &[&str], needles: &[&str]) {
-    let out = run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "mentalqlm {args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    for n in needles {
-        assert!(
-            stderr.contains(n),
-            "mentalqlm {args:?}: `{n}` not in:\n{stderr}"
-        );
-    }
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mentalqlm-cli-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn read_json(path: PathBuf) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use common::*;
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
     v.as_array()
@@ -853,14 +805,6 @@ fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
         let a = with(&extra);
         fails(&a.iter().map(String::as_str).collect::<Vec<_>>(), &needles);
     }
-}
-
-/// The package folder, read when the test runs (cargo sets it), so a test binary built in
-/// another clone sharing the target folder still reads this clone's fixtures.
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 #[test]

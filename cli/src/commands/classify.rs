@@ -41,10 +41,67 @@ pub struct Args {
     /// One JSON object per text.
     #[arg(long)]
     pub json: bool,
-    /// A stage-2 classifier folder (`train classifier --out`): its LoRA adapter and dense head
-    /// give the probabilities (a --adapter is merged under it first).
+    /// A classifier folder (`train classifier --out`) instead of the shipped one: a head-only
+    /// classifier, or a stage-2 LoRA adapter and dense head (a --adapter is merged under it).
     #[arg(long)]
     pub head: Option<PathBuf>,
+    /// Where the shipped classifiers are (default: classifiers/ of this checkout).
+    #[arg(long)]
+    pub classifiers: Option<PathBuf>,
+    /// Score the label sentences' likelihood with the model as it is, not a trained classifier.
+    #[arg(long)]
+    pub no_classifier: bool,
+}
+
+/// Where the probabilities come from.
+enum Scorer {
+    /// The likelihood of each label's answer sentence (an untuned model, unless an adapter).
+    Choice,
+    /// A trained head-only classifier.
+    Probe(crate::classifiers::Loaded),
+}
+
+/// The shipped or `--head` head-only classifier for the task, if one applies; says on
+/// stderr which scorer is used. A `--head` that does not fit the model is an error; a shipped
+/// one that does not fit (another base model) is passed over with a note.
+fn choose_scorer(args: &Args, dataset: Dataset, loaded: &model::LoadedModel) -> Result<Scorer> {
+    use crate::classifiers;
+    let hidden = loaded.model.model.hidden_size();
+    if let Some(dir) = &args.head {
+        let sha = classifiers::model_sha256(&args.model.model_path()?)?;
+        let probe = classifiers::load(dir, &sha, hidden, dataset)?;
+        eprintln!("classifier: {}", probe.describe());
+        return Ok(Scorer::Probe(probe));
+    }
+    let untuned = "scoring answer likelihoods with the model as it is (untuned)";
+    if args.no_classifier {
+        eprintln!("classifier: none (--no-classifier); {untuned}");
+        return Ok(Scorer::Choice);
+    }
+    let dir = classifiers::shipped_root(args.classifiers.as_deref())
+        .map(|root| classifiers::task_dir(&root, dataset))
+        .filter(|d| d.join("classifier.json").is_file());
+    let Some(dir) = dir else {
+        eprintln!(
+            "classifier: no trained classifier for {}; {untuned}",
+            dataset.name()
+        );
+        return Ok(Scorer::Choice);
+    };
+    let sha = classifiers::model_sha256(&args.model.model_path()?)?;
+    match classifiers::load(&dir, &sha, hidden, dataset) {
+        Ok(probe) => {
+            eprintln!("classifier: {}", probe.describe());
+            Ok(Scorer::Probe(probe))
+        }
+        Err(e) => {
+            eprintln!(
+                "classifier: {} does not fit this model ({e:#}); {untuned}",
+                dir.display()
+            );
+            Ok(Scorer::Choice)
+        }
+    }
 }
 
 /// Texts from the arguments and the JSONL input; an empty text is an error naming it.
@@ -89,10 +146,13 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let texts = read_texts(&args)?;
-    if let Some(dir) = &args.head {
+    if let Some(dir) = &args.head
+        && !crate::classifiers::is_probe(dir)?
+    {
         return classify_with_head(&args, dataset, dir, &texts);
     }
     let (loaded, _) = args.model.load()?;
+    let scorer = choose_scorer(&args, dataset, &loaded)?;
     let runner = Runner::new(
         &loaded,
         &args.system,
@@ -105,7 +165,29 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .map(|t| runner.prompt(&tasks::query_for_text(dataset, t, args.question.as_deref())))
             .collect::<Result<Vec<_>>>()?;
-        let probs = runner.choose(dataset, &prompts)?;
+        let probs = match &scorer {
+            Scorer::Choice => runner.choose(dataset, &prompts)?,
+            Scorer::Probe(probe) => {
+                let items: Vec<(&str, Option<&str>)> = chunk
+                    .iter()
+                    .map(|t| (t.as_str(), args.question.as_deref()))
+                    .collect();
+                crate::classifiers::classify(
+                    &loaded.model,
+                    runner.tokenizer,
+                    probe,
+                    dataset,
+                    &items,
+                    args.batch_size,
+                    None,
+                    |_| {},
+                )?
+            }
+        };
+        let classifier = match &scorer {
+            Scorer::Probe(p) => Some(p.dir.display().to_string()),
+            Scorer::Choice => None,
+        };
         let answers = if args.explain {
             Some(runner.generate(&prompts)?)
         } else {
@@ -125,6 +207,8 @@ pub fn run(args: Args) -> Result<()> {
                     json!({
                         "task": dataset.name(), "text": text, "label": names[label], "label_index": label,
                         "probabilities": probabilities, "truncated": prompts[i].truncated, "answer": answer,
+                        "classifier": classifier,
+                        "note": "For research and screening support only; not a diagnosis.",
                     })
                 );
             } else {

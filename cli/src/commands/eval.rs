@@ -27,6 +27,9 @@ pub enum Mode {
     Generate,
     /// The likeliest of each label's answer sentence: faster, gives probabilities.
     Choice,
+    /// The trained head-only classifiers (the shipped ones, or --classifiers DIR): the
+    /// predicted label's answer sentence is written as `predict`.
+    Head,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -64,15 +67,26 @@ pub struct Args {
     pub max_new_tokens: usize,
     #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
     pub system: String,
+    /// `--mode head`: the folder of classifiers, one per task (default: the shipped ones).
+    #[arg(long)]
+    pub classifiers: Option<PathBuf>,
+    /// `--mode head`: where pooled features are cached (default ~/.cache/mentalqlm/features).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// `--mode head`: compute features without reading or writing the cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Output folder for predictions and the report.
     #[arg(long, default_value = "reports/eval")]
     pub out: PathBuf,
 }
 
-/// One example to score: its query and gold answer.
+/// One example to score: its query and gold answer, and the post and question in it.
 struct Item {
     query: String,
     gold: String,
+    post: String,
+    question: String,
 }
 
 fn load_items(args: &Args, dataset: Dataset, split: Split) -> Result<Vec<Item>> {
@@ -94,6 +108,8 @@ fn load_items(args: &Args, dataset: Dataset, split: Split) -> Result<Vec<Item>> 
             .map(|i| Item {
                 query: tasks::query_for_text(dataset, &rows[i].text, None),
                 gold: sentences[rows[i].label].clone(),
+                post: rows[i].text.clone(),
+                question: tasks::default_question(dataset).to_string(),
             })
             .collect());
     }
@@ -107,6 +123,8 @@ fn load_items(args: &Args, dataset: Dataset, split: Split) -> Result<Vec<Item>> 
         .map(|e| Item {
             query: e.query,
             gold: e.answer,
+            post: e.post,
+            question: e.question,
         })
         .collect())
 }
@@ -150,6 +168,11 @@ pub fn run(args: Args) -> Result<()> {
         work.push((d, items));
     }
     let (loaded, chosen) = args.model.load()?;
+    let probes = if args.mode == Mode::Head {
+        load_probes(&args, &sets, &loaded)?
+    } else {
+        Vec::new()
+    };
     let runner = Runner::new(
         &loaded,
         &args.system,
@@ -182,12 +205,52 @@ pub fn run(args: Args) -> Result<()> {
         chosen.description,
         args.max_prompt_tokens
     ));
+    for p in &probes {
+        report.notes.push(format!("classifier: {}", p.describe()));
+    }
     let mut truncated = 0;
-    for (dataset, items) in &work {
+    for (k, (dataset, items)) in work.iter().enumerate() {
         bar.set_message(dataset.name());
         let sentences = tasks::answer_sentences(*dataset);
         let mut rows = Vec::with_capacity(items.len());
+        if let Some(probe) = probes.get(k) {
+            let pairs: Vec<(&str, Option<&str>)> = items
+                .iter()
+                .map(|it| (it.post.as_str(), Some(it.question.as_str())))
+                .collect();
+            let cache = if args.no_cache {
+                None
+            } else {
+                args.cache_dir
+                    .clone()
+                    .or_else(crate::classifiers::default_cache)
+            };
+            let (distinct, _) = crate::classifiers::distinct(pairs.iter().map(|p| p.0));
+            let scale = items.len() as f64 / distinct.len().max(1) as f64;
+            let done_before = bar.position();
+            let probs = crate::classifiers::classify(
+                &loaded.model,
+                runner.tokenizer,
+                probe,
+                *dataset,
+                &pairs,
+                args.batch_size,
+                cache,
+                |p| bar.set_position(done_before + (p.rows_done as f64 * scale) as u64),
+            )?;
+            for (it, p) in items.iter().zip(probs) {
+                rows.push(PredictionRow {
+                    prompt: it.query.clone(),
+                    label: it.gold.clone(),
+                    predict: sentences[argmax(&p)].clone(),
+                });
+            }
+            bar.set_position(done_before + items.len() as u64);
+        }
         for chunk in items.chunks(args.batch_size) {
+            if args.mode == Mode::Head {
+                break;
+            }
             let prompts = chunk
                 .iter()
                 .map(|it| runner.prompt(&it.query))
@@ -200,6 +263,8 @@ pub fn run(args: Args) -> Result<()> {
                     .iter()
                     .map(|p| sentences[argmax(p)].clone())
                     .collect(),
+                // Scored above, from the classifier.
+                Mode::Head => continue,
             };
             for ((it, p), a) in chunk.iter().zip(prompts).zip(answers) {
                 rows.push(PredictionRow {
@@ -218,6 +283,9 @@ pub fn run(args: Args) -> Result<()> {
         let mut result = DatasetResult::from_scored(&scored, split.name())?;
         if args.mode == Mode::Choice {
             result = result.with_method(data::Method::Choice);
+        }
+        if args.mode == Mode::Head {
+            result = result.with_method(data::Method::Classifier);
         }
         if args.mode == Mode::Generate {
             let n = rows.len().max(1) as f64;
@@ -257,4 +325,26 @@ pub fn run(args: Args) -> Result<()> {
         println!("average weighted F1 over the five IMHI sets: {avg:.2}");
     }
     Ok(())
+}
+
+/// `--mode head`: the classifier of every set, each checked against the loaded model.
+fn load_probes(
+    args: &Args,
+    sets: &[Dataset],
+    loaded: &model::LoadedModel,
+) -> Result<Vec<crate::classifiers::Loaded>> {
+    use crate::classifiers;
+    let root = classifiers::shipped_root(args.classifiers.as_deref()).context(
+        "--mode head needs trained classifiers: none shipped here, give --classifiers DIR",
+    )?;
+    let sha = classifiers::model_sha256(&args.model.model_path()?)?;
+    let hidden = loaded.model.model.hidden_size();
+    sets.iter()
+        .map(|&d| {
+            let dir = classifiers::task_dir(&root, d);
+            let probe = classifiers::load(&dir, &sha, hidden, d)?;
+            eprintln!("classifier: {}", probe.describe());
+            Ok(probe)
+        })
+        .collect()
 }

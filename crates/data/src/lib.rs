@@ -4,6 +4,7 @@
 //! - [`imhi`]: IMHI instruction CSV/JSON files, post and question extraction, split layout.
 //! - [`dep_severity`]: DEP-SEVERITY CSVs; [`split`]: the seeded stratified 80/10/10 split.
 //! - [`labels`]: the datasets and [`parse_label`], one parser for gold and predictions.
+//! - [`task_data`]: each task's training, validation and test texts for a classifier.
 //! - [`prompt`]: the ChatML template and fitting long posts into a token budget.
 //! - [`metrics`]: scikit-learn-exact accuracy, F1 averages, per-class scores, confusion.
 //! - [`text_metrics`]: ROUGE-L and BLEU-4 of explanations.
@@ -24,6 +25,7 @@ pub mod published;
 pub mod report;
 pub mod split;
 pub mod svg;
+pub mod task_data;
 pub mod tasks;
 pub mod text_metrics;
 

@@ -26,6 +26,30 @@ pub fn default_question(dataset: Dataset) -> &'static str {
     }
 }
 
+/// The questions IMHI asks about a post where it asks several (Irf: two risk factors,
+/// MultiWD: six wellness dimensions), in a fixed order; empty for the other tasks. A
+/// classifier for such a task keeps one linear layer per question.
+pub fn questions(dataset: Dataset) -> Vec<String> {
+    match dataset {
+        Dataset::Irf => ["thwarted belongingness", "perceived burdensomeness"]
+            .iter()
+            .map(|r| format!("Does the post show risk of {r}?"))
+            .collect(),
+        Dataset::MultiWd => [
+            "spiritual",
+            "physical",
+            "intellectual",
+            "social",
+            "vocational",
+            "emotional",
+        ]
+        .iter()
+        .map(|d| format!("Does the {d} wellness dimension exist in the post?"))
+        .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The answer sentence of every label, indexed by label.
 pub fn answer_sentences(dataset: Dataset) -> Vec<String> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
@@ -112,6 +136,18 @@ pub fn query_for_text(dataset: Dataset, text: &str, question: Option<&str>) -> S
 mod tests {
     use super::*;
     use crate::labels::parse_label;
+
+    #[test]
+    fn default_questions_are_among_the_known_ones() {
+        for dataset in [Dataset::Irf, Dataset::MultiWd] {
+            assert!(
+                questions(dataset)
+                    .iter()
+                    .any(|q| q == default_question(dataset))
+            );
+        }
+        assert!(questions(Dataset::Dr).is_empty());
+    }
 
     /// Every sentence parses back to its own label with the scoring rules, so choice-mode
     /// predictions and generated ones are scored alike.

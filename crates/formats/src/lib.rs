@@ -6,6 +6,7 @@
 
 pub mod dequant;
 pub mod error;
+pub mod fingerprint;
 pub mod folder;
 pub mod gguf;
 pub mod gguf_tokenizer;

@@ -91,6 +91,59 @@ impl Decoder {
         rope: &Rope,
         cache: &mut KvCache,
     ) -> Result<Tensor<3>, ModelError> {
+        let (mut x, mut input) = self.prepare(&batch, rope, cache)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, i, &mut input);
+        }
+        Ok(self.norm.forward(x))
+    }
+
+    /// The hidden states after the first `depth` layers, for each depth of `depths`
+    /// (ascending), as HF's `output_hidden_states` numbers them: 0 is the embedding, and the
+    /// full depth is the output after the final norm. Layers above the deepest are not run.
+    pub fn forward_depths(
+        &self,
+        batch: TokenBatch<'_>,
+        rope: &Rope,
+        cache: &mut KvCache,
+        depths: &[usize],
+    ) -> Result<Vec<Tensor<3>>, ModelError> {
+        let n = self.layers.len();
+        if depths.is_empty() || depths.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ModelError::Input(format!(
+                "layer depths {depths:?} must be a non-empty ascending list"
+            )));
+        }
+        if let Some(&bad) = depths.iter().find(|&&d| d > n) {
+            return Err(ModelError::Input(format!(
+                "layer depth {bad} is deeper than the model's {n} layers"
+            )));
+        }
+        let (mut x, mut input) = self.prepare(&batch, rope, cache)?;
+        let mut out = Vec::with_capacity(depths.len());
+        let deepest = *depths.last().expect("non-empty");
+        if depths[0] == 0 {
+            out.push(x.clone());
+        }
+        for (i, layer) in self.layers.iter().enumerate().take(deepest) {
+            x = layer.forward(x, i, &mut input);
+            if i + 1 == n {
+                out.push(self.norm.forward(x.clone()));
+            } else if depths.contains(&(i + 1)) {
+                out.push(x.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks the batch, lays it into the cache and embeds it: the input of the first layer
+    /// and the attention's positions and mask.
+    fn prepare<'c>(
+        &self,
+        batch: &TokenBatch<'_>,
+        rope: &Rope,
+        cache: &'c mut KvCache,
+    ) -> Result<(Tensor<3>, AttentionInput<'c>), ModelError> {
         let (b, s) = batch.dims()?;
         if cache.batch() != 0 && cache.batch() != b {
             return Err(ModelError::Input(format!(
@@ -121,18 +174,13 @@ impl Decoder {
             TensorData::new(layout.mask, [b, 1, s, layout.total]),
             &device,
         );
-        let mut input = AttentionInput {
+        let input = AttentionInput {
             cos,
             sin,
             mask,
             cache,
         };
-
         let hidden = self.hidden_size();
-        let mut x = self.embed_tokens.lookup(ids).reshape([b, s, hidden]);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, i, &mut input);
-        }
-        Ok(self.norm.forward(x))
+        Ok((self.embed_tokens.lookup(ids).reshape([b, s, hidden]), input))
     }
 }

@@ -36,15 +36,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 
 /// Writes f32 tensors as one safetensors file, atomically.
 pub fn write_safetensors(path: &Path, tensors: &[Named]) -> Result<(), ModelError> {
+    write_safetensors_as(path, tensors, false)
+}
+
+/// Writes tensors as one f16 safetensors file, atomically: shipped weights, half the size.
+pub fn write_safetensors_f16(path: &Path, tensors: &[Named]) -> Result<(), ModelError> {
+    write_safetensors_as(path, tensors, true)
+}
+
+fn write_safetensors_as(path: &Path, tensors: &[Named], f16: bool) -> Result<(), ModelError> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .map(|(_, _, v)| {
+            if f16 {
+                v.iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect()
+            } else {
+                v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            }
+        })
         .collect();
+    let dtype = if f16 { Dtype::F16 } else { Dtype::F32 };
     let views = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, shape, _), b)| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
+            TensorView::new(dtype, shape.clone(), b)
                 .map(|v| (name.clone(), v))
                 .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))
         })

@@ -22,9 +22,43 @@ use crate::model_arg::ModelArgs;
 pub struct ClassifierArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// SAD (from the IMHI files under --data) or DEP-SEVERITY (from --dep-severity).
-    #[arg(long)]
+    /// The task. `--mode full`: SAD (from the IMHI files under --data) or DEP-SEVERITY (from
+    /// --dep-severity). `--mode head`: DR, dreaddit, Irf, MultiWD, SAD, DEP-SEVERITY, or
+    /// `all` (one folder each under --out).
+    #[arg(long, visible_alias = "task")]
     pub dataset: String,
+    /// `full`: the paper's stage 2 through every layer (LoRA + head). `head`: a head-only
+    /// classifier over the frozen model's pooled hidden states, features computed once and
+    /// cached: minutes per task on a CPU.
+    #[arg(long, value_enum, default_value_t = Mode::Full)]
+    pub mode: Mode,
+    /// Head mode: depths whose hidden states are pooled (HF numbering; default six spread
+    /// to the top, 5,10,...,30 on a 30-layer model).
+    #[arg(long, value_delimiter = ',')]
+    pub depths: Option<Vec<usize>>,
+    /// Head mode: the depth sets tried, `;`-separated (default: the thirds, and all depths).
+    #[arg(long)]
+    pub depth_sets: Option<String>,
+    /// Head mode: the L2 penalties tried.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.3,0.1,0.03,0.01,0.003,0.001,0.0003"
+    )]
+    pub l2: Vec<f64>,
+    /// Head mode: class weighting tried (balanced weighs each class by n/(classes·n_c)).
+    #[arg(long, value_enum, default_value_t = Balance::Both)]
+    pub balance: Balance,
+    /// Head mode: where pooled features are cached (default ~/.cache/mentalqlm/features).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Head mode: compute features without reading or writing the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Head mode: after the recipe is chosen on validation, score the test split and record
+    /// its weighted F1 in classifier.json (the test set plays no part in the choice).
+    #[arg(long)]
+    pub score_test: bool,
     /// The IMHI folder (SAD: train/SAD/train.csv and val.csv).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -39,13 +73,14 @@ pub struct ClassifierArgs {
     pub weight_decay: Option<f64>,
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
-    /// Defaults: SAD 32, DEP-SEVERITY 16.
+    /// Defaults: SAD 32, DEP-SEVERITY 16; head mode: texts per forward pass, 8.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Tokens per text. Defaults: SAD 32, DEP-SEVERITY 256.
+    /// Tokens per text. Defaults: SAD 32, DEP-SEVERITY 256; head mode 192.
     #[arg(long)]
     pub max_length: Option<usize>,
-    /// Defaults: SAD 0, DEP-SEVERITY 2.
+    /// Defaults: SAD 0, DEP-SEVERITY 2; head mode 0 (it seeds the Irf/MultiWD validation
+    /// slice and --limit's sample).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Evaluate on validation every N steps (and after each epoch).
@@ -62,6 +97,21 @@ pub struct ClassifierArgs {
     pub limit: Option<usize>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `--mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Head,
+}
+
+/// `--balance`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    Both,
+    Yes,
+    No,
 }
 
 /// Texts and labels of the training and validation sets.
@@ -103,6 +153,9 @@ fn load_sets(
 }
 
 pub fn run(args: ClassifierArgs) -> Result<()> {
+    if args.mode == Mode::Head {
+        return super::probe::run(&args);
+    }
     let dataset = Dataset::from_name(&args.dataset)?;
     let sad = dataset == Dataset::Sad;
     let lr = args.lr.unwrap_or(if sad { 2e-5 } else { 2e-4 });

@@ -3,6 +3,7 @@
 //! `OUT/checkpoints/`; `--resume` continues a killed run from the newest one.
 
 pub mod classifier;
+pub mod probe;
 pub mod sft;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,8 @@ use train::trainer::Event;
 pub enum TrainCommand {
     /// Stage 1: instruction tuning, LoRA r 8 on every linear layer, loss on the answers.
     Sft(sft::SftArgs),
-    /// Stage 2: LoRA (r 4, q/v, dropout 0.2) and a mean-pool → LayerNorm → Linear head.
+    /// Stage 2: LoRA (r 4, q/v, dropout 0.2) and a mean-pool → LayerNorm → Linear head;
+    /// `--mode head`: a head-only classifier over cached features of the frozen model.
     Classifier(classifier::ClassifierArgs),
 }
 

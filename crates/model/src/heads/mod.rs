@@ -1,2 +1,3 @@
 pub mod classifier;
 pub mod lm;
+pub mod probe;

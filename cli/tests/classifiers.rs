@@ -1,0 +1,437 @@
+//! Head-only classifiers end to end: `train classifier --mode head` on the tiny fixtures, its
+//! files and cache, `classify` and `eval --mode head` with it, the clear errors for a
+//! classifier that does not fit, and the guard on the shipped DR classifier with the default
+//! model on real data.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn train_head(
+    model: &str,
+    task: &str,
+    out: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> (String, String) {
+    let data = fixture("data/imhi");
+    let dep = fixture("data/dep-severity/english.csv");
+    let mut args = vec![
+        "train",
+        "classifier",
+        "--mode",
+        "head",
+        "--device",
+        "cpu",
+        "--model",
+        model,
+        "--task",
+        task,
+        "--data",
+        data.to_str().unwrap(),
+        "--dep-severity",
+        dep.to_str().unwrap(),
+        "--l2",
+        "0.1,0.01",
+        "--score-test",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
+#[test]
+fn train_head_writes_a_classifier_that_classify_and_eval_use() {
+    let model = fixture("tiny/qwen2");
+    let m = model.to_str().unwrap();
+    let out = scratch("head-all");
+    let cache = scratch("head-cache");
+    let (stdout, stderr) = train_head(m, "all", &out, &cache, &[]);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "one summary per task: {stdout}");
+    assert!(stderr.contains("validation weighted F1"), "{stderr}");
+    for task in ["DR", "dreaddit", "Irf", "MultiWD", "SAD", "DEP-SEVERITY"] {
+        let dir = out.join(task);
+        for f in [
+            "classifier.json",
+            "probe.safetensors",
+            "log.jsonl",
+            "curves.svg",
+        ] {
+            assert!(dir.join(f).is_file(), "{task}: {f} missing");
+        }
+        let config = read_json(dir.join("classifier.json"));
+        assert_eq!(config["kind"], "probe");
+        assert_eq!(config["dataset"], task);
+        assert_eq!(config["base_model_sha256"].as_str().unwrap().len(), 64);
+        let f1 = config["metrics"]["test_weighted_f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1), "{task}: {f1}");
+        assert!(
+            config["provenance"]["command"]
+                .as_str()
+                .unwrap()
+                .contains("--mode head")
+        );
+        assert!(
+            config["provenance"]["data"]["test"]
+                .as_str()
+                .unwrap()
+                .contains("test")
+        );
+        // Two penalties × two weightings × one depth set on the 2-layer model.
+        let trials = std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
+        assert_eq!(trials.lines().count(), 4, "{task}: {trials}");
+    }
+    // Irf and MultiWD keep one linear layer per question.
+    let multiwd = read_json(out.join("MultiWD/classifier.json"));
+    assert_eq!(multiwd["questions"].as_array().unwrap().len(), 6);
+
+    // A second run reads every feature from the cache and writes the same classifier.
+    let again = scratch("head-again");
+    let (_, stderr2) = train_head(m, "DR", &again, &cache, &[]);
+    assert!(stderr2.contains("validation weighted F1"), "{stderr2}");
+    assert_eq!(
+        std::fs::read(out.join("DR/probe.safetensors")).unwrap(),
+        std::fs::read(again.join("probe.safetensors")).unwrap(),
+        "the cached features gave another classifier"
+    );
+
+    // classify --head: probabilities over the task's labels.
+    let head = out.join("DR");
+    let (stdout, stderr) = ok(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--task",
+        "DR",
+        "--json",
+        "--head",
+        head.to_str().unwrap(),
+        "I feel empty",
+        "Lovely day at the beach",
+    ]);
+    assert!(
+        stderr.contains("classifier: ") && stderr.contains("not a diagnosis"),
+        "{stderr}"
+    );
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let probs = v["probabilities"].as_object().unwrap();
+        assert_eq!(probs.len(), 2);
+        let total: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+        assert_eq!(v["classifier"].as_str().unwrap(), head.to_str().unwrap());
+    }
+    // A MultiWD question the classifier was not trained for is refused, naming the known ones.
+    fails(
+        &[
+            "classify",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--task",
+            "MultiWD",
+            "--head",
+            out.join("MultiWD").to_str().unwrap(),
+            "--question",
+            "Is it raining?",
+            "text",
+        ],
+        &["answers only these questions", "spiritual"],
+    );
+    // The shipped classifiers were made on another base model: the tiny one scores answer
+    // likelihoods instead, and says so.
+    let (_, stderr) = ok(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--task",
+        "DR",
+        "I feel empty",
+    ]);
+    assert!(stderr.contains("untuned"), "{stderr}");
+
+    // eval --mode head: predictions in LLaMA-Factory's fields, scored like any other.
+    let report = scratch("head-eval");
+    let data = fixture("data/imhi");
+    ok(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--mode",
+        "head",
+        "--data",
+        data.to_str().unwrap(),
+        "--datasets",
+        "DR,MultiWD",
+        "--classifiers",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let preds = std::fs::read_to_string(report.join("predictions_MultiWD.jsonl")).unwrap();
+    let sentences = [
+        "No, this wellness dimension does not exist in the post.",
+        "Yes, this wellness dimension exists in the post.",
+    ];
+    assert_eq!(preds.lines().count(), 4);
+    for line in preds.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            sentences.contains(&row["predict"].as_str().unwrap()),
+            "{row}"
+        );
+        assert!(
+            row["label"].as_str().unwrap().contains("Reasoning"),
+            "gold answer kept: {row}"
+        );
+    }
+    let report_json = read_json(report.join("report.json"));
+    assert!(
+        report_json.to_string().contains("classifier"),
+        "{report_json}"
+    );
+    // The test-set figure in classifier.json is the one eval measures.
+    let (scored, _) = ok(&[
+        "score",
+        "--predictions",
+        report.join("predictions_DR.jsonl").to_str().unwrap(),
+        "--dataset",
+        "DR",
+        "--json",
+    ]);
+    let scored: serde_json::Value = serde_json::from_str(scored.trim()).unwrap();
+    let recorded = read_json(out.join("DR/classifier.json"))["metrics"]["test_weighted_f1"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (scored["metrics"]["weighted_f1"].as_f64().unwrap() - recorded).abs() < 1e-9,
+        "{scored} vs {recorded}"
+    );
+    for d in [out, again, cache, report] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn classifiers_that_do_not_fit_get_clear_errors() {
+    let model = fixture("tiny/qwen2");
+    let m = model.to_str().unwrap();
+    let out = scratch("head-bad");
+    let cache = scratch("head-bad-cache");
+    train_head(m, "DR", &out, &cache, &["--no-cache"]);
+    assert!(!cache.exists(), "--no-cache wrote a cache");
+    let dir = out.to_str().unwrap();
+    let classify = |model: &str, head: &str, task: &str| -> Vec<String> {
+        [
+            "classify", "--device", "cpu", "--model", model, "--task", task, "--head", head, "text",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run_fails = |args: Vec<String>, needles: &[&str]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&args, needles);
+    };
+    // Another base model: both hashes named.
+    let sha = read_json(out.join("classifier.json"))["base_model_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let llama = fixture("tiny/llama");
+    run_fails(
+        classify(llama.to_str().unwrap(), dir, "DR"),
+        &[&sha, "loaded model's sha256", "classifier.json"],
+    );
+    // Another task.
+    run_fails(classify(m, dir, "SAD"), &["for DR, not SAD"]);
+    // An unknown task.
+    run_fails(classify(m, dir, "bipolar"), &["unknown dataset `bipolar`"]);
+    // A label count that disagrees with the task.
+    let copy = scratch("head-bad-labels");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(
+        out.join("probe.safetensors"),
+        copy.join("probe.safetensors"),
+    )
+    .unwrap();
+    let mut config = read_json(out.join("classifier.json"));
+    config["labels"] = serde_json::json!(["no", "yes", "maybe"]);
+    std::fs::write(copy.join("classifier.json"), config.to_string()).unwrap();
+    run_fails(
+        classify(m, copy.to_str().unwrap(), "DR"),
+        &["lists 3 labels", "DR has 2"],
+    );
+    // A truncated weight file, then a missing one: the file is named.
+    std::fs::copy(out.join("classifier.json"), copy.join("classifier.json")).unwrap();
+    let bytes = std::fs::read(out.join("probe.safetensors")).unwrap();
+    std::fs::write(copy.join("probe.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    run_fails(
+        classify(m, copy.to_str().unwrap(), "DR"),
+        &["probe.safetensors"],
+    );
+    std::fs::remove_file(copy.join("probe.safetensors")).unwrap();
+    run_fails(
+        classify(m, copy.to_str().unwrap(), "DR"),
+        &["probe.safetensors"],
+    );
+    // A truncated classifier.json.
+    let text = std::fs::read_to_string(out.join("classifier.json")).unwrap();
+    std::fs::write(copy.join("classifier.json"), &text[..text.len() / 2]).unwrap();
+    run_fails(
+        classify(m, copy.to_str().unwrap(), "DR"),
+        &["classifier.json"],
+    );
+    // Training refuses an --out that holds something else, and bad options.
+    let data = fixture("data/imhi");
+    fails(
+        &[
+            "train",
+            "classifier",
+            "--mode",
+            "head",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--task",
+            "DR",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            fixture("data").to_str().unwrap(),
+        ],
+        &["holds something other than a head-only classifier"],
+    );
+    fails(
+        &[
+            "train",
+            "classifier",
+            "--mode",
+            "head",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--task",
+            "DR",
+            "--data",
+            data.to_str().unwrap(),
+            "--l2",
+            "-1",
+            "--out",
+            scratch("head-l2").to_str().unwrap(),
+        ],
+        &["--l2"],
+    );
+    fails(
+        &[
+            "train",
+            "classifier",
+            "--mode",
+            "head",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--task",
+            "DR",
+            "--data",
+            data.to_str().unwrap(),
+            "--depths",
+            "1,9",
+            "--out",
+            scratch("head-depth").to_str().unwrap(),
+        ],
+        &["--depths"],
+    );
+    for d in [out, copy] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// CI's guard on a shipped classifier with real data: the default model and the DR
+/// classifier, on a fixed seeded slice of 64 DR test posts, stay within [`MARGIN`] of the
+/// weighted F1 that classifier.json records for the full test set. A change to the model
+/// code, the tokenizer, the pooling or the file that breaks the classifier fails here.
+#[test]
+fn shipped_dr_classifier_keeps_its_f1_on_real_posts() {
+    /// 64 posts put the slice's F1 within about ±0.05 of the full set's by chance (one
+    /// standard error near 0.87 is 0.04); twice that is the allowance.
+    const MARGIN: f64 = 0.10;
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.is_file(),
+        "{} is missing: run scripts/setup-model.sh",
+        model.display()
+    );
+    let data = root().join("../shared/data/imhi");
+    assert!(
+        data.is_dir(),
+        "{} is missing: the IMHI data sits beside the clone",
+        data.display()
+    );
+    let shipped = root().join("classifiers");
+    let config = read_json(shipped.join("DR/classifier.json"));
+    let full = config["metrics"]["test_weighted_f1"].as_f64().unwrap();
+    let out = scratch("guard-dr");
+    ok(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--mode",
+        "head",
+        "--data",
+        data.to_str().unwrap(),
+        "--datasets",
+        "DR",
+        "--limit",
+        "64",
+        "--seed",
+        "0",
+        "--classifiers",
+        shipped.to_str().unwrap(),
+        "--no-cache",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report = read_json(out.join("report.json"));
+    let text = report.to_string();
+    let rows = std::fs::read_to_string(out.join("predictions_DR.jsonl")).unwrap();
+    assert_eq!(rows.lines().count(), 64);
+    let (scored, _) = ok(&[
+        "score",
+        "--predictions",
+        out.join("predictions_DR.jsonl").to_str().unwrap(),
+        "--dataset",
+        "DR",
+        "--json",
+    ]);
+    let scored: serde_json::Value = serde_json::from_str(scored.trim()).unwrap();
+    let f1 = scored["metrics"]["weighted_f1"].as_f64().unwrap();
+    assert!(
+        f1 >= full - MARGIN,
+        "DR slice weighted F1 {f1:.4} is below the full test set's {full:.4} minus {MARGIN}: {text}"
+    );
+    let _ = std::fs::remove_dir_all(out);
+}

@@ -1,0 +1,95 @@
+//! A model's sha256, which binds trained weights (a shipped classifier) to the base model
+//! they were trained on: a GGUF or safetensors file's own digest, or for a HF folder a
+//! digest over its weight and config files.
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::FormatError;
+
+/// Lowercase hex of the sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 of a file, read in 1 MiB blocks (a model does not need to fit in memory).
+pub fn sha256_file(path: &Path) -> Result<String, FormatError> {
+    let mut file = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| FormatError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// A model's fingerprint: the sha256 of a model file (`.gguf`, `.safetensors`), or for a
+/// folder the sha256 of the lines `<name> <sha256>` of its `config.json` and weight files
+/// (`*.safetensors`, `*.gguf`), sorted by name.
+pub fn model_sha256(path: &Path) -> Result<String, FormatError> {
+    if !path.is_dir() {
+        return sha256_file(path);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| FormatError::io(path, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FormatError::io(path, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name == "config.json" || name.ends_with(".safetensors") || name.ends_with(".gguf") {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut lines = String::new();
+    for name in names {
+        let digest = sha256_file(&path.join(&name))?;
+        lines.push_str(&format!("{name} {digest}\n"));
+    }
+    Ok(sha256_hex(lines.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn file_digest_matches_bytes_and_folder_digest_changes_with_a_weight() {
+        let dir = std::env::temp_dir().join(format!("mentalqlm-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
+        std::fs::write(dir.join("config.json"), b"{}").unwrap();
+        std::fs::write(dir.join("README.md"), b"ignored").unwrap();
+        assert_eq!(
+            sha256_file(&dir.join("model.safetensors")).unwrap(),
+            sha256_hex(b"weights")
+        );
+        let before = model_sha256(&dir).unwrap();
+        std::fs::write(dir.join("README.md"), b"still ignored").unwrap();
+        assert_eq!(model_sha256(&dir).unwrap(), before);
+        std::fs::write(dir.join("model.safetensors"), b"other weights").unwrap();
+        assert_ne!(model_sha256(&dir).unwrap(), before);
+        let missing = sha256_file(&dir.join("absent.gguf"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("absent.gguf"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds every shipped classifier (classifiers/<task>/) from ../shared/data with the
 # default model: a head-only classifier per task over the frozen model's pooled hidden
-# states, the recipe chosen on validation, then scored once on the test split.
+# states, the recipe chosen on validation, fitted again on training + validation (--refit),
+# then scored once on the test split.
 #
 #   scripts/train-classifiers.sh [--out DIR] [extra `train classifier` options]
 #
@@ -21,4 +22,4 @@ mkdir -p bin && cp -f "$CARGO_TARGET_DIR/release/mentalqlm" bin/mentalqlm
 bash scripts/setup-model.sh >/dev/null
 bin/mentalqlm train classifier --mode head --task all \
   --data "$DATA/imhi" --dep-severity "$DATA/dep-severity/english.csv" \
-  --score-test --out "$out" "$@"
+  --refit --score-test --out "$out" "$@"

@@ -51,7 +51,7 @@ fn train_head_writes_a_classifier_that_classify_and_eval_use() {
     let m = model.to_str().unwrap();
     let out = scratch("head-all");
     let cache = scratch("head-cache");
-    let (stdout, stderr) = train_head(m, "all", &out, &cache, &[]);
+    let (stdout, stderr) = train_head(m, "all", &out, &cache, &["--refit"]);
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -74,6 +74,7 @@ fn train_head_writes_a_classifier_that_classify_and_eval_use() {
         assert_eq!(config["base_model_sha256"].as_str().unwrap().len(), 64);
         let f1 = config["metrics"]["test_weighted_f1"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&f1), "{task}: {f1}");
+        assert_eq!(config["metrics"]["refit_on_train_and_val"], true);
         assert!(
             config["provenance"]["command"]
                 .as_str()
@@ -96,7 +97,7 @@ fn train_head_writes_a_classifier_that_classify_and_eval_use() {
 
     // A second run reads every feature from the cache and writes the same classifier.
     let again = scratch("head-again");
-    let (_, stderr2) = train_head(m, "DR", &again, &cache, &[]);
+    let (_, stderr2) = train_head(m, "DR", &again, &cache, &["--refit"]);
     assert!(stderr2.contains("validation weighted F1"), "{stderr2}");
     assert_eq!(
         std::fs::read(out.join("DR/probe.safetensors")).unwrap(),

@@ -136,6 +136,39 @@ impl Decoder {
         Ok(out)
     }
 
+    /// Layers `start..` and the final norm over `x` `[batch, seq, hidden]`, the hidden states
+    /// after the first `start` layers (as [`Decoder::forward_depths`] returns them), for a
+    /// whole sequence in an empty `cache`. With the layers below `start` frozen, their output
+    /// can be computed once and kept: training the layers above then starts here.
+    pub fn forward_from(
+        &self,
+        x: Tensor<3>,
+        start: usize,
+        valid: &[Vec<bool>],
+        rope: &Rope,
+        cache: &mut KvCache,
+    ) -> Result<Tensor<3>, ModelError> {
+        let [b, s, h] = x.dims();
+        if start > self.layers.len() || h != self.hidden_size() {
+            return Err(ModelError::Input(format!(
+                "a prefix of depth {start} and width {h} does not fit a model of {} layers and width {}",
+                self.layers.len(),
+                self.hidden_size()
+            )));
+        }
+        if valid.len() != b || valid.iter().any(|row| row.len() != s) {
+            return Err(ModelError::Input(format!(
+                "the mask does not match the prefix's {b} rows of {s} positions"
+            )));
+        }
+        let mut input = self.attention_input(valid, b, s, rope, cache)?;
+        let mut x = x;
+        for (i, layer) in self.layers.iter().enumerate().skip(start) {
+            x = layer.forward(x, i, &mut input);
+        }
+        Ok(self.norm.forward(x))
+    }
+
     /// Checks the batch, lays it into the cache and embeds it: the input of the first layer
     /// and the attention's positions and mask.
     fn prepare<'c>(
@@ -145,16 +178,32 @@ impl Decoder {
         cache: &'c mut KvCache,
     ) -> Result<(Tensor<3>, AttentionInput<'c>), ModelError> {
         let (b, s) = batch.dims()?;
-        if cache.batch() != 0 && cache.batch() != b {
-            return Err(ModelError::Input(format!(
-                "cache holds {} sequences, batch has {b}",
-                cache.batch()
-            )));
-        }
         let vocab = self.vocab_size();
         if let Some(&bad) = batch.ids.iter().flatten().find(|&&id| id as usize >= vocab) {
             return Err(ModelError::Input(format!(
                 "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let input = self.attention_input(batch.valid, b, s, rope, cache)?;
+        let ids: Vec<i64> = batch.ids.iter().flatten().map(|&id| id as i64).collect();
+        let hidden = self.hidden_size();
+        Ok((self.embed_tokens.lookup(ids).reshape([b, s, hidden]), input))
+    }
+
+    /// Lays a chunk of `b` rows of `s` positions into the cache: the rotary tables at their
+    /// positions and the attention mask.
+    fn attention_input<'c>(
+        &self,
+        valid: &[Vec<bool>],
+        b: usize,
+        s: usize,
+        rope: &Rope,
+        cache: &'c mut KvCache,
+    ) -> Result<AttentionInput<'c>, ModelError> {
+        if cache.batch() != 0 && cache.batch() != b {
+            return Err(ModelError::Input(format!(
+                "cache holds {} sequences, batch has {b}",
+                cache.batch()
             )));
         }
         if cache.seq_len() + s > rope.len() {
@@ -165,8 +214,7 @@ impl Decoder {
             )));
         }
         let device = self.embed_tokens.weight.device();
-        let layout = cache.extend(batch.valid);
-        let ids: Vec<i64> = batch.ids.iter().flatten().map(|&id| id as i64).collect();
+        let layout = cache.extend(valid);
         let positions =
             Tensor::<1, Int>::from_data(TensorData::new(layout.positions, [b * s]), &device);
         let (cos, sin) = rope.tables(positions, b, s);
@@ -174,13 +222,11 @@ impl Decoder {
             TensorData::new(layout.mask, [b, 1, s, layout.total]),
             &device,
         );
-        let input = AttentionInput {
+        Ok(AttentionInput {
             cos,
             sin,
             mask,
             cache,
-        };
-        let hidden = self.hidden_size();
-        Ok((self.embed_tokens.lookup(ids).reshape([b, s, hidden]), input))
+        })
     }
 }

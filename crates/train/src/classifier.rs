@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::optim::{AdamW, Trainable};
+use crate::prefix::PrefixCache;
 use crate::schedule::Plateau;
 pub use crate::sft::RunOptions;
 use crate::trainer::{Event, Trainer};
@@ -77,22 +78,72 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         .reshape([1])
 }
 
+/// Where a batch's input comes from: token ids through every layer, or the cached output
+/// of the frozen layers below `start` (examples index the caches in order).
+#[derive(Clone, Copy)]
+pub enum Inputs<'a> {
+    Tokens,
+    Prefix {
+        start: usize,
+        train: &'a PrefixCache,
+        val: &'a PrefixCache,
+    },
+}
+
+/// Logits of examples `idx` of a set (`val` picks the validation cache).
+fn logits(
+    model: &SequenceClassifier,
+    examples: &[Example],
+    idx: &[usize],
+    inputs: Inputs<'_>,
+    val: bool,
+    config: &ClassifierTrainConfig,
+) -> Result<Tensor<2>, model::ModelError> {
+    match inputs {
+        Inputs::Tokens => {
+            let rows: Vec<Vec<u32>> = idx.iter().map(|&j| examples[j].0.clone()).collect();
+            let (ids, valid) = model.batch(&rows, config.pad_id, config.max_length);
+            model.forward(TokenBatch {
+                ids: &ids,
+                valid: &valid,
+            })
+        }
+        Inputs::Prefix {
+            start,
+            train,
+            val: v,
+        } => {
+            let cache = if val { v } else { train };
+            let device = model.lm.model.embed_tokens.weight.device();
+            let (x, valid) = cache.batch(idx, &device)?;
+            model.forward_prefix(x, start, &valid)
+        }
+    }
+}
+
 /// Validation loss and predictions of a model (no gradients).
 pub fn evaluate(
     model: &SequenceClassifier,
     examples: &[Example],
     config: &ClassifierTrainConfig,
 ) -> Result<(f64, Vec<usize>, Vec<Vec<f64>>), model::ModelError> {
+    evaluate_with(model, examples, config, Inputs::Tokens)
+}
+
+/// [`evaluate`] on the validation set's inputs.
+pub fn evaluate_with(
+    model: &SequenceClassifier,
+    examples: &[Example],
+    config: &ClassifierTrainConfig,
+    inputs: Inputs<'_>,
+) -> Result<(f64, Vec<usize>, Vec<Vec<f64>>), model::ModelError> {
     let mut total = 0.0;
     let mut preds = Vec::with_capacity(examples.len());
     let mut probs = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(config.batch_size.max(1)) {
-        let rows: Vec<Vec<u32>> = chunk.iter().map(|e| e.0.clone()).collect();
-        let (ids, valid) = model.batch(&rows, config.pad_id, config.max_length);
-        let logits = model.forward(TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        })?;
+    let all: Vec<usize> = (0..examples.len()).collect();
+    for idx in all.chunks(config.batch_size.max(1)) {
+        let chunk: Vec<&Example> = idx.iter().map(|&j| &examples[j]).collect();
+        let logits = logits(model, examples, idx, inputs, true, config)?;
         let labels: Vec<usize> = chunk.iter().map(|e| e.1).collect();
         let loss = cross_entropy(logits.clone(), &labels);
         total += read(loss.reshape([1, 1]))?[0] as f64 * chunk.len() as f64;
@@ -161,10 +212,11 @@ fn validate(
     model: &SequenceClassifier,
     val: &[Example],
     config: &ClassifierTrainConfig,
+    inputs: Inputs<'_>,
     weighted_f1: &dyn Fn(&[usize], &[usize]) -> f64,
 ) -> Result<(f64, f64, f64), model::ModelError> {
     let labels: Vec<usize> = val.iter().map(|e| e.1).collect();
-    let (loss, preds, _) = evaluate(model, val, config)?;
+    let (loss, preds, _) = evaluate_with(model, val, config, inputs)?;
     let accuracy =
         preds.iter().zip(&labels).filter(|(p, t)| p == t).count() as f64 / val.len() as f64;
     Ok((loss, weighted_f1(&labels, &preds), accuracy))
@@ -174,11 +226,13 @@ fn validate(
 /// `weighted_f1(y_true, y_pred)` scores validation, `on_event` reports progress. With
 /// `run.out`, checkpoints are written every `run.save_every` updates and the best model to
 /// `OUT/best/`, and `run.resume` continues the newest checkpoint exactly.
+#[allow(clippy::too_many_arguments)]
 pub fn train_classifier(
     model: SequenceClassifier,
     train: &[Example],
     val: &[Example],
     config: &ClassifierTrainConfig,
+    inputs: Inputs<'_>,
     run: &RunOptions,
     weighted_f1: &dyn Fn(&[usize], &[usize]) -> f64,
     mut on_event: impl FnMut(&Event),
@@ -248,24 +302,18 @@ pub fn train_classifier(
         let o = &order.as_ref().expect("just set").1;
         let i = (step - 1) % per_epoch;
         let idx = &o[i * config.batch_size..((i + 1) * config.batch_size).min(o.len())];
-        let rows: Vec<Vec<u32>> = idx.iter().map(|&j| train[j].0.clone()).collect();
         let batch_labels: Vec<usize> = idx.iter().map(|&j| train[j].1).collect();
         let lr = state.plateau.lr;
-        let mut tokens = 0;
+        let tokens = idx.iter().map(|&j| train[j].0.len()).sum();
         let update = trainer.update(step, 1, lr, |m, _| {
-            let (ids, valid) = m.batch(&rows, config.pad_id, config.max_length);
-            tokens = ids.iter().map(Vec::len).sum();
-            let logits = m.forward(TokenBatch {
-                ids: &ids,
-                valid: &valid,
-            })?;
+            let logits = logits(m, train, idx, inputs, false, config)?;
             Ok(cross_entropy(logits, &batch_labels))
         })?;
         on_event(&update.event(step, epoch, lr, tokens));
         let last_of_epoch = step % per_epoch == 0;
         if step % config.eval_every.max(1) == 0 || last_of_epoch {
             let plain = trainer.model.valid();
-            let (val_loss, f1, accuracy) = validate(&plain, val, config, weighted_f1)?;
+            let (val_loss, f1, accuracy) = validate(&plain, val, config, inputs, weighted_f1)?;
             state.plateau.observe(val_loss);
             let is_best = state.best_weighted_f1.is_none_or(|b| f1 > b);
             if is_best {

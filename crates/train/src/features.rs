@@ -58,10 +58,11 @@ pub struct Progress {
     pub rows_cached: usize,
 }
 
-fn digest(rows: &[Vec<u32>], spec: &FeatureSpec) -> String {
+/// The cache name of a chunk of rows: a digest of their ids and the model's width.
+pub(crate) fn digest_rows(rows: &[Vec<u32>], hidden: usize) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |v: u64| h = (h ^ v).wrapping_mul(0x0000_0100_0000_01B3);
-    eat(spec.hidden_size as u64);
+    eat(hidden as u64);
     for row in rows {
         for &t in row {
             eat(t as u64);
@@ -120,7 +121,7 @@ pub fn extract(
     };
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
-        let name = format!("{}.f16", digest(chunk, spec));
+        let name = format!("{}.f16", digest_rows(chunk, spec.hidden_size));
         let paths: Option<Vec<PathBuf>> = folders
             .as_ref()
             .map(|fs| fs.iter().map(|f| f.join(&name)).collect());
@@ -190,26 +191,9 @@ mod tests {
 
     #[test]
     fn digest_depends_on_ids_and_width() {
-        let spec = FeatureSpec {
-            model_sha256: "ab".into(),
-            depths: vec![1],
-            hidden_size: 4,
-            pad_id: 0,
-            batch_size: 1,
-            cache: None,
-        };
-        let a = digest(&[vec![1, 2], vec![3]], &spec);
-        assert_ne!(a, digest(&[vec![1], vec![2, 3]], &spec));
-        assert_ne!(
-            a,
-            digest(
-                &[vec![1, 2], vec![3]],
-                &FeatureSpec {
-                    hidden_size: 8,
-                    ..spec.clone()
-                }
-            )
-        );
-        assert_eq!(a, digest(&[vec![1, 2], vec![3]], &spec));
+        let a = digest_rows(&[vec![1, 2], vec![3]], 4);
+        assert_ne!(a, digest_rows(&[vec![1], vec![2, 3]], 4));
+        assert_ne!(a, digest_rows(&[vec![1, 2], vec![3]], 8));
+        assert_eq!(a, digest_rows(&[vec![1, 2], vec![3]], 4));
     }
 }

@@ -8,6 +8,7 @@ pub mod classifier;
 pub mod features;
 pub mod log;
 pub mod optim;
+pub mod prefix;
 pub mod probe;
 pub mod schedule;
 pub mod select;

@@ -36,6 +36,9 @@ pub struct ClassifierArgs {
     /// to the top, 5,10,...,30 on a 30-layer model).
     #[arg(long, value_delimiter = ',')]
     pub depths: Option<Vec<usize>>,
+    /// Prefix mode: LoRA on this many top layers; the layers below run once per example.
+    #[arg(long, default_value_t = 2)]
+    pub top_k: usize,
     /// Head mode: the depth sets tried, `;`-separated (default: the thirds, and all depths).
     #[arg(long)]
     pub depth_sets: Option<String>,
@@ -43,13 +46,18 @@ pub struct ClassifierArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "0.3,0.1,0.03,0.01,0.003,0.001,0.0003"
+        default_value = "3,1,0.3,0.1,0.03,0.01,0.003,0.001"
     )]
     pub l2: Vec<f64>,
+    /// Head mode: once the recipe is chosen on validation, fit it again on training and
+    /// validation together (the shipped classifiers are); the validation F1 recorded is the
+    /// training-only fit's.
+    #[arg(long)]
+    pub refit: bool,
     /// Head mode: class weighting tried (balanced weighs each class by n/(classes·n_c)).
     #[arg(long, value_enum, default_value_t = Balance::Both)]
     pub balance: Balance,
-    /// Head mode: where pooled features are cached (default ~/.cache/mentalqlm/features).
+    /// Head and prefix modes: where features are cached (default ~/.cache/mentalqlm/features).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Head mode: compute features without reading or writing the cache.
@@ -102,7 +110,11 @@ pub struct ClassifierArgs {
 /// `--mode`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// The paper's stage 2 through every layer.
     Full,
+    /// LoRA on the top --top-k layers over the cached output of the frozen layers below.
+    Prefix,
+    /// A head-only classifier over cached pooled features.
     Head,
 }
 
@@ -148,7 +160,27 @@ fn load_sets(
             };
             Ok((pick(&parts.train), pick(&parts.val)))
         }
-        other => bail!("stage 2 trains SAD or DEP-SEVERITY, not {}", other.name()),
+        other => {
+            // The other tasks' parts as the head-only classifiers use them; Irf and MultiWD
+            // ask one of several questions, which goes into the input after the post.
+            let sources = data::task_data::Sources {
+                imhi: args.data.as_deref(),
+                dep_severity: args.dep_severity.as_deref(),
+            };
+            let sets = data::task_data::load_task(other, &sources, seed)?;
+            let several = !data::tasks::questions(other).is_empty();
+            let text = |it: &data::task_data::Item| {
+                if several {
+                    format!("{}\nQuestion: {}", it.text, it.question)
+                } else {
+                    it.text.clone()
+                }
+            };
+            let pick = |items: &[data::task_data::Item]| -> Vec<(String, usize)> {
+                items.iter().map(|it| (text(it), it.label)).collect()
+            };
+            Ok((pick(&sets.train), pick(&sets.val)))
+        }
     }
 }
 
@@ -192,7 +224,20 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
         merge(&mut lm);
     }
     let mut lm = lm.set_require_grad(false);
-    let lora = LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]);
+    let layers = lm.model.layers.len();
+    let mut lora = LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]);
+    let start = if args.mode == Mode::Prefix {
+        if args.top_k == 0 || args.top_k > layers {
+            bail!("--top-k must be within 1..={layers}, got {}", args.top_k);
+        }
+        if args.pool_include_padding {
+            bail!("--mode prefix caches no padding positions: drop --pool-include-padding");
+        }
+        lora = lora.with_layers(&(layers - args.top_k..layers).collect::<Vec<_>>());
+        layers - args.top_k
+    } else {
+        0
+    };
     attach_new(&mut lm, &lora, seed, &device);
     let hidden = lm.model.hidden_size();
     let classes = dataset.num_classes();
@@ -215,6 +260,22 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
             .collect()
     };
     let (train_set, val_set) = (encode(&train_texts)?, encode(&val_texts)?);
+    let caches = if args.mode == Mode::Prefix {
+        Some(build_prefix(
+            &args,
+            &model,
+            start,
+            tokenizer.pad_id,
+            &train_set,
+            &val_set,
+        )?)
+    } else {
+        None
+    };
+    let inputs = match &caches {
+        Some((train, val)) => train::classifier::Inputs::Prefix { start, train, val },
+        None => train::classifier::Inputs::Tokens,
+    };
     let config = ClassifierTrainConfig {
         lr,
         weight_decay,
@@ -261,6 +322,7 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
         &train_set,
         &val_set,
         &config,
+        inputs,
         &args.run.options(),
         &weighted_f1,
         |event| monitor.event(event),
@@ -292,4 +354,53 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// The output of the frozen layers below `start` for every training and validation example,
+/// computed once on the inference form of the model (or read from the cache).
+fn build_prefix(
+    args: &ClassifierArgs,
+    model: &SequenceClassifier,
+    start: usize,
+    pad_id: u32,
+    train_set: &[Example],
+    val_set: &[Example],
+) -> Result<(train::prefix::PrefixCache, train::prefix::PrefixCache)> {
+    let plain = model.lm.valid();
+    if args.no_cache {
+        bail!("--mode prefix keeps its prefix on disk: drop --no-cache");
+    }
+    let cache = args
+        .cache_dir
+        .clone()
+        .or_else(crate::classifiers::default_cache)
+        .context("no cache folder: give --cache-dir")?;
+    let spec = train::prefix::PrefixSpec {
+        model_sha256: crate::classifiers::model_sha256(&args.model.model_path()?)?,
+        depth: start,
+        hidden_size: plain.model.hidden_size(),
+        pad_id,
+        batch_size: 8,
+        cache,
+        f32: false,
+    };
+    let mut out = Vec::new();
+    for (name, set) in [("train", train_set), ("val", val_set)] {
+        let rows: Vec<Vec<u32>> = set.iter().map(|e| e.0.clone()).collect();
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} texts ETA {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("prefix of {start} layers, {name}"));
+        let built = train::prefix::build(&plain, &rows, &spec, |p| {
+            bar.set_position(p.rows_done as u64)
+        })?;
+        bar.finish_and_clear();
+        out.push(built);
+    }
+    let val = out.pop().expect("two sets");
+    let train = out.pop().expect("two sets");
+    Ok((train, val))
 }

@@ -13,7 +13,7 @@ use data::{Dataset, classification_metrics};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::heads::probe::{PROBE_KIND, ProbeConfig, save_probe};
 use serde_json::json;
-use train::probe::{FitConfig, Row, Solver, Trial, predict, round_f16, select};
+use train::probe::{FitConfig, Row, Solver, Trial, fit, predict, round_f16, select};
 
 use super::classifier::{Balance, ClassifierArgs};
 use crate::classifiers::{self, Extraction};
@@ -346,6 +346,10 @@ fn train_task(
             }
         }
     }
+    let solver = Solver {
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ..Solver::default()
+    };
     let fit_bar = bar(grid.len(), "{msg} [{bar:30}] {pos}/{len} recipes ETA {eta}");
     fit_bar.set_message(format!("{:>16}: fitting", dataset.name()));
     let fit_start = Instant::now();
@@ -357,25 +361,38 @@ fn train_task(
         groups,
         classes,
         &grid,
-        Solver {
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ..Solver::default()
-        },
+        solver,
         &weighted_f1,
         |_| fit_bar.inc(1),
     );
     fit_bar.finish_and_clear();
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     let chosen_depths: Vec<usize> = config.depth_set.iter().map(|&i| cx.depths[i]).collect();
-    let shipped = round_f16(&probe);
     let val_gold: Vec<usize> = val.iter().map(|r| r.label).collect();
-    let (val_pred, _) = predict(&shipped, &features, &val, &config.depth_set, hidden);
+    let (val_pred, _) = predict(
+        &round_f16(&probe),
+        &features,
+        &val,
+        &config.depth_set,
+        hidden,
+    );
     let val_f1 = weighted_f1(&val_gold, &val_pred);
+    let probe = if args.refit {
+        let both: Vec<Row> = train.iter().chain(&val).copied().collect();
+        fit(
+            &features, &both, hidden, groups, classes, &config, solver, None,
+        )
+        .probe
+    } else {
+        probe
+    };
+    let shipped = round_f16(&probe);
 
     let mut metrics = json!({
         "val_weighted_f1": val_f1, "val_n": val.len(), "train_n": train.len(),
         "train_texts": n_train, "val_texts": n_val,
         "recipe": { "l2": config.l2, "balanced": config.balanced, "depths": chosen_depths },
+        "refit_on_train_and_val": args.refit,
     });
     if args.score_test {
         let (test_feats, test_rows, _) = cx.rows(&sets.test, dataset, "test", 0)?;

@@ -106,7 +106,6 @@ impl SequenceClassifier {
 
     /// Class logits `[batch, classes]` for left-padded rows.
     pub fn forward(&self, batch: TokenBatch<'_>) -> Result<Tensor<2>, ModelError> {
-        let b = batch.ids.len();
         let n = batch.ids.first().map_or(0, Vec::len);
         let valid = batch.valid;
         let rope = self.lm.rope(n);
@@ -119,7 +118,37 @@ impl SequenceClassifier {
             &rope,
             &mut cache,
         )?;
-        let h = hidden.dims()[2];
+        Ok(self.pool_and_classify(hidden, valid))
+    }
+
+    /// Class logits from the hidden states after the first `start` layers `[batch, seq,
+    /// hidden]` (a cached prefix of the frozen layers), left-padded as `valid` says: the
+    /// layers above, then the pool and the head. Equals [`SequenceClassifier::forward`] on
+    /// the same rows when the mean leaves padding out.
+    pub fn forward_prefix(
+        &self,
+        x: Tensor<3>,
+        start: usize,
+        valid: &[Vec<bool>],
+    ) -> Result<Tensor<2>, ModelError> {
+        if self.pool_include_padding {
+            return Err(ModelError::Input(
+                "a cached prefix holds no padding positions: it cannot pool over padding".into(),
+            ));
+        }
+        let n = x.dims()[1];
+        let rope = self.lm.rope(n);
+        let mut cache = KvCache::new(self.lm.model.layers.len());
+        let hidden = self
+            .lm
+            .model
+            .forward_from(x, start, valid, &rope, &mut cache)?;
+        Ok(self.pool_and_classify(hidden, valid))
+    }
+
+    /// The (masked) mean over positions, then the head.
+    fn pool_and_classify(&self, hidden: Tensor<3>, valid: &[Vec<bool>]) -> Tensor<2> {
+        let [b, n, h] = hidden.dims();
         let weights: Vec<f32> = valid
             .iter()
             .flat_map(|row| {
@@ -139,7 +168,7 @@ impl SequenceClassifier {
         let device = hidden.device();
         let weights = Tensor::<3>::from_data(TensorData::new(weights, [b, n, 1]), &device);
         let pooled = (hidden * weights).sum_dim(1).reshape([b, h]);
-        Ok(self.head.forward(pooled))
+        self.head.forward(pooled)
     }
 }
 

@@ -107,6 +107,40 @@ impl LoraConfig {
         }
     }
 
+    /// PEFT's `layers_to_transform`: `None` (every layer), one index or a list.
+    pub fn layers(&self) -> Result<Option<Vec<usize>>, String> {
+        let bad =
+            || "layers_to_transform must be null, a layer index or a list of them".to_string();
+        match &self.layers_to_transform {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Number(n)) => {
+                Ok(Some(vec![n.as_u64().ok_or_else(bad)? as usize]))
+            }
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .map(|v| v.as_u64().map(|n| n as usize).ok_or_else(bad))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// Only layers `layers` get adapters (PEFT's `layers_to_transform`).
+    pub fn with_layers(mut self, layers: &[usize]) -> Self {
+        self.layers_to_transform = Some(serde_json::json!(layers));
+        self
+    }
+
+    /// Whether projection `name` of layer `layer` gets an adapter.
+    pub fn applies(&self, layer: usize, name: &str) -> bool {
+        self.targets(name)
+            && self
+                .layers()
+                .ok()
+                .flatten()
+                .is_none_or(|list| list.contains(&layer))
+    }
+
     /// What this runtime cannot honour, as a reason.
     pub fn validate(&self) -> Result<(), String> {
         if self.peft_type != "LORA" {
@@ -127,13 +161,7 @@ impl LoraConfig {
         if self.use_dora {
             return Err("DoRA adapters (use_dora) are not supported".into());
         }
-        if self
-            .layers_to_transform
-            .as_ref()
-            .is_some_and(|v| !v.is_null())
-        {
-            return Err("layers_to_transform is not supported".into());
-        }
+        self.layers()?;
         if !self.rank_pattern.is_empty() || !self.alpha_pattern.is_empty() {
             return Err("rank_pattern / alpha_pattern are not supported".into());
         }

@@ -49,7 +49,7 @@ pub fn read_config_in(folder: &Folder) -> Result<LoraConfig, ModelError> {
 pub fn attach_new(model: &mut CausalLm, config: &LoraConfig, seed: u64, device: &Device) -> usize {
     let mut n = 0;
     for (layer, path, linear) in model.model.linears_mut() {
-        if config.targets(short(path)) {
+        if config.applies(layer, short(path)) {
             let (i, o) = (linear.in_features(), linear.out_features());
             linear.lora = Some(LoraAdapter::init(
                 i,
@@ -104,7 +104,7 @@ pub fn load_adapter_in(model: &mut CausalLm, folder: &Folder) -> Result<LoraConf
         Ok(Tensor::from_data(TensorData::new(values, shape), &device))
     };
     for (layer, path, linear) in model.model.linears_mut() {
-        if !config.targets(short(path)) {
+        if !config.applies(layer, short(path)) {
             continue;
         }
         let (i, o) = (linear.in_features(), linear.out_features());

@@ -204,6 +204,52 @@ fn train_head_writes_a_classifier_that_classify_and_eval_use() {
             "gold answer kept: {row}"
         );
     }
+    // One classifier folder for one set.
+    let single = scratch("head-eval-one");
+    ok(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--mode",
+        "head",
+        "--data",
+        data.to_str().unwrap(),
+        "--datasets",
+        "DR",
+        "--head",
+        out.join("DR").to_str().unwrap(),
+        "--no-cache",
+        "--out",
+        single.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(single.join("predictions_DR.jsonl")).unwrap(),
+        std::fs::read_to_string(report.join("predictions_DR.jsonl")).unwrap(),
+        "cached and fresh features, shipped folder or --head: the same predictions"
+    );
+    fails(
+        &[
+            "eval",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--mode",
+            "head",
+            "--data",
+            data.to_str().unwrap(),
+            "--datasets",
+            "DR,SAD",
+            "--head",
+            out.join("DR").to_str().unwrap(),
+            "--out",
+            single.to_str().unwrap(),
+        ],
+        &["--head DIR scores one set"],
+    );
+    let _ = std::fs::remove_dir_all(&single);
     let report_json = read_json(report.join("report.json"));
     assert!(
         report_json.to_string().contains("classifier"),

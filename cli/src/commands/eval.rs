@@ -70,6 +70,10 @@ pub struct Args {
     /// `--mode head`: the folder of classifiers, one per task (default: the shipped ones).
     #[arg(long)]
     pub classifiers: Option<PathBuf>,
+    /// `--mode head`: one classifier folder (`train classifier --mode head --out`) for the
+    /// one set of --datasets.
+    #[arg(long, conflicts_with = "classifiers")]
+    pub head: Option<PathBuf>,
     /// `--mode head`: where pooled features are cached (default ~/.cache/mentalqlm/features).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -334,11 +338,19 @@ fn load_probes(
     loaded: &model::LoadedModel,
 ) -> Result<Vec<crate::classifiers::Loaded>> {
     use crate::classifiers;
+    let sha = classifiers::model_sha256(&args.model.model_path()?)?;
+    let hidden = loaded.model.model.hidden_size();
+    if let Some(dir) = &args.head {
+        let [d] = sets else {
+            bail!("--head DIR scores one set: give --datasets with that set alone");
+        };
+        let probe = classifiers::load(dir, &sha, hidden, *d)?;
+        eprintln!("classifier: {}", probe.describe());
+        return Ok(vec![probe]);
+    }
     let root = classifiers::shipped_root(args.classifiers.as_deref()).context(
         "--mode head needs trained classifiers: none shipped here, give --classifiers DIR",
     )?;
-    let sha = classifiers::model_sha256(&args.model.model_path()?)?;
-    let hidden = loaded.model.model.hidden_size();
     sets.iter()
         .map(|&d| {
             let dir = classifiers::task_dir(&root, d);

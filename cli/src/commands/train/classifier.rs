@@ -46,7 +46,7 @@ pub struct ClassifierArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "3,1,0.3,0.1,0.03,0.01,0.003,0.001"
+        default_value = "30,10,3,1,0.3,0.1,0.03,0.01,0.003,0.001"
     )]
     pub l2: Vec<f64>,
     /// Head mode: once the recipe is chosen on validation, fit it again on training and

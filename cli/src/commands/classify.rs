@@ -58,7 +58,7 @@ enum Scorer {
     /// The likelihood of each label's answer sentence (an untuned model, unless an adapter).
     Choice,
     /// A trained head-only classifier.
-    Probe(crate::classifiers::Loaded),
+    Probe(Box<crate::classifiers::Loaded>),
 }
 
 /// The shipped or `--head` head-only classifier for the task, if one applies; says on
@@ -71,7 +71,7 @@ fn choose_scorer(args: &Args, dataset: Dataset, loaded: &model::LoadedModel) -> 
         let sha = classifiers::model_sha256(&args.model.model_path()?)?;
         let probe = classifiers::load(dir, &sha, hidden, dataset)?;
         eprintln!("classifier: {}", probe.describe());
-        return Ok(Scorer::Probe(probe));
+        return Ok(Scorer::Probe(Box::new(probe)));
     }
     let untuned = "scoring answer likelihoods with the model as it is (untuned)";
     if args.no_classifier {
@@ -92,7 +92,7 @@ fn choose_scorer(args: &Args, dataset: Dataset, loaded: &model::LoadedModel) -> 
     match classifiers::load(&dir, &sha, hidden, dataset) {
         Ok(probe) => {
             eprintln!("classifier: {}", probe.describe());
-            Ok(Scorer::Probe(probe))
+            Ok(Scorer::Probe(Box::new(probe)))
         }
         Err(e) => {
             eprintln!(

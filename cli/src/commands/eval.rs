@@ -199,15 +199,19 @@ pub fn run(args: Args) -> Result<()> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let mut report = EvalReport::new(name);
+    let budget = if args.mode == Mode::Head {
+        "texts cut to each classifier's max length".to_string()
+    } else {
+        format!("prompt budget {} tokens", args.max_prompt_tokens)
+    };
     report.notes.push(format!(
-        "mode {:?}, split {}, {}device {}, prompt budget {} tokens",
+        "mode {:?}, split {}, {}device {}, {budget}",
         args.mode,
         split.name(),
         args.limit
             .map(|n| format!("seeded sample of {n} per set (seed {}), ", args.seed))
             .unwrap_or_default(),
         chosen.description,
-        args.max_prompt_tokens
     ));
     for p in &probes {
         report.notes.push(format!("classifier: {}", p.describe()));
@@ -317,8 +321,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
+    let cut = if args.mode == Mode::Head {
+        " (features read from the cache where present)".to_string()
+    } else {
+        format!("; {truncated} posts truncated to fit")
+    };
     report.notes.push(format!(
-        "{total} examples in {secs:.1} s ({:.2} examples/s); {truncated} posts truncated to fit",
+        "{total} examples in {secs:.1} s ({:.2} examples/s){cut}",
         total as f64 / secs.max(1e-9)
     ));
     for path in report.write(&args.out)? {

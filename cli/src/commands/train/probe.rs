@@ -432,7 +432,7 @@ fn train_task(
         provenance,
     };
     save_probe(&shipped, &probe_config, out)?;
-    write_log(out, dataset, &trials, &cx.depths.to_vec())?;
+    write_log(out, dataset, &trials, cx.depths)?;
     let mut line = json!({ "dataset": dataset.name(), "out": out, "seconds": seconds });
     if let (Some(o), Some(m)) = (line.as_object_mut(), metrics.as_object()) {
         for (k, v) in m {

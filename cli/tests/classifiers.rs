@@ -45,6 +45,22 @@ fn train_head(
     ok(&args)
 }
 
+/// `eval --mode head` on `model` and the fixture data, then `rest`.
+fn eval_head(model: &str, rest: &[&str]) -> Vec<String> {
+    let data = fixture("data/imhi");
+    let head = [
+        "eval", "--device", "cpu", "--model", model, "--mode", "head", "--data",
+    ];
+    let mut args: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+    args.push(data.to_str().unwrap().to_string());
+    args.extend(rest.iter().map(|s| s.to_string()));
+    args
+}
+
+fn refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 #[test]
 fn train_head_writes_a_classifier_that_classify_and_eval_use() {
     let model = fixture("tiny/qwen2");
@@ -167,26 +183,19 @@ fn train_head_writes_a_classifier_that_classify_and_eval_use() {
 
     // eval --mode head: predictions in LLaMA-Factory's fields, scored like any other.
     let report = scratch("head-eval");
-    let data = fixture("data/imhi");
-    ok(&[
-        "eval",
-        "--device",
-        "cpu",
-        "--model",
+    ok(&refs(&eval_head(
         m,
-        "--mode",
-        "head",
-        "--data",
-        data.to_str().unwrap(),
-        "--datasets",
-        "DR,MultiWD",
-        "--classifiers",
-        out.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--out",
-        report.to_str().unwrap(),
-    ]);
+        &[
+            "--datasets",
+            "DR,MultiWD",
+            "--classifiers",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--out",
+            report.to_str().unwrap(),
+        ],
+    )));
     let preds = std::fs::read_to_string(report.join("predictions_MultiWD.jsonl")).unwrap();
     let sentences = [
         "No, this wellness dimension does not exist in the post.",
@@ -206,47 +215,35 @@ fn train_head_writes_a_classifier_that_classify_and_eval_use() {
     }
     // One classifier folder for one set.
     let single = scratch("head-eval-one");
-    ok(&[
-        "eval",
-        "--device",
-        "cpu",
-        "--model",
+    ok(&refs(&eval_head(
         m,
-        "--mode",
-        "head",
-        "--data",
-        data.to_str().unwrap(),
-        "--datasets",
-        "DR",
-        "--head",
-        out.join("DR").to_str().unwrap(),
-        "--no-cache",
-        "--out",
-        single.to_str().unwrap(),
-    ]);
+        &[
+            "--datasets",
+            "DR",
+            "--head",
+            out.join("DR").to_str().unwrap(),
+            "--no-cache",
+            "--out",
+            single.to_str().unwrap(),
+        ],
+    )));
     assert_eq!(
         std::fs::read_to_string(single.join("predictions_DR.jsonl")).unwrap(),
         std::fs::read_to_string(report.join("predictions_DR.jsonl")).unwrap(),
         "cached and fresh features, shipped folder or --head: the same predictions"
     );
     fails(
-        &[
-            "eval",
-            "--device",
-            "cpu",
-            "--model",
+        &refs(&eval_head(
             m,
-            "--mode",
-            "head",
-            "--data",
-            data.to_str().unwrap(),
-            "--datasets",
-            "DR,SAD",
-            "--head",
-            out.join("DR").to_str().unwrap(),
-            "--out",
-            single.to_str().unwrap(),
-        ],
+            &[
+                "--datasets",
+                "DR,SAD",
+                "--head",
+                out.join("DR").to_str().unwrap(),
+                "--out",
+                single.to_str().unwrap(),
+            ],
+        )),
         &["--head DIR scores one set"],
     );
     let _ = std::fs::remove_dir_all(&single);

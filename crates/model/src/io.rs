@@ -85,6 +85,28 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<Named>, ModelError> {
         .collect()
 }
 
+/// Tensor `name` of `source` (from `file`, for messages) as f32, which must have `shape`.
+pub fn read_shaped(
+    source: &dyn TensorSource,
+    file: &Path,
+    name: &str,
+    shape: Vec<usize>,
+) -> Result<Vec<f32>, ModelError> {
+    let info = source.info(name).ok_or_else(|| ModelError::MissingTensor {
+        name: name.into(),
+        origin: file.display().to_string(),
+    })?;
+    if info.shape != shape {
+        return Err(ModelError::Shape {
+            name: name.into(),
+            origin: file.display().to_string(),
+            expected: shape,
+            actual: info.shape,
+        });
+    }
+    Ok(source.read_f32(name)?.0)
+}
+
 /// A tensor's values on the host (a blocking read: native code only).
 pub fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
     let data = t

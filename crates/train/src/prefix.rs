@@ -11,8 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use model::decoder::TokenBatch;
-use model::{CausalLm, KvCache, ModelError};
+use model::{CausalLm, ModelError};
 
 use crate::features::{CHUNK, Progress, digest_rows};
 
@@ -113,19 +112,9 @@ fn compute(
     rows: &[Vec<u32>],
     spec: &PrefixSpec,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
-    let (ids, valid) = model::generate::left_pad(rows, spec.pad_id);
-    let n = ids.first().map_or(0, Vec::len);
-    let rope = lm.rope(n);
-    let mut cache = KvCache::new(lm.model.layers.len());
-    let states = lm.model.forward_depths(
-        TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        },
-        &rope,
-        &mut cache,
-        &[spec.depth],
-    )?;
+    let (states, valid) =
+        model::heads::probe::states_at_depths(lm, rows, &[spec.depth], spec.pad_id)?;
+    let n = valid.first().map_or(0, Vec::len);
     let h = spec.hidden_size;
     let flat = model::io::values(states.into_iter().next().expect("one depth"))?;
     Ok(rows

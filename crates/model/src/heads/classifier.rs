@@ -244,7 +244,6 @@ pub fn load_head_in(
     hidden: usize,
     device: &Device,
 ) -> Result<(ClassifierHead, HeadConfig), ModelError> {
-    use formats::TensorSource;
     let cfg_path = dir.path("classifier.json");
     let text = dir.read_string("classifier.json")?;
     let config: HeadConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
@@ -255,21 +254,7 @@ pub fn load_head_in(
     let source =
         formats::safetensors::SafetensorsSource::open_file(dir, "classifier_head.safetensors")?;
     let c = config.labels.len();
-    let read = |name: &str, shape: Vec<usize>| -> Result<Vec<f32>, ModelError> {
-        let info = source.info(name).ok_or_else(|| ModelError::MissingTensor {
-            name: name.into(),
-            origin: file.display().to_string(),
-        })?;
-        if info.shape != shape {
-            return Err(ModelError::Shape {
-                name: name.into(),
-                origin: file.display().to_string(),
-                expected: shape,
-                actual: info.shape,
-            });
-        }
-        Ok(source.read_f32(name)?.0)
-    };
+    let read = |name: &str, shape: Vec<usize>| crate::io::read_shaped(&source, &file, name, shape);
     let t1 = |v: Vec<f32>, n: usize| Tensor::<1>::from_data(TensorData::new(v, [n]), device);
     let head = ClassifierHead {
         layer_norm: LayerNorm {

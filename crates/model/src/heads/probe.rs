@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
-use formats::{Folder, TensorSource};
+use formats::Folder;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -130,20 +130,9 @@ pub fn pooled_features(
     if let Some(i) = rows.iter().position(Vec::is_empty) {
         return Err(ModelError::Input(format!("row {i} has no tokens")));
     }
-    let (ids, valid) = crate::generate::left_pad(rows, pad_id);
     let b = rows.len();
-    let n = ids.first().map_or(0, Vec::len);
-    let rope = lm.rope(n);
-    let mut cache = KvCache::new(lm.model.layers.len());
-    let states = lm.model.forward_depths(
-        TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        },
-        &rope,
-        &mut cache,
-        depths,
-    )?;
+    let (states, valid) = states_at_depths(lm, rows, depths, pad_id)?;
+    let n = valid.first().map_or(0, Vec::len);
     let weights: Vec<f32> = valid
         .iter()
         .flat_map(|row| {
@@ -160,6 +149,30 @@ pub fn pooled_features(
         .collect();
     let flat = crate::io::values(Tensor::cat(pooled, 1))?;
     Ok(flat.chunks(depths.len() * h).map(<[f32]>::to_vec).collect())
+}
+
+/// The hidden states of token rows, left-padded into one batch, after the first `depth`
+/// layers for each of `depths` (`[batch, longest, hidden]` each), and the padding mask.
+pub fn states_at_depths(
+    lm: &CausalLm,
+    rows: &[Vec<u32>],
+    depths: &[usize],
+    pad_id: u32,
+) -> Result<(Vec<Tensor<3>>, Vec<Vec<bool>>), ModelError> {
+    let (ids, valid) = crate::generate::left_pad(rows, pad_id);
+    let n = ids.first().map_or(0, Vec::len);
+    let rope = lm.rope(n);
+    let mut cache = KvCache::new(lm.model.layers.len());
+    let states = lm.model.forward_depths(
+        TokenBatch {
+            ids: &ids,
+            valid: &valid,
+        },
+        &rope,
+        &mut cache,
+        depths,
+    )?;
+    Ok((states, valid))
 }
 
 /// Writes `probe.safetensors` (f16) and `classifier.json` into `dir`, each atomically.
@@ -264,19 +277,7 @@ pub fn load_probe(
     let file = dir.path(PROBE_FILE);
     let source = formats::safetensors::SafetensorsSource::open_file(dir, PROBE_FILE)?;
     let read = |name: &str, shape: Vec<usize>| -> Result<Vec<f32>, ModelError> {
-        let info = source.info(name).ok_or_else(|| ModelError::MissingTensor {
-            name: name.into(),
-            origin: file.display().to_string(),
-        })?;
-        if info.shape != shape {
-            return Err(ModelError::Shape {
-                name: name.into(),
-                origin: file.display().to_string(),
-                expected: shape,
-                actual: info.shape,
-            });
-        }
-        let values = source.read_f32(name)?.0;
+        let values = crate::io::read_shaped(&source, &file, name, shape)?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(ModelError::Config {
                 path: file.clone(),

@@ -346,8 +346,19 @@ fn classifiers_that_do_not_fit_get_clear_errors() {
     );
     // Training refuses an --out that holds something else, and bad options.
     let data = fixture("data/imhi");
-    fails(
-        &[
+    let head_l2 = scratch("head-l2");
+    let head_depth = scratch("head-depth");
+    let cases: [(&[&str], &Path, &str); 3] = [
+        (
+            &[],
+            &fixture("data"),
+            "holds something other than a head-only classifier",
+        ),
+        (&["--l2=0"], &head_l2, "--l2"),
+        (&["--depths", "1,9"], &head_depth, "--depths"),
+    ];
+    for (extra, out_dir, needle) in cases {
+        let mut args = vec![
             "train",
             "classifier",
             "--mode",
@@ -361,51 +372,11 @@ fn classifiers_that_do_not_fit_get_clear_errors() {
             "--data",
             data.to_str().unwrap(),
             "--out",
-            fixture("data").to_str().unwrap(),
-        ],
-        &["holds something other than a head-only classifier"],
-    );
-    fails(
-        &[
-            "train",
-            "classifier",
-            "--mode",
-            "head",
-            "--device",
-            "cpu",
-            "--model",
-            m,
-            "--task",
-            "DR",
-            "--data",
-            data.to_str().unwrap(),
-            "--l2=0",
-            "--out",
-            scratch("head-l2").to_str().unwrap(),
-        ],
-        &["--l2"],
-    );
-    fails(
-        &[
-            "train",
-            "classifier",
-            "--mode",
-            "head",
-            "--device",
-            "cpu",
-            "--model",
-            m,
-            "--task",
-            "DR",
-            "--data",
-            data.to_str().unwrap(),
-            "--depths",
-            "1,9",
-            "--out",
-            scratch("head-depth").to_str().unwrap(),
-        ],
-        &["--depths"],
-    );
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        fails(&args, &[needle]);
+    }
     for d in [out, copy] {
         let _ = std::fs::remove_dir_all(d);
     }

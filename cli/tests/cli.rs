@@ -624,10 +624,14 @@ fn train_classifier_then_classify_with_the_head() {
             "DR",
             "--data",
             d,
+            "--mode",
+            "prefix",
+            "--top-k",
+            "5",
             "--out",
             o2,
         ],
-        &["SAD or DEP-SEVERITY"],
+        &["--top-k must be within 1..=2"],
     );
     fails(
         &[

@@ -107,15 +107,8 @@ impl Probe {
                 self.bias[row] as f64 + w.iter().zip(&z).map(|(&w, z)| w as f64 * z).sum::<f64>()
             })
             .collect();
-        softmax(&logits)
+        crate::score::normalise(&logits)
     }
-}
-
-pub fn softmax(logits: &[f64]) -> Vec<f64> {
-    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.iter().map(|e| e / sum).collect()
 }
 
 /// Mean-pooled hidden states of token rows at `depths`, concatenated: one row of

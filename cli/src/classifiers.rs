@@ -40,7 +40,12 @@ pub fn task_dir(root: &Path, dataset: Dataset) -> PathBuf {
 
 /// The default cache of pooled features: `~/.cache/mentalqlm/features`.
 pub fn default_cache() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mentalqlm/features"))
+    user_cache("features")
+}
+
+/// `~/.cache/mentalqlm/<kind>`: caches live in the user's cache folder, never in a checkout.
+pub fn user_cache(kind: &str) -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mentalqlm").join(kind))
 }
 
 /// The base model's fingerprint, as shipped classifiers record it.
@@ -127,7 +132,9 @@ pub fn distinct<'a>(texts: impl IntoIterator<Item = &'a str>) -> (Vec<&'a str>, 
 pub struct Extraction<'a> {
     pub model_sha: &'a str,
     pub depths: &'a [usize],
-    pub max_length: usize,
+    /// The cuts pooled (tokens per text), each giving every depth, cut-major; the text is
+    /// run once, cut to the longest.
+    pub max_lengths: &'a [usize],
     pub batch_size: usize,
     pub cache: Option<PathBuf>,
 }
@@ -140,13 +147,18 @@ pub fn features(
     settings: &Extraction<'_>,
     on_progress: impl FnMut(Progress),
 ) -> Result<Vec<Vec<f32>>> {
+    let longest = settings.max_lengths.iter().copied().max().unwrap_or(0);
+    if longest == 0 {
+        bail!("feature extraction needs cuts of at least one token");
+    }
     let rows = texts
         .iter()
-        .map(|t| encode(tokenizer, t, settings.max_length))
+        .map(|t| encode(tokenizer, t, longest))
         .collect::<Result<Vec<_>>>()?;
     let spec = FeatureSpec {
         model_sha256: settings.model_sha.to_string(),
         depths: settings.depths.to_vec(),
+        cuts: settings.max_lengths.to_vec(),
         hidden_size: lm.model.hidden_size(),
         pad_id: tokenizer.pad_id,
         batch_size: settings.batch_size,
@@ -190,7 +202,7 @@ pub fn classify(
     let settings = Extraction {
         model_sha: &loaded.config.base_model_sha256,
         depths: &loaded.config.depths,
-        max_length: loaded.config.max_length,
+        max_lengths: &[loaded.config.max_length],
         batch_size,
         cache,
     };

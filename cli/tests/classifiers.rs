@@ -103,9 +103,16 @@ fn train_head_writes_a_classifier_that_classify_and_eval_use() {
                 .unwrap()
                 .contains("test")
         );
-        // Two penalties × two weightings × one depth set on the 2-layer model.
+        // Two penalties × two weightings × one depth set × two cuts on the 2-layer model.
         let trials = std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
-        assert_eq!(trials.lines().count(), 4, "{task}: {trials}");
+        assert_eq!(trials.lines().count(), 8, "{task}: {trials}");
+        let cuts: std::collections::BTreeSet<u64> = trials
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["max_length"].as_u64().unwrap())
+            .collect();
+        assert_eq!(cuts.into_iter().collect::<Vec<_>>(), [192, 384], "{task}");
+        let chosen = config["metrics"]["recipe"]["max_length"].as_u64().unwrap();
+        assert_eq!(config["max_length"].as_u64(), Some(chosen), "{task}");
     }
     // Irf and MultiWD keep one linear layer per question.
     let multiwd = read_json(out.join("MultiWD/classifier.json"));
@@ -348,7 +355,7 @@ fn classifiers_that_do_not_fit_get_clear_errors() {
     let data = fixture("data/imhi");
     let head_l2 = scratch("head-l2");
     let head_depth = scratch("head-depth");
-    let cases: [(&[&str], &Path, &str); 3] = [
+    let cases: [(&[&str], &Path, &str); 6] = [
         (
             &[],
             &fixture("data"),
@@ -356,6 +363,9 @@ fn classifiers_that_do_not_fit_get_clear_errors() {
         ),
         (&["--l2=0"], &head_l2, "--l2"),
         (&["--depths", "1,9"], &head_depth, "--depths"),
+        (&["--max-lengths", "0,192"], &head_depth, "--max-length"),
+        (&["--max-lengths", "64", "--max-length", "64"], &head_depth, "--max-length"),
+        (&["--max-lengths", "x"], &head_depth, "--max-lengths"),
     ];
     for (extra, out_dir, needle) in cases {
         let mut args = vec![

@@ -342,3 +342,35 @@ fn training_over_the_cached_prefix_equals_training_through_every_layer() {
     assert_eq!(again.row(3), train_cache.row(3));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// One pass at the longest cut gives the features of every shorter cut: pooling a row's first
+/// c tokens equals pooling the row cut to c, in a batch with rows of other lengths (left
+/// padding), and a cut longer than the row pools all of it.
+#[test]
+fn pooled_features_of_a_cut_equal_those_of_the_row_cut_short() {
+    use model::heads::probe::pooled_features;
+    let lm = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap().model;
+    let h = lm.model.hidden_size();
+    let depths = [1, 2];
+    let rows: Vec<Vec<u32>> = vec![
+        (0..9).map(|i| 30 + 7 * i).collect(),
+        vec![41, 5, 99],
+        (0..6).map(|i| 200 - 11 * i).collect(),
+    ];
+    let cuts = [4, 100];
+    let both = pooled_features(&lm, &rows, &depths, &cuts, 0).unwrap();
+    assert_eq!(both[0].len(), cuts.len() * depths.len() * h);
+    for (r, row) in rows.iter().enumerate() {
+        for (c, &cut) in cuts.iter().enumerate() {
+            let short = vec![row[..row.len().min(cut)].to_vec()];
+            let alone = pooled_features(&lm, &short, &depths, &[usize::MAX], 0).unwrap();
+            let block = &both[r][c * depths.len() * h..(c + 1) * depths.len() * h];
+            let diff = crate::max_abs_diff(block, &alone[0]);
+            assert!(diff < 1e-4, "row {r}, cut {cut}: {diff}");
+        }
+    }
+    // The two cuts of the long row differ (the test can fail), and a cut of 0 is refused.
+    assert!(crate::max_abs_diff(&both[0][..depths.len() * h], &both[0][depths.len() * h..]) > 1e-3);
+    let err = pooled_features(&lm, &rows, &depths, &[0], 0).unwrap_err();
+    assert!(err.to_string().contains("cuts"), "{err}");
+}

@@ -1,10 +1,13 @@
 //! Pooled hidden states of the frozen base model for many texts, computed once and cached on
 //! disk. The base model never changes while a head-only classifier trains, so its features
-//! are a pure function of (model, depths, token ids): the cache is keyed by exactly that, and
-//! a run that was cut short picks up at the first chunk it had not written.
+//! are a pure function of (model, depth, cut, token ids): the cache is keyed by exactly that,
+//! and a run that was cut short picks up at the first chunk it had not written.
 //!
-//! Layout: `<cache>/<model sha256, 16 hex>-d<depth>/<chunk digest>.f16`, one file per depth
-//! and chunk of [`CHUNK`] consecutive rows (so any subset of depths reuses them): the magic
+//! Several cuts (pooled over a row's first 192 tokens, over its first 384, ...) come from one
+//! pass over rows cut to the longest: the model is causal (see `pooled_features`).
+//!
+//! Layout: `<cache>/<model sha256, 16 hex>-d<depth>-c<cut>/<chunk digest>.f16`, one file per
+//! depth, cut and chunk of [`CHUNK`] consecutive rows (so any subset reuses them): the magic
 //! `MQF1`, the row and feature counts (u32 little-endian), then the features as f16. Each is
 //! written to a temporary name and renamed; a file of the wrong size is computed again.
 
@@ -23,6 +26,8 @@ const MAGIC: &[u8; 4] = b"MQF1";
 pub struct FeatureSpec {
     pub model_sha256: String,
     pub depths: Vec<usize>,
+    /// Tokens pooled, per feature block: each cut gives every depth (cut-major).
+    pub cuts: Vec<usize>,
     pub hidden_size: usize,
     pub pad_id: u32,
     /// Rows per forward pass; rows are sorted by length within a chunk so padding stays small.
@@ -33,16 +38,21 @@ pub struct FeatureSpec {
 
 impl FeatureSpec {
     pub fn dim(&self) -> usize {
-        self.depths.len() * self.hidden_size
+        self.cuts.len() * self.depths.len() * self.hidden_size
     }
 
-    /// The cache folder of each depth.
+    /// The cache folder of each feature block, in the features' order.
     fn folders(&self) -> Option<Vec<PathBuf>> {
         let sha: String = self.model_sha256.chars().take(16).collect();
-        self.cache.as_ref().map(|c| {
-            self.depths
+        self.cache.as_ref().map(|root| {
+            self.cuts
                 .iter()
-                .map(|d| c.join(format!("{sha}-d{d}")))
+                .flat_map(|c| {
+                    let sha = &sha;
+                    self.depths
+                        .iter()
+                        .map(move |d| root.join(format!("{sha}-d{d}-c{c}")))
+                })
                 .collect()
         })
     }
@@ -100,7 +110,7 @@ fn write_chunk(path: &Path, features: &[Vec<f32>], dim: usize) -> Result<(), Mod
     model::io::write_atomic(path, &bytes)
 }
 
-/// The features of every row (token ids, already cut to the maximum length), in order.
+/// The features of every row (token ids, already cut to the longest cut), in order.
 /// Cached features are stored in f16, and so are returned rounded to f16 either way, so a
 /// run reads the same values whether or not its cache was warm.
 pub fn extract(
@@ -130,10 +140,10 @@ pub fn extract(
                 .map(|p| read_chunk(p, chunk.len(), h))
                 .collect::<Option<Vec<_>>>()
         });
-        if let Some(per_depth) = cached {
+        if let Some(per_block) = cached {
             for i in 0..chunk.len() {
                 out.push(
-                    per_depth
+                    per_block
                         .iter()
                         .flat_map(|d| d[i].iter().copied())
                         .collect(),
@@ -149,7 +159,7 @@ pub fn extract(
         let mut features = vec![Vec::new(); chunk.len()];
         for batch in order.chunks(spec.batch_size.max(1)) {
             let batch_rows: Vec<Vec<u32>> = batch.iter().map(|&i| chunk[i].clone()).collect();
-            let pooled = pooled_features(lm, &batch_rows, &spec.depths, spec.pad_id)?;
+            let pooled = pooled_features(lm, &batch_rows, &spec.depths, &spec.cuts, spec.pad_id)?;
             for (&i, f) in batch.iter().zip(pooled) {
                 features[i] = f.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
             }

@@ -1,7 +1,7 @@
 //! `mentalqlm train classifier --mode head`: a head-only classifier per task over the frozen
 //! base model's pooled hidden states. The features of every text are computed once (and
-//! cached on disk, so a killed run resumes at its last chunk); the recipe (L2 penalty, class
-//! weighting, depths) is chosen on validation, and `--score-test` then scores the chosen,
+//! cached on disk, so a killed run resumes at its last chunk); the recipe (tokens per text,
+//! L2 penalty, class weighting, depths) is chosen on validation, and `--score-test` then scores the chosen,
 //! f16-rounded classifier on the test split, which plays no part in the choice.
 
 use std::path::{Path, PathBuf};
@@ -141,11 +141,22 @@ pub fn run(args: &ClassifierArgs) -> Result<()> {
     } else {
         vec![Dataset::from_name(&args.dataset)?]
     };
-    let max_length = args.max_length.unwrap_or(192);
+    // clap refuses --max-length with --max-lengths.
+    let mut max_lengths = match (args.max_length, &args.max_lengths) {
+        (Some(n), _) => vec![n],
+        (None, Some(list)) => list.clone(),
+        (None, None) => vec![192, 384],
+    };
+    max_lengths.sort_unstable();
+    max_lengths.dedup();
     let batch_size = args.batch_size.unwrap_or(8);
     let seed = args.seed.unwrap_or(0);
-    if max_length == 0 || batch_size == 0 || args.limit == Some(0) {
-        bail!("--max-length, --batch-size and --limit must be at least 1");
+    if max_lengths.is_empty()
+        || max_lengths.contains(&0)
+        || batch_size == 0
+        || args.limit == Some(0)
+    {
+        bail!("--max-length(s), --batch-size and --limit must be at least 1");
     }
     if args.l2.is_empty() || args.l2.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
         bail!("--l2 takes positive penalties, e.g. 1e-2,1e-3");
@@ -206,7 +217,7 @@ pub fn run(args: &ClassifierArgs) -> Result<()> {
             .unwrap_or_default(),
         depths: &depths,
         depth_sets: &depth_sets,
-        max_length,
+        max_lengths: &max_lengths,
         batch_size,
         cache,
         device: chosen.description.clone(),
@@ -238,13 +249,23 @@ struct Context_<'a> {
     model_name: String,
     depths: &'a [usize],
     depth_sets: &'a [Vec<usize>],
-    max_length: usize,
+    max_lengths: &'a [usize],
     batch_size: usize,
     cache: Option<PathBuf>,
     device: String,
 }
 
 impl Context_<'_> {
+    /// The cut and depths of a recipe's feature blocks.
+    fn recipe_of(&self, blocks: &[usize]) -> (usize, Vec<usize>) {
+        let n = self.depths.len();
+        let cut = blocks.first().map_or(0, |b| b / n);
+        (
+            self.max_lengths[cut],
+            blocks.iter().map(|&b| self.depths[b % n]).collect(),
+        )
+    }
+
     /// Features of the distinct texts of `items` (in their order) and each item's row.
     fn rows(
         &self,
@@ -260,7 +281,7 @@ impl Context_<'_> {
         let settings = Extraction {
             model_sha: self.model_sha,
             depths: self.depths,
-            max_length: self.max_length,
+            max_lengths: self.max_lengths,
             batch_size: self.batch_size,
             cache: self.cache.clone(),
         };
@@ -330,19 +351,27 @@ fn train_task(
     };
     let mut l2 = args.l2.clone();
     l2.sort_by(|a, b| b.total_cmp(a));
+    // Feature blocks are cut-major (every depth of the first cut, then the next), so a
+    // recipe's blocks are `cut · depths + depth`. The shorter cut comes first: ties go to it,
+    // then to the stronger penalty.
     let mut grid = Vec::new();
-    for &balanced in &balances {
-        for set in cx.depth_sets {
-            let depth_set: Vec<usize> = set
-                .iter()
-                .map(|d| cx.depths.iter().position(|x| x == d).expect("checked"))
-                .collect();
-            for &l in &l2 {
-                grid.push(FitConfig {
-                    l2: l,
-                    balanced,
-                    depth_set: depth_set.clone(),
-                });
+    for cut in 0..cx.max_lengths.len() {
+        for &balanced in &balances {
+            for set in cx.depth_sets {
+                let depth_set: Vec<usize> = set
+                    .iter()
+                    .map(|d| {
+                        cut * cx.depths.len()
+                            + cx.depths.iter().position(|x| x == d).expect("checked")
+                    })
+                    .collect();
+                for &l in &l2 {
+                    grid.push(FitConfig {
+                        l2: l,
+                        balanced,
+                        depth_set: depth_set.clone(),
+                    });
+                }
             }
         }
     }
@@ -367,7 +396,7 @@ fn train_task(
     );
     fit_bar.finish_and_clear();
     let fit_seconds = fit_start.elapsed().as_secs_f64();
-    let chosen_depths: Vec<usize> = config.depth_set.iter().map(|&i| cx.depths[i]).collect();
+    let (chosen_length, chosen_depths) = cx.recipe_of(&config.depth_set);
     let val_gold: Vec<usize> = val.iter().map(|r| r.label).collect();
     let (val_pred, _) = predict(
         &round_f16(&probe),
@@ -391,7 +420,10 @@ fn train_task(
     let mut metrics = json!({
         "val_weighted_f1": val_f1, "val_n": val.len(), "train_n": train.len(),
         "train_texts": n_train, "val_texts": n_val,
-        "recipe": { "l2": config.l2, "balanced": config.balanced, "depths": chosen_depths },
+        "recipe": {
+            "l2": config.l2, "balanced": config.balanced, "depths": chosen_depths,
+            "max_length": chosen_length,
+        },
         "refit_on_train_and_val": args.refit,
     });
     if args.score_test {
@@ -425,14 +457,14 @@ fn train_task(
         questions,
         depths: chosen_depths,
         hidden_size: hidden,
-        max_length: cx.max_length,
+        max_length: chosen_length,
         base_model_sha256: cx.model_sha.to_string(),
         base_model: cx.model_name.clone(),
         metrics: metrics.clone(),
         provenance,
     };
     save_probe(&shipped, &probe_config, out)?;
-    write_log(out, dataset, &trials, cx.depths)?;
+    write_log(out, dataset, &trials, cx)?;
     let mut line = json!({ "dataset": dataset.name(), "out": out, "seconds": seconds });
     if let (Some(o), Some(m)) = (line.as_object_mut(), metrics.as_object()) {
         for (k, v) in m {
@@ -454,28 +486,25 @@ fn train_task(
 }
 
 /// `log.jsonl` (every recipe tried, with its validation F1) and `curves.svg` (validation F1
-/// against the penalty, one line per weighting and depth set).
-fn write_log(out: &Path, dataset: Dataset, trials: &[Trial], depths: &[usize]) -> Result<()> {
+/// against the penalty, one line per cut, weighting and depth set).
+fn write_log(out: &Path, dataset: Dataset, trials: &[Trial], cx: &Context_<'_>) -> Result<()> {
     let mut text = String::new();
     for t in trials {
-        let d: Vec<usize> = t.config.depth_set.iter().map(|&i| depths[i]).collect();
+        let (cut, d) = cx.recipe_of(&t.config.depth_set);
         text.push_str(&json!({
             "event": "trial", "l2": t.config.l2, "balanced": t.config.balanced, "depths": d,
-            "val_weighted_f1": t.val_weighted_f1, "iterations": t.iterations, "seconds": t.seconds,
+            "max_length": cut, "val_weighted_f1": t.val_weighted_f1,
+            "iterations": t.iterations, "seconds": t.seconds,
         }).to_string());
         text.push('\n');
     }
     model::io::write_atomic(&out.join("log.jsonl"), text.as_bytes())?;
     let mut series: Vec<data::curve::Series> = Vec::new();
     for t in trials {
-        let d: Vec<String> = t
-            .config
-            .depth_set
-            .iter()
-            .map(|&i| depths[i].to_string())
-            .collect();
+        let (cut, d) = cx.recipe_of(&t.config.depth_set);
+        let d: Vec<String> = d.iter().map(ToString::to_string).collect();
         let name = format!(
-            "{} layers {}",
+            "{cut} tokens, {} layers {}",
             if t.config.balanced {
                 "balanced,"
             } else {

@@ -111,37 +111,58 @@ impl Probe {
     }
 }
 
-/// Mean-pooled hidden states of token rows at `depths`, concatenated: one row of
-/// `depths.len()·hidden` values per input row. The rows are left-padded into one batch; the
-/// mean counts a row's own tokens only.
+/// Mean-pooled hidden states of token rows at `depths`, for each cut in `cuts`: one row of
+/// `cuts.len()·depths.len()·hidden` values per input row, cut-major (every depth of the
+/// first cut, then of the next). The mean of cut `c` counts the row's first `min(c, len)`
+/// tokens only. The model is causal, so those tokens' states are the ones the row cut to `c`
+/// would give: one pass at the longest cut yields the features of every shorter cut.
+/// `&[usize::MAX]` pools whole rows. The rows are left-padded into one batch.
 pub fn pooled_features(
     lm: &CausalLm,
     rows: &[Vec<u32>],
     depths: &[usize],
+    cuts: &[usize],
     pad_id: u32,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
     if let Some(i) = rows.iter().position(Vec::is_empty) {
         return Err(ModelError::Input(format!("row {i} has no tokens")));
     }
+    if cuts.is_empty() || cuts.contains(&0) {
+        return Err(ModelError::Input(format!(
+            "pooling needs cuts of at least one token, got {cuts:?}"
+        )));
+    }
     let b = rows.len();
+    let c = cuts.len();
     let (states, valid) = states_at_depths(lm, rows, depths, pad_id)?;
     let n = valid.first().map_or(0, Vec::len);
-    let weights: Vec<f32> = valid
-        .iter()
-        .flat_map(|row| {
-            let real = row.iter().filter(|&&v| v).count().max(1) as f32;
-            row.iter().map(move |&v| if v { 1.0 / real } else { 0.0 })
-        })
-        .collect();
+    // weights[row][cut][position]: 1/count over the row's first `cut` real tokens.
+    let mut weights = Vec::with_capacity(b * c * n);
+    for row in &valid {
+        let real = row.iter().filter(|&&v| v).count();
+        for &cut in cuts {
+            let take = real.min(cut).max(1);
+            let mut seen = 0;
+            for &v in row {
+                let w = if v && seen < take { 1.0 / take as f32 } else { 0.0 };
+                seen += usize::from(v);
+                weights.push(w);
+            }
+        }
+    }
     let device = lm.model.embed_tokens.weight.device();
-    let weights = Tensor::<3>::from_data(TensorData::new(weights, [b, n, 1]), &device);
+    let weights = Tensor::<3>::from_data(TensorData::new(weights, [b, c, n]), &device);
     let h = lm.model.hidden_size();
-    let pooled: Vec<Tensor<2>> = states
+    // [b, cuts, n] x [b, n, h] per depth, side by side: [b, cuts, depths·h].
+    let pooled: Vec<Tensor<3>> = states
         .into_iter()
-        .map(|s| (s * weights.clone()).sum_dim(1).reshape([b, h]))
+        .map(|s| weights.clone().matmul(s))
         .collect();
-    let flat = crate::io::values(Tensor::cat(pooled, 1))?;
-    Ok(flat.chunks(depths.len() * h).map(<[f32]>::to_vec).collect())
+    let flat = crate::io::values(Tensor::cat(pooled, 2).reshape([b, c * depths.len() * h]))?;
+    Ok(flat
+        .chunks(c * depths.len() * h)
+        .map(<[f32]>::to_vec)
+        .collect())
 }
 
 /// The hidden states of token rows, left-padded into one batch, after the first `depth`

@@ -64,8 +64,10 @@ pub struct Args {
     /// Rows per device chunk in k-center greedy.
     #[arg(long, default_value_t = 4096)]
     pub chunk: usize,
-    #[arg(long, default_value = ".cache/mentalqlm/select")]
-    pub cache_dir: PathBuf,
+    /// Where scores and embeddings are cached (default ~/.cache/mentalqlm/select, or the
+    /// system's temporary folder without a home).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
     pub system: String,
 }
@@ -83,10 +85,15 @@ struct Features {
 }
 
 fn cache_paths(args: &Args, dataset: Dataset, key: u64) -> (PathBuf, PathBuf) {
+    let dir = args
+        .cache_dir
+        .clone()
+        .or_else(|| crate::classifiers::user_cache("select"))
+        .unwrap_or_else(|| std::env::temp_dir().join("mentalqlm-select"));
     let stem = format!("{}-{key:016x}", dataset.name());
     (
-        args.cache_dir.join(format!("{stem}.json")),
-        args.cache_dir.join(format!("{stem}.f32")),
+        dir.join(format!("{stem}.json")),
+        dir.join(format!("{stem}.f32")),
     )
 }
 

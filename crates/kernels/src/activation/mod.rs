@@ -6,7 +6,7 @@
 //! and into a fresh tensor: a softmax is a max, a subtraction, an `exp`, a sum and a
 //! division, and its backward recomputes the `exp`; SwiGLU is a sigmoid, two products and
 //! their backward passes. In a LoRA training step of SmolLM2 on 4 × 256 tokens they were a
-//! sixth of the time (`perf`, README). Here each is one pass over the values on every
+//! sixth of the time (`perf`, docs/bench.md). Here each is one pass over the values on every
 //! thread, with a vectorizable `exp`; the backward passes take the saved output (softmax)
 //! or inputs (SwiGLU). Other devices keep Burn's ops, which wgpu fuses.
 

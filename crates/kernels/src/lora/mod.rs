@@ -73,7 +73,7 @@ impl LoraOps for CubeBackend {
 
     /// The factors' gradients (`s·(g·B)ᵀ·x`, `s·gᵀ·(x·Aᵀ)`) each have a side of length r:
     /// our kernel would run them as a handful of tiles that each walk a long inner dimension
-    /// alone (the H200 measurements in the README), so they go to CubeCL's autotuned matmul
+    /// alone (the H200 measurements in docs/kernels.md), so they go to CubeCL's autotuned matmul
     /// on every runtime, as does `gᵀ·x` when the base is trained.
     /// (Under Fusion, which the wgpu device runs, they never reach this: they stay Fusion's
     /// own ops, see `LoraOps::lora_scaled_matmul`.)

@@ -14,6 +14,7 @@ Output (tests/fixtures/tiny/):
   versions.json           the library versions that made them
 """
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def save(model, path: Path, tok_path: Path, dtype=None) -> None:
         shutil.rmtree(path)
     m = model if dtype is None else model.to(dtype)
     m.save_pretrained(path, safe_serialization=True)
-    shutil.copy(tok_path, path / "tokenizer.json")
+    # One tokenizer for every tiny model: a link, not a copy of it in each folder.
+    (path / "tokenizer.json").symlink_to(os.path.relpath(tok_path, path))
     for extra in ["generation_config.json"]:
         (path / extra).unlink(missing_ok=True)
 

@@ -1,4 +1,5 @@
-//! Helpers shared by the CLI's integration tests: the binary, its fixtures, scratch folders.
+//! Helpers shared by the CLI's integration tests: the binary, its fixtures, scratch folders,
+//! and reading back what it printed or wrote.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -59,4 +60,67 @@ pub fn manifest_dir() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A JSON array of numbers.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// `mentalqlm logits` for `ids` (with an optional adapter) equals the last row of `rows`.
+pub fn check_logits(
+    model: &str,
+    adapter: Option<&str>,
+    ids: &serde_json::Value,
+    rows: &serde_json::Value,
+) -> String {
+    let ids: Vec<String> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let ids = ids.join(",");
+    let mut args = vec!["logits", "--device", "cpu", "--model", model, "--ids", &ids];
+    if let Some(a) = adapter {
+        args.extend(["--adapter", a]);
+    }
+    let (stdout, stderr) = ok(&args);
+    let got = floats(&serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap()["logits"]);
+    let want = floats(rows.as_array().unwrap().last().unwrap());
+    assert_eq!(got.len(), want.len());
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-4, "max diff {diff}");
+    stderr
+}
+
+/// Copies the folder `from` with everything in it to `to`.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The events of a training run's `log.jsonl` in `out`.
+pub fn log_events(out: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

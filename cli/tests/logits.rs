@@ -1,0 +1,95 @@
+//! `mentalqlm logits` end to end: the last position's logits as JSON against the reference
+//! fixtures, with a PEFT adapter (`--adapter`), and `--weights` keeping or converting a GGUF
+//! model's codes.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn logits_prints_last_position_json() {
+    let reference = read_json(fixture("tiny/reference.json"));
+    let model = fixture("tiny/qwen2");
+    let stderr = check_logits(
+        model.to_str().unwrap(),
+        None,
+        &reference["token_ids"][0],
+        &reference["models"]["qwen2"]["logits"][0],
+    );
+    assert!(stderr.contains("device: cpu"), "{stderr}");
+}
+
+/// `--weights`: on the CPU a GGUF model's codes are kept by default (`auto`) and read by the
+/// quantized kernels; `f32` converts them. Both give the default model's logits within 2e-3;
+/// a value that is not one of the three is refused by name.
+#[test]
+fn weights_flag_keeps_or_converts_gguf_codes() {
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model.is_file(), "run scripts/setup-model.sh");
+    let logits = |weights: Option<&str>| {
+        let mut args = vec![
+            "logits",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--ids",
+            "1,504,3458,314,253,1789",
+        ];
+        if let Some(w) = weights {
+            args.extend(["--weights", w]);
+        }
+        let (stdout, stderr) = ok(&args);
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        (floats(&v["logits"]), stderr)
+    };
+    let (auto, auto_err) = logits(None);
+    let (kept, kept_err) = logits(Some("quantized"));
+    let (f32s, f32_err) = logits(Some("f32"));
+    assert!(auto_err.contains("kept as codes"), "{auto_err}");
+    assert!(kept_err.contains("kept as codes"), "{kept_err}");
+    assert!(!f32_err.contains("kept as codes"), "{f32_err}");
+    assert_eq!(auto, kept, "auto on the CPU is `quantized`");
+    let diff = kept
+        .iter()
+        .zip(&f32s)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 2e-3, "codes against f32: max diff {diff}");
+    let out = run(&["logits", "--weights", "f16", "--ids", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--weights") && stderr.contains("quantized"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn adapter_flag_applies_a_peft_adapter() {
+    let reference = read_json(fixture("lora/reference.json"));
+    let model = fixture("tiny/llama");
+    let adapter = fixture("lora/llama-adapter");
+    let stderr = check_logits(
+        model.to_str().unwrap(),
+        Some(adapter.to_str().unwrap()),
+        &reference["ids"],
+        &reference["cases"]["llama"]["logits"],
+    );
+    assert!(stderr.contains("adapter:"), "{stderr}");
+    let wrong = fixture("lora/qwen2-adapter");
+    fails(
+        &[
+            "logits",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--adapter",
+            wrong.to_str().unwrap(),
+            "--ids",
+            "1,2",
+        ],
+        &["loading adapter", "expected shape"],
+    );
+}

@@ -73,9 +73,10 @@ impl Loaded {
             .unwrap_or_default();
         let depths: Vec<String> = self.config.depths.iter().map(|d| d.to_string()).collect();
         format!(
-            "{} (trained head over layers {}{test})",
+            "{} (trained head over layers {} of the first {} tokens{test})",
             self.dir.display(),
-            depths.join(",")
+            depths.join(","),
+            self.config.max_length
         )
     }
 }

@@ -63,6 +63,14 @@ fn main() {
         keep_freed_memory();
     }
     let cli = Cli::parse();
+    // The run-time switches, read from the environment here and nowhere else (README,
+    // Settings), then installed for the library.
+    let (settings, notes) =
+        kernels::settings::Settings::from_variables(|name| std::env::var(name).ok());
+    for note in notes {
+        eprintln!("mentalqlm: {note}");
+    }
+    kernels::settings::install(settings);
     // On a worker of the CPU backend's thread pool, so that its parallel products start at
     // once instead of waking a worker and sleeping until it is done (`on_worker`).
     let result: Result<()> = kernels::cpu::on_worker(move || match cli.command {

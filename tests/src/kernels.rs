@@ -45,7 +45,17 @@ fn every_shader_passes_naga_validation() {
 }
 
 /// The CPU backend, and wgpu where an adapter exists.
+/// The CPU and wgpu, with the settings the environment names installed first (this test
+/// binary is the edge here, as `main` is the CLI's): a child of
+/// `other_schedules_pass_the_same_checks` runs its checks under other schedules.
 fn devices() -> Vec<Device> {
+    static SETTINGS: std::sync::Once = std::sync::Once::new();
+    SETTINGS.call_once(|| {
+        let (settings, notes) =
+            kernels::settings::Settings::from_variables(|name| std::env::var(name).ok());
+        assert!(notes.is_empty(), "{notes:?}");
+        kernels::settings::install(settings);
+    });
     let mut devices = vec![crate::cpu()];
     devices.extend(crate::wgpu());
     devices
@@ -95,7 +105,7 @@ const SHAPES: [(usize, usize, usize, usize); 9] = [
     (32, 32, 32, 4),
     (50, 100, 70, 16),
     (129, 48, 65, 9),
-    // Split products (`shaders::split_k`, from 128 rows): the forward in 4 slices of
+    // Split products (`schedule::split_k`, from 128 rows): the forward in 4 slices of
     // k = 2048, the input gradient (inner dimension n = 1024) in 2.
     (130, 2048, 24, 3),
     (128, 40, 1024, 4),
@@ -180,7 +190,7 @@ fn gradients_equal_burn_autodiff_on_wgpu_and_cpu() {
 }
 
 /// The checks above under the other schedules, each in a child process of this test binary
-/// (the variables are read once per process): `tiled-split` sends every product to
+/// (the variables are installed once per process, by `devices`): `tiled-split` sends every product to
 /// `lora_matmul.wgsl` (which by default takes only a quantized base over more than 8 rows),
 /// computing `x·Aᵀ` and `g·B` in the same pass, over slices of k where the rules split one,
 /// the epilogue adding them up; `rules` keeps the rules untimed, so the kernels that lose a
@@ -236,7 +246,8 @@ fn other_schedules_pass_the_same_checks() {
 #[test]
 fn close_calls_are_timed_once_and_the_faster_kept() {
     use kernels::lora::tune::{Decision, decisions};
-    use kernels::shaders::{Schedule, Tile};
+    use kernels::schedule::Schedule;
+    use kernels::shaders::Tile;
     if std::env::var_os("MENTALQLM_LORA_SCHEDULE").is_some() {
         return; // nothing is timed under another schedule
     }
@@ -280,7 +291,10 @@ fn close_calls_are_timed_once_and_the_faster_kept() {
         };
         assert_eq!(
             [first, second],
-            [Schedule::Epilogue, Schedule::Tiled(Tile::for_rows(200))]
+            [
+                Schedule::Epilogue,
+                Schedule::Tiled(Tile::for_rows(200, &kernels::settings::Settings::DEFAULT))
+            ]
         );
         assert!(
             t0.is_finite() && t1.is_finite() && t0 > 0.0 && t1 > 0.0,

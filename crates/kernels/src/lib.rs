@@ -6,7 +6,7 @@
 //! `x·Aᵀ` and `g·B` are computed in the tiled kernel's pass over x or g where it runs, else
 //! by CubeCL's matmul before it; both factor gradients in one launch (`lora_factors.wgsl`),
 //! or over many rows as Fusion's own matmuls with their scaling fused in. On the CPU backend the op calls gemm (`lora/cpu.rs`, and
-//! `lora/cpu_quantized.rs` over codes); on any other runtime it is built from ordinary Burn
+//! `lora/cpu_quantized/` over codes); on any other runtime it is built from ordinary Burn
 //! ops (`reference`). Under autodiff the op has its own backward (input and both LoRA
 //! factors; bias and base weight too, when they are tracked), which reuses the forward's
 //! `x·Aᵀ`.
@@ -19,6 +19,8 @@ pub mod lora;
 pub mod nll;
 pub mod quant;
 pub mod reference;
+pub mod schedule;
+pub mod settings;
 pub mod shaders;
 
 use burn::backend::fusion::custom::TensorSpec;
@@ -95,7 +97,7 @@ pub trait LoraOps: Backend {
     /// The gradients of both LoRA factors, `(s·uᵀ·x, s·gᵀ·t)` for `x [m, k]`, the output
     /// gradient `g [m, n]`, `t = x·Aᵀ` and `u = g·B` (both `[m, r]`): on wgpu one launch
     /// (`shaders/lora_factors.wgsl`) where two products take two. The backward asks for it
-    /// where `shaders::factors_in_one` says, else for the two products.
+    /// where `schedule::factors_in_one` says, else for the two products.
     #[fusion(meta = factor_specs)]
     fn lora_factor_grads(
         x: FloatTensor<Self>,

@@ -148,7 +148,9 @@ pub fn lora_linear_backward<B: LoraOps>(
     let dw = want_w.then(|| B::lora_scaled_matmul(g.clone(), x.clone(), true, false, 1.0));
     let (m, r) = (g.shape()[0], t.shape()[1]);
     let (da, db) = match gb.filter(|_| want_a) {
-        Some(gb) if want_b && crate::shaders::factors_in_one(m, r) => {
+        Some(gb)
+            if want_b && crate::schedule::factors_in_one(m, r, &crate::settings::current()) =>
+        {
             let (da, db) = B::lora_factor_grads(x.clone(), g.clone(), t, gb, scaling);
             (Some(da), Some(db))
         }

@@ -72,8 +72,7 @@ impl Attention {
 /// under autodiff and on other devices. It replaced Burn's fused CPU attention for prompts
 /// (which had itself replaced the grouped products below: 8.8 s against 10.6 s for a 16 ×
 /// 256-token prefill) and the grouped products for decoding steps.
-/// `MENTALQLM_FUSED_ATTENTION=0` turns it off, for comparisons.
+/// The settings' `fused_attention`; off (`MENTALQLM_FUSED_ATTENTION=0`) for comparisons.
 fn fused_attention() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("MENTALQLM_FUSED_ATTENTION").as_deref() != Ok("0"))
+    kernels::settings::current().fused_attention
 }

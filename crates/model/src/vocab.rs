@@ -125,11 +125,10 @@ impl VocabTable {
     }
 }
 
-/// Whether the loss takes the fused op; `MENTALQLM_FUSED_NLL=0` takes the log-softmax of the
-/// whole logits instead, for comparisons.
+/// Whether the loss takes the fused op: the settings' `fused_nll`; off
+/// (`MENTALQLM_FUSED_NLL=0`) takes the log-softmax of the whole logits, for comparisons.
 fn fused_nll() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("MENTALQLM_FUSED_NLL").as_deref() != Ok("0"))
+    kernels::settings::current().fused_nll
 }
 
 #[derive(Clone, Debug)]

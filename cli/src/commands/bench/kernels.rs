@@ -264,11 +264,13 @@ pub fn run(args: KernelArgs) -> Result<()> {
         .iter()
         .map(|s| parse_shape(s))
         .collect::<Result<Vec<_>>>()?;
-    let tile = std::env::var("MENTALQLM_LORA_TILE").unwrap_or_else(|_| "default".into());
-    let schedule = std::env::var("MENTALQLM_LORA_SCHEDULE").unwrap_or_else(|_| "auto".into());
+    let settings = kernels::settings::current();
+    let tile = settings
+        .lora_tile
+        .map_or("default".into(), |t| format!("{t:?}"));
     eprintln!(
-        "device: {}; schedule: {schedule}; tile over 8 rows: {tile}; the median of {} rounds of {} timed calls after a warm-up",
-        chosen.description, args.rounds, args.iters
+        "device: {}; schedule: {:?}; factor gradients: {:?}; tile over 8 rows: {tile}; the median of {} rounds of {} timed calls after a warm-up",
+        chosen.description, settings.lora_schedule, settings.lora_factors, args.rounds, args.iters
     );
     if !args.json {
         println!(

@@ -18,7 +18,8 @@ use burn::backend::wgpu::CubeTensor;
 
 use burn::backend::wgpu::CubeBackend;
 
-use super::launch::{LowRank, Strided, Weight, matmul};
+use super::launch::matmul;
+use super::operands::{LowRank, Strided, Weight};
 use crate::{LoraOps, reference};
 
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The gradients of both LoRA factors on wgpu in one launch of `shaders/lora_factors.wgsl`:
 //! `dA = s·uᵀ·x` and `dB = s·gᵀ·t`, where CubeCL's matmul takes two (each an output with a
-//! side of length r). `shaders::factors_in_one` says when the backward asks for it.
+//! side of length r). `schedule::factors_in_one` says when the backward asks for it.
 
 use burn::backend::DType;
 use burn::backend::wgpu::{
@@ -9,7 +9,7 @@ use burn::backend::wgpu::{
 use burn_cubecl::cubecl::prelude::KernelId;
 use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
-use super::launch::arguments;
+use super::args::arguments;
 use crate::shaders;
 
 /// `lora_factors.wgsl` for r rounded up to 4 (one pipeline each).

@@ -4,7 +4,8 @@
 
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
 
-use super::launch::{LowRank, Strided, Weight, matmul};
+use super::launch::matmul;
+use super::operands::{LowRank, Strided, Weight};
 use crate::reference;
 
 /// `(x·Wᵀ + bias + s·t·Bᵀ, t)` with `t = x·Aᵀ [m, r]`, for `x [m, k]`, `a [r, k]`,

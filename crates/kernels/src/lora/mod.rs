@@ -6,12 +6,15 @@
 //! gradients in one launch. Other CubeCL runtimes, and dtypes other than f32, take the
 //! reference in Burn ops.
 
+mod args;
 pub mod backward;
 mod cpu;
 pub mod cpu_quantized;
 mod factors;
 pub mod forward;
 mod launch;
+mod operands;
+mod passes;
 pub mod tune;
 
 use burn::backend::DType;
@@ -116,7 +119,7 @@ impl LoraOps for CubeBackend {
             let w = reference::dequantize::<Self>(quants, scales, mins, bits);
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         }
-        let base = launch::Weight::Quantized {
+        let base = operands::Weight::Quantized {
             quants,
             scales,
             mins,

@@ -28,7 +28,9 @@ use std::sync::{LazyLock, Mutex};
 
 use burn_cubecl::CubeDevice;
 
-use crate::shaders::{self, Schedule, Tile};
+use crate::schedule::{self, Schedule};
+use crate::settings::Settings;
+use crate::shaders::{self, Tile};
 
 /// What a decision is keyed by: the rows rounded up to a power of two, and the rest of the
 /// product's shape and layout.
@@ -68,8 +70,9 @@ pub fn rivals(
     quantized: bool,
     split: bool,
     inside: bool,
+    settings: &Settings,
 ) -> Option<Vec<Schedule>> {
-    let tiled = Schedule::Tiled(Tile::for_rows(m));
+    let tiled = Schedule::Tiled(Tile::for_rows(m, settings));
     match rule {
         Schedule::Rows if m <= shaders::ROWS_MAX && inside => {
             Some(vec![Schedule::Rows, Schedule::RowsApart])
@@ -78,11 +81,11 @@ pub fn rivals(
             Schedule::Epilogue,
             Schedule::EpilogueWhole,
             tiled,
-            Schedule::TiledSplit(Tile::for_rows(m)),
+            Schedule::TiledSplit(Tile::for_rows(m, settings)),
         ]),
         Schedule::Epilogue if !quantized => Some(vec![Schedule::Epilogue, tiled]),
         Schedule::Rows | Schedule::Tiled(_)
-            if quantized && m > shaders::ROWS_MAX && m <= shaders::QUANTIZED_ROWS_MAX =>
+            if quantized && m > shaders::ROWS_MAX && m <= schedule::QUANTIZED_ROWS_MAX =>
         {
             Some(vec![Schedule::Rows, tiled])
         }
@@ -91,10 +94,9 @@ pub fn rivals(
     }
 }
 
-/// Whether products are timed here: natively, and with `MENTALQLM_LORA_SCHEDULE` unset or
-/// `auto`.
-pub fn enabled() -> bool {
-    cfg!(not(target_family = "wasm")) && shaders::measured()
+/// Whether products are timed here: natively, and under the `auto` schedule (the default).
+pub fn enabled(settings: &Settings) -> bool {
+    cfg!(not(target_family = "wasm")) && schedule::measured(settings)
 }
 
 type Class = (usize, usize, usize, u32, bool, bool);
@@ -182,13 +184,19 @@ pub fn decide(key: Key, rivals: Vec<Schedule>, times: Vec<Vec<f64>>) -> Decision
     }
 }
 
-/// Rivals whose first timed call took over this many times the fastest's sit out the
-/// rounds.
-const CLEAR_RATIO: f64 = 4.0;
-/// Calls per timed sample fill about this many milliseconds (at most [`CALLS_MAX`]).
-const SAMPLE_MS: f64 = 1.0;
-const CALLS_MAX: usize = 8;
-const ROUNDS: usize = 3;
+/// The timing's constants (natively only: the browser never times).
+#[cfg(not(target_family = "wasm"))]
+mod timing {
+    /// Rivals whose first timed call took over this many times the fastest's sit out the
+    /// rounds.
+    pub const CLEAR_RATIO: f64 = 4.0;
+    /// Calls per timed sample fill about this many milliseconds (at most [`CALLS_MAX`]).
+    pub const SAMPLE_MS: f64 = 1.0;
+    pub const CALLS_MAX: usize = 8;
+    pub const ROUNDS: usize = 3;
+}
+#[cfg(not(target_family = "wasm"))]
+use timing::*;
 
 /// Samples of ms per call for each rival, or `None` where a sync failed.
 #[cfg(not(target_family = "wasm"))]
@@ -287,13 +295,27 @@ mod tests {
 
     #[test]
     fn only_close_calls_are_timed() {
-        let tiled = |m| Schedule::Tiled(Tile::for_rows(m));
+        let tiled = |m| Schedule::Tiled(Tile::for_rows(m, &Settings::DEFAULT));
         assert_eq!(
-            rivals(Schedule::Epilogue, 512, false, false, false),
+            rivals(
+                Schedule::Epilogue,
+                512,
+                false,
+                false,
+                false,
+                &Settings::DEFAULT
+            ),
             Some(vec![Schedule::Epilogue, tiled(512)])
         );
         assert_eq!(
-            rivals(Schedule::Epilogue, 512, false, true, false),
+            rivals(
+                Schedule::Epilogue,
+                512,
+                false,
+                true,
+                false,
+                &Settings::DEFAULT
+            ),
             Some(vec![
                 Schedule::Epilogue,
                 Schedule::EpilogueWhole,
@@ -302,27 +324,45 @@ mod tests {
             ])
         );
         assert_eq!(
-            rivals(tiled(512), 512, true, true, false),
+            rivals(tiled(512), 512, true, true, false, &Settings::DEFAULT),
             Some(vec![tiled(512), Schedule::TiledSplit(Tile::LARGE)])
         );
-        assert_eq!(rivals(tiled(512), 512, true, false, false), None);
-        assert_eq!(rivals(Schedule::Rows, 8, false, false, false), None);
-        assert_eq!(rivals(Schedule::Rows, 8, true, false, false), None);
+        assert_eq!(
+            rivals(tiled(512), 512, true, false, false, &Settings::DEFAULT),
+            None
+        );
+        assert_eq!(
+            rivals(Schedule::Rows, 8, false, false, false, &Settings::DEFAULT),
+            None
+        );
+        assert_eq!(
+            rivals(Schedule::Rows, 8, true, false, false, &Settings::DEFAULT),
+            None
+        );
         // Up to 8 rows, `T` inside the rows kernel or apart, where it can be inside.
         let rows = Some(vec![Schedule::Rows, Schedule::RowsApart]);
-        assert_eq!(rivals(Schedule::Rows, 1, false, false, true), rows);
-        assert_eq!(rivals(Schedule::Rows, 8, true, false, true), rows);
         assert_eq!(
-            rivals(Schedule::Rows, 32, true, false, false),
+            rivals(Schedule::Rows, 1, false, false, true, &Settings::DEFAULT),
+            rows
+        );
+        assert_eq!(
+            rivals(Schedule::Rows, 8, true, false, true, &Settings::DEFAULT),
+            rows
+        );
+        assert_eq!(
+            rivals(Schedule::Rows, 32, true, false, false, &Settings::DEFAULT),
             Some(vec![Schedule::Rows, tiled(32)])
         );
         assert_eq!(
-            rivals(tiled(64), 64, true, false, false),
+            rivals(tiled(64), 64, true, false, false, &Settings::DEFAULT),
             Some(vec![Schedule::Rows, tiled(64)])
         );
-        assert_eq!(rivals(tiled(65), 65, true, false, false), None);
         assert_eq!(
-            rivals(tiled(512), 512, false, true, false),
+            rivals(tiled(65), 65, true, false, false, &Settings::DEFAULT),
+            None
+        );
+        assert_eq!(
+            rivals(tiled(512), 512, false, true, false, &Settings::DEFAULT),
             None,
             "the tiled-only mode"
         );

@@ -144,7 +144,11 @@ pub fn pooled_features(
             let take = real.min(cut).max(1);
             let mut seen = 0;
             for &v in row {
-                let w = if v && seen < take { 1.0 / take as f32 } else { 0.0 };
+                let w = if v && seen < take {
+                    1.0 / take as f32
+                } else {
+                    0.0
+                };
                 seen += usize::from(v);
                 weights.push(w);
             }

@@ -14,14 +14,10 @@ pub struct LoraAdapter {
     /// `alpha / r`: runtime state, not a parameter.
     pub scaling: f64,
     pub dropout: f64,
-    /// Run the base and LoRA products as one op (our fused WGSL kernel on wgpu). On by
-    /// default; `MENTALQLM_KERNELS=0` turns it off, e.g. to compare.
+    /// Run the base and LoRA products as one op (our fused WGSL kernel on wgpu). New
+    /// adapters take the settings' `fused_lora` (on by default; `MENTALQLM_KERNELS=0` turns
+    /// it off, e.g. to compare).
     pub fused: bool,
-}
-
-/// Whether new adapters use the fused op (`MENTALQLM_KERNELS=0` says no).
-pub fn fused_by_default() -> bool {
-    std::env::var("MENTALQLM_KERNELS").map_or(true, |v| v != "0")
 }
 
 impl LoraAdapter {
@@ -43,7 +39,7 @@ impl LoraAdapter {
             lora_B: Param::from_tensor(Tensor::zeros([out_features, r], device)),
             scaling,
             dropout,
-            fused: fused_by_default(),
+            fused: kernels::settings::current().fused_lora,
         }
     }
 
@@ -53,7 +49,7 @@ impl LoraAdapter {
             lora_B: Param::from_tensor(b),
             scaling,
             dropout,
-            fused: fused_by_default(),
+            fused: kernels::settings::current().fused_lora,
         }
     }
 

@@ -1,0 +1,188 @@
+//! The product over packed codes for a few rows (decoding), reading the codes directly:
+//! each block's codes are decoded once into 32 floats and used for every row of `x`, and the
+//! minimum's term is one dot product of the row's minimums with the block sums of `x`.
+
+use super::{Codes, DIRECT_ROWS, block_codes};
+use crate::cpu::{self, Isa, LANES};
+
+#[cfg(target_arch = "x86_64")]
+use super::x86;
+
+/// `y = x·Wᵀ` (`y [m, n]`, overwritten) for a dense `x [m, k]` of at most [`DIRECT_ROWS`]
+/// rows, reading the codes directly; on every thread, each taking a run of the weight's rows.
+pub fn matmul_few_rows(x: &[f32], m: usize, w: Codes<'_>, y: &mut [f32]) {
+    matmul_few_rows_with(Isa::chosen(), x, m, w, y)
+}
+
+/// [`matmul_few_rows`] in the given instruction set (one this CPU runs: see
+/// [`Isa::available`]).
+pub fn matmul_few_rows_with(isa: Isa, x: &[f32], m: usize, w: Codes<'_>, y: &mut [f32]) {
+    assert!(isa.available(), "{isa:?} is not available on this CPU");
+    let (n, k) = (w.n, w.k);
+    assert!(
+        m <= DIRECT_ROWS,
+        "quantized matmul: {m} rows, at most {DIRECT_ROWS}"
+    );
+    assert_eq!(x.len(), m * k, "quantized matmul: x is not [{m}, {k}]");
+    assert_eq!(y.len(), m * n, "quantized matmul: y is not [{m}, {n}]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // x in the order `block_codes` gives the codes (for 4-bit codes the even elements of
+    // each block, then the odd ones), and Σⱼ xⱼ per block (the minimum's term).
+    let xp: Vec<f32> = if w.bits == 4 {
+        x.chunks_exact(32)
+            .flat_map(|c| (0..32).map(move |j| c[if j < 16 { 2 * j } else { 2 * (j - 16) + 1 }]))
+            .collect()
+    } else {
+        x.to_vec()
+    };
+    let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
+    // The output transposed, `[n, m]`, so that each thread writes whole runs of it.
+    let mut yt = cpu::zeros(n * m);
+    // A few tasks per thread: enough to balance, few enough that a 0.1 ms product is not
+    // spent handing them out.
+    let rows_per_task = n.div_ceil(4 * cpu::threads()).max(8);
+    cpu::for_each_task(&mut yt, rows_per_task * m, |task, out| {
+        let first = task * rows_per_task;
+        few_rows_task(isa, &xp, &xsum, m, w, first, out)
+    });
+    for (o, row) in yt.chunks_exact(m).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            y[i * n + o] = v;
+        }
+    }
+}
+
+/// Rows `first..` of the transposed output `out [rows, m]`: in AVX-512 or AVX2 with FMA
+/// where the CPU has them (the compiler does not vectorize this loop nest by itself), else
+/// the portable loop.
+fn few_rows_task(
+    isa: Isa,
+    xp: &[f32],
+    xsum: &[f32],
+    m: usize,
+    w: Codes<'_>,
+    first: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Portable {
+        return x86::few_rows(isa, xp, xsum, m, w, first, out);
+    }
+    let _ = isa;
+    match w.bits {
+        4 => few_rows_portable::<4>(xp, xsum, m, w, first, out),
+        _ => few_rows_portable::<8>(xp, xsum, m, w, first, out),
+    }
+}
+
+fn few_rows_portable<const BITS: u32>(
+    xp: &[f32],
+    xsum: &[f32],
+    m: usize,
+    w: Codes<'_>,
+    first: usize,
+    out: &mut [f32],
+) {
+    let (k, blocks, per_block) = (w.k, w.blocks(), w.block_bytes());
+    let bytes: &[u8] = bytemuck::cast_slice(w.words);
+    for (r, out_row) in out.chunks_exact_mut(m).enumerate() {
+        let o = first + r;
+        let mut acc = [[0f32; LANES]; DIRECT_ROWS];
+        for b in 0..blocks {
+            let at = o * blocks + b;
+            let q = block_codes::<BITS>(&bytes[at * per_block..(at + 1) * per_block]);
+            let d = w.scales[at];
+            for (i, acc) in acc[..m].iter_mut().enumerate() {
+                let xb = &xp[i * k + b * 32..i * k + b * 32 + 32];
+                for l in 0..LANES {
+                    acc[l] += d * (xb[l] * q[l] + xb[l + LANES] * q[l + LANES]);
+                }
+            }
+        }
+        for (i, v) in out_row.iter_mut().enumerate() {
+            *v = acc[i].iter().sum::<f32>() + min_term(w, o, xsum, i);
+        }
+    }
+}
+
+/// `Σ_blocks min·Σⱼ xⱼ` of output row `o` and input row `i` (0 for 8-bit codes).
+#[inline(always)]
+pub(super) fn min_term(w: Codes<'_>, o: usize, xsum: &[f32], i: usize) -> f32 {
+    if w.bits != 4 {
+        return 0.0;
+    }
+    let blocks = w.blocks();
+    let mins = &w.mins[o * blocks..(o + 1) * blocks];
+    crate::cpu::dot(mins, &xsum[i * blocks..(i + 1) * blocks])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{PackedWeight, QuantFormat, quantize_gguf};
+
+    /// The weight through the reader's dequantization, and the product row by row in f64,
+    /// against the direct product in every instruction set this CPU runs.
+    fn check(format: QuantFormat, w: &[f32], x: &[f32], m: usize, n: usize, k: usize) {
+        let gguf = quantize_gguf(format, w);
+        let exact = formats::dequant::dequantize(format.ggml(), &gguf, n * k).unwrap();
+        let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap();
+        let codes = Codes::new(
+            format.bits(),
+            [n, k],
+            &packed.quants,
+            &packed.scales,
+            &packed.mins,
+        )
+        .unwrap();
+        // Q4_0 is read as `q·d + (-8·d)`, the reader's `(q - 8)·d`: equal up to rounding.
+        let ours = codes.dequantize();
+        for (j, (a, b)) in ours.iter().zip(&exact).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "{format:?} weight {j}: {a} vs {b}"
+            );
+        }
+        let isas = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+        for isa in isas.into_iter().filter(|isa| isa.available()) {
+            let mut y = vec![f32::NAN; m * n];
+            matmul_few_rows_with(isa, x, m, codes, &mut y);
+            for i in 0..m {
+                for o in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|j| x[i * k + j] as f64 * exact[o * k + j] as f64)
+                        .sum();
+                    let got = y[i * n + o] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{isa:?} {format:?} m{m} n{n} k{k} ({i}, {o}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn few_rows_equal_the_dequantized_product() {
+        let value =
+            |i: usize, salt: usize| ((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0;
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1] {
+            // Every row count of the direct product, a single block, and more weight rows
+            // than one task takes.
+            let shapes = (1..=DIRECT_ROWS)
+                .map(|m| (m, 17 + 5 * m, 96))
+                .chain([(1, 45, 32), (3, 600, 160)]);
+            for (m, n, k) in shapes {
+                let w: Vec<f32> = (0..n * k).map(|i| value(i, 1)).collect();
+                let x: Vec<f32> = (0..m * k).map(|i| value(i, 2)).collect();
+                check(format, &w, &x, m, n, k);
+            }
+        }
+        eprintln!(
+            "instruction sets checked: {:?}",
+            [Isa::Portable, Isa::Avx2, Isa::Avx512].map(|i| (i, i.available()))
+        );
+    }
+}

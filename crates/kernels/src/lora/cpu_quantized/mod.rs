@@ -1,0 +1,160 @@
+//! The product over a base weight kept as packed codes (the layout of [`crate::quant`]) on
+//! the CPU, without ever forming the whole f32 weight for a few rows:
+//!
+//! - **a few rows** (decoding: one token per sequence) read the codes directly. A row of
+//!   the output is `Σ_blocks d·Σⱼ xⱼ·qⱼ + min·Σⱼ xⱼ`: the codes of a block are decoded once
+//!   into 32 floats and used for every row of `x`, and the minimum's term is one dot
+//!   product of the row's minimums with the block sums of `x`. A decoding step is bound by
+//!   memory traffic, and 4-bit codes are 19% of the f32 weight's bytes;
+//! - **many rows** (prefill) dequantize the weight once, on every thread, and multiply
+//!   with gemm: there the product's arithmetic outweighs reading the weight.
+//!
+//! This file holds the codes and their dequantization (the many-rows path); `few_rows` the
+//! direct product, and `x86` its AVX-512 and AVX2 loops.
+
+mod few_rows;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::cpu;
+
+pub use few_rows::{matmul_few_rows, matmul_few_rows_with};
+
+/// Rows of `x` up to which the codes are read directly.
+pub const DIRECT_ROWS: usize = 8;
+
+/// Packed codes of a `[n, k]` weight, borrowed.
+#[derive(Clone, Copy)]
+pub struct Codes<'a> {
+    /// 8 or 4.
+    pub bits: u32,
+    pub n: usize,
+    pub k: usize,
+    /// `[n, k·bits/32]` words, lowest bits first, in element order.
+    pub words: &'a [u32],
+    /// `[n, k/32]`.
+    pub scales: &'a [f32],
+    /// `[n, k/32]` for 4-bit codes; unused for 8-bit codes.
+    pub mins: &'a [f32],
+}
+
+impl<'a> Codes<'a> {
+    /// Checks the arrays against the shape; `None` when they do not fit (the caller then
+    /// takes the reference).
+    pub fn new(
+        bits: u32,
+        [n, k]: [usize; 2],
+        words: &'a [u32],
+        scales: &'a [f32],
+        mins: &'a [f32],
+    ) -> Option<Self> {
+        let blocks = k / 32;
+        let fits = (bits == 8 || bits == 4)
+            && k % 32 == 0
+            && words.len() == n * k * bits as usize / 32
+            && scales.len() == n * blocks
+            && (bits == 8 || mins.len() == n * blocks);
+        fits.then_some(Self {
+            bits,
+            n,
+            k,
+            words,
+            scales,
+            mins,
+        })
+    }
+
+    fn blocks(&self) -> usize {
+        self.k / 32
+    }
+
+    /// Bytes of codes per block of 32 values.
+    fn block_bytes(&self) -> usize {
+        4 * self.bits as usize
+    }
+
+    /// Row `o` of the weight in f32, into `out` (`k` values).
+    #[inline(always)]
+    fn dequantize_row<const BITS: u32>(&self, o: usize, out: &mut [f32]) {
+        let blocks = self.blocks();
+        let bytes: &[u8] = bytemuck::cast_slice(self.words);
+        let per_block = self.block_bytes();
+        for (b, chunk) in out.chunks_exact_mut(32).enumerate() {
+            let at = o * blocks + b;
+            let q = block_codes::<BITS>(&bytes[at * per_block..(at + 1) * per_block]);
+            let d = self.scales[at];
+            if BITS == 4 {
+                let min = self.mins[at];
+                for t in 0..16 {
+                    chunk[2 * t] = q[t] * d + min;
+                    chunk[2 * t + 1] = q[16 + t] * d + min;
+                }
+            } else {
+                for (v, q) in chunk.iter_mut().zip(q) {
+                    *v = q * d;
+                }
+            }
+        }
+    }
+
+    /// The whole weight `[n, k]` in f32, on every thread.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut w = cpu::zeros(self.n * self.k);
+        let rows = 16;
+        cpu::for_each_task(
+            &mut w,
+            rows * self.k,
+            #[inline(always)]
+            |task, chunk| {
+                for (r, row) in chunk.chunks_exact_mut(self.k).enumerate() {
+                    match self.bits {
+                        4 => self.dequantize_row::<4>(task * rows + r, row),
+                        _ => self.dequantize_row::<8>(task * rows + r, row),
+                    }
+                }
+            },
+        );
+        w
+    }
+}
+
+// The codes are read as bytes: a little-endian word's first byte holds its lowest bits.
+const _: () = assert!(cfg!(target_endian = "little"));
+
+/// The codes of one block as floats, in the block's byte order: for 4-bit codes the low
+/// nibbles of its 16 bytes (elements 0, 2, .., 30) and then the high ones (1, 3, .., 31);
+/// for 8-bit codes elements 0..32 as signed bytes.
+#[inline(always)]
+fn block_codes<const BITS: u32>(bytes: &[u8]) -> [f32; 32] {
+    let mut q = [0f32; 32];
+    if BITS == 4 {
+        let bytes: &[u8; 16] = bytes.try_into().expect("16 bytes of 4-bit codes");
+        for t in 0..16 {
+            q[t] = (bytes[t] & 0x0F) as f32;
+            q[16 + t] = (bytes[t] >> 4) as f32;
+        }
+    } else {
+        let bytes: &[u8; 32] = bytes.try_into().expect("32 bytes of 8-bit codes");
+        for j in 0..32 {
+            q[j] = bytes[j] as i8 as f32;
+        }
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_that_do_not_fit_the_shape_are_refused() {
+        let words = [0u32; 8];
+        let scales = [1f32; 2];
+        assert!(Codes::new(4, [2, 32], &words, &scales, &scales).is_some());
+        assert!(Codes::new(4, [2, 33], &words, &scales, &scales).is_none());
+        assert!(Codes::new(4, [2, 32], &words[..7], &scales, &scales).is_none());
+        assert!(Codes::new(4, [2, 32], &words, &scales, &scales[..1]).is_none());
+        assert!(Codes::new(8, [1, 32], &words, &scales[..1], &[]).is_some());
+        assert!(Codes::new(2, [2, 32], &words, &scales, &scales).is_none());
+    }
+}

@@ -1,0 +1,39 @@
+//! Loading a HF model folder: `config.json`, the safetensors weights and `tokenizer.json`,
+//! read by their own (HF) tensor names.
+
+use burn::tensor::Device;
+use formats::Folder;
+use formats::safetensors::SafetensorsSource;
+use formats::tokenizer::TextTokenizer;
+
+use super::{LoadOptions, LoadedModel, WeightReader, build};
+use crate::ModelError;
+use crate::config::ModelConfig;
+
+/// Loads a HF model from a folder on disk or in memory: `config.json`, the safetensors
+/// weights and, when present, `tokenizer.json`. `keep_quantized` applies to GGUF only.
+pub fn load_hf(
+    folder: &Folder,
+    device: &Device,
+    options: LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    let config = ModelConfig::from_folder(folder)?;
+    let source = SafetensorsSource::open_in(folder)?;
+    let mut reader = WeightReader::hf(&source, device);
+    reader.max_tensor_bytes = options.max_tensor_bytes;
+    let model = build(&config, &reader)?;
+    let tokenizer = if folder.has("tokenizer.json") {
+        let bytes = folder.open("tokenizer.json")?;
+        let tok = TextTokenizer::from_bytes(&bytes, folder.path("tokenizer.json"))?
+            .with_eos(&config.eos_ids());
+        tok.check_vocab(config.vocab_size)?;
+        Some(tok)
+    } else {
+        None
+    };
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        origin: folder.root().to_path_buf(),
+    })
+}

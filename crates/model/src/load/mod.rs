@@ -1,0 +1,75 @@
+//! Building a [`CausalLm`] from weights on disk: a HF folder (`config.json`, safetensors,
+//! `tokenizer.json`) or a GGUF file. Module field names are HF tensor names, so the HF path
+//! needs no renaming; the one renaming table (GGUF) lives in [`gguf_name`].
+//!
+//! `hf.rs` reads HF folders and `gguf.rs` GGUF files (with the renaming table); both read
+//! through a [`WeightReader`] (`reader.rs`) and assemble the network with [`build()`].
+
+mod build;
+mod gguf;
+mod hf;
+mod reader;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use formats::Folder;
+use formats::tokenizer::TextTokenizer;
+
+use crate::ModelError;
+use crate::heads::lm::CausalLm;
+
+pub use build::build;
+pub use gguf::{gguf_name, load_gguf, load_gguf_file, load_gguf_with};
+pub use hf::load_hf;
+pub use reader::WeightReader;
+
+/// A model with the tokenizer that came with it (if the folder or file has one).
+pub struct LoadedModel {
+    pub model: CausalLm,
+    pub tokenizer: Option<TextTokenizer>,
+    pub origin: PathBuf,
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Keep a GGUF file's Q8_0, Q4_0 and Q4_1 projection weights as codes on the device,
+    /// read by the quantized kernel, instead of converting them to f32 (19–28% of the f32
+    /// memory); so too the embedding table and LM head when they are of those types and fit
+    /// `max_tensor_bytes` (inference only). Other types and HF folders are loaded as f32.
+    pub keep_quantized: bool,
+    /// The largest tensor the device takes in one buffer, in bytes (a browser's WebGPU
+    /// `maxStorageBufferBindingSize`). A larger embedding table or LM head is held in row
+    /// blocks under it ([`crate::vocab::RowParts`]; inference only). `None`: no limit.
+    pub max_tensor_bytes: Option<u64>,
+}
+
+/// Loads a HF model folder or a `.gguf` file onto `device`.
+pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
+    load_model_with(path, device, LoadOptions::default())
+}
+
+/// [`load_model`] with options.
+pub fn load_model_with(
+    path: &Path,
+    device: &Device,
+    options: LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return load_gguf_with(path, device, options);
+    }
+    if !path.is_dir() {
+        return Err(ModelError::Format(formats::FormatError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "expected a HF model folder or a .gguf file",
+            ),
+        )));
+    }
+    load_hf(&Folder::disk(path), device, options)
+}

@@ -16,7 +16,7 @@ use train::classifier::{
 use train::prefix::{PrefixSpec, build};
 use train::trainer::Event;
 
-use crate::{cpu, fixture, scratch};
+use crate::{cpu, disk, fixture, scratch};
 
 /// Class c draws its tokens from its own range of ids.
 fn synthetic(n: usize, seed: u64) -> Vec<Example> {
@@ -136,7 +136,7 @@ fn stage2_learns_a_synthetic_task() {
         max_length: 12,
     };
     save_head(&trained.best.head, &cfg, &dir).unwrap();
-    let (head, read) = load_head(&dir, hidden, &cpu()).unwrap();
+    let (head, read) = load_head(&disk(&dir), hidden, &cpu()).unwrap();
     assert_eq!(read, cfg);
     let reloaded = SequenceClassifier {
         lm: trained.best.lm,
@@ -146,7 +146,7 @@ fn stage2_learns_a_synthetic_task() {
     let (_, again, _) = evaluate(&reloaded, &val, &config).unwrap();
     assert_eq!(again, preds);
     assert!(
-        load_head(&dir, hidden + 1, &cpu()).is_err(),
+        load_head(&disk(&dir), hidden + 1, &cpu()).is_err(),
         "a head for another width is refused"
     );
 }

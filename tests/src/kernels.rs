@@ -312,7 +312,10 @@ fn model_logits_equal_with_kernels_on_and_off() {
         let mut lm = model::load_model(&crate::fixture("tiny/llama"), &device)
             .unwrap()
             .model;
-        model::lora::peft_io::load_adapter(&mut lm, &crate::fixture("lora/llama-adapter")).unwrap();
+        model::lora::peft_io::load_adapter(
+            &mut lm,
+            &formats::Folder::disk(&crate::fixture("lora/llama-adapter")),
+        ).unwrap();
         let set = |lm: &mut model::CausalLm, on: bool| {
             let mut n = 0;
             for (_, _, linear) in lm.model.linears_mut() {

@@ -180,3 +180,8 @@ fn manifest_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
+
+/// A folder on disk, as the loaders take it.
+pub fn disk(path: &std::path::Path) -> formats::Folder {
+    formats::Folder::disk(path)
+}

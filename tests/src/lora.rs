@@ -11,7 +11,7 @@ use model::load_model;
 use model::lora::peft_io::{load_adapter, merge, peft_key, save_adapter};
 use serde_json::Value;
 
-use crate::{copy_fixture_model, cpu, fixture, full_logits, max_abs_diff};
+use crate::{copy_fixture_model, cpu, disk, fixture, full_logits, max_abs_diff};
 
 fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("lora/reference.json")).unwrap()).unwrap()
@@ -37,7 +37,7 @@ fn peft_adapters_load_merge_and_round_trip() {
             .unwrap()
             .model;
         let base = full_logits(&model, &row);
-        let config = load_adapter(&mut model, &fixture(&format!("lora/{name}-adapter"))).unwrap();
+        let config = load_adapter(&mut model, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
         let with = full_logits(&model, &row);
         assert!(
             max_abs_diff(&with, &want) < 1e-4,
@@ -70,7 +70,7 @@ fn peft_adapters_load_merge_and_round_trip() {
         let mut reloaded = load_model(&fixture(&format!("tiny/{name}")), &cpu())
             .unwrap()
             .model;
-        load_adapter(&mut reloaded, &dir).unwrap();
+        load_adapter(&mut reloaded, &disk(&dir)).unwrap();
         assert!(
             max_abs_diff(&full_logits(&reloaded, &row), &with) < 1e-6,
             "{name}: round trip"
@@ -99,7 +99,7 @@ fn lora_gradients_match_peft() {
             .model;
         // The base is frozen; only the adapter's factors are trained.
         let mut model = model.set_require_grad(false);
-        load_adapter(&mut model, &fixture(&format!("lora/{name}-adapter"))).unwrap();
+        load_adapter(&mut model, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
         let n = row.len();
         let rope = model.rope(n);
         let mut cache = model.new_cache();
@@ -167,7 +167,7 @@ fn bad_adapters_get_clear_errors() {
     let model_dir = fixture("tiny/llama");
     let load = |dir: &std::path::Path| {
         let mut model = load_model(&model_dir, &cpu()).unwrap().model;
-        load_adapter(&mut model, dir)
+        load_adapter(&mut model, &disk(dir))
             .err()
             .map(|e| e.to_string())
             .expect("an error")

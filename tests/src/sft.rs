@@ -15,7 +15,7 @@ use train::optim::{AdamW, Grads, Trainable, accumulate};
 use train::sft::{RunOptions, SftConfig, SftExample, answer_nll, epoch_batches, train_sft};
 use train::trainer::{Event, Trainer};
 
-use crate::{cpu, fixture, max_abs_diff, scratch};
+use crate::{cpu, disk, fixture, max_abs_diff, scratch};
 
 const YES: u32 = 300;
 const NO: u32 = 301;
@@ -97,7 +97,7 @@ fn answer_loss_and_gradients_match_peft() {
             .unwrap()
             .model
             .set_require_grad(false);
-        load_adapter(&mut lm, &fixture(&format!("lora/{name}-adapter"))).unwrap();
+        load_adapter(&mut lm, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
         let example = SftExample::new(&ids[..from], &ids[from..], 512).unwrap();
         let (nll, n) = answer_nll(&lm, &[&example], 0).unwrap();
         assert_eq!(n, ids.len() - from);

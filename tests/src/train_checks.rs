@@ -15,7 +15,7 @@ use train::classifier::cross_entropy;
 use train::optim::{AdamW, Grads, ParamMut, Trainable, accumulate, clip_global_norm};
 use train::sft::{RunOptions, SftConfig, SftExample, train_sft};
 
-use crate::{cpu, fixture, max_abs_diff, scratch};
+use crate::{cpu, disk, fixture, max_abs_diff, scratch};
 
 fn json(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture(rel)).unwrap()).unwrap()
@@ -35,8 +35,8 @@ fn head_model(device: &Device) -> SequenceClassifier {
         .unwrap()
         .model
         .set_require_grad(false);
-    load_adapter(&mut lm, &fixture("lora/head-adapter")).unwrap();
-    let (head, _) = load_head(&fixture("lora/head"), lm.model.hidden_size(), device).unwrap();
+    load_adapter(&mut lm, &disk(&fixture("lora/head-adapter"))).unwrap();
+    let (head, _) = load_head(&disk(&fixture("lora/head")), lm.model.hidden_size(), device).unwrap();
     SequenceClassifier {
         lm,
         head,

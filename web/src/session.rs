@@ -11,7 +11,7 @@ use formats::gguf::GgufFile;
 use formats::tokenizer::TextTokenizer;
 use model::decoder::TokenBatch;
 use model::generate::{GenerateConfig, Sampling, generate_async};
-use model::heads::classifier::{HeadConfig, SequenceClassifier, load_head_in};
+use model::heads::classifier::{HeadConfig, SequenceClassifier, load_head};
 use model::load::{LoadOptions, load_gguf_file, load_hf};
 use model::score::{continuation_logprobs_async, normalise};
 use model::{CausalLm, LoadedModel};
@@ -92,7 +92,7 @@ impl Session {
             head: None,
         };
         if let Some(adapter) = &picked.adapter {
-            model::lora::peft_io::load_adapter_in(&mut lm, adapter)
+            model::lora::peft_io::load_adapter(&mut lm, adapter)
                 .with_context(|| format!("loading the adapter {}", adapter.root().display()))?;
             info.adapter = Some(adapter.root().display().to_string());
         }
@@ -103,11 +103,11 @@ impl Session {
                 let mut base = lm.clone();
                 model::lora::peft_io::merge(&mut base);
                 if dir.has("adapter_config.json") {
-                    model::lora::peft_io::load_adapter_in(&mut base, dir).with_context(|| {
+                    model::lora::peft_io::load_adapter(&mut base, dir).with_context(|| {
                         format!("loading the head's adapter {}", dir.root().display())
                     })?;
                 }
-                let (head, config) = load_head_in(dir, lm.model.hidden_size(), device)?;
+                let (head, config) = load_head(dir, lm.model.hidden_size(), device)?;
                 Dataset::from_name(&config.dataset)
                     .with_context(|| format!("{}: classifier.json", dir.root().display()))?;
                 info.head = Some(config.clone());

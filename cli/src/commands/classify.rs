@@ -246,10 +246,10 @@ fn classify_with_head(
     use model::heads::classifier::{SequenceClassifier, load_head};
     let (mut loaded, chosen) = args.model.load()?;
     model::lora::peft_io::merge(&mut loaded.model);
-    model::lora::peft_io::load_adapter(&mut loaded.model, dir)
+    model::lora::peft_io::load_adapter(&mut loaded.model, &formats::Folder::disk(dir))
         .with_context(|| format!("loading the stage-2 adapter in {}", dir.display()))?;
     let hidden = loaded.model.model.hidden_size();
-    let (head, config) = load_head(dir, hidden, &chosen.device)?;
+    let (head, config) = load_head(&formats::Folder::disk(dir), hidden, &chosen.device)?;
     if Dataset::from_name(&config.dataset)? != dataset {
         bail!(
             "{} holds a {} head, not {}",

@@ -229,17 +229,9 @@ pub fn save_head(
     crate::io::write_atomic(&cfg, text.as_bytes())
 }
 
-/// Reads a head saved by [`save_head`], checking it fits a model of `hidden` width.
+/// Reads a head saved by [`save_head`] from a folder on disk (`Folder::disk`) or in memory,
+/// checking it fits a model of `hidden` width.
 pub fn load_head(
-    dir: &std::path::Path,
-    hidden: usize,
-    device: &Device,
-) -> Result<(ClassifierHead, HeadConfig), ModelError> {
-    load_head_in(&formats::Folder::disk(dir), hidden, device)
-}
-
-/// [`load_head`] from a folder on disk or in memory.
-pub fn load_head_in(
     dir: &formats::Folder,
     hidden: usize,
     device: &Device,

@@ -30,12 +30,8 @@ fn config_err(path: &Path, reason: impl Into<String>) -> ModelError {
     }
 }
 
-pub fn read_config(dir: &Path) -> Result<LoraConfig, ModelError> {
-    read_config_in(&Folder::disk(dir))
-}
-
-/// `adapter_config.json` of a folder on disk or in memory.
-pub fn read_config_in(folder: &Folder) -> Result<LoraConfig, ModelError> {
+/// `adapter_config.json` of a folder on disk (`Folder::disk`) or in memory.
+pub fn read_config(folder: &Folder) -> Result<LoraConfig, ModelError> {
     let file = folder.path("adapter_config.json");
     let text = folder.read_string("adapter_config.json")?;
     let config: LoraConfig =
@@ -68,14 +64,9 @@ pub fn attach_new(model: &mut CausalLm, config: &LoraConfig, seed: u64, device: 
 
 /// Loads a PEFT adapter folder onto the model's targeted projections. Every targeted
 /// projection must have both factors of the right shapes, and every LoRA tensor in the file
-/// must find its projection.
-pub fn load_adapter(model: &mut CausalLm, dir: &Path) -> Result<LoraConfig, ModelError> {
-    load_adapter_in(model, &Folder::disk(dir))
-}
-
-/// [`load_adapter`] from a folder on disk or in memory.
-pub fn load_adapter_in(model: &mut CausalLm, folder: &Folder) -> Result<LoraConfig, ModelError> {
-    let config = read_config_in(folder)?;
+/// must find its projection. The folder is on disk (`Folder::disk`) or in memory (the web).
+pub fn load_adapter(model: &mut CausalLm, folder: &Folder) -> Result<LoraConfig, ModelError> {
+    let config = read_config(folder)?;
     let file = folder.path("adapter_model.safetensors");
     let source = SafetensorsSource::open_file(folder, "adapter_model.safetensors")?;
     let device = model.model.embed_tokens.weight.device();

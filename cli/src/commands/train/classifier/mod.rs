@@ -117,7 +117,7 @@ pub fn run(args: ClassifierArgs) -> Result<()> {
     let mut lm = loaded.model;
     // A stage-1 adapter is merged first: stage 2 adapts the instruction-tuned model.
     if let Some(dir) = &args.model.adapter {
-        model::lora::peft_io::load_adapter(&mut lm, dir)
+        model::lora::peft_io::load_adapter(&mut lm, &formats::Folder::disk(dir))
             .with_context(|| format!("loading adapter {}", dir.display()))?;
         merge(&mut lm);
     }

@@ -315,7 +315,8 @@ fn model_logits_equal_with_kernels_on_and_off() {
         model::lora::peft_io::load_adapter(
             &mut lm,
             &formats::Folder::disk(&crate::fixture("lora/llama-adapter")),
-        ).unwrap();
+        )
+        .unwrap();
         let set = |lm: &mut model::CausalLm, on: bool| {
             let mut n = 0;
             for (_, _, linear) in lm.model.linears_mut() {

@@ -37,7 +37,8 @@ fn peft_adapters_load_merge_and_round_trip() {
             .unwrap()
             .model;
         let base = full_logits(&model, &row);
-        let config = load_adapter(&mut model, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
+        let config =
+            load_adapter(&mut model, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
         let with = full_logits(&model, &row);
         assert!(
             max_abs_diff(&with, &want) < 1e-4,

@@ -36,7 +36,8 @@ fn head_model(device: &Device) -> SequenceClassifier {
         .model
         .set_require_grad(false);
     load_adapter(&mut lm, &disk(&fixture("lora/head-adapter"))).unwrap();
-    let (head, _) = load_head(&disk(&fixture("lora/head")), lm.model.hidden_size(), device).unwrap();
+    let (head, _) =
+        load_head(&disk(&fixture("lora/head")), lm.model.hidden_size(), device).unwrap();
     SequenceClassifier {
         lm,
         head,

@@ -100,9 +100,10 @@ impl ModelArgs {
             .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;
         if let Some(dir) = &self.adapter {
             let config =
-                model::lora::peft_io::load_adapter(&mut loaded.model, &formats::Folder::disk(dir)).map_err(|e| {
-                    anyhow::anyhow!(e).context(format!("loading adapter {}", dir.display()))
-                })?;
+                model::lora::peft_io::load_adapter(&mut loaded.model, &formats::Folder::disk(dir))
+                    .map_err(|e| {
+                        anyhow::anyhow!(e).context(format!("loading adapter {}", dir.display()))
+                    })?;
             eprintln!(
                 "adapter: {} (r {}, alpha {})",
                 dir.display(),

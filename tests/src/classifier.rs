@@ -373,4 +373,16 @@ fn pooled_features_of_a_cut_equal_those_of_the_row_cut_short() {
     assert!(crate::max_abs_diff(&both[0][..depths.len() * h], &both[0][depths.len() * h..]) > 1e-3);
     let err = pooled_features(&lm, &rows, &depths, &[0], 0).unwrap_err();
     assert!(err.to_string().contains("cuts"), "{err}");
+    // So does the cached extraction, which a warm cache would otherwise answer with nothing.
+    let spec = train::features::FeatureSpec {
+        model_sha256: "0".repeat(64),
+        depths: depths.to_vec(),
+        cuts: vec![],
+        hidden_size: h,
+        pad_id: 0,
+        batch_size: 2,
+        cache: Some(scratch("features-no-cuts")),
+    };
+    let err = train::features::extract(&lm, &rows, &spec, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("cuts"), "{err}");
 }

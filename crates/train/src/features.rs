@@ -119,6 +119,13 @@ pub fn extract(
     spec: &FeatureSpec,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<Vec<Vec<f32>>, ModelError> {
+    // Checked here, not only in `pooled_features`: a warm cache never reaches it.
+    if spec.cuts.is_empty() || spec.cuts.contains(&0) {
+        return Err(ModelError::Input(format!(
+            "pooling needs cuts of at least one token, got {:?}",
+            spec.cuts
+        )));
+    }
     let dim = spec.dim();
     let h = spec.hidden_size;
     let folders = spec.folders();

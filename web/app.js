@@ -152,7 +152,8 @@ function startWorker() {
   const backend = ui.backendSelect.value;
   ui.backend.textContent = `starting ${backend}…`;
   state('backend', '');
-  worker.postMessage({ type: 'init', backend });
+  // Run-time switches (README, Settings) from the page's address, e.g. ?MENTALQLM_SIMD=0.
+  worker.postMessage({ type: 'init', backend, settings: location.search });
 }
 
 function send(message, stage) {

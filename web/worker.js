@@ -48,10 +48,11 @@ async function ensureWasm() {
   await wasmReady;
 }
 
-async function start(backend) {
+async function start(backend, settings) {
   progress('Starting the runtime');
   await ensureWasm();
-  backendDescription = await mq.init(backend);
+  const pairs = [...new URLSearchParams(settings)].filter(([k]) => k.startsWith('MENTALQLM_'));
+  backendDescription = await mq.init(backend, pairs.map(([k, v]) => `${k}=${v}`).join('\n'));
   post({ type: 'backend', description: backendDescription });
   await reportSaved();
 }
@@ -184,7 +185,7 @@ async function classify({ id, task, text, explain, maxNewTokens }) {
 }
 
 const handlers = {
-  init: (m) => start(m.backend || 'auto'),
+  init: (m) => start(m.backend || 'auto', m.settings || ''),
   files: async (m) => build(await readPicked(m.files), { persist: true }),
   url: async (m) => build(await fetchModel(m.url), { persist: true }),
   saved: async () => build(await readSaved(), { persist: false }),

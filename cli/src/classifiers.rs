@@ -1,52 +1,18 @@
-//! Trained head-only classifiers ("probes", `model::heads::probe`): where the shipped ones
-//! live, loading one for the loaded base model, and classifying texts with it. `classify`,
-//! `eval --mode head` and `train classifier --mode head` all go through here, so a text is
-//! tokenized, cut and pooled the same way in training and in use.
+//! Trained head-only classifiers ("probes", `model::heads::probe`) from the CLI: loading one
+//! from disk for the loaded base model, and the cached feature extraction that `eval --mode
+//! head` and `train classifier --mode head` share (the pooling itself is `classify::probe`'s
+//! and the model crate's, as in `classify`). Where they live: `paths.rs`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use classify::LoadedProbe;
+pub use classify::probe::{distinct, encode, task_dir};
 use data::Dataset;
 use formats::Folder;
 use formats::tokenizer::TextTokenizer;
 use model::CausalLm;
-use model::heads::probe::{self, Probe, ProbeConfig, ProbeExpect};
 use train::features::{FeatureSpec, Progress, extract};
-
-/// The shipped classifiers, one folder per task, beside the default model.
-pub const SHIPPED: &str = "classifiers";
-
-/// The folder of shipped classifiers: `--classifiers DIR`, else `classifiers/` in the
-/// working directory, else the one in the source tree this binary was built from.
-pub fn shipped_root(flag: Option<&Path>) -> Option<PathBuf> {
-    if let Some(dir) = flag {
-        return Some(dir.to_path_buf());
-    }
-    [
-        PathBuf::from(SHIPPED),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(SHIPPED),
-    ]
-    .into_iter()
-    .find(|c| c.is_dir())
-}
-
-/// `<root>/<task>`, e.g. `classifiers/DR`.
-pub fn task_dir(root: &Path, dataset: Dataset) -> PathBuf {
-    root.join(dataset.name())
-}
-
-/// The default cache of pooled features: `~/.cache/mentalqlm/features`.
-pub fn default_cache() -> Option<PathBuf> {
-    user_cache("features")
-}
-
-/// `~/.cache/mentalqlm/<kind>`: caches live in the user's cache folder, never in a checkout.
-pub fn user_cache(kind: &str) -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mentalqlm").join(kind))
-}
 
 /// The base model's fingerprint, as shipped classifiers record it.
 pub fn model_sha256(path: &Path) -> Result<String> {
@@ -54,79 +20,16 @@ pub fn model_sha256(path: &Path) -> Result<String> {
         .with_context(|| format!("computing the sha256 of {}", path.display()))
 }
 
-/// A probe loaded for one task and one base model.
-pub struct Loaded {
-    pub probe: Probe,
-    pub config: ProbeConfig,
-    pub dir: PathBuf,
-}
-
-impl Loaded {
-    /// One line for the user: which classifier, and how well it did on its test set.
-    pub fn describe(&self) -> String {
-        let test = self
-            .config
-            .metrics
-            .get("test_weighted_f1")
-            .and_then(|v| v.as_f64())
-            .map(|f| format!(", test weighted F1 {:.2}", 100.0 * f))
-            .unwrap_or_default();
-        let depths: Vec<String> = self.config.depths.iter().map(|d| d.to_string()).collect();
-        format!(
-            "{} (trained head over layers {} of the first {} tokens{test})",
-            self.dir.display(),
-            depths.join(","),
-            self.config.max_length
-        )
-    }
+/// Loads the probe in `dir` for the model of `model_sha` and `hidden` width, refusing one
+/// made for another model, task or label count.
+pub fn load(dir: &Path, model_sha: &str, hidden: usize, dataset: Dataset) -> Result<LoadedProbe> {
+    LoadedProbe::load(&Folder::disk(dir), model_sha, hidden, dataset)
+        .with_context(|| format!("loading the classifier in {}", dir.display()))
 }
 
 /// Whether `dir` holds a probe (its `classifier.json` says `"kind": "probe"`).
 pub fn is_probe(dir: &Path) -> Result<bool> {
-    Ok(probe::is_probe(&Folder::disk(dir))?)
-}
-
-/// Loads the probe in `dir`, refusing one made for another model, task or label count.
-pub fn load(dir: &Path, model_sha: &str, hidden: usize, dataset: Dataset) -> Result<Loaded> {
-    let expect = ProbeExpect {
-        model_sha256: model_sha,
-        hidden_size: hidden,
-        dataset: dataset.name(),
-        classes: dataset.num_classes(),
-    };
-    let (probe, config) = probe::load_probe(&Folder::disk(dir), &expect)
-        .with_context(|| format!("loading the classifier in {}", dir.display()))?;
-    Ok(Loaded {
-        probe,
-        config,
-        dir: dir.to_path_buf(),
-    })
-}
-
-/// A text's token ids as a classifier sees them: its first `max_length` tokens (one pad
-/// token for a text with none).
-pub fn encode(tokenizer: &TextTokenizer, text: &str, max_length: usize) -> Result<Vec<u32>> {
-    let mut ids = tokenizer.encode(text)?;
-    ids.truncate(max_length);
-    if ids.is_empty() {
-        ids.push(tokenizer.pad_id);
-    }
-    Ok(ids)
-}
-
-/// Distinct texts of a list and, for each entry, the index of its text.
-pub fn distinct<'a>(texts: impl IntoIterator<Item = &'a str>) -> (Vec<&'a str>, Vec<usize>) {
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut unique = Vec::new();
-    let mut of = Vec::new();
-    for t in texts {
-        let i = *index.entry(t).or_insert_with(|| {
-            unique.push(t);
-            unique.len() - 1
-        });
-        of.push(i);
-    }
-    (unique, of)
+    Ok(classify::probe::is_probe(&Folder::disk(dir))?)
 }
 
 /// Settings of one feature extraction.
@@ -153,7 +56,7 @@ pub fn features(
     let rows = texts
         .iter()
         .map(|t| encode(tokenizer, t, longest))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let spec = FeatureSpec {
         model_sha256: settings.model_sha.to_string(),
         depths: settings.depths.to_vec(),
@@ -166,27 +69,13 @@ pub fn features(
     Ok(extract(lm, &rows, &spec, on_progress)?)
 }
 
-/// The linear layer of `question` (the task's default question when `None`), or an error
-/// listing the questions the classifier knows.
-pub fn group_of(config: &ProbeConfig, dataset: Dataset, question: Option<&str>) -> Result<usize> {
-    let q = question.unwrap_or_else(|| data::tasks::default_question(dataset));
-    match config.group_of(q) {
-        Some(g) => Ok(g),
-        None => bail!(
-            "the {} classifier answers only these questions: {}; not `{q}`",
-            config.dataset,
-            config.questions.join(" | ")
-        ),
-    }
-}
-
-/// Class probabilities of `(text, question)` pairs with a loaded probe (features at its
-/// depths, cached under `cache` when given).
+/// Class probabilities of `(text, question)` pairs with a loaded probe, from features
+/// cached under `cache` when given (`eval --mode head`; `classify` computes them directly).
 #[allow(clippy::too_many_arguments)]
-pub fn classify(
+pub fn classify_cached(
     lm: &CausalLm,
     tokenizer: &TextTokenizer,
-    loaded: &Loaded,
+    loaded: &LoadedProbe,
     dataset: Dataset,
     items: &[(&str, Option<&str>)],
     batch_size: usize,
@@ -195,8 +84,8 @@ pub fn classify(
 ) -> Result<Vec<Vec<f64>>> {
     let groups = items
         .iter()
-        .map(|(_, q)| group_of(&loaded.config, dataset, *q))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|(_, q)| loaded.group_of(dataset, *q))
+        .collect::<Result<Vec<_>, _>>()?;
     let (unique, of) = distinct(items.iter().map(|(t, _)| *t));
     let settings = Extraction {
         model_sha: &loaded.config.base_model_sha256,
@@ -206,9 +95,5 @@ pub fn classify(
         cache,
     };
     let feats = features(lm, tokenizer, &unique, &settings, on_progress)?;
-    Ok(of
-        .iter()
-        .zip(&groups)
-        .map(|(&i, &g)| loaded.probe.probabilities(&feats[i], g))
-        .collect())
+    Ok(loaded.from_features(&feats, &of, &groups))
 }

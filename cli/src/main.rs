@@ -5,6 +5,7 @@ mod classifiers;
 mod commands;
 mod device;
 mod model_arg;
+mod paths;
 mod runner;
 
 use anyhow::Result;

@@ -96,7 +96,7 @@ impl ModelArgs {
         if keep_quantized && gguf {
             eprintln!("weights: Q8_0/Q4_0/Q4_1 kept as codes (--weights f32 converts them)");
         }
-        let mut loaded = model::load_model_with(&path, &chosen.device, options)
+        let mut loaded = model::load_model(&path, &chosen.device, options)
             .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;
         if let Some(dir) = &self.adapter {
             let config =

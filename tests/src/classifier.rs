@@ -55,10 +55,14 @@ fn oversampling_balances_classes() {
 fn stage2_learns_a_synthetic_task() {
     let _rng = crate::rng_lock();
     let device = cpu().autodiff();
-    let lm = load_model(&fixture("tiny/qwen2"), &device)
-        .unwrap()
-        .model
-        .set_require_grad(false);
+    let lm = load_model(
+        &fixture("tiny/qwen2"),
+        &device,
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model
+    .set_require_grad(false);
     let mut lm = lm;
     let lora = LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]);
     assert_eq!(
@@ -156,10 +160,14 @@ fn stage2_killed_and_resumed_equals_an_uninterrupted_run() {
     let _rng = crate::rng_lock();
     let device = cpu().autodiff();
     let fresh = || {
-        let mut lm = load_model(&fixture("tiny/qwen2"), &device)
-            .unwrap()
-            .model
-            .set_require_grad(false);
+        let mut lm = load_model(
+            &fixture("tiny/qwen2"),
+            &device,
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model
+        .set_require_grad(false);
         attach_new(
             &mut lm,
             &LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]),
@@ -250,10 +258,14 @@ fn training_over_the_cached_prefix_equals_training_through_every_layer() {
     let device = cpu().autodiff();
     let start = 1;
     let fresh = || {
-        let mut lm = load_model(&fixture("tiny/qwen2"), &device)
-            .unwrap()
-            .model
-            .set_require_grad(false);
+        let mut lm = load_model(
+            &fixture("tiny/qwen2"),
+            &device,
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model
+        .set_require_grad(false);
         let lora = LoraConfig::new(4, 8.0, 0.2, &["q_proj", "v_proj"]).with_layers(&[1]);
         assert_eq!(
             attach_new(&mut lm, &lora, 7, &device),
@@ -282,7 +294,13 @@ fn training_over_the_cached_prefix_equals_training_through_every_layer() {
         pad_id: 0,
         classes: 3,
     };
-    let plain = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap().model;
+    let plain = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
     let dir = scratch("prefix-cache");
     let spec = PrefixSpec {
         model_sha256: "tiny-qwen2".into(),
@@ -349,7 +367,13 @@ fn training_over_the_cached_prefix_equals_training_through_every_layer() {
 #[test]
 fn pooled_features_of_a_cut_equal_those_of_the_row_cut_short() {
     use model::heads::probe::pooled_features;
-    let lm = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap().model;
+    let lm = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
     let h = lm.model.hidden_size();
     let depths = [1, 2];
     let rows: Vec<Vec<u32>> = vec![

@@ -309,9 +309,13 @@ fn close_calls_are_timed_once_and_the_faster_kept() {
 fn model_logits_equal_with_kernels_on_and_off() {
     let row: Vec<u32> = (0..20).map(|i| (i * 13 + 7) % 250).collect();
     for device in devices() {
-        let mut lm = model::load_model(&crate::fixture("tiny/llama"), &device)
-            .unwrap()
-            .model;
+        let mut lm = model::load_model(
+            &crate::fixture("tiny/llama"),
+            &device,
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model;
         model::lora::peft_io::load_adapter(
             &mut lm,
             &formats::Folder::disk(&crate::fixture("lora/llama-adapter")),

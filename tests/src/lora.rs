@@ -33,9 +33,13 @@ fn peft_adapters_load_merge_and_round_trip() {
     for name in ["llama", "qwen2"] {
         let case = &r["cases"][name];
         let want = crate::json_matrix(&case["logits"]);
-        let mut model = load_model(&fixture(&format!("tiny/{name}")), &cpu())
-            .unwrap()
-            .model;
+        let mut model = load_model(
+            &fixture(&format!("tiny/{name}")),
+            &cpu(),
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model;
         let base = full_logits(&model, &row);
         let config =
             load_adapter(&mut model, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
@@ -68,9 +72,13 @@ fn peft_adapters_load_merge_and_round_trip() {
         b.sort();
         assert_eq!(a, b, "{name}: saved tensor names equal PEFT's");
         assert!(a.contains(&peft_key(0, "self_attn.q_proj", "lora_A")));
-        let mut reloaded = load_model(&fixture(&format!("tiny/{name}")), &cpu())
-            .unwrap()
-            .model;
+        let mut reloaded = load_model(
+            &fixture(&format!("tiny/{name}")),
+            &cpu(),
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model;
         load_adapter(&mut reloaded, &disk(&dir)).unwrap();
         assert!(
             max_abs_diff(&full_logits(&reloaded, &row), &with) < 1e-6,
@@ -95,9 +103,13 @@ fn lora_gradients_match_peft() {
     let device = cpu().autodiff();
     for name in ["llama", "qwen2"] {
         let case = &r["cases"][name];
-        let model = load_model(&fixture(&format!("tiny/{name}")), &device)
-            .unwrap()
-            .model;
+        let model = load_model(
+            &fixture(&format!("tiny/{name}")),
+            &device,
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model;
         // The base is frozen; only the adapter's factors are trained.
         let mut model = model.set_require_grad(false);
         load_adapter(&mut model, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
@@ -151,7 +163,7 @@ fn lora_gradients_match_peft() {
             }
             // The frozen base weight gets no gradient.
             assert!(
-                linear.weight.val().grad(&grads).is_none(),
+                linear.weight.dense().unwrap().grad(&grads).is_none(),
                 "{name}: base weight of {path} has a gradient"
             );
         }
@@ -167,7 +179,9 @@ fn lora_gradients_match_peft() {
 fn bad_adapters_get_clear_errors() {
     let model_dir = fixture("tiny/llama");
     let load = |dir: &std::path::Path| {
-        let mut model = load_model(&model_dir, &cpu()).unwrap().model;
+        let mut model = load_model(&model_dir, &cpu(), model::load::LoadOptions::default())
+            .unwrap()
+            .model;
         load_adapter(&mut model, &disk(dir))
             .err()
             .map(|e| e.to_string())

@@ -5,7 +5,7 @@ use model::{ModelError, load_model};
 use crate::{copy_fixture_model, cpu, fixture};
 
 fn load_err(path: &std::path::Path) -> String {
-    match load_model(path, &cpu()) {
+    match load_model(path, &cpu(), model::load::LoadOptions::default()) {
         Ok(_) => panic!("{} loaded, expected an error", path.display()),
         Err(e) => e.to_string(),
     }
@@ -52,7 +52,7 @@ fn wrong_tensor_shape_names_tensor_and_shapes() {
         config.replace("\"intermediate_size\": 100", "\"intermediate_size\": 101"),
     )
     .unwrap();
-    match load_model(&dir, &cpu()) {
+    match load_model(&dir, &cpu(), model::load::LoadOptions::default()) {
         Err(ModelError::Shape {
             name,
             expected,
@@ -106,7 +106,13 @@ fn tokenizer_vocab_mismatch() {
 
 #[test]
 fn bad_token_ids_and_empty_batches() {
-    let model = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap().model;
+    let model = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
     let rope = model.rope(8);
     let mut cache = model.new_cache();
     let batch = model::decoder::TokenBatch {

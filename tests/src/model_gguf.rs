@@ -15,7 +15,7 @@ pub fn default_model() -> LoadedModel {
         "{} is missing: run scripts/setup-model.sh",
         path.display()
     );
-    load_model(&path, &cpu()).unwrap_or_else(|e| panic!("{e}"))
+    load_model(&path, &cpu(), model::load::LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -112,18 +112,18 @@ fn default_model_kept_quantized_gives_the_same_logits() {
     let mut devices = vec![cpu()];
     devices.extend(crate::wgpu());
     for device in devices {
-        let f32_model = load_model(&path, &device).unwrap().model;
+        let f32_model = load_model(&path, &device, model::load::LoadOptions::default())
+            .unwrap()
+            .model;
         let options = model::LoadOptions {
             keep_quantized: true,
             ..Default::default()
         };
-        let mut kept = model::load_model_with(&path, &device, options)
-            .unwrap()
-            .model;
+        let mut kept = model::load_model(&path, &device, options).unwrap().model;
         let linears = kept.model.linears_mut();
         let quantized = linears
             .iter()
-            .filter(|(_, _, l)| l.quantized.is_some())
+            .filter(|(_, _, l)| l.weight.quantized().is_some())
             .count();
         assert!(
             quantized * 2 > linears.len(),
@@ -131,7 +131,8 @@ fn default_model_kept_quantized_gives_the_same_logits() {
             linears.len()
         );
         assert!(
-            kept.model.embed_tokens.quantized.is_some() && kept.lm_head.quantized.is_some(),
+            kept.model.embed_tokens.weight.quantized().is_some()
+                && kept.lm_head.weight.quantized().is_some(),
             "{device:?}: the embedding table was not kept quantized"
         );
         let want = full_logits(&f32_model, &ids);

@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use formats::Folder;
-use model::load::{LoadOptions, load_hf};
+use model::load::{LoadOptions, load_folder};
 use model::load_model;
 use model::score::{continuation_logprobs, continuation_logprobs_async};
 
@@ -36,13 +36,18 @@ fn memory_folder(dir: &str, names: &[&str]) -> Folder {
 #[test]
 fn hf_model_from_memory_equals_disk_and_async_scores_equal_blocking() {
     let files = ["config.json", "model.safetensors", "tokenizer.json"];
-    let memory = load_hf(
+    let memory = load_folder(
         &memory_folder("tiny/qwen2", &files),
         &cpu(),
         LoadOptions::default(),
     )
     .unwrap();
-    let disk = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap();
+    let disk = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap();
     let row = [1u32, 5, 9, 30, 2];
     assert_eq!(
         full_logits(&memory.model, &row),
@@ -72,7 +77,7 @@ fn hf_model_from_memory_equals_disk_and_async_scores_equal_blocking() {
 
 #[test]
 fn missing_and_broken_memory_files_are_named() {
-    let err = |folder: Folder| match load_hf(&folder, &cpu(), LoadOptions::default()) {
+    let err = |folder: Folder| match load_folder(&folder, &cpu(), LoadOptions::default()) {
         Ok(_) => panic!("loaded, expected an error"),
         Err(e) => e.to_string(),
     };

@@ -24,9 +24,13 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 fn load(name: &str, device: &Device) -> CausalLm {
-    load_model(&fixture(&format!("tiny/{name}")), device)
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-        .model
+    load_model(
+        &fixture(&format!("tiny/{name}")),
+        device,
+        model::load::LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+    .model
 }
 
 fn check_full(name: &str, device: &Device, tol: f32, ref_name: &str) {
@@ -260,7 +264,12 @@ fn generation_stops_and_samples_reproducibly() {
 #[test]
 fn tokenizer_matches_hf() {
     let r = reference();
-    let loaded = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap();
+    let loaded = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap();
     let tok = loaded.tokenizer.expect("tokenizer.json is loaded");
     for (text, want) in r["texts"]
         .as_array()
@@ -293,22 +302,22 @@ fn vocabulary_split_into_row_blocks_gives_the_same_logits() {
                 max_tensor_bytes: Some((100 * hidden * 4 + 8) as u64),
                 ..Default::default()
             };
-            let split = model::load_model_with(&fixture(&format!("tiny/{name}")), device, options)
+            let split = model::load_model(&fixture(&format!("tiny/{name}")), device, options)
                 .unwrap()
                 .model;
-            let blocks = |p: &Option<model::vocab::RowParts>| {
-                p.as_ref()
+            let blocks = |t: &model::vocab::VocabTable| {
+                t.weight
+                    .row_parts()
                     .map(|p| p.parts.iter().map(|t| t.dims()[0]).collect::<Vec<_>>())
             };
             assert_eq!(
-                blocks(&split.model.embed_tokens.parts),
+                blocks(&split.model.embed_tokens),
                 Some(vec![100, 100, 100, 30])
             );
-            assert_eq!(blocks(&split.lm_head.parts), Some(vec![100, 100, 100, 30]));
+            assert_eq!(blocks(&split.lm_head), Some(vec![100, 100, 100, 30]));
             assert_eq!(split.model.embed_tokens.dims(), [vocab, hidden]);
-            assert_eq!(
-                split.model.embed_tokens.weight.dims(),
-                [1, 1],
+            assert!(
+                split.model.embed_tokens.weight.dense().is_none(),
                 "no whole table"
             );
             let spread: Vec<u32> = (0..24).map(|i| (i * 97 % vocab) as u32).collect();
@@ -330,7 +339,7 @@ fn a_buffer_limit_below_one_row_is_refused_naming_the_tensor() {
         max_tensor_bytes: Some(16),
         ..Default::default()
     };
-    let err = match model::load_model_with(&fixture("tiny/qwen2"), &cpu(), options) {
+    let err = match model::load_model(&fixture("tiny/qwen2"), &cpu(), options) {
         Ok(_) => panic!("a 16-byte buffer limit was accepted"),
         Err(e) => e.to_string(),
     };

@@ -8,7 +8,13 @@ use crate::{cpu, fixture, full_logits, logsumexp};
 
 #[test]
 fn continuation_logprobs_match_full_forward() {
-    let model = load_model(&fixture("tiny/llama"), &cpu()).unwrap().model;
+    let model = load_model(
+        &fixture("tiny/llama"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
     let vocab = model.model.vocab_size();
     let prompts = vec![vec![5u32, 9, 33, 40, 7], vec![11u32, 2, 99]];
     let candidates = vec![vec![17u32, 4, 250], vec![8u32], vec![300u32, 301, 12, 13]];

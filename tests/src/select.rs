@@ -103,7 +103,13 @@ fn iqr_outliers_match_numpy() {
 #[test]
 fn answer_perplexity_and_embeddings_match_transformers() {
     let r = reference();
-    let model = load_model(&fixture("tiny/qwen2"), &cpu()).unwrap().model;
+    let model = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
     let cases = r["perplexity"].as_array().unwrap();
     let mut seqs = Vec::new();
     let mut scored = Vec::new();

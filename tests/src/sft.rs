@@ -55,10 +55,14 @@ fn config(epochs: usize, micro: usize) -> SftConfig {
 /// The tiny model with a fresh stage-1 LoRA, the same every call.
 fn model(device: &Device, dropout: f64) -> CausalLm {
     device.seed(11);
-    let mut lm = load_model(&fixture("tiny/qwen2"), device)
-        .unwrap()
-        .model
-        .set_require_grad(false);
+    let mut lm = load_model(
+        &fixture("tiny/qwen2"),
+        device,
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model
+    .set_require_grad(false);
     let lora = LoraConfig::new(8, 16.0, dropout, &["all"]);
     assert_eq!(attach_new(&mut lm, &lora, 11, device), 14);
     lm
@@ -93,10 +97,14 @@ fn answer_loss_and_gradients_match_peft() {
     let device = cpu().autodiff();
     for name in ["llama", "qwen2"] {
         let case = &r["cases"][name];
-        let mut lm = load_model(&fixture(&format!("tiny/{name}")), &device)
-            .unwrap()
-            .model
-            .set_require_grad(false);
+        let mut lm = load_model(
+            &fixture(&format!("tiny/{name}")),
+            &device,
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model
+        .set_require_grad(false);
         load_adapter(&mut lm, &disk(&fixture(&format!("lora/{name}-adapter")))).unwrap();
         let example = SftExample::new(&ids[..from], &ids[from..], 512).unwrap();
         let (nll, n) = answer_nll(&lm, &[&example], 0).unwrap();

@@ -31,10 +31,14 @@ fn floats(v: &Value) -> Vec<f32> {
 
 /// The fixture's classifier: tiny Qwen2 + PEFT adapter (q, v) + the PyTorch head.
 fn head_model(device: &Device) -> SequenceClassifier {
-    let mut lm = load_model(&fixture("tiny/qwen2"), device)
-        .unwrap()
-        .model
-        .set_require_grad(false);
+    let mut lm = load_model(
+        &fixture("tiny/qwen2"),
+        device,
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model
+    .set_require_grad(false);
     load_adapter(&mut lm, &disk(&fixture("lora/head-adapter"))).unwrap();
     let (head, _) =
         load_head(&disk(&fixture("lora/head")), lm.model.hidden_size(), device).unwrap();
@@ -226,7 +230,13 @@ fn adamw_with_joint_clipping_matches_torch() {
 #[test]
 fn adapter_saved_here_is_current_and_loads_in_peft() {
     let device = cpu();
-    let mut lm = load_model(&fixture("tiny/llama"), &device).unwrap().model;
+    let mut lm = load_model(
+        &fixture("tiny/llama"),
+        &device,
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
     let config = LoraConfig::new(2, 6.0, 0.0, &["q_proj", "v_proj", "down_proj"]);
     attach_new(&mut lm, &config, 0, &device);
     let mut tensors = lm.trainable_tensors().unwrap();
@@ -283,10 +293,14 @@ fn bad_checkpoints_get_clear_errors() {
     let device = cpu().autodiff();
     let fresh = || {
         device.seed(1);
-        let mut lm = load_model(&fixture("tiny/qwen2"), &device)
-            .unwrap()
-            .model
-            .set_require_grad(false);
+        let mut lm = load_model(
+            &fixture("tiny/qwen2"),
+            &device,
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model
+        .set_require_grad(false);
         attach_new(
             &mut lm,
             &LoraConfig::new(2, 4.0, 0.0, &["q_proj"]),

@@ -65,9 +65,18 @@ pub fn start() {
 }
 
 /// Chooses the device: "webgpu", "cpu", or "auto" (WebGPU when the browser gives an
-/// adapter, else the CPU). Returns a description of the backend for the page.
+/// adapter, else the CPU), and installs the run-time settings: `settings` holds
+/// `NAME=VALUE` lines (the README's table; the page passes those of its address). Returns
+/// a description of the backend for the page, with a note for each setting ignored.
 #[wasm_bindgen]
-pub async fn init(backend: String) -> Result<String, JsError> {
+pub async fn init(backend: String, settings: String) -> Result<String, JsError> {
+    let (settings, notes) = kernels::settings::Settings::from_variables(|name| {
+        settings.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+    });
+    kernels::settings::install(settings);
     let cpu = |why: String| (Device::flex(), format!("cpu (Burn flex, wasm{why})"), None);
     let (device, description, max_buffer) = match backend.as_str() {
         "cpu" => cpu(String::new()),
@@ -87,6 +96,11 @@ pub async fn init(backend: String) -> Result<String, JsError> {
                 "unknown backend `{other}` (webgpu, cpu or auto)"
             )));
         }
+    };
+    let description = if notes.is_empty() {
+        description
+    } else {
+        format!("{description}; {}", notes.join("; "))
     };
     STATE.with_borrow_mut(|s| {
         s.device = Some((device, description.clone()));

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
-use data::{Dataset, tasks};
+use data::Dataset;
 use serde_json::json;
 
 use crate::model_arg::ModelArgs;
-use crate::runner::{Runner, argmax, reasoning};
+use classify::{LoadedProbe, NOTE, Pipeline, Prompter, Scorer, StageTwo, blocking, reasoning};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -53,32 +53,42 @@ pub struct Args {
     pub no_classifier: bool,
 }
 
-/// Where the probabilities come from.
-enum Scorer {
-    /// The likelihood of each label's answer sentence (an untuned model, unless an adapter).
-    Choice,
-    /// A trained head-only classifier.
-    Probe(Box<crate::classifiers::Loaded>),
+/// The trained classifier for the task, if one applies: a `--head` folder (a probe, or a
+/// stage-2 adapter and head), else the shipped probe. Says on stderr which scorer is used.
+/// A `--head` that does not fit the model is an error; a shipped probe that does not fit
+/// (another base model) is passed over with a note.
+enum Trained {
+    None,
+    Probe(Box<LoadedProbe>),
+    Head(Box<StageTwo>),
 }
 
-/// The shipped or `--head` head-only classifier for the task, if one applies; says on
-/// stderr which scorer is used. A `--head` that does not fit the model is an error; a shipped
-/// one that does not fit (another base model) is passed over with a note.
-fn choose_scorer(args: &Args, dataset: Dataset, loaded: &model::LoadedModel) -> Result<Scorer> {
+fn choose_trained(
+    args: &Args,
+    dataset: Dataset,
+    lm: &model::CausalLm,
+    device: &burn::tensor::Device,
+) -> Result<Trained> {
     use crate::classifiers;
-    let hidden = loaded.model.model.hidden_size();
+    let hidden = lm.model.hidden_size();
     if let Some(dir) = &args.head {
+        if !classifiers::is_probe(dir)? {
+            let head = StageTwo::assemble(lm, &formats::Folder::disk(dir), device)
+                .with_context(|| format!("loading the stage-2 classifier in {}", dir.display()))?;
+            eprintln!("classifier: {} (stage-2 adapter and head)", dir.display());
+            return Ok(Trained::Head(Box::new(head)));
+        }
         let sha = classifiers::model_sha256(&args.model.model_path()?)?;
         let probe = classifiers::load(dir, &sha, hidden, dataset)?;
         eprintln!("classifier: {}", probe.describe());
-        return Ok(Scorer::Probe(Box::new(probe)));
+        return Ok(Trained::Probe(Box::new(probe)));
     }
     let untuned = "scoring answer likelihoods with the model as it is (untuned)";
     if args.no_classifier {
         eprintln!("classifier: none (--no-classifier); {untuned}");
-        return Ok(Scorer::Choice);
+        return Ok(Trained::None);
     }
-    let dir = classifiers::shipped_root(args.classifiers.as_deref())
+    let dir = crate::paths::shipped_root(args.classifiers.as_deref())
         .map(|root| classifiers::task_dir(&root, dataset))
         .filter(|d| d.join("classifier.json").is_file());
     let Some(dir) = dir else {
@@ -86,20 +96,20 @@ fn choose_scorer(args: &Args, dataset: Dataset, loaded: &model::LoadedModel) -> 
             "classifier: no trained classifier for {}; {untuned}",
             dataset.name()
         );
-        return Ok(Scorer::Choice);
+        return Ok(Trained::None);
     };
     let sha = classifiers::model_sha256(&args.model.model_path()?)?;
     match classifiers::load(&dir, &sha, hidden, dataset) {
         Ok(probe) => {
             eprintln!("classifier: {}", probe.describe());
-            Ok(Scorer::Probe(Box::new(probe)))
+            Ok(Trained::Probe(Box::new(probe)))
         }
         Err(e) => {
             eprintln!(
                 "classifier: {} does not fit this model ({e:#}); {untuned}",
                 dir.display()
             );
-            Ok(Scorer::Choice)
+            Ok(Trained::None)
         }
     }
 }
@@ -146,82 +156,64 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let texts = read_texts(&args)?;
-    if let Some(dir) = &args.head
-        && !crate::classifiers::is_probe(dir)?
-    {
-        return classify_with_head(&args, dataset, dir, &texts);
-    }
-    let (loaded, _) = args.model.load()?;
-    let scorer = choose_scorer(&args, dataset, &loaded)?;
-    let runner = Runner::new(
-        &loaded,
-        &args.system,
-        args.max_prompt_tokens,
-        args.max_new_tokens,
-    )?;
-    let names = dataset.label_names();
+    let (loaded, chosen) = args.model.load()?;
+    let trained = choose_trained(&args, dataset, &loaded.model, &chosen.device)?;
+    let pipeline = Pipeline {
+        tokenizer: loaded.tokenizer.context("the model has no tokenizer")?,
+        lm: loaded.model,
+        prompter: Prompter::new(&args.system, args.max_prompt_tokens),
+        batch_size: args.batch_size,
+    };
+    let scorer = match &trained {
+        Trained::None => Scorer::Choice,
+        Trained::Probe(p) => Scorer::Probe(p),
+        Trained::Head(h) => Scorer::Head(h),
+    };
     for chunk in texts.chunks(args.batch_size) {
-        let prompts = chunk
+        let items: Vec<(&str, Option<&str>)> = chunk
             .iter()
-            .map(|t| runner.prompt(&tasks::query_for_text(dataset, t, args.question.as_deref())))
-            .collect::<Result<Vec<_>>>()?;
-        let probs = match &scorer {
-            Scorer::Choice => runner.choose(dataset, &prompts)?,
-            Scorer::Probe(probe) => {
-                let items: Vec<(&str, Option<&str>)> = chunk
-                    .iter()
-                    .map(|t| (t.as_str(), args.question.as_deref()))
-                    .collect();
-                crate::classifiers::classify(
-                    &loaded.model,
-                    runner.tokenizer,
-                    probe,
-                    dataset,
-                    &items,
-                    args.batch_size,
-                    None,
-                    |_| {},
-                )?
-            }
-        };
-        let classifier = match &scorer {
-            Scorer::Probe(p) => Some(p.dir.display().to_string()),
-            Scorer::Choice => None,
-        };
+            .map(|t| (t.as_str(), args.question.as_deref()))
+            .collect();
+        let results = blocking(pipeline.classify(scorer, dataset, &items))?;
         let answers = if args.explain {
-            Some(runner.generate(&prompts)?)
+            Some(blocking(pipeline.explain(
+                dataset,
+                &items,
+                args.max_new_tokens,
+                None,
+            ))?)
         } else {
             None
         };
-        for (i, (text, p)) in chunk.iter().zip(&probs).enumerate() {
-            let label = argmax(p);
+        for (i, (text, c)) in chunk.iter().zip(&results).enumerate() {
             let answer = answers.as_ref().map(|a| a[i].as_str());
             if args.json {
-                let probabilities: serde_json::Map<String, serde_json::Value> = names
+                let probabilities: serde_json::Map<String, serde_json::Value> = c
+                    .labels
                     .iter()
-                    .zip(p)
-                    .map(|(n, v)| (n.to_string(), json!(v)))
+                    .zip(&c.probabilities)
+                    .map(|(n, v)| (n.clone(), json!(v)))
                     .collect();
                 println!(
                     "{}",
                     json!({
-                        "task": dataset.name(), "text": text, "label": names[label], "label_index": label,
-                        "probabilities": probabilities, "truncated": prompts[i].truncated, "answer": answer,
-                        "classifier": classifier,
-                        "note": "For research and screening support only; not a diagnosis.",
+                        "task": c.task, "text": text, "label": c.label, "label_index": c.label_index,
+                        "probabilities": probabilities, "truncated": c.truncated, "answer": answer,
+                        "method": c.method, "classifier": c.classifier, "note": NOTE,
                     })
                 );
             } else {
-                let bars: Vec<String> = names
+                let bars: Vec<String> = c
+                    .labels
                     .iter()
-                    .zip(p)
+                    .zip(&c.probabilities)
                     .map(|(n, v)| format!("{n} {v:.3}"))
                     .collect();
                 println!(
                     "{}: {} ({:.3})   [{}]",
-                    dataset.name(),
-                    names[label],
-                    p[label],
+                    c.task,
+                    c.label,
+                    c.probabilities[c.label_index],
                     bars.join(" | ")
                 );
                 if let Some(a) = answer {
@@ -231,90 +223,6 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    eprintln!("For research and screening support only; not a diagnosis.");
-    Ok(())
-}
-
-/// Probabilities from a stage-2 head: the adapter and head of `dir` over the (merged) model.
-fn classify_with_head(
-    args: &Args,
-    dataset: Dataset,
-    dir: &std::path::Path,
-    texts: &[String],
-) -> Result<()> {
-    use model::decoder::TokenBatch;
-    use model::heads::classifier::{SequenceClassifier, load_head};
-    let (mut loaded, chosen) = args.model.load()?;
-    model::lora::peft_io::merge(&mut loaded.model);
-    model::lora::peft_io::load_adapter(&mut loaded.model, &formats::Folder::disk(dir))
-        .with_context(|| format!("loading the stage-2 adapter in {}", dir.display()))?;
-    let hidden = loaded.model.model.hidden_size();
-    let (head, config) = load_head(&formats::Folder::disk(dir), hidden, &chosen.device)?;
-    if Dataset::from_name(&config.dataset)? != dataset {
-        bail!(
-            "{} holds a {} head, not {}",
-            dir.display(),
-            config.dataset,
-            dataset.name()
-        );
-    }
-    let tokenizer = loaded
-        .tokenizer
-        .clone()
-        .context("the model has no tokenizer")?;
-    let model = SequenceClassifier {
-        lm: loaded.model,
-        head,
-        pool_include_padding: config.pool_include_padding,
-    };
-    for chunk in texts.chunks(args.batch_size) {
-        let mut rows = Vec::with_capacity(chunk.len());
-        for t in chunk {
-            let mut ids = tokenizer.encode(t)?;
-            ids.truncate(config.max_length);
-            rows.push(ids);
-        }
-        let (ids, valid) = model.batch(&rows, tokenizer.pad_id, config.max_length);
-        let logits = model.forward(TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        })?;
-        let probs = burn::tensor::activation::softmax(logits, 1);
-        let flat: Vec<f32> = probs
-            .into_data()
-            .try_to_vec()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        for (text, p) in chunk.iter().zip(flat.chunks(config.labels.len())) {
-            let p: Vec<f64> = p.iter().map(|&v| v as f64).collect();
-            let label = argmax(&p);
-            if args.json {
-                let probabilities: serde_json::Map<String, serde_json::Value> = config
-                    .labels
-                    .iter()
-                    .zip(&p)
-                    .map(|(n, v)| (n.clone(), json!(v)))
-                    .collect();
-                println!(
-                    "{}",
-                    json!({ "task": dataset.name(), "text": text, "label": config.labels[label], "label_index": label, "probabilities": probabilities, "head": dir })
-                );
-            } else {
-                let bars: Vec<String> = config
-                    .labels
-                    .iter()
-                    .zip(&p)
-                    .map(|(n, v)| format!("{n} {v:.3}"))
-                    .collect();
-                println!(
-                    "{}: {} ({:.3})   [{}]",
-                    dataset.name(),
-                    config.labels[label],
-                    p[label],
-                    bars.join(" | ")
-                );
-            }
-        }
-    }
-    eprintln!("For research and screening support only; not a diagnosis.");
+    eprintln!("{NOTE}");
     Ok(())
 }

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 
 use crate::model_arg::ModelArgs;
-use crate::runner::{Runner, argmax, reasoning};
+use classify::{Prompter, argmax, blocking, reasoning};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -177,12 +177,11 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Vec::new()
     };
-    let runner = Runner::new(
-        &loaded,
-        &args.system,
-        args.max_prompt_tokens,
-        args.max_new_tokens,
-    )?;
+    let tokenizer = loaded
+        .tokenizer
+        .as_ref()
+        .context("the model has no tokenizer")?;
+    let prompter = Prompter::new(&args.system, args.max_prompt_tokens);
     let total: usize = work.iter().map(|(_, items)| items.len()).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
@@ -231,14 +230,14 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 args.cache_dir
                     .clone()
-                    .or_else(crate::classifiers::default_cache)
+                    .or_else(crate::paths::default_cache)
             };
             let (distinct, _) = crate::classifiers::distinct(pairs.iter().map(|p| p.0));
             let scale = items.len() as f64 / distinct.len().max(1) as f64;
             let done_before = bar.position();
-            let probs = crate::classifiers::classify(
+            let probs = crate::classifiers::classify_cached(
                 &loaded.model,
-                runner.tokenizer,
+                tokenizer,
                 probe,
                 *dataset,
                 &pairs,
@@ -261,16 +260,26 @@ pub fn run(args: Args) -> Result<()> {
             }
             let prompts = chunk
                 .iter()
-                .map(|it| runner.prompt(&it.query))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|it| prompter.prompt(tokenizer, &it.query))
+                .collect::<Result<Vec<_>, _>>()?;
             truncated += prompts.iter().filter(|p| p.truncated).count();
             let answers = match args.mode {
-                Mode::Generate => runner.generate(&prompts)?,
-                Mode::Choice => runner
-                    .choose(*dataset, &prompts)?
-                    .iter()
-                    .map(|p| sentences[argmax(p)].clone())
-                    .collect(),
+                Mode::Generate => blocking(classify::explain::answers(
+                    &loaded.model,
+                    tokenizer,
+                    &prompts,
+                    args.max_new_tokens,
+                    None,
+                ))?,
+                Mode::Choice => blocking(classify::choice::probabilities(
+                    &loaded.model,
+                    tokenizer,
+                    *dataset,
+                    &prompts,
+                ))?
+                .iter()
+                .map(|p| sentences[argmax(p)].clone())
+                .collect(),
                 // Scored above, from the classifier.
                 Mode::Head => continue,
             };
@@ -345,7 +354,7 @@ fn load_probes(
     args: &Args,
     sets: &[Dataset],
     loaded: &model::LoadedModel,
-) -> Result<Vec<crate::classifiers::Loaded>> {
+) -> Result<Vec<classify::LoadedProbe>> {
     use crate::classifiers;
     let sha = classifiers::model_sha256(&args.model.model_path()?)?;
     let hidden = loaded.model.model.hidden_size();
@@ -357,7 +366,7 @@ fn load_probes(
         eprintln!("classifier: {}", probe.describe());
         return Ok(vec![probe]);
     }
-    let root = classifiers::shipped_root(args.classifiers.as_deref()).context(
+    let root = crate::paths::shipped_root(args.classifiers.as_deref()).context(
         "--mode head needs trained classifiers: none shipped here, give --classifiers DIR",
     )?;
     sets.iter()

@@ -88,7 +88,7 @@ fn cache_paths(args: &Args, dataset: Dataset, key: u64) -> (PathBuf, PathBuf) {
     let dir = args
         .cache_dir
         .clone()
-        .or_else(|| crate::classifiers::user_cache("select"))
+        .or_else(|| crate::paths::user_cache("select"))
         .unwrap_or_else(|| std::env::temp_dir().join("mentalqlm-select"));
     let stem = format!("{}-{key:016x}", dataset.name());
     (

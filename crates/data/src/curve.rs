@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::svg::xml_escape;
+use crate::confusion_svg::xml_escape;
 
 const W: f64 = 640.0;
 const PANEL_H: f64 = 220.0;

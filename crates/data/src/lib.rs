@@ -12,6 +12,7 @@
 //! - [`report`], [`svg`], [`published`](mod@published): Markdown/JSON reports beside the
 //!   paper's figures.
 
+pub mod confusion_svg;
 mod csv_table;
 pub mod curve;
 pub mod dep_severity;
@@ -24,7 +25,6 @@ pub mod prompt;
 pub mod published;
 pub mod report;
 pub mod split;
-pub mod svg;
 pub mod task_data;
 pub mod tasks;
 pub mod text_metrics;

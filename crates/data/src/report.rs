@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::confusion_svg::confusion_svg;
 use crate::error::{DataError, Result};
 use crate::labels::Dataset;
 use crate::metrics::{ClassificationMetrics, classification_metrics, confusion_matrix};
 use crate::predictions::ScoredPredictions;
 use crate::published::published;
-use crate::svg::confusion_svg;
 
 /// How the labels were produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -213,7 +213,7 @@ impl Decoder {
                 rope.len()
             )));
         }
-        let device = self.embed_tokens.weight.device();
+        let device = self.embed_tokens.device();
         let layout = cache.extend(valid);
         let positions =
             Tensor::<1, Int>::from_data(TensorData::new(layout.positions, [b * s]), &device);

@@ -22,10 +22,12 @@ pub mod norm;
 pub mod rope;
 pub mod score;
 pub mod vocab;
+pub mod weight;
 
 pub use cache::KvCache;
 pub use config::ModelConfig;
 pub use decoder::Decoder;
 pub use error::ModelError;
 pub use heads::lm::CausalLm;
-pub use load::{LoadOptions, LoadedModel, load_model, load_model_with};
+pub use load::{LoadOptions, LoadedModel, load_folder, load_model};
+pub use weight::Weight;

@@ -6,46 +6,40 @@ use burn::tensor::{Device, Tensor};
 use kernels::QuantizedLinear;
 
 use crate::lora::LoraAdapter;
+use crate::weight::{Codes, Weight};
 
 #[derive(Module, Debug)]
 pub struct Linear {
-    /// `[out, in]`; a `[1, 1]` placeholder when the weight is kept `quantized`.
-    pub weight: Param<Tensor<2>>,
+    /// `[out, in]`: f32, or GGUF codes read by the quantized kernel (a frozen base).
+    pub weight: Weight,
     /// `[out]`
     pub bias: Option<Param<Tensor<1>>>,
     /// An unmerged LoRA adapter (PEFT's `lora_A` / `lora_B`), added to the output.
     pub lora: Option<LoraAdapter>,
-    /// The base weight kept as GGUF codes on the device (a frozen base: no gradient),
-    /// read by the quantized kernel instead of `weight`.
-    #[module(skip)]
-    pub quantized: Option<QuantizedLinear>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
         Self {
-            weight: Param::from_tensor(weight),
+            weight: Weight::new(weight),
             bias: bias.map(Param::from_tensor),
             lora: None,
-            quantized: None,
         }
     }
 
     /// A layer whose base weight stays quantized on the device (28% of f32 for Q8_0, 19%
     /// for Q4_0/Q4_1).
     pub fn quantized(weight: QuantizedLinear, bias: Option<Tensor<1>>) -> Self {
-        let device = weight.scales.device();
-        let mut layer = Self::new(Tensor::zeros([1, 1], &device), bias);
-        layer.quantized = Some(weight);
-        layer
+        Self {
+            weight: Weight::Quantized(Codes(weight)),
+            bias: bias.map(Param::from_tensor),
+            lora: None,
+        }
     }
 
     /// The base weight `[out, in]` in f32 (dequantized if it is kept quantized).
     pub fn base_weight(&self) -> Tensor<2> {
-        match &self.quantized {
-            Some(q) => q.dequantize(),
-            None => self.weight.val(),
-        }
+        self.weight.to_f32()
     }
 
     /// Zero-initialised layer of the given shape (for tests and shape checks).
@@ -57,15 +51,11 @@ impl Linear {
     }
 
     pub fn in_features(&self) -> usize {
-        self.quantized
-            .as_ref()
-            .map_or(self.weight.dims()[1], |q| q.k)
+        self.weight.dims()[1]
     }
 
     pub fn out_features(&self) -> usize {
-        self.quantized
-            .as_ref()
-            .map_or(self.weight.dims()[0], |q| q.n)
+        self.weight.dims()[0]
     }
 
     /// `x · Wᵀ + b` over the last dimension of `[batch, seq, in]`.
@@ -78,14 +68,16 @@ impl Linear {
 
     /// `x · Wᵀ + b` for `[rows, in]`.
     pub fn forward_2d(&self, x: Tensor<2>) -> Tensor<2> {
-        if let Some(q) = &self.quantized {
-            return self.forward_quantized(q, x);
-        }
+        let weight = match &self.weight {
+            Weight::Dense(w) => w.val(),
+            Weight::Quantized(Codes(q)) => return self.forward_quantized(q, x),
+            Weight::Rows(_) => return self.forward_unfused(x),
+        };
         if let Some(lora) = self.fused_adapter(&x) {
             let bias = self.bias_or_zeros(&x.device());
             return kernels::lora_linear(
                 x,
-                self.weight.val(),
+                weight,
                 lora.lora_A.val(),
                 lora.lora_B.val(),
                 bias,
@@ -94,11 +86,16 @@ impl Linear {
         }
         if self.lora.is_none() {
             let bias = self.bias.as_ref().map(|b| b.val());
-            if let Some(y) = kernels::inference::linear(&x, &self.weight.val(), bias) {
+            if let Some(y) = kernels::inference::linear(&x, &weight, bias) {
                 return y;
             }
         }
-        let y = x.clone().matmul(self.weight.val().transpose());
+        self.forward_unfused(x)
+    }
+
+    /// `x · Wᵀ + b`, plus the adapter's own product: plain tensor ops.
+    fn forward_unfused(&self, x: Tensor<2>) -> Tensor<2> {
+        let y = self.weight.project(x.clone());
         let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze_dim(0),
             None => y,
@@ -159,8 +156,7 @@ impl Linear {
     pub fn merge_lora(&mut self) {
         if let Some(lora) = self.lora.take() {
             let merged = self.base_weight() + lora.delta();
-            self.weight = Param::from_tensor(merged.detach());
-            self.quantized = None;
+            self.weight = Weight::new(merged.detach());
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn continuation_logprobs_tensor(
             "every candidate needs at least one token".into(),
         ));
     }
-    let device = model.model.embed_tokens.weight.device();
+    let device = model.model.embed_tokens.device();
     let b = prompts.len();
     let (ids, valid) = left_pad(prompts, pad_id);
     let longest = candidates.iter().map(Vec::len).max().unwrap_or(0);
@@ -184,7 +184,7 @@ pub fn answer_nll(
     if width == 0 {
         return Ok(vec![f64::NAN; b]);
     }
-    let device = model.model.embed_tokens.weight.device();
+    let device = model.model.embed_tokens.device();
     let (hidden, ids, _) = hidden_states(model, seqs, pad_id)?;
     let n = ids[0].len();
     // Positions n-1-width .. n-2 predict tokens n-width .. n-1.
@@ -227,7 +227,7 @@ pub fn mean_pooled(
             "every sequence needs at least one token".into(),
         ));
     }
-    let device = model.model.embed_tokens.weight.device();
+    let device = model.model.embed_tokens.device();
     let (hidden, ids, valid) = hidden_states(model, seqs, pad_id)?;
     let (b, n) = (ids.len(), ids[0].len());
     let h = hidden.dims()[2];

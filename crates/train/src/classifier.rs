@@ -114,7 +114,7 @@ fn logits(
             val: v,
         } => {
             let cache = if val { v } else { train };
-            let device = model.lm.model.embed_tokens.weight.device();
+            let device = model.lm.model.embed_tokens.device();
             let (x, valid) = cache.batch(idx, &device)?;
             model.forward_prefix(x, start, &valid)
         }
@@ -247,7 +247,7 @@ pub fn train_classifier(
             "batch size and epochs must be at least 1".into(),
         ));
     }
-    let device = model.lm.model.embed_tokens.weight.device();
+    let device = model.lm.model.embed_tokens.device();
     let mut trainer = Trainer {
         model,
         optim: AdamW::new(config.weight_decay),

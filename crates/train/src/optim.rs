@@ -151,7 +151,10 @@ impl Trainable for SequenceClassifier {
         let name = |i: usize| format!("head.{}", HEAD_KEYS[i]);
         out.push((name(0), ParamMut::Vector(&mut head.layer_norm.weight)));
         out.push((name(1), ParamMut::Vector(&mut head.layer_norm.bias)));
-        out.push((name(2), ParamMut::Matrix(&mut head.classifier.weight)));
+        // A head is made dense (`ClassifierHead::init`, `load_head`).
+        if let Some(weight) = head.classifier.weight.dense_mut() {
+            out.push((name(2), ParamMut::Matrix(weight)));
+        }
         if let Some(bias) = head.classifier.bias.as_mut() {
             out.push((name(3), ParamMut::Vector(bias)));
         }

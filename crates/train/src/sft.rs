@@ -213,7 +213,7 @@ pub fn train_sft(
             "batch size, micro-batch size and epochs must be at least 1".into(),
         ));
     }
-    let device = model.model.embed_tokens.weight.device();
+    let device = model.model.embed_tokens.device();
     let mut trainer = Trainer {
         model,
         optim: AdamW::new(config.weight_decay),

@@ -64,10 +64,14 @@ pub fn inputs(args: InputArgs) -> Result<()> {
         weights: crate::model_arg::Weights::F32,
     }
     .model_path()?;
-    let tokenizer = model::load_model(&path, &burn::tensor::Device::flex())
-        .with_context(|| format!("loading model {}", path.display()))?
-        .tokenizer
-        .with_context(|| format!("{}: the model has no tokenizer", path.display()))?;
+    let tokenizer = model::load_model(
+        &path,
+        &burn::tensor::Device::flex(),
+        model::load::LoadOptions::default(),
+    )
+    .with_context(|| format!("loading model {}", path.display()))?
+    .tokenizer
+    .with_context(|| format!("{}: the model has no tokenizer", path.display()))?;
     let template = ChatTemplate::default();
     let dir = args.data.join("imhi");
     let mut ids = Vec::new();

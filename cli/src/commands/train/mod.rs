@@ -219,7 +219,7 @@ pub fn load_for_training(args: &crate::model_arg::ModelArgs) -> Result<ForTraini
         keep_quantized: args.weights == crate::model_arg::Weights::Quantized,
         ..Default::default()
     };
-    let mut loaded = model::load_model_with(&path, &device, options)
+    let mut loaded = model::load_model(&path, &device, options)
         .with_context(|| format!("loading model {}", path.display()))?;
     // The base is frozen: LoRA trains the adapters alone, and a tracked base weight would
     // cost every projection a `gᵀ·x` product (and the tied table a [vocab, hidden] gradient)

@@ -209,7 +209,7 @@ pub fn save_head(
     let vector = |name: &str, t: Tensor<1>| -> Result<crate::io::Named, ModelError> {
         Ok((name.to_string(), t.dims().to_vec(), crate::io::values(t)?))
     };
-    let weight = head.classifier.weight.val();
+    let weight = head.classifier.weight.to_f32();
     let tensors = [
         vector(HEAD_KEYS[0], head.layer_norm.weight.val())?,
         vector(HEAD_KEYS[1], head.layer_norm.bias.val())?,

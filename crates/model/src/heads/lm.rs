@@ -39,7 +39,7 @@ impl CausalLm {
             self.config.head_dim(),
             self.config.rope_theta(),
             len,
-            &self.model.embed_tokens.weight.device(),
+            &self.model.embed_tokens.device(),
         )
     }
 

@@ -124,6 +124,36 @@ pub fn pooled_features(
     cuts: &[usize],
     pad_id: u32,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
+    let (pooled, width) = pooled_tensor(lm, rows, depths, cuts, pad_id)?;
+    Ok(split_rows(&crate::io::values(pooled)?, width))
+}
+
+/// [`pooled_features`] with an asynchronous readback, for the browser (where a blocking
+/// read of a WebGPU buffer is impossible).
+pub async fn pooled_features_async(
+    lm: &CausalLm,
+    rows: &[Vec<u32>],
+    depths: &[usize],
+    cuts: &[usize],
+    pad_id: u32,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    let (pooled, width) = pooled_tensor(lm, rows, depths, cuts, pad_id)?;
+    Ok(split_rows(&crate::io::values_async(pooled).await?, width))
+}
+
+fn split_rows(flat: &[f32], width: usize) -> Vec<Vec<f32>> {
+    flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+/// The features of [`pooled_features`] as a `[rows, width]` tensor still on the device, and
+/// the width.
+fn pooled_tensor(
+    lm: &CausalLm,
+    rows: &[Vec<u32>],
+    depths: &[usize],
+    cuts: &[usize],
+    pad_id: u32,
+) -> Result<(Tensor<2>, usize), ModelError> {
     if let Some(i) = rows.iter().position(Vec::is_empty) {
         return Err(ModelError::Input(format!("row {i} has no tokens")));
     }
@@ -154,7 +184,7 @@ pub fn pooled_features(
             }
         }
     }
-    let device = lm.model.embed_tokens.weight.device();
+    let device = lm.model.embed_tokens.device();
     let weights = Tensor::<3>::from_data(TensorData::new(weights, [b, c, n]), &device);
     let h = lm.model.hidden_size();
     // [b, cuts, n] x [b, n, h] per depth, side by side: [b, cuts, depths·h].
@@ -162,11 +192,8 @@ pub fn pooled_features(
         .into_iter()
         .map(|s| weights.clone().matmul(s))
         .collect();
-    let flat = crate::io::values(Tensor::cat(pooled, 2).reshape([b, c * depths.len() * h]))?;
-    Ok(flat
-        .chunks(c * depths.len() * h)
-        .map(<[f32]>::to_vec)
-        .collect())
+    let width = c * depths.len() * h;
+    Ok((Tensor::cat(pooled, 2).reshape([b, width]), width))
 }
 
 /// The hidden states of token rows, left-padded into one batch, after the first `depth`

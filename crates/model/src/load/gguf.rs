@@ -1,8 +1,6 @@
 //! Loading a GGUF file: weights, config and tokenizer all come from the file, and
 //! [`gguf_name`] is the project's one table renaming HF tensor names to GGUF's.
 
-use std::path::Path;
-
 use burn::tensor::Device;
 use formats::gguf::GgufFile;
 use formats::gguf_tokenizer::tokenizer_from_gguf;
@@ -12,22 +10,8 @@ use super::{LoadOptions, LoadedModel, WeightReader, build};
 use crate::ModelError;
 use crate::config::{ModelConfig, ModelType, TokenIds};
 
-/// Loads a GGUF file: weights, config and tokenizer all come from the file.
-pub fn load_gguf(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
-    load_gguf_with(path, device, LoadOptions::default())
-}
-
-/// [`load_gguf`] with options.
-pub fn load_gguf_with(
-    path: &Path,
-    device: &Device,
-    options: LoadOptions,
-) -> Result<LoadedModel, ModelError> {
-    load_gguf_file(&GgufFile::open(path)?, device, options)
-}
-
 /// Loads an opened GGUF (from disk or, in the browser, from memory).
-pub fn load_gguf_file(
+pub(super) fn load(
     gguf: &GgufFile,
     device: &Device,
     options: LoadOptions,

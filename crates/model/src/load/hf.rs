@@ -12,7 +12,7 @@ use crate::config::ModelConfig;
 
 /// Loads a HF model from a folder on disk or in memory: `config.json`, the safetensors
 /// weights and, when present, `tokenizer.json`. `keep_quantized` applies to GGUF only.
-pub fn load_hf(
+pub(super) fn load(
     folder: &Folder,
     device: &Device,
     options: LoadOptions,

@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use formats::Folder;
+use formats::gguf::GgufFile;
 use formats::tokenizer::TextTokenizer;
 
 use crate::ModelError;
 use crate::heads::lm::CausalLm;
 
 pub use build::build;
-pub use gguf::{gguf_name, load_gguf, load_gguf_file, load_gguf_with};
-pub use hf::load_hf;
+pub use gguf::gguf_name;
 pub use reader::WeightReader;
 
 /// A model with the tokenizer that came with it (if the folder or file has one).
@@ -45,13 +45,8 @@ pub struct LoadOptions {
     pub max_tensor_bytes: Option<u64>,
 }
 
-/// Loads a HF model folder or a `.gguf` file onto `device`.
-pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
-    load_model_with(path, device, LoadOptions::default())
-}
-
-/// [`load_model`] with options.
-pub fn load_model_with(
+/// Loads a `.gguf` file or a HF model folder on disk onto `device`.
+pub fn load_model(
     path: &Path,
     device: &Device,
     options: LoadOptions,
@@ -60,7 +55,7 @@ pub fn load_model_with(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     {
-        return load_gguf_with(path, device, options);
+        return gguf::load(&GgufFile::open(path)?, device, options);
     }
     if !path.is_dir() {
         return Err(ModelError::Format(formats::FormatError::io(
@@ -71,5 +66,36 @@ pub fn load_model_with(
             ),
         )));
     }
-    load_hf(&Folder::disk(path), device, options)
+    hf::load(&Folder::disk(path), device, options)
+}
+
+/// Loads the model in a folder on disk or in memory (the files a browser user picked): its
+/// one `.gguf` file, else HF's `config.json`, safetensors and `tokenizer.json`.
+pub fn load_folder(
+    folder: &Folder,
+    device: &Device,
+    options: LoadOptions,
+) -> Result<LoadedModel, ModelError> {
+    if let Some(name) = gguf_file_name(folder) {
+        return gguf::load(&GgufFile::open_in(folder, &name)?, device, options);
+    }
+    if !folder.has("config.json") {
+        return Err(ModelError::Config {
+            path: folder.path("config.json"),
+            reason: format!(
+                "missing: give a .gguf file, or a HF model folder's config.json, \
+                 safetensors and tokenizer.json (found: {})",
+                folder.names().join(", ")
+            ),
+        });
+    }
+    hf::load(folder, device, options)
+}
+
+/// The `.gguf` file among a folder's files, if any.
+pub fn gguf_file_name(folder: &Folder) -> Option<String> {
+    folder
+        .names()
+        .into_iter()
+        .find(|n| n.to_ascii_lowercase().ends_with(".gguf"))
 }

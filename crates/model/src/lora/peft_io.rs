@@ -69,7 +69,7 @@ pub fn load_adapter(model: &mut CausalLm, folder: &Folder) -> Result<LoraConfig,
     let config = read_config(folder)?;
     let file = folder.path("adapter_model.safetensors");
     let source = SafetensorsSource::open_file(folder, "adapter_model.safetensors")?;
-    let device = model.model.embed_tokens.weight.device();
+    let device = model.model.embed_tokens.device();
     let mut unused: BTreeSet<String> = source.tensor_names().into_iter().collect();
     let origin = file.display().to_string();
     let read = |name: &str,

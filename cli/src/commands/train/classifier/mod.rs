@@ -271,7 +271,7 @@ fn build_prefix(
     let cache = args
         .cache_dir
         .clone()
-        .or_else(crate::classifiers::default_cache)
+        .or_else(crate::paths::default_cache)
         .context("no cache folder: give --cache-dir")?;
     let spec = train::prefix::PrefixSpec {
         model_sha256: crate::classifiers::model_sha256(&args.model.model_path()?)?,

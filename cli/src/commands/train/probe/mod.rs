@@ -166,7 +166,7 @@ pub fn run(args: &ClassifierArgs) -> Result<()> {
     let cache = if args.no_cache {
         None
     } else {
-        args.cache_dir.clone().or_else(classifiers::default_cache)
+        args.cache_dir.clone().or_else(crate::paths::default_cache)
     };
     let context = Context_ {
         lm: &lm,

@@ -1,0 +1,68 @@
+//! The model's own answer, `"<label>. Reasoning: <explanation>"` after instruction tuning:
+//! greedy generation from fitted prompts, optionally streamed.
+
+use formats::tokenizer::TextTokenizer;
+use model::CausalLm;
+use model::generate::{GenerateConfig, Sampling, generate_async};
+
+use crate::{ClassifyError, Prompt};
+
+/// Greedy answers to a batch of prompts, at most `max_new_tokens` tokens each.
+/// `on_text(prompt, text_so_far)` is called after every token when given (for streaming;
+/// it costs a decode per token).
+pub async fn answers(
+    lm: &CausalLm,
+    tokenizer: &TextTokenizer,
+    prompts: &[Prompt],
+    max_new_tokens: usize,
+    mut on_text: Option<&mut dyn FnMut(usize, &str)>,
+) -> Result<Vec<String>, ClassifyError> {
+    let config = GenerateConfig {
+        max_new_tokens,
+        sampling: Sampling::Greedy,
+        seed: 0,
+        stop_ids: tokenizer.stop_ids.clone(),
+        pad_id: tokenizer.pad_id,
+    };
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();
+    let mut so_far: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let out = generate_async(lm, &ids, &config, |seq, id| {
+        if let Some(f) = on_text.as_deref_mut() {
+            so_far[seq].push(id);
+            if let Ok(text) = tokenizer.decode(&so_far[seq]) {
+                f(seq, &text);
+            }
+        }
+    })
+    .await?;
+    out.iter().map(|ids| Ok(tokenizer.decode(ids)?)).collect()
+}
+
+/// The explanation part of an answer: the text after "Reasoning:", or the whole answer.
+pub fn reasoning(answer: &str) -> &str {
+    const MARK: &str = "reasoning:";
+    // ASCII-case-insensitive search on the original text, so byte offsets stay valid.
+    let at = answer.char_indices().map(|(i, _)| i).find(|&i| {
+        answer
+            .get(i..i + MARK.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(MARK))
+    });
+    match at {
+        Some(i) => answer[i + MARK.len()..].trim(),
+        None => answer.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reasoning;
+
+    #[test]
+    fn reasoning_is_the_text_after_the_mark() {
+        assert_eq!(reasoning("depression. Reasoning: sleepless."), "sleepless.");
+        assert_eq!(reasoning("stress. REASONING:  work "), "work");
+        assert_eq!(reasoning("  no mark here "), "no mark here");
+        // Multi-byte text before the mark keeps offsets valid.
+        assert_eq!(reasoning("é déprimé. reasoning: ok"), "ok");
+    }
+}

@@ -138,3 +138,32 @@ fn bad_token_ids_and_empty_batches() {
         .expect_err("too long");
     assert!(err.to_string().contains("exceeds"), "{err}");
 }
+
+/// A layer count the weights do not hold fails naming the key, before anything is allocated
+/// (2^40 layers used to abort the process in `Vec::with_capacity`).
+#[test]
+fn layer_count_is_checked_against_the_weights() {
+    for (layers, tag) in [
+        (1_099_511_627_776u64, "huge-layers"),
+        (3, "extra-layer"),
+        (1, "fewer-layers"),
+    ] {
+        let dir = copy_fixture_model("tiny/qwen2", tag);
+        let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            config.replace(
+                "\"num_hidden_layers\": 2",
+                &format!("\"num_hidden_layers\": {layers}"),
+            ),
+        )
+        .unwrap();
+        let msg = load_err(&dir);
+        assert!(
+            msg.contains(&format!(
+                "num_hidden_layers (GGUF: block_count) is {layers}"
+            )) && msg.contains("hold 2 layers"),
+            "{tag}: {msg}"
+        );
+    }
+}

@@ -228,9 +228,7 @@ pub fn run(args: Args) -> Result<()> {
             let cache = if args.no_cache {
                 None
             } else {
-                args.cache_dir
-                    .clone()
-                    .or_else(crate::paths::default_cache)
+                args.cache_dir.clone().or_else(crate::paths::default_cache)
             };
             let (distinct, _) = crate::classifiers::distinct(pairs.iter().map(|p| p.0));
             let scale = items.len() as f64 / distinct.len().max(1) as f64;

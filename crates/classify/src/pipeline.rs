@@ -252,6 +252,9 @@ mod tests {
         let c = classification(Scorer::Choice, Dataset::Dr, vec![0.3, 0.7], true);
         assert_eq!(c.labels, ["no", "yes"]);
         assert_eq!((c.label.as_str(), c.label_index), ("yes", 1));
-        assert_eq!((c.method, c.classifier, c.truncated), ("choice", None, true));
+        assert_eq!(
+            (c.method, c.classifier, c.truncated),
+            ("choice", None, true)
+        );
     }
 }

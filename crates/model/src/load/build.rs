@@ -9,8 +9,21 @@ use crate::decoder::Decoder;
 use crate::heads::lm::CausalLm;
 use crate::mlp::Mlp;
 
-/// Builds the model, reading each tensor by its HF name.
+/// Builds the model, reading each tensor by its HF name. The layer count is checked against
+/// the weights before anything is allocated; every tensor's shape as it is read.
 pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, ModelError> {
+    let present = w.layers_present();
+    if present != config.num_hidden_layers {
+        return Err(ModelError::Config {
+            path: w.origin().into(),
+            reason: format!(
+                "num_hidden_layers (GGUF: block_count) is {}, but the weights hold {present} \
+                 layers (model.layers.0 to model.layers.{})",
+                config.num_hidden_layers,
+                present as i64 - 1
+            ),
+        });
+    }
     let h = config.hidden_size;
     let (nh, nkv, hd) = (
         config.num_attention_heads,

@@ -64,6 +64,19 @@ impl<'a> WeightReader<'a> {
         self.source.info(&self.file_name(hf)).is_some()
     }
 
+    /// How many decoder layers the weights hold: `model.layers.0` up to the first index
+    /// without an input norm.
+    pub fn layers_present(&self) -> usize {
+        (0..)
+            .take_while(|i| self.has(&format!("model.layers.{i}.input_layernorm.weight")))
+            .count()
+    }
+
+    /// The file (or label) the weights come from, for messages.
+    pub fn origin(&self) -> String {
+        self.source.origin()
+    }
+
     fn read<const D: usize>(&self, hf: &str, shape: [usize; D]) -> Result<Tensor<D>, ModelError> {
         let values = self.read_values(hf, shape)?;
         Ok(Tensor::from_data(

@@ -1,8 +1,11 @@
 //! The CLI and the web page classify through the same `classify` crate: one text run through
 //! `mentalqlm classify --json` and through the web crate's `Session` (natively, on the same
-//! CPU backend) gets identical probabilities, for choice scoring and for a stage-2 head.
+//! CPU backend) gets identical probabilities, for choice scoring, a head-only classifier (as
+//! shipped) and a stage-2 head.
 
 mod common;
+
+use std::path::Path;
 
 use burn::tensor::Device;
 use common::*;
@@ -47,63 +50,103 @@ fn sorted(labels: Vec<String>, probs: Vec<f64>) -> Vec<(String, f64)> {
     pairs
 }
 
-#[test]
-fn cli_and_web_session_give_identical_probabilities() {
-    let model = fixture("tiny/qwen2");
-    let m = model.to_str().unwrap();
-    let picked = Picked {
-        model: Folder::disk(&model),
+/// The model's files, with a stage-2 head and head-only classifiers, as the page hands them.
+fn picked(model: &Path, head: Option<&Path>, classifiers: &[&Path]) -> Picked {
+    Picked {
+        model: Folder::disk(model),
         adapter: None,
-        head: None,
-    };
+        head: head.map(Folder::disk),
+        classifiers: classifiers.iter().map(|c| Folder::disk(*c)).collect(),
+    }
+}
 
-    // Choice scoring: the answer sentences' likelihood.
-    let (labels, cli) = cli_probabilities(m, "SAD", &["--no-classifier"]);
-    let (web_labels, web, method) = web_probabilities(&picked, "SAD");
-    assert_eq!(method, "choice");
-    assert_eq!(labels.len(), 9);
-    assert_eq!(sorted(labels, cli), sorted(web_labels, web));
-
-    // A stage-2 adapter and head, trained here on the fixture data.
-    let out = scratch("same-pipeline-head");
-    let cache = scratch("same-pipeline-cache");
+/// `train classifier` for DR on `model` and the fixture data into `out`, then `extra`.
+fn train_dr(model: &str, cache: &Path, out: &Path, extra: &[&str]) {
     let data = fixture("data/imhi");
-    ok(&[
+    let mut args = vec![
         "train",
         "classifier",
-        "--mode",
-        "prefix",
-        "--top-k",
-        "1",
         "--device",
         "cpu",
         "--model",
-        m,
+        model,
         "--task",
         "DR",
         "--data",
         data.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--lr",
-        "1e-3",
         "--cache-dir",
         cache.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
+#[test]
+fn cli_and_web_session_give_identical_probabilities() {
+    let model = fixture("tiny/qwen2");
+    let m = model.to_str().unwrap();
+    let plain = picked(&model, None, &[]);
+
+    // Choice scoring: the answer sentences' likelihood.
+    let (labels, cli) = cli_probabilities(m, "SAD", &["--no-classifier"]);
+    let (web_labels, web, method) = web_probabilities(&plain, "SAD");
+    assert_eq!(method, "choice");
+    assert_eq!(labels.len(), 9);
+    assert_eq!(sorted(labels, cli), sorted(web_labels, web));
+
+    // A head-only classifier (the kind shipped in classifiers/), trained here.
+    let probe = scratch("same-pipeline-probe");
+    let cache = scratch("same-pipeline-cache");
+    train_dr(m, &cache, &probe, &["--mode", "head", "--l2", "0.1"]);
+    let (labels, cli) = cli_probabilities(m, "DR", &["--head", probe.to_str().unwrap()]);
+    let with_probe = picked(&model, None, &[&probe]);
+    let (web_labels, web, method) = web_probabilities(&with_probe, "DR");
+    assert_eq!(method, "probe");
+    assert_eq!(labels.len(), 2);
+    assert_eq!(sorted(labels, cli), sorted(web_labels, web));
+    // A task without a classifier is scored untuned, and says so.
+    let (_, _, method) = web_probabilities(&with_probe, "SAD");
+    assert_eq!(method, "choice");
+    // A classifier made for another model is passed over with the reason, as the CLI does.
+    let other = picked(&fixture("tiny/llama"), None, &[&probe]);
+    let session = Session::load(&other, &Device::flex(), None).unwrap();
+    assert!(
+        session.info.classifiers[0].contains("not used")
+            && session.info.classifiers[0].contains("sha256"),
+        "{:?}",
+        session.info.classifiers
+    );
+    let (_, _, method) = web_probabilities(&other, "DR");
+    assert_eq!(method, "choice");
+
+    // A stage-2 adapter and head, trained here on the fixture data.
+    let out = scratch("same-pipeline-head");
+    train_dr(
+        m,
+        &cache,
+        &out,
+        &[
+            "--mode",
+            "prefix",
+            "--top-k",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+        ],
+    );
     let (labels, cli) = cli_probabilities(m, "DR", &["--head", out.to_str().unwrap()]);
-    let with_head = Picked {
-        head: Some(Folder::disk(&out)),
-        ..picked
-    };
+    let with_head = picked(&model, Some(&out), &[]);
     let (web_labels, web, method) = web_probabilities(&with_head, "DR");
     assert_eq!(method, "head");
     assert_eq!(labels.len(), 2);
     assert_eq!(sorted(labels, cli), sorted(web_labels, web));
-    for d in [out, cache] {
+    for d in [out, cache, probe] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

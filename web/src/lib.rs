@@ -23,7 +23,8 @@ struct State {
     device: Option<(Device, String)>,
     /// WebGPU's largest storage buffer binding, in bytes (none on the CPU).
     max_buffer: Option<u64>,
-    /// Files handed over for the next `load`, by part: "model", "adapter", "head".
+    /// Files handed over for the next `load`, by part: "model", "adapter", "head",
+    /// "classifier/<task>".
     staged: BTreeMap<String, Folder>,
     session: Option<Rc<Session>>,
 }
@@ -171,13 +172,17 @@ fn device_has_subgroups() -> bool {
         .unwrap_or(false)
 }
 
-/// Hands one file to the next `load`. `part` is "model", "adapter" or "head"; `name` is the
-/// file's own name (`config.json`, `model.gguf`, ...).
+/// Hands one file to the next `load`. `part` is "model", "adapter", "head", or
+/// "classifier/<task>" for a trained head-only classifier (`classifier.json`,
+/// `probe.safetensors`); `name` is the file's own name (`config.json`, `model.gguf`, ...).
 #[wasm_bindgen]
 pub fn add_file(part: &str, name: &str, bytes: Vec<u8>) -> Result<(), JsError> {
-    if !matches!(part, "model" | "adapter" | "head") {
+    let classifier = part
+        .strip_prefix("classifier/")
+        .is_some_and(|task| !task.is_empty());
+    if !(classifier || matches!(part, "model" | "adapter" | "head")) {
         return Err(JsError::new(&format!(
-            "unknown part `{part}` (model, adapter or head)"
+            "unknown part `{part}` (model, adapter, head or classifier/<task>)"
         )));
     }
     STATE.with_borrow_mut(|s| {
@@ -215,6 +220,11 @@ pub fn load() -> Result<String, JsError> {
         model,
         adapter: staged.remove("adapter"),
         head: staged.remove("head"),
+        classifiers: staged
+            .into_iter()
+            .filter(|(part, _)| part.starts_with("classifier/"))
+            .map(|(_, folder)| folder)
+            .collect(),
     };
     let session = Session::load(&picked, &device, max_buffer).map_err(js_err)?;
     let info = serde_json::to_string(&session.info).map_err(|e| js_err(e.into()))?;
@@ -229,7 +239,8 @@ fn session() -> Result<Rc<Session>, JsError> {
 }
 
 /// Classifies `text` for `task` (DR, dreaddit, Irf, MultiWD, SAD, DEP-SEVERITY). Returns
-/// JSON: label, labels, probabilities, method.
+/// JSON: label, labels, probabilities, method ("head", "probe" or "choice": untuned),
+/// classifier.
 #[wasm_bindgen]
 pub async fn classify(task: String, text: String) -> Result<String, JsError> {
     let session = session()?;

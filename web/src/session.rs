@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use classify::{Classification, Pipeline, Prompter, Scorer, StageTwo};
+use classify::{Classification, LoadedProbe, Pipeline, Prompter, Scorer, StageTwo};
 use data::Dataset;
 use formats::Folder;
 use model::LoadedModel;
@@ -21,6 +21,9 @@ pub struct Picked {
     pub model: Folder,
     pub adapter: Option<Folder>,
     pub head: Option<Folder>,
+    /// Trained head-only classifiers (`classifiers/<task>/` of the repository), one folder
+    /// each; each must have been trained on this model (its sha256 is checked).
+    pub classifiers: Vec<Folder>,
 }
 
 /// The loaded model and classifier; every classification goes through the `classify`
@@ -28,6 +31,7 @@ pub struct Picked {
 pub struct Session {
     pipeline: Pipeline,
     head: Option<StageTwo>,
+    probes: Vec<(Dataset, LoadedProbe)>,
     pub info: ModelInfo,
 }
 
@@ -42,6 +46,9 @@ pub struct ModelInfo {
     pub adapter: Option<String>,
     /// The dataset and labels of a stage-2 head, when one is loaded.
     pub head: Option<HeadConfig>,
+    /// One line per trained classifier given: what it is and its test F1, or why it was
+    /// passed over.
+    pub classifiers: Vec<String>,
 }
 
 impl Session {
@@ -72,6 +79,7 @@ impl Session {
             vocab_size: lm.config.vocab_size,
             adapter: None,
             head: None,
+            classifiers: Vec::new(),
         };
         if let Some(adapter) = &picked.adapter {
             model::lora::peft_io::load_adapter(&mut lm, adapter)
@@ -88,7 +96,10 @@ impl Session {
                 Some(head)
             }
         };
+        let (probes, notes) = load_probes(&picked.model, &picked.classifiers, &lm)?;
+        info.classifiers = notes;
         Ok(Self {
+            probes,
             pipeline: Pipeline {
                 lm,
                 tokenizer,
@@ -100,12 +111,17 @@ impl Session {
         })
     }
 
-    /// The classifier for `dataset`: the loaded head when it is that task's, else the
-    /// answer sentences' likelihood.
+    /// The classifier for `dataset`: the loaded head when it is that task's, else its
+    /// trained head-only classifier, else the answer sentences' likelihood (untuned).
     fn scorer(&self, dataset: Dataset) -> Scorer<'_> {
-        match &self.head {
-            Some(head) if head.dataset == dataset => Scorer::Head(head),
-            _ => Scorer::Choice,
+        if let Some(head) = &self.head
+            && head.dataset == dataset
+        {
+            return Scorer::Head(head);
+        }
+        match self.probes.iter().find(|(d, _)| *d == dataset) {
+            Some((_, probe)) => Scorer::Probe(probe),
+            None => Scorer::Choice,
         }
     }
 
@@ -141,6 +157,47 @@ impl Session {
             .await?;
         out.pop().context("the pipeline returned no answer")
     }
+}
+
+/// The head-only classifiers in `folders` that fit the model (its sha256, computed only when
+/// there is a classifier to check, and its width), and one line about each: what it is, or
+/// why it was passed over (as the CLI passes over a shipped classifier made for another
+/// model, and scores that task untuned).
+fn load_probes(
+    model: &Folder,
+    folders: &[Folder],
+    lm: &model::CausalLm,
+) -> Result<(Vec<(Dataset, LoadedProbe)>, Vec<String>)> {
+    if folders.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let sha = formats::fingerprint::folder_sha256(model)?;
+    let (mut probes, mut notes) = (Vec::new(), Vec::new());
+    for folder in folders {
+        match load_probe(folder, &sha, lm.model.hidden_size()) {
+            Ok((dataset, probe)) => {
+                notes.push(probe.describe());
+                probes.push((dataset, probe));
+            }
+            Err(e) => notes.push(format!(
+                "{} not used ({e:#}); that task is scored untuned",
+                folder.root().display()
+            )),
+        }
+    }
+    Ok((probes, notes))
+}
+
+fn load_probe(folder: &Folder, sha: &str, hidden: usize) -> Result<(Dataset, LoadedProbe)> {
+    let file = folder.path("classifier.json");
+    let config: serde_json::Value = serde_json::from_str(&folder.read_string("classifier.json")?)
+        .with_context(|| format!("{}: not JSON", file.display()))?;
+    let name = config
+        .get("dataset")
+        .and_then(|d| d.as_str())
+        .with_context(|| format!("{}: no \"dataset\"", file.display()))?;
+    let dataset = Dataset::from_name(name)?;
+    Ok((dataset, LoadedProbe::load(folder, sha, hidden, dataset)?))
 }
 
 /// The picked model: a GGUF file, or a HF folder's files. The embedding table and LM head

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::FormatError;
+use crate::{Folder, FormatError};
 
 /// Lowercase hex of the sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -40,19 +40,30 @@ pub fn model_sha256(path: &Path) -> Result<String, FormatError> {
     if !path.is_dir() {
         return sha256_file(path);
     }
-    let entries = std::fs::read_dir(path).map_err(|e| FormatError::io(path, e))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| FormatError::io(path, e))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name == "config.json" || name.ends_with(".safetensors") || name.ends_with(".gguf") {
-            names.push(name);
-        }
+    folder_sha256(&Folder::disk(path))
+}
+
+/// [`model_sha256`] of a model held in a [`Folder`] (on disk, or the files a browser user
+/// picked): a folder with a `config.json` is digested as a HF folder; one holding a single
+/// `.gguf` and no `config.json`, as that file (the page puts the one file it was given in a
+/// folder of its own).
+pub fn folder_sha256(folder: &Folder) -> Result<String, FormatError> {
+    let names: Vec<String> = folder
+        .names()
+        .into_iter()
+        .filter(|n| n == "config.json" || n.ends_with(".safetensors") || n.ends_with(".gguf"))
+        .collect();
+    if let [only] = names.as_slice()
+        && only.ends_with(".gguf")
+    {
+        return Ok(sha256_hex(&folder.open(only)?));
     }
-    names.sort();
     let mut lines = String::new();
     for name in names {
-        let digest = sha256_file(&path.join(&name))?;
+        let digest = match folder {
+            Folder::Disk(dir) => sha256_file(&dir.join(&name))?,
+            Folder::Memory { .. } => sha256_hex(&folder.open(&name)?),
+        };
         lines.push_str(&format!("{name} {digest}\n"));
     }
     Ok(sha256_hex(lines.as_bytes()))
@@ -86,6 +97,17 @@ mod tests {
         assert_eq!(model_sha256(&dir).unwrap(), before);
         std::fs::write(dir.join("model.safetensors"), b"other weights").unwrap();
         assert_ne!(model_sha256(&dir).unwrap(), before);
+        // The same files picked in a browser give the same digest.
+        let mut picked = Folder::memory("picked");
+        for name in ["model.safetensors", "config.json", "README.md"] {
+            picked
+                .insert(name, std::fs::read(dir.join(name)).unwrap())
+                .unwrap();
+        }
+        assert_eq!(folder_sha256(&picked).unwrap(), model_sha256(&dir).unwrap());
+        let mut gguf = Folder::memory("picked");
+        gguf.insert("model.gguf", b"codes".to_vec()).unwrap();
+        assert_eq!(folder_sha256(&gguf).unwrap(), sha256_hex(b"codes"));
         let missing = sha256_file(&dir.join("absent.gguf"))
             .unwrap_err()
             .to_string();

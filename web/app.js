@@ -61,7 +61,9 @@ function hideProgress() {
 function drawResult(r) {
   ui.result.hidden = false;
   ui.label.textContent = r.label;
-  ui.time.textContent = `${(r.ms / 1000).toFixed(2)} s on ${r.backend}${r.method === 'head' ? ', classifier head' : ''}`;
+  const how = { head: ', stage-2 classifier head', probe: ', trained classifier', choice: ', untuned model: no trained classifier for this task and model' }[r.method] || '';
+  ui.time.textContent = `${(r.ms / 1000).toFixed(2)} s on ${r.backend}${how}`;
+  state('method', r.method);
   ui.bars.replaceChildren();
   const top = r.label_index;
   r.labels.forEach((name, i) => {
@@ -115,6 +117,7 @@ function onMessage(event) {
       ui.modelInfo.textContent = `${i.model} (${i.format}, ${i.layers} layers, hidden ${i.hidden_size}, vocabulary ${i.vocab_size})`
         + (i.adapter ? `, adapter ${i.adapter}` : '')
         + (i.head ? `, ${i.head.dataset} head` : '')
+        + (i.classifiers && i.classifiers.length ? `; trained classifiers: ${i.classifiers.join('; ')}` : '')
         + ` — built in ${(i.load_ms / 1000).toFixed(1)} s${m.saved ? ', saved in this browser' : ''}`;
       state('loaded', '1');
       state('loadMs', String(Math.round(i.load_ms)));

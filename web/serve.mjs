@@ -19,7 +19,7 @@ const TYPES = {
   '.svg': 'image/svg+xml',
 };
 
-/// Serves `root` (and, under /fixtures/ and /models/, the extra folders given) on `port`
+/// Serves `root` (and, under /fixtures/, /models/ and /classifiers/, the extra folders given) on `port`
 /// (0: any free port). Resolves to { server, url, requests }.
 export function serve({ root, port = 0, mounts = {} }) {
   const requests = [];
@@ -57,6 +57,6 @@ export function serve({ root, port = 0, mounts = {} }) {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
   const here = fileURLToPath(new URL('.', import.meta.url));
-  const { url } = await serve({ root: arg('--root', here), port: Number(arg('--port', 8080)), mounts: { '/models/': resolve(here, '../models') } });
+  const { url } = await serve({ root: arg('--root', here), port: Number(arg('--port', 8080)), mounts: { '/models/': resolve(here, '../models'), '/classifiers/': resolve(here, '../classifiers') } });
   console.log(`mentalqlm web page: ${url}  (Ctrl-C stops)`);
 }

@@ -154,6 +154,28 @@ async function fetchModel(url) {
   return files;
 }
 
+// The shipped head-only classifiers (classifiers/<task>/ on this site), fetched with a new
+// model: the module checks each against the model's sha256 and passes over those made for
+// another model (that task is then scored untuned, and the result says so).
+const TASKS = ['DR', 'dreaddit', 'Irf', 'MultiWD', 'SAD', 'DEP-SEVERITY'];
+
+async function fetchClassifiers() {
+  progress('Downloading the trained classifiers');
+  const files = [];
+  for (const task of TASKS) {
+    const dir = new URL(`classifiers/${task}/`, self.location.href);
+    const parts = [];
+    for (const name of ['classifier.json', 'probe.safetensors']) {
+      let response;
+      try { response = await fetch(new URL(name, dir).href); } catch { break; }
+      if (!response.ok) break;
+      parts.push({ part: `classifier/${task}`, name, bytes: new Uint8Array(await response.arrayBuffer()) });
+    }
+    if (parts.length === 2) files.push(...parts);
+  }
+  return files;
+}
+
 // ---- building and classifying -----------------------------------------------------------
 
 async function build(files, { persist }) {
@@ -186,8 +208,8 @@ async function classify({ id, task, text, explain, maxNewTokens }) {
 
 const handlers = {
   init: (m) => start(m.backend || 'auto', m.settings || ''),
-  files: async (m) => build(await readPicked(m.files), { persist: true }),
-  url: async (m) => build(await fetchModel(m.url), { persist: true }),
+  files: async (m) => build([...await readPicked(m.files), ...await fetchClassifiers()], { persist: true }),
+  url: async (m) => build([...await fetchModel(m.url), ...await fetchClassifiers()], { persist: true }),
   saved: async () => build(await readSaved(), { persist: false }),
   forget: async () => { if ('caches' in self) await caches.delete(CACHE); await reportSaved(); },
   classify,

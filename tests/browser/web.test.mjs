@@ -38,10 +38,12 @@ let site;
 let browser;
 const timings = {};
 
-function native(task, text, { model = TINY, adapter = null } = {}) {
-  // The page scores the label sentences' likelihood (it loads no trained classifier yet), so
-  // the CLI is asked for the same, not for its shipped classifier.
-  const args = ['classify', '--model', model, '--task', task, '--json', '--device', 'cpu', '--no-classifier'];
+function native(task, text, { model = TINY, adapter = null, classifier = false } = {}) {
+  // The page fetches the shipped classifiers and uses those made for its model (the default
+  // one); with the tiny models it scores the label sentences' likelihood, so the CLI is asked
+  // for the same there.
+  const args = ['classify', '--model', model, '--task', task, '--json', '--device', 'cpu'];
+  if (!classifier) args.push('--no-classifier');
   if (adapter) args.push('--adapter', adapter);
   args.push('--', text);
   const out = execFileSync(CLI, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -55,7 +57,7 @@ before(async () => {
   assert.ok(existsSync(join(ROOT, 'web/pkg/mentalqlm_web_bg.wasm')), 'web/pkg is missing: run web/build.sh');
   assert.ok(existsSync(CLI), `${CLI} is missing: build the CLI (cargo build --release)`);
   mkdirSync(REPORTS, { recursive: true });
-  site = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES } });
+  site = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES, '/classifiers/': join(ROOT, 'classifiers') } });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -311,13 +313,17 @@ test('a second visit builds the saved model from browser storage, without fetchi
   try {
     await waitBackend(view.page);
     await loadFiles(view.page, TINY_FILES);
-    await view.page.waitForFunction(() => document.body.dataset.saved === '3', null, { timeout: 60_000 });
+    // The model's three files and the two files of each shipped classifier fetched with it.
+    const shipped = readdirSync(join(ROOT, 'classifiers'))
+      .filter((t) => existsSync(join(ROOT, 'classifiers', t, 'probe.safetensors'))).length;
+    const saved = String(TINY_FILES.length + 2 * shipped);
+    await view.page.waitForFunction((n) => document.body.dataset.saved === n, saved, { timeout: 60_000 });
     const seen = site.requests.length;
     await view.page.goto(`${site.url}?backend=cpu`);
     await view.page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
     assert.equal(await view.page.evaluate(() => document.body.dataset.error), undefined);
     const fetched = site.requests.slice(seen).map((r) => r.path);
-    assert.ok(fetched.every((p) => !p.startsWith('/fixtures/')), `model files were fetched again: ${fetched}`);
+    assert.ok(fetched.every((p) => !p.startsWith('/fixtures/') && !p.startsWith('/classifiers/')), `saved files were fetched again: ${fetched}`);
     const { task, text } = CASES[0];
     const { result } = await classify(view, task, text);
     assertSame(result, native(task, text), 'saved model');
@@ -417,7 +423,10 @@ test('the default model (SmolLM2-135M GGUF) loads and classifies like the CLI', 
     const { result, browserRequests } = await classify(view, task, text, 600_000);
     timings[`smollm2_${backend}_classify_ms`] = Math.round(result.ms);
     assert.deepEqual(browserRequests, []);
-    assertSame(result, native(task, text, { model: DEFAULT_MODEL }), 'default model');
+    // The shipped DR classifier was fetched with the model and is used, as by the CLI.
+    assert.equal(result.method, 'probe', 'the shipped classifier scores the default model');
+    assert.match(await view.page.textContent('#model-info'), /trained classifiers: .*DR/);
+    assertSame(result, native(task, text, { model: DEFAULT_MODEL, classifier: true }), 'default model');
     await view.page.screenshot({ path: join(REPORTS, 'smollm2.png'), fullPage: true });
     timings.smollm2_backend = await view.page.evaluate(() => document.body.dataset.backend);
   } finally {

@@ -78,10 +78,9 @@ impl StageTwo {
         let mut rows = Vec::with_capacity(texts.len());
         let mut cut = Vec::with_capacity(texts.len());
         for t in texts {
-            let mut ids = crate::probe::encode(tokenizer, t, usize::MAX)?;
-            cut.push(ids.len() > max_length);
-            ids.truncate(max_length);
+            let (ids, was_cut) = crate::probe::encode_cut(tokenizer, t, max_length)?;
             rows.push(ids);
+            cut.push(was_cut);
         }
         let (ids, valid) = self.classifier.batch(&rows, tokenizer.pad_id, max_length);
         let logits = self.classifier.forward(TokenBatch {

@@ -128,15 +128,9 @@ impl Pipeline {
                     .collect())
             }
             Scorer::Probe(probe) => {
-                let probs = probe
+                probe
                     .probabilities(&self.lm, &self.tokenizer, dataset, items, self.batch_size)
-                    .await?;
-                let max = probe.config.max_length;
-                let mut cut = Vec::with_capacity(items.len());
-                for (t, _) in items {
-                    cut.push(self.tokenizer.encode(t)?.len() > max);
-                }
-                Ok(probs.into_iter().zip(cut).collect())
+                    .await
             }
             Scorer::Head(head) => {
                 if head.dataset != dataset {

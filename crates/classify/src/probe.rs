@@ -106,8 +106,8 @@ impl LoadedProbe {
             .collect()
     }
 
-    /// Class probabilities of `(text, question)` pairs: each distinct text is run once, in
-    /// batches of `batch_size`.
+    /// Class probabilities of `(text, question)` pairs, and whether each text was cut to the
+    /// classifier's length: each distinct text is run once, in batches of `batch_size`.
     pub async fn probabilities(
         &self,
         lm: &CausalLm,
@@ -115,16 +115,18 @@ impl LoadedProbe {
         dataset: Dataset,
         items: &[(&str, Option<&str>)],
         batch_size: usize,
-    ) -> Result<Vec<Vec<f64>>, ClassifyError> {
+    ) -> Result<Vec<(Vec<f64>, bool)>, ClassifyError> {
         let groups = items
             .iter()
             .map(|(_, q)| self.group_of(dataset, *q))
             .collect::<Result<Vec<_>, _>>()?;
         let (unique, of) = distinct(items.iter().map(|(t, _)| *t));
-        let rows = unique
+        let (rows, cut): (Vec<Vec<u32>>, Vec<bool>) = unique
             .iter()
-            .map(|t| encode(tokenizer, t, self.config.max_length))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|t| encode_cut(tokenizer, t, self.config.max_length))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
         let mut features = Vec::with_capacity(rows.len());
         for batch in rows.chunks(batch_size.max(1)) {
             let cuts = [self.config.max_length];
@@ -133,7 +135,8 @@ impl LoadedProbe {
                     .await?,
             );
         }
-        Ok(self.from_features(&features, &of, &groups))
+        let probs = self.from_features(&features, &of, &groups);
+        Ok(probs.into_iter().zip(of.iter().map(|&i| cut[i])).collect())
     }
 }
 
@@ -144,12 +147,22 @@ pub fn encode(
     text: &str,
     max_length: usize,
 ) -> Result<Vec<u32>, ClassifyError> {
+    Ok(encode_cut(tokenizer, text, max_length)?.0)
+}
+
+/// [`encode`], and whether the text had more than `max_length` tokens.
+pub fn encode_cut(
+    tokenizer: &TextTokenizer,
+    text: &str,
+    max_length: usize,
+) -> Result<(Vec<u32>, bool), ClassifyError> {
     let mut ids = tokenizer.encode(text)?;
+    let cut = ids.len() > max_length;
     ids.truncate(max_length);
     if ids.is_empty() {
         ids.push(tokenizer.pad_id);
     }
-    Ok(ids)
+    Ok((ids, cut))
 }
 
 /// The distinct texts of a list and, for each entry, the index of its text.

@@ -129,3 +129,98 @@ fn select_bad_input_writes_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "no staging folder is left behind");
 }
+
+#[test]
+fn two_selects_filling_one_cache_at_once_agree() {
+    let model = fixture("tiny/qwen2");
+    let data = fixture("data/imhi");
+    let cache = scratch("select-race-cache");
+    let outs = [
+        scratch("select-race-a"),
+        scratch("select-race-b"),
+        scratch("select-race-c"),
+    ];
+    let command = |out: &std::path::Path| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mentalqlm"));
+        c.args(["select", "--device", "cpu", "--keep", "0.5", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    // Two runs at once, both computing and writing every cache entry.
+    let children: Vec<_> = outs[..2]
+        .iter()
+        .map(|o| {
+            command(o)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let reports: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success());
+            serde_json::from_slice(&o.stdout).unwrap()
+        })
+        .collect();
+    // A third run reads the cache they left: whole entries, the same subsets.
+    let (stdout, _) = ok(&[
+        "select",
+        "--device",
+        "cpu",
+        "--keep",
+        "0.5",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--out",
+        outs[2].to_str().unwrap(),
+    ]);
+    let third: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for set in ["DR", "dreaddit", "Irf", "MultiWD", "SAD"] {
+        assert_eq!(third["datasets"][set]["from_cache"], true, "{set}");
+        let rel = third["datasets"][set]["output"].as_str().unwrap();
+        let texts: Vec<String> = outs
+            .iter()
+            .map(|o| std::fs::read_to_string(o.join(rel)).unwrap())
+            .collect();
+        assert!(
+            texts[0] == texts[1] && texts[1] == texts[2],
+            "{set}: subsets differ"
+        );
+        for r in &reports {
+            assert_eq!(
+                r["datasets"][set]["selected"],
+                third["datasets"][set]["selected"]
+            );
+        }
+    }
+    let leftovers: Vec<_> = walk(&cache)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            all.extend(walk(&p));
+        } else {
+            all.push(p);
+        }
+    }
+    all
+}

@@ -143,11 +143,15 @@ fn save_cache(json_path: &Path, bin_path: &Path, f: &Features) -> Result<()> {
         })
         .collect();
     // Data first, then the index that makes it valid: a killed run leaves no half cache.
-    std::fs::write(bin_path, bytes)
+    // Each file whole under a unique temporary name: two runs filling one cache at once
+    // each rename a complete file, and the last one wins.
+    formats::atomic::write_atomic(bin_path, &bytes)
         .with_context(|| format!("cannot write {}", bin_path.display()))?;
-    std::fs::write(
+    formats::atomic::write_atomic(
         json_path,
-        json!({ "scores": scores, "dim": dim }).to_string(),
+        json!({ "scores": scores, "dim": dim })
+            .to_string()
+            .as_bytes(),
     )
     .with_context(|| format!("cannot write {}", json_path.display()))?;
     Ok(())

@@ -310,10 +310,11 @@ pub fn write_examples(path: &Path, examples: &[Example]) -> Result<()> {
             .collect();
         let text =
             serde_json::to_string_pretty(&list).map_err(|e| DataError::Invalid(e.to_string()))?;
-        return std::fs::write(path, text).map_err(|e| DataError::write(path, e));
+        return formats::atomic::write_atomic(path, text.as_bytes())
+            .map_err(|e| DataError::write(path, e));
     }
-    let mut writer = csv::Writer::from_path(path)
-        .map_err(|e| DataError::write(path, std::io::Error::other(e)))?;
+    let file = formats::atomic::AtomicFile::create(path).map_err(|e| DataError::write(path, e))?;
+    let mut writer = csv::Writer::from_writer(file);
     let io = |e: csv::Error| DataError::write(path, std::io::Error::other(e));
     writer
         .write_record(["query", "gpt-3.5-turbo"])
@@ -323,7 +324,10 @@ pub fn write_examples(path: &Path, examples: &[Example]) -> Result<()> {
             .write_record([e.query.as_str(), e.answer.as_str()])
             .map_err(io)?;
     }
-    writer.flush().map_err(|e| DataError::write(path, e))
+    let file = writer
+        .into_inner()
+        .map_err(|e| DataError::write(path, std::io::Error::other(e.to_string())))?;
+    file.commit().map_err(|e| DataError::write(path, e))
 }
 
 #[cfg(test)]

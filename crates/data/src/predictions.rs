@@ -3,7 +3,9 @@
 //! scoring with the label rules.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+
+use formats::atomic::AtomicFile;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -24,20 +26,42 @@ pub struct PredictionRow {
     pub predict: String,
 }
 
+/// The longest line [`read_predictions`] reads: a generation of a few thousand tokens is
+/// tens of KiB; a line beyond this is a wrong file, refused before it is held in memory.
+pub const MAX_LINE_BYTES: usize = 8 << 20;
+
 /// Reads a predictions JSONL file; blank lines are skipped, other fields ignored.
 pub fn read_predictions(path: &Path) -> Result<Vec<PredictionRow>> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut reader = BufReader::new(file);
     let mut rows = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| DataError::io(path, e))?;
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        let n = reader
+            .by_ref()
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| DataError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        let json_err = |reason: String| DataError::Json {
+            path: path.to_path_buf(),
+            line: i as u64 + 1,
+            reason,
+        };
+        if buf.len() > MAX_LINE_BYTES {
+            return Err(json_err(format!(
+                "the line is longer than {} MiB; is this a predictions file?",
+                MAX_LINE_BYTES >> 20
+            )));
+        }
+        let line = std::str::from_utf8(&buf).map_err(|e| json_err(format!("not UTF-8: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let row = serde_json::from_str(&line).map_err(|e| DataError::Json {
-            path: path.to_path_buf(),
-            line: i as u64 + 1,
-            reason: e.to_string(),
-        })?;
+        let row = serde_json::from_str(line).map_err(|e| json_err(e.to_string()))?;
         rows.push(row);
     }
     Ok(rows)
@@ -48,14 +72,13 @@ pub fn write_predictions(path: &Path, rows: &[PredictionRow]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| DataError::write(parent, e))?;
     }
-    let file = File::create(path).map_err(|e| DataError::write(path, e))?;
-    let mut out = BufWriter::new(file);
+    let mut out = AtomicFile::create(path).map_err(|e| DataError::write(path, e))?;
     for row in rows {
         // Serialising plain strings cannot fail; only the write can.
         let json = serde_json::to_string(row).map_err(|e| DataError::Invalid(e.to_string()))?;
         writeln!(out, "{json}").map_err(|e| DataError::write(path, e))?;
     }
-    out.flush().map_err(|e| DataError::write(path, e))
+    out.commit().map_err(|e| DataError::write(path, e))
 }
 
 /// Labels and metrics of a set of predictions.
@@ -133,6 +156,35 @@ mod tests {
             label: label.into(),
             predict: predict.into(),
         }
+    }
+
+    #[test]
+    fn a_100_mb_line_is_refused_by_size() {
+        let dir = std::env::temp_dir().join(format!("mentalqlm-bigline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("huge.jsonl");
+        let first = "{\"label\": \"yes\", \"predict\": \"no\"}\n";
+        std::fs::write(&path, first).unwrap();
+        // A sparse 100 MB second line: no newline in it, and no disk used.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(first.len() as u64 + 100_000_000).unwrap();
+        let err = read_predictions(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("huge.jsonl:2:") && err.contains("longer than 8 MiB"),
+            "{err}"
+        );
+        // A line just under the limit is read (and fails as JSON, naming its line).
+        std::fs::write(
+            &path,
+            format!("{first}{}\n", "x".repeat(MAX_LINE_BYTES - 1)),
+        )
+        .unwrap();
+        let err = read_predictions(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("huge.jsonl:2:") && !err.contains("longer than"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

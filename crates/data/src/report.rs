@@ -380,7 +380,8 @@ impl EvalReport {
         let mut written = Vec::new();
         let mut put = |name: &str, text: &str| -> Result<()> {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| DataError::write(&path, e))?;
+            formats::atomic::write_atomic(&path, text.as_bytes())
+                .map_err(|e| DataError::write(&path, e))?;
             written.push(path);
             Ok(())
         };

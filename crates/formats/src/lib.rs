@@ -4,6 +4,7 @@
 //! Every reader hands out tensors as `f32` with their shape through [`TensorSource`];
 //! the model crate maps names onto modules.
 
+pub mod atomic;
 pub mod dequant;
 pub mod error;
 pub mod fingerprint;

@@ -25,13 +25,9 @@ fn bad(path: &Path, reason: impl Into<String>) -> ModelError {
     }
 }
 
-/// Writes `bytes` to `path` through `path.tmp` and a rename.
+/// Writes `bytes` to `path` whole or not at all ([`formats::atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    formats::atomic::write_atomic(path, bytes).map_err(|e| io_err(path, e))
 }
 
 /// Writes f32 tensors as one safetensors file, atomically.

@@ -100,14 +100,18 @@ pub fn save(
     )?;
     model::io::write_safetensors(&tmp.join("optimizer.safetensors"), &optim.state_tensors()?)?;
     let text = serde_json::to_string_pretty(state).map_err(|e| bad(&tmp, e.to_string()))?;
-    std::fs::write(tmp.join("state.json"), text).map_err(|e| io_err(&tmp, e))?;
+    model::io::write_atomic(&tmp.join("state.json"), text.as_bytes())?;
     if done.exists() {
         std::fs::remove_dir_all(&done).map_err(|e| io_err(&done, e))?;
     }
     std::fs::rename(&tmp, &done).map_err(|e| io_err(&done, e))?;
     let all = list(out)?;
-    for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
-        std::fs::remove_dir_all(old).map_err(|e| io_err(old, e))?;
+    for (step, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+        // Out of `list`'s sight first: a kill during the removal leaves no half checkpoint
+        // that looks whole.
+        let trash = dir.join(format!(".step-{step:08}.old"));
+        std::fs::rename(old, &trash).map_err(|e| io_err(old, e))?;
+        std::fs::remove_dir_all(&trash).map_err(|e| io_err(&trash, e))?;
     }
     Ok(done)
 }

@@ -128,7 +128,7 @@ pub fn inputs(args: InputArgs) -> Result<()> {
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(&args.out, serde_json::to_string(&out)?)
+    formats::atomic::write_atomic(&args.out, serde_json::to_string(&out)?.as_bytes())
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
         "wrote {} ({} × {} tokens; {})",

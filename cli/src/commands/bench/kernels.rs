@@ -60,7 +60,8 @@ pub fn write_shaders(args: ShaderArgs) -> Result<()> {
     for (i, (name, text)) in rendered.iter().enumerate() {
         let stem = name.trim_end_matches(".wgsl");
         let path = out.join(format!("{stem}-{i:02}.wgsl"));
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        formats::atomic::write_atomic(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     println!("{} shaders written to {}", rendered.len(), out.display());
     Ok(())

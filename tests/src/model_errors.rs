@@ -161,8 +161,9 @@ fn layer_count_is_checked_against_the_weights() {
         let msg = load_err(&dir);
         assert!(
             msg.contains(&format!(
-                "num_hidden_layers (GGUF: block_count) is {layers}"
-            )) && msg.contains("hold 2 layers"),
+                "num_hidden_layers (config.json; GGUF: block_count) is {layers}"
+            )) && msg.contains("hold 2 layers")
+                && msg.contains("model.safetensors"),
             "{tag}: {msg}"
         );
     }

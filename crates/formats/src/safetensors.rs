@@ -38,7 +38,8 @@ impl Shard {
 
 /// The weights of a HF model folder.
 pub struct SafetensorsSource {
-    root: PathBuf,
+    /// The file, or the index of the shards, for messages.
+    origin: String,
     shards: Vec<Shard>,
     /// Tensor name → index into `shards`, in the order the files list them.
     index: BTreeMap<String, usize>,
@@ -66,7 +67,9 @@ impl SafetensorsSource {
             Self::from_files(folder, &[SINGLE.to_string()])
         } else if folder.has(INDEX) {
             let files = shard_files(folder, INDEX)?;
-            Self::from_files(folder, &files)
+            let mut source = Self::from_files(folder, &files)?;
+            source.origin = format!("{} ({} shards)", folder.path(INDEX).display(), files.len());
+            Ok(source)
         } else {
             Err(FormatError::io(
                 folder.path(SINGLE),
@@ -84,7 +87,6 @@ impl SafetensorsSource {
     }
 
     fn from_files(folder: &Folder, files: &[String]) -> Result<Self, FormatError> {
-        let root = folder.root();
         let mut shards = Vec::with_capacity(files.len());
         let mut index = BTreeMap::new();
         let mut order = Vec::new();
@@ -104,8 +106,12 @@ impl SafetensorsSource {
             }
             shards.push(shard);
         }
+        let origin = match files {
+            [one] => folder.path(one).display().to_string(),
+            _ => folder.root().display().to_string(),
+        };
         Ok(Self {
-            root: root.to_path_buf(),
+            origin,
             shards,
             index,
             order,
@@ -166,7 +172,7 @@ impl TensorSource for SafetensorsSource {
             .get(name)
             .ok_or_else(|| FormatError::MissingTensor {
                 name: name.to_string(),
-                path: self.root.clone(),
+                path: PathBuf::from(&self.origin),
             })?;
         let shard = &self.shards[i];
         let tensors = shard.parse()?;
@@ -201,6 +207,6 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn origin(&self) -> String {
-        self.root.display().to_string()
+        self.origin.clone()
     }
 }

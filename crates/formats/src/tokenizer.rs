@@ -36,6 +36,14 @@ impl TextTokenizer {
 
     /// Parses `tokenizer.json` bytes; `origin` names them in messages.
     pub fn from_bytes(bytes: &[u8], origin: PathBuf) -> Result<Self, FormatError> {
+        // The JSON is parsed here first, strings and all: tokenizers 0.22 panics
+        // (`expect("Helper")` in its decoder deserializer) on a syntax error or invalid UTF-8
+        // inside the `decoder` object, where valid JSON of any shape gives an error. Found by
+        // mentalqlm-fuzz (docs/fuzzing.md). `IgnoredAny` would not check the UTF-8 of strings.
+        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| FormatError::Tokenizer {
+            path: origin.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
         let inner = Tokenizer::from_bytes(bytes).map_err(|e| FormatError::Tokenizer {
             path: origin.clone(),
             reason: e.to_string(),

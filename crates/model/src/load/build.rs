@@ -17,7 +17,7 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
         return Err(ModelError::Config {
             path: w.origin().into(),
             reason: format!(
-                "num_hidden_layers (GGUF: block_count) is {}, but the weights hold {present} \
+                "num_hidden_layers (config.json; GGUF: block_count) is {}, but the weights hold {present} \
                  layers (model.layers.0 to model.layers.{})",
                 config.num_hidden_layers,
                 present as i64 - 1

@@ -20,7 +20,10 @@ pub struct Plateau {
     pub lr: f64,
     pub factor: f64,
     pub patience: usize,
-    pub best: f64,
+    /// The lowest loss so far; `None` before the first. (It was `f64::INFINITY`, which
+    /// JSON writes as `null`: a checkpoint saved before the first evaluation could not be
+    /// read back. Found by the kill -9 test.)
+    pub best: Option<f64>,
     pub bad: usize,
 }
 
@@ -30,15 +33,16 @@ impl Plateau {
             lr,
             factor,
             patience,
-            best: f64::INFINITY,
+            best: None,
             bad: 0,
         }
     }
 
     /// Records one validation loss; returns the learning rate from now on.
     pub fn observe(&mut self, loss: f64) -> f64 {
-        if loss < self.best {
-            self.best = loss;
+        // A non-finite loss is never a best (and would not survive JSON either).
+        if loss.is_finite() && self.best.is_none_or(|b| loss < b) {
+            self.best = Some(loss);
             self.bad = 0;
         } else {
             self.bad += 1;
@@ -67,6 +71,20 @@ mod tests {
             2.0,
             "no warmup starts at the base rate"
         );
+    }
+
+    #[test]
+    fn plateau_survives_a_checkpoint_at_any_point() {
+        let mut p = Plateau::new(1.0, 0.5, 1);
+        for loss in [None, Some(2.0), Some(f64::NAN), Some(3.0)] {
+            if let Some(l) = loss {
+                p.observe(l);
+            }
+            let text = serde_json::to_string(&p).unwrap();
+            let back: Plateau = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, p, "{text}");
+        }
+        assert_eq!(p.best, Some(2.0));
     }
 
     #[test]

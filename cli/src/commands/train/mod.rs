@@ -53,18 +53,26 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Checks the output folder before anything slow happens.
-    pub fn prepare(&self) -> Result<()> {
+    /// Checks the output folder before anything slow happens. A run killed before its
+    /// first checkpoint left only its log: `--resume` starts it over in place.
+    pub fn prepare(&mut self) -> Result<()> {
         if self.keep_checkpoints == 0 {
             bail!("--keep-checkpoints must be at least 1");
         }
         if self.resume {
             let found = train::checkpoint::list(&self.out)?;
             if found.is_empty() {
-                bail!(
-                    "--resume: {} holds no checkpoint (is it the run's --out?)",
+                if !self.out.join("log.jsonl").is_file() {
+                    bail!(
+                        "--resume: {} holds no checkpoint (is it the run's --out?)",
+                        self.out.display()
+                    );
+                }
+                eprintln!(
+                    "--resume: {} holds no checkpoint yet; starting from update 0",
                     self.out.display()
                 );
+                self.resume = false;
             }
         } else {
             crate::runner::require_empty_out(&self.out)?;

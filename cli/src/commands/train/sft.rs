@@ -176,7 +176,7 @@ fn load_sets(args: &SftArgs, tokenizer: &formats::tokenizer::TextTokenizer) -> R
     })
 }
 
-pub fn run(args: SftArgs) -> Result<()> {
+pub fn run(mut args: SftArgs) -> Result<()> {
     args.check()?;
     args.run.prepare()?;
     let super::ForTraining {

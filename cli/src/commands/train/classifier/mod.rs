@@ -79,7 +79,7 @@ fn load_sets(
     }
 }
 
-pub fn run(args: ClassifierArgs) -> Result<()> {
+pub fn run(mut args: ClassifierArgs) -> Result<()> {
     if args.mode == Mode::Head {
         return super::probe::run(&args);
     }

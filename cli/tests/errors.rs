@@ -70,6 +70,12 @@ fn bad_input_gets_clear_errors() {
         &["generate", "--device", "cpu", "--model", m, ""],
         &["prompt 1 is empty"],
     );
+    // Far beyond the tiny model's 256-token context: refused before the cache is allocated.
+    let long = "I feel tired all the time. ".repeat(400);
+    fails(
+        &["generate", "--device", "cpu", "--model", m, &long],
+        &["beyond the model's context of 256 tokens"],
+    );
     fails(
         &["logits", "--device", "cpu", "--model", m, "--ids", "1,x"],
         &["`x` is not a token id"],

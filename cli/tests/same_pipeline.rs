@@ -1,7 +1,10 @@
 //! The CLI and the web page classify through the same `classify` crate: one text run through
 //! `mentalqlm classify --json` and through the web crate's `Session` (natively, on the same
-//! CPU backend) gets identical probabilities, for choice scoring, a head-only classifier (as
-//! shipped) and a stage-2 head.
+//! CPU backend) gets the same probabilities, for choice scoring, a head-only classifier (as
+//! shipped) and a stage-2 head. "The same" is to 1e-9: Burn's CPU backend sums in parallel
+//! with rayon, whose work splitting follows the machine's load, so two runs of one pipeline
+//! can differ in the last bit (seen once, 2e-16 relative, on a loaded machine); two
+//! different pipelines differ by far more.
 
 mod common;
 
@@ -50,6 +53,15 @@ fn sorted(labels: Vec<String>, probs: Vec<f64>) -> Vec<(String, f64)> {
     pairs
 }
 
+/// The same labels with probabilities equal to 1e-9.
+fn assert_same(cli: Vec<(String, f64)>, web: Vec<(String, f64)>) {
+    assert_eq!(cli.len(), web.len(), "{cli:?} vs {web:?}");
+    for ((a, p), (b, q)) in cli.iter().zip(&web) {
+        assert_eq!(a, b);
+        assert!((p - q).abs() <= 1e-9, "{a}: CLI {p} vs web {q}");
+    }
+}
+
 /// The model's files, with a stage-2 head and head-only classifiers, as the page hands them.
 fn picked(model: &Path, head: Option<&Path>, classifiers: &[&Path]) -> Picked {
     Picked {
@@ -84,7 +96,7 @@ fn train_dr(model: &str, cache: &Path, out: &Path, extra: &[&str]) {
 }
 
 #[test]
-fn cli_and_web_session_give_identical_probabilities() {
+fn cli_and_web_session_give_the_same_probabilities() {
     let model = fixture("tiny/qwen2");
     let m = model.to_str().unwrap();
     let plain = picked(&model, None, &[]);
@@ -94,7 +106,7 @@ fn cli_and_web_session_give_identical_probabilities() {
     let (web_labels, web, method) = web_probabilities(&plain, "SAD");
     assert_eq!(method, "choice");
     assert_eq!(labels.len(), 9);
-    assert_eq!(sorted(labels, cli), sorted(web_labels, web));
+    assert_same(sorted(labels, cli), sorted(web_labels, web));
 
     // A head-only classifier (the kind shipped in classifiers/), trained here.
     let probe = scratch("same-pipeline-probe");
@@ -105,7 +117,7 @@ fn cli_and_web_session_give_identical_probabilities() {
     let (web_labels, web, method) = web_probabilities(&with_probe, "DR");
     assert_eq!(method, "probe");
     assert_eq!(labels.len(), 2);
-    assert_eq!(sorted(labels, cli), sorted(web_labels, web));
+    assert_same(sorted(labels, cli), sorted(web_labels, web));
     // A task without a classifier is scored untuned, and says so.
     let (_, _, method) = web_probabilities(&with_probe, "SAD");
     assert_eq!(method, "choice");
@@ -145,7 +157,7 @@ fn cli_and_web_session_give_identical_probabilities() {
     let (web_labels, web, method) = web_probabilities(&with_head, "DR");
     assert_eq!(method, "head");
     assert_eq!(labels.len(), 2);
-    assert_eq!(sorted(labels, cli), sorted(web_labels, web));
+    assert_same(sorted(labels, cli), sorted(web_labels, web));
     for d in [out, cache, probe] {
         let _ = std::fs::remove_dir_all(d);
     }

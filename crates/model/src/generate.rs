@@ -164,6 +164,18 @@ impl<'c> Generation<'c> {
                 "every prompt needs at least one token".into(),
             ));
         }
+        // Checked before anything is allocated: a prompt far beyond the context would ask
+        // for a cache and attention scores of quadratic size and abort the process.
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let context = model.config.max_position_embeddings;
+        if longest.saturating_add(config.max_new_tokens) > context {
+            return Err(ModelError::Input(format!(
+                "the prompt has {longest} tokens and up to {} new tokens are asked for, \
+                 beyond the model's context of {context} tokens; shorten the prompt or \
+                 lower the new-token budget",
+                config.max_new_tokens
+            )));
+        }
         let (ids, valid) = left_pad(prompts, config.pad_id);
         let rope = model.rope(ids[0].len() + config.max_new_tokens);
         let mut cache = model.new_cache_for(rope.len());

@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod case;
+pub mod gguf_seed;
 pub mod mutate;
 pub mod supervise;
 pub mod targets;

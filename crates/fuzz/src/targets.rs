@@ -127,6 +127,11 @@ impl Target {
                 "GGUF header, metadata, tensor table, dequantization, tokenizer and model build",
                 Kind::Gguf,
                 vec![
+                    vec![SeedFile {
+                        name: "tiny-model.gguf".into(),
+                        bytes: crate::gguf_seed::tiny_model_gguf(fx)?,
+                        mutable: true,
+                    }],
                     one(&fx.join("gguf/tiny_qwen2_tok.gguf"), "tiny.gguf")?,
                     one(&fx.join("gguf/quants.gguf"), "quants.gguf")?,
                 ],

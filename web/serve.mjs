@@ -24,11 +24,27 @@ const TYPES = {
 export function serve({ root, port = 0, mounts = {} }) {
   const requests = [];
   const base = resolve(root);
-  const server = createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://localhost');
+  const server = createServer((req, res) => {
+    // Nothing a client sends may end the server: a bad request gets 400, anything
+    // unexpected 500.
+    handle(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('internal error');
+    });
+  });
+  async function handle(req, res) {
+    let url;
+    let rel;
+    try {
+      url = new URL(req.url, 'http://localhost');
+      rel = decodeURIComponent(url.pathname);
+    } catch {
+      // `GET /%` and the like: not a path at all.
+      res.writeHead(400, { 'content-type': 'text/plain', 'content-security-policy': CSP }).end('bad request');
+      return;
+    }
     requests.push({ method: req.method, path: url.pathname, at: Date.now() });
     let dir = base;
-    let rel = decodeURIComponent(url.pathname);
     for (const [prefix, target] of Object.entries(mounts)) {
       if (rel.startsWith(prefix)) { dir = resolve(target); rel = rel.slice(prefix.length); break; }
     }
@@ -48,7 +64,7 @@ export function serve({ root, port = 0, mounts = {} }) {
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain', 'content-security-policy': CSP }).end('not found');
     }
-  });
+  }
   return new Promise((ok) => server.listen(port, '127.0.0.1', () => {
     ok({ server, url: `http://127.0.0.1:${server.address().port}/`, requests });
   }));

@@ -277,6 +277,13 @@ for (const backend of ['webgpu', 'cpu']) {
       assert.equal(bars.length, 4, 'DEP-SEVERITY has four bars');
       assert.ok(Math.abs(bars.reduce((s, [, p]) => s + p, 0) - 1) < 1e-6, 'the probabilities sum to 1');
       assert.match(await view.page.textContent('#notice'), /not a diagnosis/);
+      // Wherever a label is shown, so is the disclaimer; the text box is labelled and not
+      // spellchecked (a browser's enhanced spellcheck may send the text away).
+      assert.match(await view.page.textContent('#result'), /not a diagnosis/);
+      assert.deepEqual(
+        await view.page.$eval('#text', (t) => [t.labels.length, t.spellcheck]),
+        [1, false],
+      );
       await view.page.screenshot({ path: join(REPORTS, `tiny-${backend}.png`), fullPage: true });
       assert.deepEqual(view.foreign, [], 'no request may leave the origin');
       assert.deepEqual(view.errors, [], 'no page errors');

@@ -92,11 +92,16 @@ async function readSaved() {
   if (!manifest) throw new Error('no saved model in this browser');
   const cache = await caches.open(CACHE);
   const files = [];
+  // In bytes, as every other stage (the page shows MiB; it showed file counts as MiB).
+  const total = manifest.files.reduce((n, f) => n + (f.size || 0), 0);
+  let done = 0;
   for (const f of manifest.files) {
     const hit = await cache.match(savedKey(f.part, f.name));
     if (!hit) throw new Error(`the saved file ${f.part}/${f.name} is gone from this browser's storage; pick the files again`);
-    files.push({ part: f.part, name: f.name, bytes: new Uint8Array(await hit.arrayBuffer()) });
-    progress('Reading saved files', files.length, manifest.files.length);
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    files.push({ part: f.part, name: f.name, bytes });
+    done += bytes.byteLength;
+    progress('Reading saved files', done, Math.max(total, done));
   }
   return files;
 }

@@ -326,9 +326,24 @@ test('a second visit builds the saved model from browser storage, without fetchi
     const saved = String(TINY_FILES.length + 2 * shipped);
     await view.page.waitForFunction((n) => document.body.dataset.saved === n, saved, { timeout: 60_000 });
     const seen = site.requests.length;
+    // Every progress line of the second visit.
+    await view.page.addInitScript(() => {
+      window.progressLines = [];
+      document.addEventListener('DOMContentLoaded', () => {
+        const el = document.getElementById('progress-text');
+        new MutationObserver(() => window.progressLines.push(el.textContent))
+          .observe(el, { childList: true, characterData: true, subtree: true });
+      });
+    });
     await view.page.goto(`${site.url}?backend=cpu`);
     await view.page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
     assert.equal(await view.page.evaluate(() => document.body.dataset.error), undefined);
+    // Reading the saved files counts bytes, as MiB (it showed file counts as MiB: "0.0 / 0.0").
+    const reading = (await view.page.evaluate(() => window.progressLines))
+      .filter((l) => l.startsWith('Reading saved files'));
+    assert.ok(reading.length > 0, 'no progress while reading the saved files');
+    const last = reading.at(-1).match(/([\d.]+) \/ ([\d.]+) MiB/);
+    assert.ok(last && Number(last[2]) > 0.1 && last[1] === last[2], `progress: ${reading.at(-1)}`);
     const fetched = site.requests.slice(seen).map((r) => r.path);
     assert.ok(fetched.every((p) => !p.startsWith('/fixtures/') && !p.startsWith('/classifiers/')), `saved files were fetched again: ${fetched}`);
     const { task, text } = CASES[0];

@@ -22,6 +22,7 @@ fn name_hash(name: &str) -> u64 {
 }
 
 /// The bytes a format's header occupies; mutations favour them (see [`crate::mutate`]).
+/// Called once per seed file ([`crate::targets::SeedFile::new`]).
 pub fn header_len(name: &str, bytes: &[u8]) -> usize {
     if name.ends_with(".safetensors") && bytes.len() >= 8 {
         let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
@@ -44,8 +45,7 @@ impl Case {
         let pick = mutable[rng.below(mutable.len())];
         let mut files = seed.clone();
         let file = &mut files[pick];
-        let focus = header_len(&file.name, &file.bytes);
-        let (bytes, mutations) = mutate(&file.bytes, &mut rng, focus);
+        let (bytes, mutations) = mutate(&file.bytes, &mut rng, file.focus);
         file.bytes = bytes;
         let mutated = file.name.clone();
         Self {

@@ -16,28 +16,8 @@ fn string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn type_id(v: &GgufValue) -> u32 {
-    match v {
-        GgufValue::U8(_) => 0,
-        GgufValue::I8(_) => 1,
-        GgufValue::U16(_) => 2,
-        GgufValue::I16(_) => 3,
-        GgufValue::U32(_) => 4,
-        GgufValue::I32(_) => 5,
-        GgufValue::F32(_) => 6,
-        GgufValue::Bool(_) => 7,
-        GgufValue::String(_) => 8,
-        GgufValue::Array(_) => 9,
-        GgufValue::U64(_) => 10,
-        GgufValue::I64(_) => 11,
-        GgufValue::F64(_) => 12,
-    }
-}
-
 fn array(out: &mut Vec<u8>, a: &GgufArray) {
-    let id = a.elem_type() as u32;
-    // GgufValueType's order is the file's type ids (0..=12).
-    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&a.elem_type().id().to_le_bytes());
     out.extend_from_slice(&(a.len() as u64).to_le_bytes());
     match a {
         GgufArray::U8(v) => out.extend_from_slice(v),
@@ -73,7 +53,7 @@ fn array(out: &mut Vec<u8>, a: &GgufArray) {
 }
 
 fn value(out: &mut Vec<u8>, v: &GgufValue) {
-    out.extend_from_slice(&type_id(v).to_le_bytes());
+    out.extend_from_slice(&v.value_type().id().to_le_bytes());
     match v {
         GgufValue::U8(x) => out.push(*x),
         GgufValue::I8(x) => out.push(*x as u8),

@@ -22,6 +22,21 @@ pub struct SeedFile {
     /// Whether cases change this file (the others stay valid, so that the reader gets past
     /// them to the mutated one).
     pub mutable: bool,
+    /// The bytes its header occupies, where mutations land more often: found once here,
+    /// not for every case (a GGUF header is found by parsing the file).
+    pub focus: usize,
+}
+
+impl SeedFile {
+    pub fn new(name: &str, bytes: Vec<u8>, mutable: bool) -> Self {
+        let focus = crate::case::header_len(name, &bytes);
+        Self {
+            name: name.to_string(),
+            bytes,
+            mutable,
+            focus,
+        }
+    }
 }
 
 pub type Seed = Vec<SeedFile>;
@@ -103,19 +118,11 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 fn file(dir: &Path, name: &str, mutable: bool) -> anyhow::Result<SeedFile> {
-    Ok(SeedFile {
-        name: name.to_string(),
-        bytes: read(&dir.join(name))?,
-        mutable,
-    })
+    Ok(SeedFile::new(name, read(&dir.join(name))?, mutable))
 }
 
 fn one(path: &Path, name: &str) -> anyhow::Result<Seed> {
-    Ok(vec![SeedFile {
-        name: name.to_string(),
-        bytes: read(path)?,
-        mutable: true,
-    }])
+    Ok(vec![SeedFile::new(name, read(path)?, true)])
 }
 
 impl Target {
@@ -127,11 +134,11 @@ impl Target {
                 "GGUF header, metadata, tensor table, dequantization, tokenizer and model build",
                 Kind::Gguf,
                 vec![
-                    vec![SeedFile {
-                        name: "tiny-model.gguf".into(),
-                        bytes: crate::gguf_seed::tiny_model_gguf(fx)?,
-                        mutable: true,
-                    }],
+                    vec![SeedFile::new(
+                        "tiny-model.gguf",
+                        crate::gguf_seed::tiny_model_gguf(fx)?,
+                        true,
+                    )],
                     one(&fx.join("gguf/tiny_qwen2_tok.gguf"), "tiny.gguf")?,
                     one(&fx.join("gguf/quants.gguf"), "quants.gguf")?,
                 ],
@@ -202,11 +209,7 @@ impl Target {
             "self-check" => (
                 "the harness itself: a panic, an over-allocation and a hang on purpose",
                 Kind::SelfCheck,
-                vec![vec![SeedFile {
-                    name: "self.txt".into(),
-                    bytes: b"0123".to_vec(),
-                    mutable: true,
-                }]],
+                vec![vec![SeedFile::new("self.txt", b"0123".to_vec(), true)]],
             ),
             other => anyhow::bail!("unknown target `{other}` (targets: {})", NAMES.join(", ")),
         };
@@ -220,6 +223,13 @@ impl Target {
             kind,
             seeds,
         })
+    }
+}
+
+impl Kind {
+    /// Whether the reader takes a path rather than a folder in memory.
+    pub fn reads_disk(self) -> bool {
+        matches!(self, Kind::ImhiCsv | Kind::DepCsv | Kind::Predictions)
     }
 }
 

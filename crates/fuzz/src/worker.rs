@@ -53,11 +53,14 @@ pub fn quiet_panics() {
     }));
 }
 
-/// Writes `case`'s files into `scratch` (for readers that take a path) and runs the reader.
+/// Writes `case`'s files into `scratch` (only for readers that take a path) and runs the
+/// reader.
 pub fn run_case(target: &Target, case: &Case, ctx: &Context, scratch: &Path) -> Outcome {
     let mut folder = Folder::memory("fuzz");
     for f in &case.files {
-        if let Err(e) = std::fs::write(scratch.join(&f.name), &f.bytes) {
+        if target.kind.reads_disk()
+            && let Err(e) = std::fs::write(scratch.join(&f.name), &f.bytes)
+        {
             return Outcome::Panic(format!("harness: cannot write {}: {e}", f.name));
         }
         if let Err(e) = folder.insert(&f.name, f.bytes.clone()) {

@@ -41,6 +41,26 @@ impl GgufValueType {
         })
     }
 
+    /// The id stored in a file for this type (the inverse of [`Self::from_id`]).
+    pub fn id(self) -> u32 {
+        use GgufValueType::*;
+        match self {
+            U8 => 0,
+            I8 => 1,
+            U16 => 2,
+            I16 => 3,
+            U32 => 4,
+            I32 => 5,
+            F32 => 6,
+            Bool => 7,
+            String => 8,
+            Array => 9,
+            U64 => 10,
+            I64 => 11,
+            F64 => 12,
+        }
+    }
+
     /// The fewest bytes one value of this type can occupy: the fixed size of a number, the
     /// u64 length of an (empty) string, the u32 type + u64 count of an (empty) array.
     /// Used to reject element counts that could not fit in the rest of the file before
@@ -270,5 +290,18 @@ impl GgufValue {
             GgufValue::Array(a) => format!("array of {} {}", a.len(), a.elem_type()),
             other => other.value_type().to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GgufValueType;
+
+    #[test]
+    fn type_ids_round_trip() {
+        for id in 0..13 {
+            assert_eq!(GgufValueType::from_id(id).map(GgufValueType::id), Some(id));
+        }
+        assert_eq!(GgufValueType::from_id(13), None);
     }
 }

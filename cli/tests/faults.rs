@@ -4,26 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut all = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            all.extend(files(&p));
-        } else {
-            all.push(p);
-        }
-    }
-    all
-}
-
 fn eval_args(out: &Path) -> Vec<String> {
-    [
+    owned(&[
         "eval",
         "--device",
         "cpu",
@@ -39,10 +26,7 @@ fn eval_args(out: &Path) -> Vec<String> {
         "3",
         "--out",
         out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ])
 }
 
 #[test]
@@ -72,7 +56,7 @@ fn a_full_disk_leaves_no_half_written_files() {
                 "the error names the file and the cause: {stderr}"
             );
         }
-        for f in files(&out) {
+        for f in files_under(&out) {
             let name = f.to_string_lossy().into_owned();
             assert!(!name.ends_with(".tmp"), "temporary file left: {name}");
             // What is there is whole.

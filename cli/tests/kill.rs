@@ -161,10 +161,6 @@ fn kill_and_resume(
     (kills, in_writes)
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 #[test]
 fn train_sft_survives_kill_9() {
     let model = fixture("tiny/qwen2");
@@ -173,7 +169,7 @@ fn train_sft_survives_kill_9() {
     let (kills, in_writes) = kill_and_resume(
         "kill-sft",
         |out| {
-            let mut v = strings(&[
+            let mut v = owned(&[
                 "train",
                 "sft",
                 "--device",
@@ -221,7 +217,7 @@ fn train_classifier_survives_kill_9() {
     let (kills, in_writes) = kill_and_resume(
         "kill-classifier",
         |out| {
-            let mut v = strings(&[
+            let mut v = owned(&[
                 "train",
                 "classifier",
                 "--device",

@@ -205,22 +205,9 @@ fn two_selects_filling_one_cache_at_once_agree() {
             );
         }
     }
-    let leftovers: Vec<_> = walk(&cache)
+    let leftovers: Vec<_> = files_under(&cache)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut all = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            all.extend(walk(&p));
-        } else {
-            all.push(p);
-        }
-    }
-    all
 }

@@ -116,6 +116,25 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// Every file under `dir`, in every subfolder (none if `dir` is missing).
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            all.extend(files_under(&p));
+        } else {
+            all.push(p);
+        }
+    }
+    all
+}
+
+/// Arguments as owned strings.
+pub fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// The events of a training run's `log.jsonl` in `out`.
 pub fn log_events(out: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(out.join("log.jsonl"))

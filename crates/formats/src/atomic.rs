@@ -41,11 +41,6 @@ impl AtomicFile {
         })
     }
 
-    /// The destination.
-    pub fn path(&self) -> &Path {
-        &self.dest
-    }
-
     /// Flushes, closes and renames the file over its destination.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("committed once");

@@ -346,3 +346,109 @@ fn updates_on_wgpu_equal_the_cpu_backend() {
     let on_gpu = two_updates(&gpu.autodiff(), &train, 3, 0.01, Some(1.0));
     assert_same_updates(&on_gpu, &on_cpu, 1e-4, "wgpu against cpu");
 }
+
+/// LoRA on the top layer only: training over the cached output of the frozen layer below
+/// (kept in f32) gives the same step and validation losses and the same adapter as training
+/// through every layer, for the same seed, dropout included. A cache that does not match
+/// the examples is refused.
+#[test]
+fn training_over_the_cached_prefix_equals_training_through_every_layer() {
+    use train::prefix::{PrefixSpec, build};
+    use train::sft::{SftInputs, train_sft_with};
+    let _rng = crate::rng_lock();
+    let device = cpu().autodiff();
+    let start = 1;
+    let fresh = || {
+        device.seed(11);
+        let mut lm = load_model(
+            &fixture("tiny/qwen2"),
+            &device,
+            model::load::LoadOptions::default(),
+        )
+        .unwrap()
+        .model
+        .set_require_grad(false);
+        let lora = LoraConfig::new(8, 16.0, 0.2, &["all"]).with_layers(&[1]);
+        assert_eq!(attach_new(&mut lm, &lora, 11, &device), 7, "layer 1 only");
+        lm
+    };
+    let (train, val) = (synthetic(40, 5), synthetic(12, 6));
+    let plain = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
+    let dir = scratch("sft-prefix");
+    let spec = PrefixSpec {
+        model_sha256: "tiny-qwen2".into(),
+        depth: start,
+        hidden_size: plain.model.hidden_size(),
+        pad_id: 0,
+        batch_size: 3,
+        cache: dir.clone(),
+        f32: true,
+    };
+    let ids = |set: &[SftExample]| set.iter().map(|e| e.ids.clone()).collect::<Vec<_>>();
+    let train_cache = build(&plain, &ids(&train), &spec, |_| {}).unwrap();
+    let val_cache = build(&plain, &ids(&val), &spec, |_| {}).unwrap();
+    let cfg = config(2, 3);
+    let go = |inputs: SftInputs<'_>| {
+        let mut events = Vec::new();
+        let mut out = train_sft_with(
+            fresh(),
+            &train,
+            &val,
+            &cfg,
+            inputs,
+            &RunOptions::default(),
+            |e| match e {
+                Event::Step { loss, .. } => events.push(*loss),
+                Event::Eval { val_loss, .. } => events.push(*val_loss),
+                Event::Checkpoint { .. } => {}
+            },
+        )
+        .unwrap();
+        (events, out.model.trainable_tensors().unwrap())
+    };
+    let (through, p_through) = go(SftInputs::Tokens);
+    let (cached, p_cached) = go(SftInputs::Prefix {
+        start,
+        train: &train_cache,
+        val: &val_cache,
+    });
+    assert!(through.len() > 10, "{} events", through.len());
+    assert_eq!(through.len(), cached.len());
+    for (i, (a, b)) in through.iter().zip(&cached).enumerate() {
+        assert!((a - b).abs() < 1e-4, "event {i}: {a} vs {b}");
+    }
+    assert!(through.first() != through.last(), "the loss moved");
+    assert_eq!(p_through.len(), 14, "A and B of 7 projections");
+    for (a, b) in p_through.iter().zip(&p_cached) {
+        assert_eq!(a.0, b.0);
+        assert!(max_abs_diff(&a.2, &b.2) < 1e-4, "{}", a.0);
+    }
+    // The validation cache given for training: another row count, refused by name.
+    let err = train_sft_with(
+        fresh(),
+        &train,
+        &val,
+        &cfg,
+        SftInputs::Prefix {
+            start,
+            train: &val_cache,
+            val: &val_cache,
+        },
+        &RunOptions::default(),
+        |_| {},
+    )
+    .err()
+    .expect("a cache of another set");
+    assert!(
+        err.to_string()
+            .contains("training prefix cache holds 12 rows for 40"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

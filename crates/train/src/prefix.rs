@@ -210,6 +210,11 @@ impl PrefixCache {
         self.rows.is_empty()
     }
 
+    /// Example `i`'s token count.
+    pub fn row_len(&self, i: usize) -> usize {
+        self.rows[i].2
+    }
+
     /// Example `i`'s states, `[tokens·hidden]`.
     pub fn row(&self, i: usize) -> Vec<f32> {
         let (c, at, len) = self.rows[i];

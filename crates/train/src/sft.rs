@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::optim::AdamW;
+use crate::prefix::PrefixCache;
 use crate::schedule::cosine;
 use crate::trainer::{Event, Trainer};
 
@@ -111,6 +112,56 @@ pub fn epoch_batches(
     batches
 }
 
+/// Where a batch's hidden states come from: token ids through every layer, or the cached
+/// output of the frozen layers below `start` (example `i` of a set is row `i` of its cache).
+#[derive(Clone, Copy)]
+pub enum SftInputs<'a> {
+    Tokens,
+    Prefix {
+        start: usize,
+        train: &'a PrefixCache,
+        val: &'a PrefixCache,
+    },
+}
+
+impl<'a> SftInputs<'a> {
+    /// The cache of the training (`val` false) or validation set, with its depth.
+    fn cache(&self, val: bool) -> Option<(usize, &'a PrefixCache)> {
+        match *self {
+            Self::Tokens => None,
+            Self::Prefix {
+                start,
+                train,
+                val: v,
+            } => Some((start, if val { v } else { train })),
+        }
+    }
+
+    /// Checks that each cache holds one row per example, of the example's length.
+    pub fn check(&self, train: &[SftExample], val: &[SftExample]) -> Result<(), ModelError> {
+        for (set, is_val, name) in [(train, false, "training"), (val, true, "validation")] {
+            let Some((_, cache)) = self.cache(is_val) else {
+                continue;
+            };
+            if cache.len() != set.len() {
+                return Err(ModelError::Input(format!(
+                    "the {name} prefix cache holds {} rows for {} examples",
+                    cache.len(),
+                    set.len()
+                )));
+            }
+            if let Some(i) = (0..set.len()).find(|&i| cache.row_len(i) != set[i].ids.len()) {
+                return Err(ModelError::Input(format!(
+                    "{name} example {i} has {} tokens but its cached prefix {}",
+                    set[i].ids.len(),
+                    cache.row_len(i)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Summed negative log-likelihood of the answer tokens of `rows` (left-padded into one
 /// batch) and their count. Only the answer positions go through the vocabulary projection.
 pub fn answer_nll(
@@ -120,7 +171,46 @@ pub fn answer_nll(
 ) -> Result<(Tensor<1>, usize), ModelError> {
     let seqs: Vec<Vec<u32>> = rows.iter().map(|r| r.ids.clone()).collect();
     let (ids, valid) = model::generate::left_pad(&seqs, pad_id);
-    let (b, s) = (ids.len(), ids.first().map_or(0, Vec::len));
+    let s = ids.first().map_or(0, Vec::len);
+    let rope = lm.rope(s);
+    let mut cache = lm.new_cache();
+    let hidden = lm.model.forward(
+        TokenBatch {
+            ids: &ids,
+            valid: &valid,
+        },
+        &rope,
+        &mut cache,
+    )?;
+    answer_nll_of(lm, hidden, rows)
+}
+
+/// [`answer_nll`] of examples `idx` of a set whose frozen layers below `start` ran once
+/// and were kept in `cache` (row `i` of the cache is example `i`).
+pub fn answer_nll_prefix(
+    lm: &CausalLm,
+    set: &[SftExample],
+    idx: &[usize],
+    start: usize,
+    cache: &PrefixCache,
+) -> Result<(Tensor<1>, usize), ModelError> {
+    let device = lm.model.embed_tokens.device();
+    let (x, valid) = cache.batch(idx, &device)?;
+    let rope = lm.rope(x.dims()[1]);
+    let mut kv = lm.new_cache();
+    let hidden = lm.model.forward_from(x, start, &valid, &rope, &mut kv)?;
+    let rows: Vec<&SftExample> = idx.iter().map(|&i| &set[i]).collect();
+    answer_nll_of(lm, hidden, &rows)
+}
+
+/// The answer tokens' summed NLL from the final hidden states `[b, s, hidden]` of `rows`,
+/// left-padded to the longest.
+fn answer_nll_of(
+    lm: &CausalLm,
+    hidden: Tensor<3>,
+    rows: &[&SftExample],
+) -> Result<(Tensor<1>, usize), ModelError> {
+    let [b, s, h] = hidden.dims();
     let mut positions = Vec::new();
     let mut targets = Vec::new();
     for (r, row) in rows.iter().enumerate() {
@@ -135,17 +225,6 @@ pub fn answer_nll(
     if n == 0 {
         return Err(ModelError::Input("a batch without answer tokens".into()));
     }
-    let rope = lm.rope(s);
-    let mut cache = lm.new_cache();
-    let hidden = lm.model.forward(
-        TokenBatch {
-            ids: &ids,
-            valid: &valid,
-        },
-        &rope,
-        &mut cache,
-    )?;
-    let h = hidden.dims()[2];
     let device = hidden.device();
     let picked = hidden.reshape([b * s, h]).select(
         0,
@@ -155,6 +234,24 @@ pub fn answer_nll(
     Ok((nll, n))
 }
 
+/// The summed answer NLL of examples `idx` of the training (`val` false) or validation set.
+fn batch_nll(
+    lm: &CausalLm,
+    set: &[SftExample],
+    idx: &[usize],
+    inputs: SftInputs<'_>,
+    val: bool,
+    pad_id: u32,
+) -> Result<(Tensor<1>, usize), ModelError> {
+    match inputs.cache(val) {
+        None => {
+            let rows: Vec<&SftExample> = idx.iter().map(|&i| &set[i]).collect();
+            answer_nll(lm, &rows, pad_id)
+        }
+        Some((start, cache)) => answer_nll_prefix(lm, set, idx, start, cache),
+    }
+}
+
 /// Mean answer-token loss over `examples` (no gradients).
 pub fn evaluate(
     lm: &CausalLm,
@@ -162,10 +259,21 @@ pub fn evaluate(
     batch: usize,
     pad_id: u32,
 ) -> Result<f64, ModelError> {
+    evaluate_with(lm, examples, batch, pad_id, SftInputs::Tokens)
+}
+
+/// [`evaluate`] on the validation set's inputs (its prefix cache, when `inputs` has one).
+pub fn evaluate_with(
+    lm: &CausalLm,
+    examples: &[SftExample],
+    batch: usize,
+    pad_id: u32,
+    inputs: SftInputs<'_>,
+) -> Result<f64, ModelError> {
     let (mut sum, mut count) = (0.0, 0usize);
-    for chunk in examples.chunks(batch.max(1)) {
-        let refs: Vec<&SftExample> = chunk.iter().collect();
-        let (nll, n) = answer_nll(lm, &refs, pad_id)?;
+    let all: Vec<usize> = (0..examples.len()).collect();
+    for idx in all.chunks(batch.max(1)) {
+        let (nll, n) = batch_nll(lm, examples, idx, inputs, true, pad_id)?;
         sum += model::io::values(nll)?[0] as f64;
         count += n;
     }
@@ -203,8 +311,23 @@ pub fn train_sft(
     val: &[SftExample],
     config: &SftConfig,
     run: &RunOptions,
+    on_event: impl FnMut(&Event),
+) -> Result<SftOutcome, ModelError> {
+    train_sft_with(model, train, val, config, SftInputs::Tokens, run, on_event)
+}
+
+/// [`train_sft`] from `inputs`: with a cached prefix, only the layers from its depth up run
+/// (the LoRA must sit on those layers alone: the frozen ones below never see a gradient).
+pub fn train_sft_with(
+    model: CausalLm,
+    train: &[SftExample],
+    val: &[SftExample],
+    config: &SftConfig,
+    inputs: SftInputs<'_>,
+    run: &RunOptions,
     mut on_event: impl FnMut(&Event),
 ) -> Result<SftOutcome, ModelError> {
+    inputs.check(train, val)?;
     if train.is_empty() {
         return Err(ModelError::Input("the training set is empty".into()));
     }
@@ -223,6 +346,7 @@ pub fn train_sft(
     };
     let settings = serde_json::json!({
         "stage": "sft", "config": config, "train": fingerprint(train), "val": fingerprint(val),
+        "prefix_depth": inputs.cache(false).map(|(depth, _)| depth),
     });
     let mut start = 0;
     if run.resume {
@@ -239,7 +363,13 @@ pub fn train_sft(
     // The answer loss on validation, reported as an event.
     let validate =
         |model: &CausalLm, step: usize, epoch: usize, lr: f64| -> Result<Event, ModelError> {
-            let val_loss = evaluate(&model.valid(), val, config.micro_batch_size, config.pad_id)?;
+            let val_loss = evaluate_with(
+                &model.valid(),
+                val,
+                config.micro_batch_size,
+                config.pad_id,
+                inputs,
+            )?;
             Ok(Event::Eval {
                 step,
                 epoch,
@@ -263,16 +393,13 @@ pub fn train_sft(
             ));
         }
         let batch = &epoch_cache.as_ref().expect("just set").1[(step - 1) % per_epoch];
-        let micro: Vec<Vec<&SftExample>> = batch
-            .chunks(config.micro_batch_size)
-            .map(|c| c.iter().map(|&i| &train[i]).collect())
-            .collect();
+        let micro: Vec<&[usize]> = batch.chunks(config.micro_batch_size).collect();
         let answer_tokens: usize = batch.iter().map(|&i| train[i].answer_tokens()).sum();
         let tokens: usize = batch.iter().map(|&i| train[i].ids.len()).sum();
         let lr = cosine(config.lr, step - 1, total, config.warmup_steps);
         let update = trainer.update(step, micro.len(), lr, |m, i| {
             // Every answer token of the batch weighs the same, however it is split.
-            let (nll, _) = answer_nll(m, &micro[i], config.pad_id)?;
+            let (nll, _) = batch_nll(m, train, micro[i], inputs, false, config.pad_id)?;
             Ok(nll / answer_tokens as f64)
         })?;
         on_event(&update.event(step, epoch, lr, tokens));

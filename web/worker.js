@@ -206,7 +206,7 @@ async function classify({ id, task, text, explain, maxNewTokens }) {
   post({ type: 'result', id, result });
   if (explain) {
     const t0 = performance.now();
-    const answer = await mq.explain(task, text, maxNewTokens || 96, (soFar) => post({ type: 'explanation', id, text: soFar, done: false }));
+    const answer = await mq.explain(task, text, result.label_index, maxNewTokens || 96, (soFar) => post({ type: 'explanation', id, text: soFar, done: false }));
     post({ type: 'explanation', id, text: answer, done: true, ms: performance.now() - t0 });
   }
 }

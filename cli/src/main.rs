@@ -4,6 +4,7 @@
 mod classifiers;
 mod commands;
 mod device;
+mod explainer;
 mod model_arg;
 mod paths;
 mod runner;

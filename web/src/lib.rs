@@ -249,17 +249,20 @@ pub async fn classify(task: String, text: String) -> Result<String, JsError> {
 }
 
 /// The model's answer with its reasoning, greedy, at most `max_new_tokens` tokens;
-/// `on_text(text_so_far)` is called after every token.
+/// `on_text(text_so_far)` is called after every token. With `label` (the label index the
+/// classifier chose), the answer states that label and the model explains it, so the two
+/// never contradict each other.
 #[wasm_bindgen]
 pub async fn explain(
     task: String,
     text: String,
+    label: Option<usize>,
     max_new_tokens: usize,
     on_text: js_sys::Function,
 ) -> Result<String, JsError> {
     let session = session()?;
     session
-        .explain(&task, &text, max_new_tokens, |so_far| {
+        .explain(&task, &text, label, max_new_tokens, |so_far| {
             let _ = on_text.call1(&JsValue::NULL, &JsValue::from_str(so_far));
         })
         .await

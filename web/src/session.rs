@@ -138,11 +138,13 @@ impl Session {
     }
 
     /// The model's greedy answer ("<label>. Reasoning: ..."), streamed through `on_text`
-    /// with the text so far after every token.
+    /// with the text so far after every token. With `label` (the index the classifier
+    /// chose), the answer starts with that label's sentence and the model gives its reasoning.
     pub async fn explain(
         &self,
         task: &str,
         text: &str,
+        label: Option<usize>,
         max_new_tokens: usize,
         mut on_text: impl FnMut(&str),
     ) -> Result<String> {
@@ -153,7 +155,13 @@ impl Session {
         let mut stream = |_: usize, so_far: &str| on_text(so_far);
         let mut out = self
             .pipeline
-            .explain(dataset, &[(text, None)], max_new_tokens, Some(&mut stream))
+            .explain(
+                dataset,
+                &[(text, None)],
+                label.as_ref().map(std::slice::from_ref),
+                max_new_tokens,
+                Some(&mut stream),
+            )
             .await?;
         out.pop().context("the pipeline returned no answer")
     }

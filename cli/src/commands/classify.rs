@@ -51,6 +51,42 @@ pub struct Args {
     /// Score the label sentences' likelihood with the model as it is, not a trained classifier.
     #[arg(long)]
     pub no_classifier: bool,
+    /// `--explain` with the model as it is, not the shipped explainer (classifiers/explainer).
+    #[arg(long)]
+    pub no_explainer: bool,
+    /// `--explain` lets the model state its own label instead of the classifier's; where the
+    /// two differ, the output says so.
+    #[arg(long)]
+    pub explain_free: bool,
+}
+
+/// The model that writes explanations: the loaded one when an --adapter was given or
+/// --no-explainer asks for the untuned model, else a copy of it (sharing its weights) with
+/// the shipped explainer's adapter, when one fits. Says on stderr which.
+fn explainer_model(args: &Args, lm: &model::CausalLm) -> Result<(model::CausalLm, Option<String>)> {
+    if let Some(dir) = &args.model.adapter {
+        eprintln!("explainer: the --adapter {}", dir.display());
+        return Ok((lm.clone(), Some(dir.display().to_string())));
+    }
+    let untuned = "explaining with the model as it is (untuned)";
+    if args.no_explainer {
+        eprintln!("explainer: none (--no-explainer); {untuned}");
+        return Ok((lm.clone(), None));
+    }
+    let root = crate::paths::shipped_root(args.classifiers.as_deref());
+    let path = args.model.model_path()?;
+    match crate::explainer::choose(root.as_deref(), || crate::classifiers::model_sha256(&path))? {
+        crate::explainer::Choice::Shipped(dir, info) => {
+            let mut tuned = lm.clone();
+            crate::explainer::attach(&mut tuned, &dir)?;
+            eprintln!("explainer: {}", info.describe(&dir));
+            Ok((tuned, Some(dir.display().to_string())))
+        }
+        crate::explainer::Choice::Untuned(why) => {
+            eprintln!("explainer: {why}; {untuned}");
+            Ok((lm.clone(), None))
+        }
+    }
 }
 
 /// The trained classifier for the task, if one applies: a `--head` folder (a probe, or a
@@ -164,6 +200,20 @@ pub fn run(args: Args) -> Result<()> {
         prompter: Prompter::new(&args.system, args.max_prompt_tokens),
         batch_size: args.batch_size,
     };
+    let explainer = if args.explain {
+        let (lm, source) = explainer_model(&args, &pipeline.lm)?;
+        Some((
+            Pipeline {
+                tokenizer: pipeline.tokenizer.clone(),
+                lm,
+                prompter: pipeline.prompter.clone(),
+                batch_size: pipeline.batch_size,
+            },
+            source,
+        ))
+    } else {
+        None
+    };
     let scorer = match &trained {
         Trained::None => Scorer::Choice,
         Trained::Probe(p) => Scorer::Probe(p),
@@ -175,18 +225,27 @@ pub fn run(args: Args) -> Result<()> {
             .map(|t| (t.as_str(), args.question.as_deref()))
             .collect();
         let results = blocking(pipeline.classify(scorer, dataset, &items))?;
-        let answers = if args.explain {
-            Some(blocking(pipeline.explain(
-                dataset,
-                &items,
-                args.max_new_tokens,
-                None,
-            ))?)
-        } else {
-            None
+        let answers = match &explainer {
+            Some((explain, _)) => {
+                // The classifier's labels, unless the model is to state its own.
+                let labels: Vec<usize> = results.iter().map(|c| c.label_index).collect();
+                let given = (!args.explain_free).then_some(labels.as_slice());
+                Some(blocking(explain.explain(
+                    dataset,
+                    &items,
+                    given,
+                    args.max_new_tokens,
+                    None,
+                ))?)
+            }
+            None => None,
         };
         for (i, (text, c)) in chunk.iter().zip(&results).enumerate() {
             let answer = answers.as_ref().map(|a| a[i].as_str());
+            // The label the answer states (MentaLLaMA's rules), and whether it is the
+            // classifier's: always so unless --explain-free.
+            let stated = answer.map(|a| data::labels::match_label(dataset, a));
+            let agrees = stated.map(|s| s == Some(c.label_index));
             if args.json {
                 let probabilities: serde_json::Map<String, serde_json::Value> = c
                     .labels
@@ -199,6 +258,8 @@ pub fn run(args: Args) -> Result<()> {
                     json!({
                         "task": c.task, "text": text, "label": c.label, "label_index": c.label_index,
                         "probabilities": probabilities, "truncated": c.truncated, "answer": answer,
+                        "answer_agrees": agrees,
+                        "explainer": explainer.as_ref().map(|e| e.1.clone()),
                         "method": c.method, "classifier": c.classifier, "note": NOTE,
                     })
                 );
@@ -219,6 +280,16 @@ pub fn run(args: Args) -> Result<()> {
                 if let Some(a) = answer {
                     println!("  answer: {}", a.trim());
                     println!("  reasoning: {}", reasoning(a));
+                    if agrees == Some(false) {
+                        let said = stated
+                            .flatten()
+                            .and_then(|l| c.labels.get(l).cloned())
+                            .unwrap_or_else(|| "no label the rules recognise".into());
+                        println!(
+                            "  note: the explanation states {said}, the classifier {}",
+                            c.label
+                        );
+                    }
                 }
             }
         }

@@ -67,9 +67,13 @@ pub struct Args {
     pub max_new_tokens: usize,
     #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
     pub system: String,
-    /// `--mode head`: the folder of classifiers, one per task (default: the shipped ones).
+    /// `--mode head`: the folder of classifiers, one per task (default: the shipped ones);
+    /// `--mode generate`: where the shipped explainer is looked for (its explainer/ folder).
     #[arg(long)]
     pub classifiers: Option<PathBuf>,
+    /// `--mode generate`: answer with the model as it is, not the shipped explainer.
+    #[arg(long)]
+    pub no_explainer: bool,
     /// `--mode head`: one classifier folder (`train classifier --mode head --out`) for the
     /// one set of --datasets.
     #[arg(long, conflicts_with = "classifiers")]
@@ -146,6 +150,32 @@ fn sample_items(items: Vec<Item>, limit: Option<usize>, seed: u64) -> Vec<Item> 
     }
 }
 
+/// `--mode generate` without --adapter: puts the shipped explainer on the model when it
+/// fits (unless --no-explainer) and says which model answers. The explainer's folder, if used.
+fn use_explainer(args: &Args, lm: &mut model::CausalLm) -> Result<Option<PathBuf>> {
+    if args.model.adapter.is_some() {
+        return Ok(None);
+    }
+    let untuned = "answering with the model as it is (untuned)";
+    if args.no_explainer {
+        eprintln!("explainer: none (--no-explainer); {untuned}");
+        return Ok(None);
+    }
+    let root = crate::paths::shipped_root(args.classifiers.as_deref());
+    let path = args.model.model_path()?;
+    match crate::explainer::choose(root.as_deref(), || crate::classifiers::model_sha256(&path))? {
+        crate::explainer::Choice::Shipped(dir, info) => {
+            crate::explainer::attach(lm, &dir)?;
+            eprintln!("explainer: {}", info.describe(&dir));
+            Ok(Some(dir))
+        }
+        crate::explainer::Choice::Untuned(why) => {
+            eprintln!("explainer: {why}; {untuned}");
+            Ok(None)
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
@@ -171,7 +201,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         work.push((d, items));
     }
-    let (loaded, chosen) = args.model.load()?;
+    let (mut loaded, chosen) = args.model.load()?;
+    let explainer = if args.mode == Mode::Generate {
+        use_explainer(&args, &mut loaded.model)?
+    } else {
+        None
+    };
     let probes = if args.mode == Mode::Head {
         load_probes(&args, &sets, &loaded)?
     } else {
@@ -197,6 +232,11 @@ pub fn run(args: Args) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    // The report names what answered: the model, with the explainer when one was put on it.
+    let name = match &explainer {
+        Some(dir) => format!("{name} + explainer {}", dir.display()),
+        None => name,
+    };
     let mut report = EvalReport::new(name);
     let budget = if args.mode == Mode::Head {
         "texts cut to each classifier's max length".to_string()
@@ -304,15 +344,17 @@ pub fn run(args: Args) -> Result<()> {
         }
         if args.mode == Mode::Generate {
             let n = rows.len().max(1) as f64;
-            let (mut r, mut b) = (0.0, 0.0);
+            let (mut r, mut b, mut form) = (0.0, 0.0, 0.0);
             for row in &rows {
                 let (hyp, gold) = (reasoning(&row.predict), reasoning(&row.label));
                 r += rouge_l(hyp, gold, Tokenizer::Whitespace).f1;
                 b += bleu4(hyp, gold, Tokenizer::Whitespace);
+                form += f64::from(u8::from(data::follows_answer_form(*dataset, &row.predict)));
             }
             result = result.with_explanations(data::TextScores {
                 rouge_l: r / n,
                 bleu4: b / n,
+                answer_form: form / n,
             });
         }
         crate::runner::progress_line(

@@ -155,38 +155,81 @@ impl Pipeline {
     }
 
     /// The model's greedy answers ("<label>. Reasoning: ..."), at most `max_new_tokens`
-    /// tokens each. `on_text(item, text_so_far)` is called after every token when given
-    /// (for streaming; it costs a decode per token).
+    /// tokens each. With `labels` (one per item, e.g. the trained classifier's), each answer
+    /// is made to start with that label's answer sentence and " Reasoning:", and the model
+    /// writes the reasoning for it: the explanation cannot contradict the label shown.
+    /// `on_text(item, text_so_far)` is called after every token when given (for streaming;
+    /// it costs a decode per token).
     pub async fn explain(
         &self,
         dataset: Dataset,
         items: &[(&str, Option<&str>)],
+        labels: Option<&[usize]>,
         max_new_tokens: usize,
         mut on_text: Option<&mut dyn FnMut(usize, &str)>,
     ) -> Result<Vec<String>, ClassifyError> {
         check_texts(items)?;
+        let sentences = data::tasks::answer_sentences(dataset);
+        let heads: Vec<String> = match labels {
+            None => vec![String::new(); items.len()],
+            Some(labels) => {
+                if labels.len() != items.len() {
+                    return Err(ClassifyError::Input(format!(
+                        "{} labels for {} texts",
+                        labels.len(),
+                        items.len()
+                    )));
+                }
+                labels
+                    .iter()
+                    .map(|&l| {
+                        sentences
+                            .get(l)
+                            .map(|s| format!("{s} Reasoning:"))
+                            .ok_or_else(|| {
+                                ClassifyError::Input(format!(
+                                    "label {l} is outside {}'s {} labels",
+                                    dataset.name(),
+                                    sentences.len()
+                                ))
+                            })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
         let batch = self.batch_size.max(1);
         let streaming = on_text.is_some();
         let mut answers = Vec::with_capacity(items.len());
         for (c, chunk) in items.chunks(batch).enumerate() {
-            let prompts = chunk
+            let chunk_heads = &heads[c * batch..c * batch + chunk.len()];
+            let mut prompts = chunk
                 .iter()
                 .map(|(t, q)| self.prompter.for_text(&self.tokenizer, dataset, t, *q))
                 .collect::<Result<Vec<_>, _>>()?;
+            for (p, head) in prompts.iter_mut().zip(chunk_heads) {
+                if !head.is_empty() {
+                    // Tokenised apart from the prompt, as the training answers were.
+                    p.ids.extend(self.tokenizer.encode(head)?);
+                }
+            }
             let mut shifted = |i: usize, text: &str| {
                 if let Some(f) = on_text.as_deref_mut() {
-                    f(c * batch + i, text);
+                    f(c * batch + i, &format!("{}{text}", chunk_heads[i]));
                 }
             };
+            let texts = crate::explain::answers(
+                &self.lm,
+                &self.tokenizer,
+                &prompts,
+                max_new_tokens,
+                streaming.then_some(&mut shifted as &mut dyn FnMut(usize, &str)),
+            )
+            .await?;
             answers.extend(
-                crate::explain::answers(
-                    &self.lm,
-                    &self.tokenizer,
-                    &prompts,
-                    max_new_tokens,
-                    streaming.then_some(&mut shifted as &mut dyn FnMut(usize, &str)),
-                )
-                .await?,
+                texts
+                    .into_iter()
+                    .zip(chunk_heads)
+                    .map(|(t, head)| format!("{head}{t}")),
             );
         }
         Ok(answers)

@@ -37,5 +37,5 @@ pub use metrics::{Average, ClassificationMetrics, classification_metrics};
 pub use predictions::{PredictionRow, ScoredPredictions, score_answers, score_predictions};
 pub use prompt::{ChatTemplate, FittedPrompt, fit_query};
 pub use published::published;
-pub use report::{DatasetResult, EvalReport, Method, TextScores};
+pub use report::{DatasetResult, EvalReport, Method, TextScores, follows_answer_form};
 pub use split::SplitIndices;

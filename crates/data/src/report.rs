@@ -49,11 +49,27 @@ pub struct DatasetResult {
     pub explanations: Option<TextScores>,
 }
 
-/// Mean ROUGE-L F and BLEU-4 of explanations (the text after "Reasoning:").
+/// Mean ROUGE-L F and BLEU-4 of explanations (the text after "Reasoning:"), and the share
+/// of answers in the trained form.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct TextScores {
     pub rouge_l: f64,
     pub bleu4: f64,
+    /// Share of answers of the form `"<label sentence>. Reasoning: <text>"`: a label the
+    /// rules recognise before a "Reasoning:" mark ([`follows_answer_form`]).
+    pub answer_form: f64,
+}
+
+/// Whether `answer` has the trained form `"<label>. Reasoning: <explanation>"`: the text
+/// before the first "Reasoning:" (any case) names a label of `dataset` by MentaLLaMA's
+/// rules, and some explanation follows the mark.
+pub fn follows_answer_form(dataset: crate::Dataset, answer: &str) -> bool {
+    let lower = answer.to_ascii_lowercase();
+    let Some(at) = lower.find("reasoning:") else {
+        return false;
+    };
+    let (head, rest) = (&answer[..at], &answer[at + "reasoning:".len()..]);
+    !rest.trim().is_empty() && crate::labels::match_label(dataset, head).is_some()
 }
 
 impl DatasetResult {
@@ -349,9 +365,11 @@ impl EvalReport {
         if let Some(t) = r.explanations {
             let _ = writeln!(
                 md,
-                "\nGenerated reasoning against the gold reasoning: ROUGE-L F {} · BLEU-4 {}",
+                "\nGenerated reasoning against the gold reasoning: ROUGE-L F {} · BLEU-4 {} · \
+                 answers in the form \"<label>. Reasoning: ...\": {}%",
                 pct(t.rouge_l),
-                pct(t.bleu4)
+                pct(t.bleu4),
+                pct(t.answer_form)
             );
         }
         let _ = writeln!(

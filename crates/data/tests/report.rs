@@ -104,3 +104,34 @@ fn five_set_average_when_complete() {
         Some(41.33)
     );
 }
+
+/// The trained answer form: a recognised label before "Reasoning:" and some text after it.
+#[test]
+fn answer_form_needs_a_label_then_reasoning() {
+    use mentalqlm_data::follows_answer_form;
+    let ok = "Yes, the poster suffers from depression. Reasoning: sleepless for weeks.";
+    assert!(follows_answer_form(Dataset::Dr, ok));
+    assert!(follows_answer_form(
+        Dataset::Sad,
+        "This post shows the stress cause related to school. reasoning: exams"
+    ));
+    // No mark, nothing after it, no label before it, or the label only after it.
+    assert!(!follows_answer_form(
+        Dataset::Dr,
+        "Yes, the poster suffers from depression."
+    ));
+    assert!(!follows_answer_form(
+        Dataset::Dr,
+        "Yes, the poster suffers from depression. Reasoning:  "
+    ));
+    assert!(!follows_answer_form(Dataset::Dr, "I think so. Reasoning: sad"));
+    assert!(!follows_answer_form(
+        Dataset::Dr,
+        "Reasoning: the poster suffers from depression."
+    ));
+    // Multi-byte text keeps offsets valid.
+    assert!(follows_answer_form(
+        Dataset::Dr,
+        "No, the poster does not suffer from depression ☺. Reasoning: é"
+    ));
+}

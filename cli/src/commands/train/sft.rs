@@ -6,12 +6,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use burn::module::Module;
 use clap::Args as ClapArgs;
 use data::imhi::{self, Split};
 use data::{ChatTemplate, Dataset, fit_query};
 use model::lora::LoraConfig;
 use model::lora::peft_io::{attach_new, save_adapter};
-use train::sft::{SftConfig, SftExample, total_steps, train_sft};
+use train::sft::{SftConfig, SftExample, SftInputs, total_steps, train_sft_with};
 
 use super::{Monitor, RunArgs, sample};
 use crate::model_arg::ModelArgs;
@@ -78,6 +79,22 @@ pub struct SftArgs {
     pub limit: Option<usize>,
     #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
     pub system: String,
+    /// LoRA on the top K layers only, trained over the cached output of the frozen layers
+    /// below (computed once per example and kept under --cache-dir): on a CPU about
+    /// layers/K times faster per epoch. 0 puts LoRA on every layer and runs them all.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Also write the result as a shippable explainer into DIR (e.g. classifiers/explainer):
+    /// the adapter in f16 and explainer.json (base model sha256, command, data, validation
+    /// answer loss). `classify --explain` and `eval --mode generate` then use it by default.
+    #[arg(long)]
+    pub ship: Option<PathBuf>,
+    /// Where the cached prefix is kept (default ~/.cache/mentalqlm/features).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Rows per forward pass while the prefix is built.
+    #[arg(long, default_value_t = 8)]
+    pub prefix_batch_size: usize,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -105,6 +122,9 @@ impl SftArgs {
         }
         if !(self.max_grad_norm >= 0.0) || !(self.lora_alpha > 0.0) {
             bail!("--max-grad-norm must be non-negative and --lora-alpha positive");
+        }
+        if self.prefix_batch_size == 0 {
+            bail!("--prefix-batch-size must be at least 1");
         }
         if self.model.adapter.is_some() {
             bail!(
@@ -191,9 +211,33 @@ pub fn run(mut args: SftArgs) -> Result<()> {
         bail!("no training example fits --cutoff {}", args.cutoff);
     }
     let mut lm = loaded.model;
+    let layers = lm.model.layers.len();
+    if args.top_k > layers {
+        bail!("--top-k must be within 0..={layers}, got {}", args.top_k);
+    }
     let targets: Vec<&str> = args.targets.iter().map(String::as_str).collect();
-    let lora = LoraConfig::new(args.lora_r, args.lora_alpha, args.lora_dropout, &targets);
+    let mut lora = LoraConfig::new(args.lora_r, args.lora_alpha, args.lora_dropout, &targets);
+    let start = layers - args.top_k;
+    if args.top_k > 0 {
+        lora = lora.with_layers(&(start..layers).collect::<Vec<_>>());
+    }
     lora.validate().map_err(anyhow::Error::msg)?;
+    let caches = if args.top_k > 0 {
+        Some(build_prefix(
+            &args,
+            &lm,
+            &path,
+            start,
+            tokenizer.pad_id,
+            &sets,
+        )?)
+    } else {
+        None
+    };
+    let inputs = match &caches {
+        Some((train, val)) => SftInputs::Prefix { start, train, val },
+        None => SftInputs::Tokens,
+    };
     if attach_new(&mut lm, &lora, args.seed, &device) == 0 {
         bail!("--targets {targets:?} matches no projection (use all, or q_proj, v_proj, ...)");
     }
@@ -215,15 +259,23 @@ pub fn run(mut args: SftArgs) -> Result<()> {
         "event": "config", "stage": "sft", "model": path, "device": chosen.description,
         "train": sets.train.len(), "val": sets.val.len(), "dropped": sets.dropped,
         "datasets": sets.per_dataset, "lora": &lora, "config": &config,
+        "top_k": args.top_k,
     });
     let mut monitor = Monitor::new(&args.run, total, "stage 1: instruction tuning", &header)?;
-    let outcome = train_sft(
+    let mut val_losses = Vec::new();
+    let outcome = train_sft_with(
         lm,
         &sets.train,
         &sets.val,
         &config,
+        inputs,
         &args.run.options(),
-        |event| monitor.event(event),
+        |event| {
+            if let train::trainer::Event::Eval { step, val_loss, .. } = event {
+                val_losses.push((*step, *val_loss));
+            }
+            monitor.event(event)
+        },
     )?;
     let Some((seconds, curves)) = monitor.finish(&args.run.out, outcome.finished, outcome.steps)?
     else {
@@ -233,6 +285,21 @@ pub fn run(mut args: SftArgs) -> Result<()> {
     let mut saved = lora.clone();
     saved.base_model_name_or_path = Some(path.display().to_string());
     save_adapter(&mut lm, &saved, &args.run.out)?;
+    if let Some(dir) = &args.ship {
+        ship(
+            &args,
+            &mut lm,
+            &saved,
+            dir,
+            &path,
+            &sets,
+            &val_losses,
+            outcome.steps,
+            seconds,
+            &chosen.description,
+        )?;
+        eprintln!("explainer written to {}", dir.display());
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -242,4 +309,132 @@ pub fn run(mut args: SftArgs) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// The output of the frozen layers below `start` for every training and validation
+/// example, computed once on the inference form of the model (or read from the cache).
+fn build_prefix(
+    args: &SftArgs,
+    lm: &model::CausalLm,
+    model_path: &std::path::Path,
+    start: usize,
+    pad_id: u32,
+    sets: &Sets,
+) -> Result<(train::prefix::PrefixCache, train::prefix::PrefixCache)> {
+    let plain = lm.valid();
+    let cache = args
+        .cache_dir
+        .clone()
+        .or_else(crate::paths::default_cache)
+        .context("no cache folder: give --cache-dir")?;
+    let spec = train::prefix::PrefixSpec {
+        model_sha256: crate::classifiers::model_sha256(model_path)?,
+        depth: start,
+        hidden_size: plain.model.hidden_size(),
+        pad_id,
+        batch_size: args.prefix_batch_size,
+        cache,
+        f32: false,
+    };
+    let mut out = Vec::new();
+    for (name, set) in [("train", &sets.train), ("val", &sets.val)] {
+        let rows: Vec<Vec<u32>> = set.iter().map(|e| e.ids.clone()).collect();
+        let tokens: usize = rows.iter().map(Vec::len).sum();
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} examples ETA {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("prefix of {start} layers, {name}"));
+        let built = train::prefix::build(&plain, &rows, &spec, |p| {
+            bar.set_position(p.rows_done as u64)
+        })?;
+        bar.finish_and_clear();
+        eprintln!(
+            "prefix of {start} layers, {name}: {} examples, {tokens} tokens",
+            rows.len()
+        );
+        out.push(built);
+    }
+    let val = out.pop().expect("two sets");
+    let train = out.pop().expect("two sets");
+    Ok((train, val))
+}
+
+/// Writes the explainer folder: the adapter in f16 and `explainer.json`. The validation loss
+/// before training is the one logged at update 0 (absent after a resume, whose log starts
+/// later: it is then read from the run's log.jsonl).
+#[allow(clippy::too_many_arguments)]
+fn ship(
+    args: &SftArgs,
+    lm: &mut model::CausalLm,
+    lora: &LoraConfig,
+    dir: &std::path::Path,
+    model_path: &std::path::Path,
+    sets: &Sets,
+    val_losses: &[(usize, f64)],
+    steps: usize,
+    seconds: f64,
+    device: &str,
+) -> Result<()> {
+    use crate::commands::train::probe::record::{command_output, machine};
+    let mut losses = val_losses.to_vec();
+    if losses.first().is_none_or(|(step, _)| *step != 0) {
+        losses.splice(0..0, logged_val_losses(&args.run.out));
+    }
+    let before = losses.iter().find(|(s, _)| *s == 0).map(|l| l.1);
+    let after = losses
+        .iter()
+        .filter(|(s, _)| *s == steps)
+        .map(|l| l.1)
+        .next_back();
+    let selection = args.data.join("select_report.json");
+    let selection: Option<serde_json::Value> = std::fs::read_to_string(&selection)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let command: Vec<String> = std::env::args().collect();
+    let info = crate::explainer::ExplainerInfo {
+        kind: "explainer".into(),
+        model_sha256: crate::classifiers::model_sha256(model_path)?,
+        model: model_path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        command: command.join(" "),
+        data: serde_json::json!({
+            "folder": args.data, "sets": sets.per_dataset, "selection": selection,
+            "cutoff": args.cutoff, "dropped": sets.dropped, "limit": args.limit,
+        }),
+        val_answer_loss: after,
+        val_answer_loss_before: before,
+        train_examples: sets.train.len(),
+        val_examples: sets.val.len(),
+        steps,
+        top_k: args.top_k,
+        seconds,
+        device: format!("{device}; {}", machine()),
+        date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+    };
+    let mut shipped = lora.clone();
+    shipped.base_model_name_or_path = Some(info.model.clone());
+    model::lora::peft_io::save_adapter_as(lm, &shipped, dir, true)?;
+    let text = serde_json::to_string_pretty(&info)?;
+    formats::atomic::write_atomic(&dir.join("explainer.json"), text.as_bytes())
+        .with_context(|| format!("cannot write {}", dir.join("explainer.json").display()))?;
+    Ok(())
+}
+
+/// `(step, val_loss)` of every evaluation in a run's log.jsonl (none if it cannot be read).
+fn logged_val_losses(out: &std::path::Path) -> Vec<(usize, f64)> {
+    let Ok(text) = std::fs::read_to_string(out.join("log.jsonl")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "eval")
+        .filter_map(|v| Some((v["step"].as_u64()? as usize, v["val_loss"].as_f64()?)))
+        .collect()
 }

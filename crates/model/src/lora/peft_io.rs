@@ -125,10 +125,25 @@ pub fn save_adapter(
     config: &LoraConfig,
     dir: &Path,
 ) -> Result<usize, ModelError> {
+    save_adapter_as(model, config, dir, false)
+}
+
+/// [`save_adapter`] with the factors in f16 (`half`) or f32: shipped adapters are f16.
+pub fn save_adapter_as(
+    model: &mut CausalLm,
+    config: &LoraConfig,
+    dir: &Path,
+    half: bool,
+) -> Result<usize, ModelError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| ModelError::Format(formats::FormatError::io(dir, e)))?;
     let tensors = adapter_tensors(model)?;
-    crate::io::write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
+    let file = dir.join("adapter_model.safetensors");
+    if half {
+        crate::io::write_safetensors_f16(&file, &tensors)?;
+    } else {
+        crate::io::write_safetensors(&file, &tensors)?;
+    }
     let cfg = dir.join("adapter_config.json");
     let text = serde_json::to_string_pretty(config).map_err(|e| config_err(&cfg, e.to_string()))?;
     crate::io::write_atomic(&cfg, text.as_bytes())?;

@@ -8,7 +8,7 @@
 //! chooses and fits its classifier and saves it; `record.rs` writes what the run leaves for
 //! the record (log, curves, the machine and commit).
 
-mod record;
+pub(crate) mod record;
 mod task;
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use train::probe::Trial;
 use super::task::Context_;
 
 /// The machine, in words, for the record.
-pub(super) fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -35,7 +35,7 @@ pub(super) fn machine() -> String {
     format!("{cores} cores of {cpu}{mem}")
 }
 
-pub(super) fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(cmd).args(args).output().ok()?;
     out.status
         .success()

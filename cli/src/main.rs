@@ -35,6 +35,8 @@ enum Command {
     /// Train: `train sft` is MentalQLM's stage 1 (instruction tuning), `train classifier` stage 2 (LoRA + dense head).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
+    /// Compare two predictions files' explanations with an LLM judge at an OpenAI-compatible endpoint (each pair asked in both orders).
+    Judge(commands::judge::Args),
     /// Score a predictions JSONL file (this tool's or LLaMA-Factory's) with the label rules.
     Score(commands::score::Args),
     /// Benchmarks: `bench kernels` (our LoRA kernels against Burn's LoRA and matmul), `bench e2e` (prefill, generation and a training step, the runtime's side of bench/run.py).
@@ -81,6 +83,7 @@ fn main() {
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Score(args) => commands::score::run(args),
+        Command::Judge(args) => commands::judge::run(args),
         Command::Select(args) => commands::select::run(args),
         Command::Train(cmd) => commands::train::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),

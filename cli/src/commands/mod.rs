@@ -2,6 +2,7 @@ pub mod bench;
 pub mod classify;
 pub mod eval;
 pub mod generate;
+pub mod judge;
 pub mod logits;
 pub mod score;
 pub mod select;

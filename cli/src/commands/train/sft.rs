@@ -25,6 +25,10 @@ pub struct SftArgs {
     /// Irf and MultiWD, which have no training file).
     #[arg(long)]
     pub data: PathBuf,
+    /// Where the validation files (train/<set>/val.csv) are read, when --data is a `select`
+    /// output, which holds the training files only. Default: --data.
+    #[arg(long)]
+    pub val_data: Option<PathBuf>,
     /// The instruction sets to mix.
     #[arg(
         long,
@@ -181,7 +185,8 @@ fn load_sets(args: &SftArgs, tokenizer: &formats::tokenizer::TextTokenizer) -> R
         );
         train.extend(encoded);
         if split == Split::Train && args.val_examples > 0 {
-            let val_file = imhi::split_path(&args.data, dataset, Split::Val)?;
+            let val_root = args.val_data.as_ref().unwrap_or(&args.data);
+            let val_file = imhi::split_path(val_root, dataset, Split::Val)?;
             let rows = imhi::load_csv(&val_file, dataset)
                 .with_context(|| format!("reading {}", val_file.display()))?;
             val_pool.extend(sample(rows, Some(args.val_examples), args.seed));
@@ -405,7 +410,8 @@ fn ship(
             .unwrap_or_default(),
         command: command.join(" "),
         data: serde_json::json!({
-            "folder": args.data, "sets": sets.per_dataset, "selection": selection,
+            "folder": args.data, "val_folder": args.val_data.as_ref().unwrap_or(&args.data),
+            "sets": sets.per_dataset, "selection": selection,
             "cutoff": args.cutoff, "dropped": sets.dropped, "limit": args.limit,
         }),
         val_answer_loss: after,

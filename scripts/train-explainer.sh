@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped explainer (classifiers/explainer/) from ../shared/data with the default
+# model: MentalQLM's stage 1 on a CPU budget.
+#   1. `select --keep 0.75` over the five IMHI training sets, full data: answer perplexity,
+#      1.5×IQR outliers out, k-center greedy over post embeddings keeps 75%.
+#   2. `train sft` on what it keeps: LoRA (r 8, every projection) on the top 2 layers, over
+#      the cached output of the 28 frozen layers below, one epoch, validation answer loss on
+#      the DR, dreaddit and SAD validation files.
+#
+#   scripts/train-explainer.sh [--runs DIR] [extra `train sft` options]
+#
+# Each step resumes when the script is run again: selection scores and prefix states are
+# cached under ~/.cache/mentalqlm, and training continues from its last checkpoint. Uses a
+# GPU where one exists (--device auto), the CPU otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+DATA="${DATA:-../shared/data}"
+runs="runs"
+if [ "${1:-}" = "--runs" ]; then runs="$2"; shift 2; fi
+# The same build as the tests (--workspace: one feature set of Burn); quick when current.
+cargo build --release --workspace
+mkdir -p bin && cp -f "$CARGO_TARGET_DIR/release/mentalqlm" bin/mentalqlm
+bash scripts/setup-model.sh >/dev/null
+selection="$runs/select-0.75"
+if [ ! -f "$selection/select_report.json" ]; then
+  bin/mentalqlm select --data "$DATA/imhi" --keep 0.75 --out "$selection"
+fi
+out="$runs/explainer"
+resume=()
+if [ -d "$out/checkpoints" ]; then resume=(--resume); fi
+bin/mentalqlm train sft --data "$selection" --val-data "$DATA/imhi" \
+  --top-k 2 --epochs 1 --lr 1e-3 --warmup-ratio 0.03 --batch-size 16 --micro-batch-size 4 \
+  --val-examples 256 --eval-every 100 --save-every 20 \
+  --out "$out" --ship classifiers/explainer "${resume[@]}" "$@"

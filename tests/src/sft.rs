@@ -393,6 +393,13 @@ fn training_over_the_cached_prefix_equals_training_through_every_layer() {
     let ids = |set: &[SftExample]| set.iter().map(|e| e.ids.clone()).collect::<Vec<_>>();
     let train_cache = build(&plain, &ids(&train), &spec, |_| {}).unwrap();
     let val_cache = build(&plain, &ids(&val), &spec, |_| {}).unwrap();
+    // A subset in another order (a pruned set) reads every row back and computes none.
+    let subset: Vec<Vec<u32>> = ids(&train).into_iter().take(7).rev().collect();
+    let mut last = None;
+    let again = build(&plain, &subset, &spec, |p| last = Some(p)).unwrap();
+    let last = last.unwrap();
+    assert_eq!((last.rows_cached, last.tokens_computed), (7, 0));
+    assert_eq!(again.row(0), train_cache.row(6));
     let cfg = config(2, 3);
     let go = |inputs: SftInputs<'_>| {
         let mut events = Vec::new();

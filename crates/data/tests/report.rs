@@ -124,7 +124,10 @@ fn answer_form_needs_a_label_then_reasoning() {
         Dataset::Dr,
         "Yes, the poster suffers from depression. Reasoning:  "
     ));
-    assert!(!follows_answer_form(Dataset::Dr, "I think so. Reasoning: sad"));
+    assert!(!follows_answer_form(
+        Dataset::Dr,
+        "I think so. Reasoning: sad"
+    ));
     assert!(!follows_answer_form(
         Dataset::Dr,
         "Reasoning: the poster suffers from depression."

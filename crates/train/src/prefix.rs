@@ -3,17 +3,17 @@
 //! per token) is computed once, kept on disk and memory-mapped, and every epoch runs only
 //! the top k layers from it. A 30-layer model with k = 2 then trains about 15 times faster.
 //!
-//! Files: `<cache>/<model sha256, 16 hex>-p<depth>/<chunk digest>.<f16|f32>`, one per chunk
-//! of [`crate::features::CHUNK`] consecutive examples (a killed build resumes at the first
-//! missing chunk): the magic `MQP1`, the value width in bytes, the row count and the hidden
-//! size (u32 little-endian each), every row's token count, then the rows' values.
+//! Files: `<cache>/<model sha256, 16 hex>-p<depth>/<row digest>.<f16|f32>`, one per example
+//! (so any subset reuses them, and a killed build resumes at the first missing one): the
+//! magic `MQP1`, the value width in bytes, the row count (1) and the hidden size (u32
+//! little-endian each), the row's token count, then its values.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use model::{CausalLm, ModelError};
 
-use crate::features::{CHUNK, Progress, digest_rows};
+use crate::features::{Progress, digest_rows};
 
 const MAGIC: &[u8; 4] = b"MQP1";
 
@@ -128,7 +128,11 @@ fn compute(
 }
 
 /// Builds (or reads) the prefix of every row (token ids, already cut to the maximum length)
-/// with `lm` on an inference device.
+/// with `lm` on an inference device. Each row's states are kept in a file of their own,
+/// named by a digest of the row, so any subset or reordering of examples reuses them (the
+/// pruned and unpruned training sets of one selection share one build), and a killed build
+/// resumes at the first missing row. The missing rows run longest-first in batches of
+/// similar length, so little of a batch is padding.
 pub fn build(
     lm: &CausalLm,
     rows: &[Vec<u32>],
@@ -149,53 +153,62 @@ pub fn build(
     std::fs::create_dir_all(&folder).map_err(|e| model::io::io_err(&folder, e))?;
     let (h, width) = (spec.hidden_size, spec.width());
     let ext = if spec.f32 { "f32" } else { "f16" };
+    let paths: Vec<PathBuf> = rows
+        .iter()
+        .map(|row| {
+            folder.join(format!(
+                "{}.{ext}",
+                digest_rows(std::slice::from_ref(row), h)
+            ))
+        })
+        .collect();
     let mut progress = Progress {
         rows_total: rows.len(),
         ..Progress::default()
     };
+    // Rows already kept (a duplicate row is computed once).
+    let mut missing: Vec<usize> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, path) in paths.iter().enumerate() {
+        if open_chunk(path, 1, h, width).is_some() {
+            progress.rows_cached += 1;
+            progress.rows_done += 1;
+        } else if seen.insert(path) {
+            missing.push(i);
+        } else {
+            progress.rows_done += 1;
+        }
+    }
+    on_progress(progress);
+    missing.sort_by_key(|&i| std::cmp::Reverse(rows[i].len()));
+    for batch in missing.chunks(spec.batch_size.max(1)) {
+        let batch_rows: Vec<Vec<u32>> = batch.iter().map(|&i| rows[i].clone()).collect();
+        for (&i, states) in batch.iter().zip(compute(lm, &batch_rows, spec)?) {
+            write_chunk(&paths[i], &[states], &[rows[i].len()], h, width)?;
+        }
+        progress.rows_done += batch.len();
+        progress.tokens_computed += batch_rows.iter().map(Vec::len).sum::<usize>();
+        on_progress(progress);
+    }
     let mut cache = PrefixCache {
-        chunks: Vec::new(),
+        chunks: Vec::with_capacity(rows.len()),
         rows: Vec::with_capacity(rows.len()),
         hidden: h,
     };
-    for chunk in rows.chunks(CHUNK) {
-        let path = folder.join(format!("{}.{ext}", digest_rows(chunk, h)));
-        if open_chunk(&path, chunk.len(), h, width).is_none() {
-            let mut order: Vec<usize> = (0..chunk.len()).collect();
-            order.sort_by_key(|&i| chunk[i].len());
-            let mut states = vec![Vec::new(); chunk.len()];
-            for batch in order.chunks(spec.batch_size.max(1)) {
-                let batch_rows: Vec<Vec<u32>> = batch.iter().map(|&i| chunk[i].clone()).collect();
-                for (&i, s) in batch.iter().zip(compute(lm, &batch_rows, spec)?) {
-                    states[i] = s;
-                }
-                progress.rows_done += batch.len();
-                progress.tokens_computed += batch_rows.iter().map(Vec::len).sum::<usize>();
-                on_progress(progress);
-            }
-            let lens: Vec<usize> = chunk.iter().map(Vec::len).collect();
-            write_chunk(&path, &states, &lens, h, width)?;
-        } else {
-            progress.rows_done += chunk.len();
-            progress.rows_cached += chunk.len();
-            on_progress(progress);
-        }
-        let (map, lens) =
-            open_chunk(&path, chunk.len(), h, width).ok_or_else(|| ModelError::Config {
+    for (row, path) in rows.iter().zip(&paths) {
+        let (map, lens) = open_chunk(path, 1, h, width).ok_or_else(|| ModelError::Config {
+            path: path.clone(),
+            reason: "a prefix file just written does not read back".into(),
+        })?;
+        if lens[0] != row.len() {
+            return Err(ModelError::Config {
                 path: path.clone(),
-                reason: "a prefix chunk just written does not read back".into(),
-            })?;
-        let mut at = header_len(chunk.len());
-        for (&len, row) in lens.iter().zip(chunk) {
-            if len != row.len() {
-                return Err(ModelError::Config {
-                    path: path.clone(),
-                    reason: format!("holds {len} tokens for a row of {}", row.len()),
-                });
-            }
-            cache.rows.push((cache.chunks.len(), at, len));
-            at += len * h * width;
+                reason: format!("holds {} tokens for a row of {}", lens[0], row.len()),
+            });
         }
+        cache
+            .rows
+            .push((cache.chunks.len(), header_len(1), row.len()));
         cache.chunks.push(Chunk { map, width });
     }
     Ok(cache)

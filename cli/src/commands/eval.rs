@@ -13,7 +13,7 @@ use data::{
     Dataset, DatasetResult, EvalReport, PredictionRow, Split, dep_severity, imhi,
     score_predictions, tasks,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -218,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
         .context("the model has no tokenizer")?;
     let prompter = Prompter::new(&args.system, args.max_prompt_tokens);
     let total: usize = work.iter().map(|(_, items)| items.len()).sum();
-    let bar = ProgressBar::new(total as u64);
+    let bar = crate::runner::bar(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
             .expect("static template")

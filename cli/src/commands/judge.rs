@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use data::predictions::{PredictionRow, read_predictions};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -346,7 +346,7 @@ pub fn run(args: Args) -> Result<()> {
         max_tokens: args.max_tokens,
         retries: args.retries,
     };
-    let bar = ProgressBar::new(pairs.len() as u64);
+    let bar = crate::runner::bar(pairs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("judging [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
             .expect("static template")

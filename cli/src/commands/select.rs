@@ -246,7 +246,7 @@ pub fn run(args: Args) -> Result<()> {
     let result = (|| -> Result<serde_json::Value> {
         let mut report = serde_json::Map::new();
         let total: u64 = sets.iter().map(|s| s.3.len() as u64).sum();
-        let bar = ProgressBar::new(total);
+        let bar = crate::runner::bar(total);
         bar.set_style(
             ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
                 .expect("static template")

@@ -122,7 +122,7 @@ impl Monitor {
         } else {
             (RunLog::create(&path, header)?, 0)
         };
-        let bar = ProgressBar::new(total as u64);
+        let bar = crate::runner::bar(total as u64);
         bar.set_style(
             ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ETA {eta}")
                 .expect("static template")

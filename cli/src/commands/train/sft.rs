@@ -345,7 +345,7 @@ fn build_prefix(
     for (name, set) in [("train", &sets.train), ("val", &sets.val)] {
         let rows: Vec<Vec<u32>> = set.iter().map(|e| e.ids.clone()).collect();
         let tokens: usize = rows.iter().map(Vec::len).sum();
-        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        let bar = crate::runner::bar(rows.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{msg} [{bar:30}] {pos}/{len} examples ETA {eta}",

@@ -285,7 +285,7 @@ fn build_prefix(
     let mut out = Vec::new();
     for (name, set) in [("train", train_set), ("val", val_set)] {
         let rows: Vec<Vec<u32>> = set.iter().map(|e| e.0.clone()).collect();
-        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        let bar = crate::runner::bar(rows.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} texts ETA {eta}")
                 .expect("static template")

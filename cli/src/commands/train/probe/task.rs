@@ -19,7 +19,7 @@ use crate::commands::train::classifier::{Balance, ClassifierArgs};
 use crate::commands::train::sample;
 
 fn bar(len: usize, template: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
+    let bar = crate::runner::bar(len as u64);
     bar.set_style(
         ProgressStyle::with_template(template)
             .expect("static template")

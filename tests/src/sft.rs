@@ -49,6 +49,7 @@ fn config(epochs: usize, micro: usize) -> SftConfig {
         seed: 3,
         pad_id: 0,
         eval_every: 4,
+        max_steps: None,
     }
 }
 
@@ -458,4 +459,39 @@ fn training_over_the_cached_prefix_equals_training_through_every_layer() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `max_steps` ends the run (and its schedule) early: the same budget for sets of any size.
+#[test]
+fn max_steps_caps_the_run_and_its_schedule() {
+    let _rng = crate::rng_lock();
+    let device = cpu().autodiff();
+    let train = synthetic(96, 1);
+    let cfg = SftConfig {
+        max_steps: Some(3),
+        warmup_steps: 0,
+        ..config(2, 8)
+    };
+    assert_eq!(train::sft::total_steps(train.len(), &cfg), 3);
+    assert_eq!(train::sft::total_steps(train.len(), &config(2, 8)), 24);
+    let mut lrs = Vec::new();
+    let out = train_sft(
+        model(&device, 0.0),
+        &train,
+        &[],
+        &cfg,
+        &RunOptions::default(),
+        |e| {
+            if let Event::Step { lr, .. } = e {
+                lrs.push(*lr);
+            }
+        },
+    )
+    .unwrap();
+    assert!(out.finished);
+    assert_eq!(out.steps, 3);
+    assert_eq!(lrs.len(), 3);
+    // The cosine decays over the 3 updates (over 24 it would barely have moved by the 3rd).
+    assert!(lrs[0] > lrs[1] && lrs[1] > lrs[2], "{lrs:?}");
+    assert!(lrs[2] < 0.5 * lrs[0], "{lrs:?}");
 }

@@ -323,6 +323,7 @@ fn bad_checkpoints_get_clear_errors() {
         seed: 0,
         pad_id: 0,
         eval_every: 0,
+        max_steps: None,
     };
     let out = scratch("bad-checkpoints");
     let run = |config: &SftConfig, resume: bool| {

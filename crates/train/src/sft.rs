@@ -59,6 +59,9 @@ pub struct SftConfig {
     pub pad_id: u32,
     /// Evaluate the answer loss on validation every N updates (0: only at the end).
     pub eval_every: usize,
+    /// Stop after this many updates, the schedule ending there (an equal budget for
+    /// training sets of different sizes); `None` runs every epoch.
+    pub max_steps: Option<usize>,
 }
 
 /// Where and how often a run is checkpointed, and whether it continues an earlier one.
@@ -298,7 +301,8 @@ pub struct SftOutcome {
 
 /// Total updates of a run.
 pub fn total_steps(examples: usize, config: &SftConfig) -> usize {
-    examples.div_ceil(config.batch_size.max(1)) * config.epochs
+    let all = examples.div_ceil(config.batch_size.max(1)) * config.epochs;
+    config.max_steps.map_or(all, |m| m.min(all))
 }
 
 /// Trains the LoRA factors of `model` (on an autodiff device; the base frozen). With
@@ -331,9 +335,13 @@ pub fn train_sft_with(
     if train.is_empty() {
         return Err(ModelError::Input("the training set is empty".into()));
     }
-    if config.batch_size == 0 || config.micro_batch_size == 0 || config.epochs == 0 {
+    if config.batch_size == 0
+        || config.micro_batch_size == 0
+        || config.epochs == 0
+        || config.max_steps == Some(0)
+    {
         return Err(ModelError::Input(
-            "batch size, micro-batch size and epochs must be at least 1".into(),
+            "batch size, micro-batch size, epochs and max steps must be at least 1".into(),
         ));
     }
     let device = model.model.embed_tokens.device();

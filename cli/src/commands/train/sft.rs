@@ -38,6 +38,10 @@ pub struct SftArgs {
     pub datasets: Vec<String>,
     #[arg(long, default_value_t = 15)]
     pub epochs: usize,
+    /// Stop after N updates, the learning-rate schedule ending there: the same budget for
+    /// training sets of different sizes (e.g. pruned and unpruned).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
     #[arg(long, default_value_t = 5e-5)]
     pub lr: f64,
     #[arg(long, default_value_t = 0.0)]
@@ -117,6 +121,9 @@ impl SftArgs {
                 self.micro_batch_size,
                 self.batch_size
             );
+        }
+        if self.max_steps == Some(0) {
+            bail!("--max-steps must be at least 1");
         }
         if self.cutoff < 8 || self.lora_r == 0 || self.limit == Some(0) {
             bail!("--cutoff must be at least 8, --lora-r and --limit at least 1");
@@ -257,6 +264,7 @@ pub fn run(mut args: SftArgs) -> Result<()> {
         seed: args.seed,
         pad_id: tokenizer.pad_id,
         eval_every: args.eval_every,
+        max_steps: args.max_steps,
     };
     let total = total_steps(sets.train.len(), &config);
     config.warmup_steps = (args.warmup_ratio * total as f64).ceil() as usize;

@@ -56,7 +56,8 @@ pub struct Args {
     /// Seeds the sample and the first k-center centre.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value_t = 4)]
+    /// Sequences per forward pass (batched by length, so padding stays small).
+    #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Instruction + answer are cut to this many tokens, as the paper's 512.
     #[arg(long, default_value_t = 512)]
@@ -157,6 +158,35 @@ fn save_cache(json_path: &Path, bin_path: &Path, f: &Features) -> Result<()> {
     Ok(())
 }
 
+/// Model passes per example: the scored sequence and the post, and for IFD the answer alone.
+fn passes(score: Score) -> u64 {
+    match score {
+        Score::Ppl => 2,
+        Score::Ifd => 3,
+    }
+}
+
+/// `f(batch)` over `rows` in batches of similar length (longest first, so little of a batch
+/// is padding), each result put back at its row's place. Advances `bar` by one per row.
+fn by_length<T: Clone + Default>(
+    rows: &[Vec<u32>],
+    batch_size: usize,
+    bar: &ProgressBar,
+    mut f: impl FnMut(&[Vec<u32>], &[usize]) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(rows[i].len()));
+    let mut out = vec![T::default(); rows.len()];
+    for batch in order.chunks(batch_size.max(1)) {
+        let seqs: Vec<Vec<u32>> = batch.iter().map(|&i| rows[i].clone()).collect();
+        for (&i, v) in batch.iter().zip(f(&seqs, batch)?) {
+            out[i] = v;
+        }
+        bar.inc(batch.len() as u64);
+    }
+    Ok(out)
+}
+
 fn compute(
     args: &Args,
     loaded: &model::LoadedModel,
@@ -169,47 +199,46 @@ fn compute(
         .context("the model has no tokenizer")?;
     let template = ChatTemplate::new(args.system.clone());
     let max = args.max_tokens;
-    let mut scores = Vec::with_capacity(examples.len());
-    let mut embeddings = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(args.batch_size) {
-        let mut seqs = Vec::new();
-        let mut answer_lens = Vec::new();
-        let mut alone = Vec::new();
-        let mut alone_lens = Vec::new();
-        let mut posts = Vec::new();
-        for e in chunk {
-            let prompt = tok.encode(&template.prompt(&e.query))?;
-            let answer = tok.encode(&e.answer)?;
-            // Instruction + answer cut to `max` tokens: a long instruction leaves less (or none)
-            // of the answer to score; none gives a non-finite score, removed and counted.
-            let mut seq = [prompt.clone(), answer.clone()].concat();
-            seq.truncate(max);
-            answer_lens.push(seq.len().saturating_sub(prompt.len()));
-            seqs.push(seq);
-            let mut a = answer;
-            a.truncate(max);
-            alone_lens.push(a.len().saturating_sub(1));
-            alone.push(if a.is_empty() { vec![tok.pad_id] } else { a });
-            let mut post = tok.encode(&e.post)?;
-            post.truncate(max);
-            posts.push(if post.is_empty() {
-                vec![tok.pad_id]
-            } else {
-                post
-            });
-        }
-        let nll = answer_nll(&loaded.model, &seqs, &answer_lens, tok.pad_id)?;
-        let batch_scores: Vec<f64> = match args.score {
-            Score::Ppl => nll.iter().map(|l| l.exp()).collect(),
-            Score::Ifd => {
-                let base = answer_nll(&loaded.model, &alone, &alone_lens, tok.pad_id)?;
-                nll.iter().zip(&base).map(|(c, a)| (c - a).exp()).collect()
-            }
-        };
-        scores.extend(batch_scores);
-        embeddings.extend(mean_pooled(&loaded.model, &posts, tok.pad_id)?);
-        bar.inc(chunk.len() as u64);
+    let (mut seqs, mut answer_lens, mut alone, mut alone_lens, mut posts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in examples {
+        let prompt = tok.encode(&template.prompt(&e.query))?;
+        let answer = tok.encode(&e.answer)?;
+        // Instruction + answer cut to `max` tokens: a long instruction leaves less (or none)
+        // of the answer to score; none gives a non-finite score, removed and counted.
+        let mut seq = [prompt.clone(), answer.clone()].concat();
+        seq.truncate(max);
+        answer_lens.push(seq.len().saturating_sub(prompt.len()));
+        seqs.push(seq);
+        let mut a = answer;
+        a.truncate(max);
+        alone_lens.push(a.len().saturating_sub(1));
+        alone.push(if a.is_empty() { vec![tok.pad_id] } else { a });
+        let mut post = tok.encode(&e.post)?;
+        post.truncate(max);
+        posts.push(if post.is_empty() {
+            vec![tok.pad_id]
+        } else {
+            post
+        });
     }
+    let nll_of = |rows: &[Vec<u32>], lens: &[usize]| {
+        by_length(rows, args.batch_size, bar, |batch, idx| {
+            let scored: Vec<usize> = idx.iter().map(|&i| lens[i]).collect();
+            Ok(answer_nll(&loaded.model, batch, &scored, tok.pad_id)?)
+        })
+    };
+    let nll = nll_of(&seqs, &answer_lens)?;
+    let scores: Vec<f64> = match args.score {
+        Score::Ppl => nll.iter().map(|l| l.exp()).collect(),
+        Score::Ifd => {
+            let base = nll_of(&alone, &alone_lens)?;
+            nll.iter().zip(&base).map(|(c, a)| (c - a).exp()).collect()
+        }
+    };
+    let embeddings = by_length(&posts, args.batch_size, bar, |batch, _| {
+        Ok(mean_pooled(&loaded.model, batch, tok.pad_id)?)
+    })?;
     Ok(Features { scores, embeddings })
 }
 
@@ -245,12 +274,14 @@ pub fn run(args: Args) -> Result<()> {
         .with_extension(format!("partial-{}", std::process::id()));
     let result = (|| -> Result<serde_json::Value> {
         let mut report = serde_json::Map::new();
-        let total: u64 = sets.iter().map(|s| s.3.len() as u64).sum();
+        let total: u64 = sets.iter().map(|s| s.3.len() as u64).sum::<u64>() * passes(args.score);
         let bar = crate::runner::bar(total);
         bar.set_style(
-            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>10} [{bar:30}] {pos}/{len} passes {per_sec} ETA {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
         );
         for (dataset, file, split, examples) in &sets {
             bar.set_message(dataset.name());
@@ -276,7 +307,7 @@ pub fn run(args: Args) -> Result<()> {
             let from_cache = cached.is_some();
             let features = match cached {
                 Some(f) => {
-                    bar.inc(examples.len() as u64);
+                    bar.inc(examples.len() as u64 * passes(args.score));
                     f
                 }
                 None => {
@@ -363,5 +394,25 @@ fn model_path_file(path: &Path) -> PathBuf {
         path.join("config.json")
     } else {
         path.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_by_length_and_puts_results_back_in_place() {
+        let rows: Vec<Vec<u32>> = [3, 1, 4, 1, 5, 9, 2].iter().map(|&n| vec![7; n]).collect();
+        let bar = ProgressBar::hidden();
+        let mut batches = Vec::new();
+        let out = by_length(&rows, 3, &bar, |batch, idx| {
+            batches.push(batch.iter().map(Vec::len).collect::<Vec<_>>());
+            Ok(idx.iter().map(|&i| rows[i].len() * 10).collect())
+        })
+        .unwrap();
+        assert_eq!(out, vec![30, 10, 40, 10, 50, 90, 20]);
+        assert_eq!(batches, vec![vec![9, 5, 4], vec![3, 2, 1], vec![1]]);
+        assert_eq!(bar.position(), 7);
     }
 }

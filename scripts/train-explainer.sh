@@ -2,10 +2,12 @@
 # Rebuilds the shipped explainer (classifiers/explainer/) from ../shared/data with the default
 # model: MentalQLM's stage 1 on a CPU budget.
 #   1. `select --keep 0.75` over the five IMHI training sets, full data: answer perplexity,
-#      1.5×IQR outliers out, k-center greedy over post embeddings keeps 75%.
+#      1.5×IQR outliers out, k-center greedy over post embeddings keeps 75%. Its scoring
+#      pass also keeps every sequence's states below the top 2 layers (--prefix-top-k 2).
 #   2. `train sft` on what it keeps: LoRA (r 8, every projection) on the top 2 layers, over
-#      the cached output of the 28 frozen layers below, one epoch, validation answer loss on
-#      the DR, dreaddit and SAD validation files.
+#      those cached states of the 28 frozen layers (only sequences select cut differently,
+#      and the validation ones, run them again), one epoch, validation answer loss on the
+#      DR, dreaddit and SAD validation files.
 #
 #   scripts/train-explainer.sh [--runs DIR] [extra `train sft` options]
 #
@@ -24,7 +26,7 @@ mkdir -p bin && cp -f "$CARGO_TARGET_DIR/release/mentalqlm" bin/mentalqlm
 bash scripts/setup-model.sh >/dev/null
 selection="$runs/select-0.75"
 if [ ! -f "$selection/select_report.json" ]; then
-  bin/mentalqlm select --data "$DATA/imhi" --keep 0.75 --out "$selection"
+  bin/mentalqlm select --data "$DATA/imhi" --keep 0.75 --prefix-top-k 2 --out "$selection"
 fi
 out="$runs/explainer"
 resume=()

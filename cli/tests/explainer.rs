@@ -202,3 +202,76 @@ fn a_shipped_explainer_is_written_found_and_used() {
     );
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// `select --prefix-top-k 1` keeps the frozen layer's states of every scored sequence, and
+/// `train sft --top-k 1` on what it selected reads them all back instead of running that
+/// layer again.
+#[test]
+fn select_keeps_the_prefix_that_train_sft_reads() {
+    let root = scratch("select-prefix");
+    let (model, data) = (fixture("tiny/qwen2"), fixture("data/imhi"));
+    let (selection, cache) = (root.join("selection"), root.join("prefix"));
+    ok(&[
+        "select",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--datasets",
+        "DR,SAD",
+        "--keep",
+        "0.75",
+        "--prefix-top-k",
+        "1",
+        "--prefix-cache",
+        cache.to_str().unwrap(),
+        "--cache-dir",
+        root.join("scores").to_str().unwrap(),
+        "--out",
+        selection.to_str().unwrap(),
+    ]);
+    let kept = std::fs::read_dir(cache.read_dir().unwrap().next().unwrap().unwrap().path())
+        .unwrap()
+        .count();
+    assert!(kept >= 8, "{kept} rows kept");
+    let (_, stderr) = ok(&[
+        "train",
+        "sft",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        selection.to_str().unwrap(),
+        "--val-data",
+        data.to_str().unwrap(),
+        "--datasets",
+        "DR,SAD",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--val-examples",
+        "0",
+        "--top-k",
+        "1",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--out",
+        root.join("run").to_str().unwrap(),
+    ]);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("prefix of 1 layers, train:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // "prefix of 1 layers, train: N examples, T tokens, C read from the cache"
+    let (examples, cached) = (numbers[1], numbers[3]);
+    assert!(examples > 0 && cached == examples, "{line}");
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -166,3 +166,41 @@ fn answer_perplexity_and_embeddings_match_transformers() {
     let none = answer_nll(&model, &[vec![1, 2, 3]], &[0], 0).unwrap();
     assert!(none[0].is_nan());
 }
+
+/// The scoring pass that also keeps the states below the top layer gives the same scores as
+/// the plain one, and the states equal those of a separate forward to that depth.
+#[test]
+fn scores_with_states_equal_scores_and_states_apart() {
+    use model::heads::probe::states_at_depths;
+    use model::score::answer_nll_and_states;
+    let lm = load_model(
+        &fixture("tiny/qwen2"),
+        &cpu(),
+        model::load::LoadOptions::default(),
+    )
+    .unwrap()
+    .model;
+    let seqs: Vec<Vec<u32>> = vec![vec![5, 9, 13, 40, 41], vec![7, 8], vec![3, 30, 31, 32]];
+    let scored = [2, 1, 0];
+    let plain = answer_nll(&lm, &seqs, &scored, 0).unwrap();
+    let (nll, states, valid) = answer_nll_and_states(&lm, &seqs, &scored, 0, 1).unwrap();
+    for (a, b) in plain.iter().zip(&nll) {
+        assert!(
+            (a - b).abs() < 1e-6 || (a.is_nan() && b.is_nan()),
+            "{a} vs {b}"
+        );
+    }
+    assert!(nll[2].is_nan(), "nothing scored gives NaN");
+    let (apart, valid_apart) = states_at_depths(&lm, &seqs, &[1], 0).unwrap();
+    assert_eq!(valid, valid_apart);
+    let (x, y) = (
+        model::io::values(states).unwrap(),
+        model::io::values(apart.into_iter().next().unwrap()).unwrap(),
+    );
+    assert_eq!(x.len(), 3 * 5 * lm.model.hidden_size());
+    assert!(max_abs_diff(&x, &y) < 1e-5);
+    assert!(
+        answer_nll_and_states(&lm, &seqs, &scored, 0, 2).is_err(),
+        "no layer above"
+    );
+}

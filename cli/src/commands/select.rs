@@ -12,7 +12,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use data::imhi::{self, Example};
 use data::{ChatTemplate, Dataset};
 use indicatif::{ProgressBar, ProgressStyle};
-use model::score::{answer_nll, mean_pooled};
+use model::score::{answer_nll, answer_nll_and_states, mean_pooled};
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -71,6 +71,14 @@ pub struct Args {
     pub cache_dir: Option<PathBuf>,
     #[arg(long, default_value = data::prompt::DEFAULT_SYSTEM)]
     pub system: String,
+    /// Also keep, from the scoring pass, each sequence's hidden states below the top K
+    /// layers: the cached prefix `train sft --top-k K` trains over, so it need not run the
+    /// frozen layers again. 0 keeps none.
+    #[arg(long, default_value_t = 0)]
+    pub prefix_top_k: usize,
+    /// Where those states are kept (default ~/.cache/mentalqlm/features, as train sft).
+    #[arg(long)]
+    pub prefix_cache: Option<PathBuf>,
 }
 
 fn file_fingerprint(path: &Path, h: &mut DefaultHasher) -> Result<()> {
@@ -191,6 +199,7 @@ fn compute(
     args: &Args,
     loaded: &model::LoadedModel,
     examples: &[Example],
+    prefix: Option<&train::prefix::PrefixSpec>,
     bar: &ProgressBar,
 ) -> Result<Features> {
     let tok = loaded
@@ -202,8 +211,10 @@ fn compute(
     let (mut seqs, mut answer_lens, mut alone, mut alone_lens, mut posts) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for e in examples {
+        // The sequence as `train sft` trains on it (the answer with its end-of-turn token),
+        // so the frozen layers' states kept here are its cached prefix.
         let prompt = tok.encode(&template.prompt(&e.query))?;
-        let answer = tok.encode(&e.answer)?;
+        let answer = tok.encode(&template.answer_part(&e.answer))?;
         // Instruction + answer cut to `max` tokens: a long instruction leaves less (or none)
         // of the answer to score; none gives a non-finite score, removed and counted.
         let mut seq = [prompt.clone(), answer.clone()].concat();
@@ -228,7 +239,16 @@ fn compute(
             Ok(answer_nll(&loaded.model, batch, &scored, tok.pad_id)?)
         })
     };
-    let nll = nll_of(&seqs, &answer_lens)?;
+    let nll = match prefix {
+        None => nll_of(&seqs, &answer_lens)?,
+        Some(spec) => by_length(&seqs, args.batch_size, bar, |batch, idx| {
+            let scored: Vec<usize> = idx.iter().map(|&i| answer_lens[i]).collect();
+            let (nll, states, _) =
+                answer_nll_and_states(&loaded.model, batch, &scored, tok.pad_id, spec.depth)?;
+            train::prefix::store(spec, batch, states)?;
+            Ok(nll)
+        })?,
+    };
     let scores: Vec<f64> = match args.score {
         Score::Ppl => nll.iter().map(|l| l.exp()).collect(),
         Score::Ifd => {
@@ -236,9 +256,24 @@ fn compute(
             nll.iter().zip(&base).map(|(c, a)| (c - a).exp()).collect()
         }
     };
-    let embeddings = by_length(&posts, args.batch_size, bar, |batch, _| {
+    // A post asked several questions (Irf, MultiWD) is embedded once.
+    let mut distinct: Vec<Vec<u32>> = Vec::new();
+    let mut slot = std::collections::HashMap::new();
+    let of_post: Vec<usize> = posts
+        .into_iter()
+        .map(|p| {
+            *slot.entry(p.clone()).or_insert_with(|| {
+                distinct.push(p);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let repeats = (of_post.len() - distinct.len()) as u64;
+    let pooled = by_length(&distinct, args.batch_size, bar, |batch, _| {
         Ok(mean_pooled(&loaded.model, batch, tok.pad_id)?)
     })?;
+    bar.inc(repeats);
+    let embeddings = of_post.iter().map(|&j| pooled[j].clone()).collect();
     Ok(Features { scores, embeddings })
 }
 
@@ -269,6 +304,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let model_path = args.model.model_path()?;
     let (loaded, chosen) = args.model.load()?;
+    let prefix = prefix_spec(&args, &model_path, &loaded)?;
     let staging = args
         .out
         .with_extension(format!("partial-{}", std::process::id()));
@@ -287,7 +323,7 @@ pub fn run(args: Args) -> Result<()> {
             bar.set_message(dataset.name());
             let mut h = DefaultHasher::new();
             (
-                "mentalqlm-select-v1",
+                "mentalqlm-select-v2",
                 args.score,
                 args.max_tokens,
                 &args.system,
@@ -311,7 +347,7 @@ pub fn run(args: Args) -> Result<()> {
                     f
                 }
                 None => {
-                    let f = compute(&args, &loaded, examples, &bar)?;
+                    let f = compute(&args, &loaded, examples, prefix.as_ref(), &bar)?;
                     save_cache(&json_path, &bin_path, &f)?;
                     f
                 }
@@ -386,6 +422,38 @@ pub fn run(args: Args) -> Result<()> {
             Err(e)
         }
     }
+}
+
+/// Where and at which depth the scoring pass keeps the frozen layers' states, when asked.
+fn prefix_spec(
+    args: &Args,
+    model_path: &Path,
+    loaded: &model::LoadedModel,
+) -> Result<Option<train::prefix::PrefixSpec>> {
+    if args.prefix_top_k == 0 {
+        return Ok(None);
+    }
+    let layers = loaded.model.model.layers.len();
+    if args.prefix_top_k >= layers {
+        bail!(
+            "--prefix-top-k must be within 1..{layers} (layers above the kept states), got {}",
+            args.prefix_top_k
+        );
+    }
+    let cache = args
+        .prefix_cache
+        .clone()
+        .or_else(crate::paths::default_cache)
+        .context("no cache folder: give --prefix-cache")?;
+    Ok(Some(train::prefix::PrefixSpec {
+        model_sha256: crate::classifiers::model_sha256(model_path)?,
+        depth: layers - args.prefix_top_k,
+        hidden_size: loaded.model.model.hidden_size(),
+        pad_id: loaded.tokenizer.as_ref().map_or(0, |t| t.pad_id),
+        batch_size: args.batch_size,
+        cache,
+        f32: false,
+    }))
 }
 
 /// The file whose bytes identify the model: the GGUF itself, or a folder's config.

@@ -162,6 +162,56 @@ pub fn answer_nll(
     scored: &[usize],
     pad_id: u32,
 ) -> Result<Vec<f64>, ModelError> {
+    let scored = check_scored(seqs, scored)?;
+    if scored.iter().all(|&a| a == 0) {
+        return Ok(vec![f64::NAN; seqs.len()]);
+    }
+    let (hidden, ids, _) = hidden_states(model, seqs, pad_id)?;
+    nll_of_hidden(model, hidden, &ids, &scored)
+}
+
+/// [`answer_nll`], and from the same forward pass the hidden states after the first `depth`
+/// layers `[batch, longest, hidden]`, left-padded as the rows are (what a cached prefix of
+/// the frozen layers below `depth` keeps), with the realness mask.
+pub fn answer_nll_and_states(
+    model: &CausalLm,
+    seqs: &[Vec<u32>],
+    scored: &[usize],
+    pad_id: u32,
+    depth: usize,
+) -> Result<(Vec<f64>, Tensor<3>, Vec<Vec<bool>>), ModelError> {
+    let scored = check_scored(seqs, scored)?;
+    let layers = model.model.layers.len();
+    if depth == 0 || depth >= layers {
+        return Err(ModelError::Input(format!(
+            "states after {depth} layers: the depth must be within 1..{layers}"
+        )));
+    }
+    let (ids, valid) = left_pad(seqs, pad_id);
+    let n = ids[0].len();
+    let rope = model.rope(n);
+    let mut cache = model.new_cache_for(n);
+    let mut out = model.model.forward_depths(
+        TokenBatch {
+            ids: &ids,
+            valid: &valid,
+        },
+        &rope,
+        &mut cache,
+        &[depth, layers],
+    )?;
+    let hidden = out.pop().expect("two depths");
+    let states = out.pop().expect("two depths");
+    let nll = if scored.iter().all(|&a| a == 0) {
+        vec![f64::NAN; seqs.len()]
+    } else {
+        nll_of_hidden(model, hidden, &ids, &scored)?
+    };
+    Ok((nll, states, valid))
+}
+
+/// Checks the rows and clamps each scored length to what its row can predict.
+fn check_scored(seqs: &[Vec<u32>], scored: &[usize]) -> Result<Vec<usize>, ModelError> {
     if seqs.len() != scored.len() {
         return Err(ModelError::Input(format!(
             "{} sequences but {} answer lengths",
@@ -169,23 +219,29 @@ pub fn answer_nll(
             scored.len()
         )));
     }
-    if seqs.iter().any(Vec::is_empty) {
+    if seqs.is_empty() || seqs.iter().any(Vec::is_empty) {
         return Err(ModelError::Input(
             "every sequence needs at least one token".into(),
         ));
     }
-    let scored: Vec<usize> = seqs
+    Ok(seqs
         .iter()
         .zip(scored)
         .map(|(s, &a)| a.min(s.len() - 1))
-        .collect();
-    let b = seqs.len();
+        .collect())
+}
+
+/// The mean NLL of each row's last `scored[i]` tokens from the final hidden states of the
+/// left-padded batch `ids`.
+fn nll_of_hidden(
+    model: &CausalLm,
+    hidden: Tensor<3>,
+    ids: &[Vec<u32>],
+    scored: &[usize],
+) -> Result<Vec<f64>, ModelError> {
+    let b = ids.len();
     let width = scored.iter().copied().max().unwrap_or(0);
-    if width == 0 {
-        return Ok(vec![f64::NAN; b]);
-    }
-    let device = model.model.embed_tokens.device();
-    let (hidden, ids, _) = hidden_states(model, seqs, pad_id)?;
+    let device = hidden.device();
     let n = ids[0].len();
     // Positions n-1-width .. n-2 predict tokens n-width .. n-1.
     let logits = model.lm_head.logits(hidden.narrow(1, n - 1 - width, width));
@@ -204,7 +260,7 @@ pub fn answer_nll(
     let sums = read(picked.sum_dim(1))?;
     Ok(sums
         .iter()
-        .zip(&scored)
+        .zip(scored)
         .map(|(&s, &a)| {
             if a == 0 {
                 f64::NAN

@@ -112,19 +112,60 @@ fn compute(
     rows: &[Vec<u32>],
     spec: &PrefixSpec,
 ) -> Result<Vec<Vec<f32>>, ModelError> {
-    let (states, valid) =
-        model::heads::probe::states_at_depths(lm, rows, &[spec.depth], spec.pad_id)?;
-    let n = valid.first().map_or(0, Vec::len);
-    let h = spec.hidden_size;
-    let flat = model::io::values(states.into_iter().next().expect("one depth"))?;
+    let (states, _) = model::heads::probe::states_at_depths(lm, rows, &[spec.depth], spec.pad_id)?;
+    unpad(
+        states.into_iter().next().expect("one depth"),
+        rows,
+        spec.hidden_size,
+    )
+}
+
+/// Each row's states `[tokens·hidden]` from a left-padded batch `[b, longest, hidden]`.
+fn unpad(states: Tensor<3>, rows: &[Vec<u32>], h: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    let [b, n, width] = states.dims();
+    if b != rows.len() || width != h || rows.iter().any(|r| r.len() > n) {
+        return Err(ModelError::Input(format!(
+            "states of shape [{b}, {n}, {width}] do not hold {} rows of width {h}",
+            rows.len()
+        )));
+    }
+    let flat = model::io::values(states)?;
     Ok(rows
         .iter()
         .enumerate()
-        .map(|(b, row)| {
-            let start = (b * n + n - row.len()) * h;
+        .map(|(i, row)| {
+            let start = (i * n + n - row.len()) * h;
             flat[start..start + row.len() * h].to_vec()
         })
         .collect())
+}
+
+/// The file of one row's states.
+fn row_path(spec: &PrefixSpec, row: &[u32]) -> PathBuf {
+    let ext = if spec.f32 { "f32" } else { "f16" };
+    spec.folder().join(format!(
+        "{}.{ext}",
+        digest_rows(std::slice::from_ref(&row.to_vec()), spec.hidden_size)
+    ))
+}
+
+/// Keeps states computed elsewhere (e.g. by `select`'s scoring pass, which runs the same
+/// sequences through every layer): `states` is the left-padded batch `[b, longest, hidden]`
+/// of `rows` after `spec.depth` layers. Rows already kept are left as they are. Returns how
+/// many were written.
+pub fn store(spec: &PrefixSpec, rows: &[Vec<u32>], states: Tensor<3>) -> Result<usize, ModelError> {
+    let folder = spec.folder();
+    std::fs::create_dir_all(&folder).map_err(|e| model::io::io_err(&folder, e))?;
+    let (h, width) = (spec.hidden_size, spec.width());
+    let mut written = 0;
+    for (row, values) in rows.iter().zip(unpad(states, rows, h)?) {
+        let path = row_path(spec, row);
+        if open_chunk(&path, 1, h, width).is_none() {
+            write_chunk(&path, &[values], &[row.len()], h, width)?;
+            written += 1;
+        }
+    }
+    Ok(written)
 }
 
 /// Builds (or reads) the prefix of every row (token ids, already cut to the maximum length)

@@ -362,12 +362,14 @@ fn build_prefix(
             .progress_chars("=> "),
         );
         bar.set_message(format!("prefix of {start} layers, {name}"));
+        let mut cached = 0;
         let built = train::prefix::build(&plain, &rows, &spec, |p| {
+            cached = p.rows_cached;
             bar.set_position(p.rows_done as u64)
         })?;
         bar.finish_and_clear();
         eprintln!(
-            "prefix of {start} layers, {name}: {} examples, {tokens} tokens",
+            "prefix of {start} layers, {name}: {} examples, {tokens} tokens, {cached} read from the cache",
             rows.len()
         );
         out.push(built);

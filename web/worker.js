@@ -178,6 +178,16 @@ async function fetchClassifiers() {
     }
     if (parts.length === 2) files.push(...parts);
   }
+  // The shipped explainer (a stage-1 adapter for explanations), when the server has one.
+  const dir = new URL('classifiers/explainer/', self.location.href);
+  const parts = [];
+  for (const name of ['explainer.json', 'adapter_config.json', 'adapter_model.safetensors']) {
+    let response;
+    try { response = await fetch(new URL(name, dir).href); } catch { break; }
+    if (!response.ok) break;
+    parts.push({ part: 'explainer', name, bytes: new Uint8Array(await response.arrayBuffer()) });
+  }
+  if (parts.length === 3) files.push(...parts);
   return files;
 }
 

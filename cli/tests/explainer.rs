@@ -134,6 +134,37 @@ fn a_shipped_explainer_is_written_found_and_used() {
     );
     assert_eq!(line["answer_agrees"], true);
 
+    // The page's session, given the same explainer, writes the same explanation.
+    let picked = mentalqlm_web::session::Picked {
+        model: formats::Folder::disk(&model),
+        adapter: None,
+        head: None,
+        classifiers: Vec::new(),
+        explainer: Some(formats::Folder::disk(&dir)),
+    };
+    let session =
+        mentalqlm_web::session::Session::load(&picked, &burn::tensor::Device::flex(), None)
+            .unwrap();
+    assert!(
+        session.info.explainer.contains("stage-1 LoRA"),
+        "{}",
+        session.info.explainer
+    );
+    let web = classify::blocking(async {
+        session
+            .explain(
+                "SAD",
+                "Exams next week and I cannot sleep",
+                Some(label),
+                3,
+                |_| {},
+            )
+            .await
+            .map_err(|e| classify::ClassifyError::Input(format!("{e:#}")))
+    })
+    .unwrap();
+    assert_eq!(web, answer);
+
     // --no-explainer: the untuned model, said so.
     let (line, stderr) = classify(&["--no-explainer"]);
     assert!(

@@ -69,6 +69,7 @@ fn picked(model: &Path, head: Option<&Path>, classifiers: &[&Path]) -> Picked {
         adapter: None,
         head: head.map(Folder::disk),
         classifiers: classifiers.iter().map(|c| Folder::disk(*c)).collect(),
+        explainer: None,
     }
 }
 

@@ -24,7 +24,7 @@ struct State {
     /// WebGPU's largest storage buffer binding, in bytes (none on the CPU).
     max_buffer: Option<u64>,
     /// Files handed over for the next `load`, by part: "model", "adapter", "head",
-    /// "classifier/<task>".
+    /// "explainer", "classifier/<task>".
     staged: BTreeMap<String, Folder>,
     session: Option<Rc<Session>>,
 }
@@ -172,17 +172,18 @@ fn device_has_subgroups() -> bool {
         .unwrap_or(false)
 }
 
-/// Hands one file to the next `load`. `part` is "model", "adapter", "head", or
-/// "classifier/<task>" for a trained head-only classifier (`classifier.json`,
-/// `probe.safetensors`); `name` is the file's own name (`config.json`, `model.gguf`, ...).
+/// Hands one file to the next `load`. `part` is "model", "adapter", "head", "explainer" (the
+/// shipped explainer: `explainer.json` and its PEFT adapter), or "classifier/<task>" for a
+/// trained head-only classifier (`classifier.json`, `probe.safetensors`); `name` is the
+/// file's own name (`config.json`, `model.gguf`, ...).
 #[wasm_bindgen]
 pub fn add_file(part: &str, name: &str, bytes: Vec<u8>) -> Result<(), JsError> {
     let classifier = part
         .strip_prefix("classifier/")
         .is_some_and(|task| !task.is_empty());
-    if !(classifier || matches!(part, "model" | "adapter" | "head")) {
+    if !(classifier || matches!(part, "model" | "adapter" | "head" | "explainer")) {
         return Err(JsError::new(&format!(
-            "unknown part `{part}` (model, adapter, head or classifier/<task>)"
+            "unknown part `{part}` (model, adapter, head, explainer or classifier/<task>)"
         )));
     }
     STATE.with_borrow_mut(|s| {
@@ -220,6 +221,7 @@ pub fn load() -> Result<String, JsError> {
         model,
         adapter: staged.remove("adapter"),
         head: staged.remove("head"),
+        explainer: staged.remove("explainer"),
         classifiers: staged
             .into_iter()
             .filter(|(part, _)| part.starts_with("classifier/"))

@@ -24,12 +24,18 @@ pub struct Picked {
     /// Trained head-only classifiers (`classifiers/<task>/` of the repository), one folder
     /// each; each must have been trained on this model (its sha256 is checked).
     pub classifiers: Vec<Folder>,
+    /// The shipped explainer (`classifiers/explainer/`), used for explanations when it was
+    /// trained on this model.
+    pub explainer: Option<Folder>,
 }
 
 /// The loaded model and classifier; every classification goes through the `classify`
 /// crate's [`Pipeline`], as the CLI's does.
 pub struct Session {
     pipeline: Pipeline,
+    /// The model with the shipped explainer's adapter (sharing the model's weights), when
+    /// one fits: explanations come from it, labels never do.
+    explainer: Option<Pipeline>,
     head: Option<StageTwo>,
     probes: Vec<(Dataset, LoadedProbe)>,
     pub info: ModelInfo,
@@ -49,6 +55,8 @@ pub struct ModelInfo {
     /// One line per trained classifier given: what it is and its test F1, or why it was
     /// passed over.
     pub classifiers: Vec<String>,
+    /// What writes explanations: the shipped explainer, or why the model as it is does.
+    pub explainer: String,
 }
 
 impl Session {
@@ -80,6 +88,7 @@ impl Session {
             adapter: None,
             head: None,
             classifiers: Vec::new(),
+            explainer: "the model as it is (untuned): no trained explainer was given".into(),
         };
         if let Some(adapter) = &picked.adapter {
             model::lora::peft_io::load_adapter(&mut lm, adapter)
@@ -96,16 +105,44 @@ impl Session {
                 Some(head)
             }
         };
-        let (probes, notes) = load_probes(&picked.model, &picked.classifiers, &lm)?;
+        // The model's sha256 binds classifiers and explainer to it; computed once, and only
+        // when there is one to check.
+        let sha = if picked.classifiers.is_empty() && picked.explainer.is_none() {
+            String::new()
+        } else {
+            formats::fingerprint::folder_sha256(&picked.model)?
+        };
+        let (probes, notes) = load_probes(&sha, &picked.classifiers, &lm)?;
         info.classifiers = notes;
+        let prompter = Prompter::new(data::prompt::DEFAULT_SYSTEM, MAX_PROMPT_TOKENS);
+        let mut explainer = None;
+        if picked.adapter.is_some() {
+            info.explainer = "the model with the adapter given".into();
+        } else if let Some(folder) = &picked.explainer {
+            match classify::explainer::attach(&lm, folder, &sha)
+                .with_context(|| format!("loading the explainer {}", folder.root().display()))?
+            {
+                Ok((tuned, described)) => {
+                    info.explainer = described.describe(&folder.root().display().to_string());
+                    explainer = Some(Pipeline {
+                        lm: tuned,
+                        tokenizer: tokenizer.clone(),
+                        prompter: prompter.clone(),
+                        batch_size: 1,
+                    });
+                }
+                Err(why) => info.explainer = format!("the model as it is (untuned): {why}"),
+            }
+        }
         Ok(Self {
             probes,
             pipeline: Pipeline {
                 lm,
                 tokenizer,
-                prompter: Prompter::new(data::prompt::DEFAULT_SYSTEM, MAX_PROMPT_TOKENS),
+                prompter,
                 batch_size: 1,
             },
+            explainer,
             head,
             info,
         })
@@ -154,7 +191,9 @@ impl Session {
         }
         let mut stream = |_: usize, so_far: &str| on_text(so_far);
         let mut out = self
-            .pipeline
+            .explainer
+            .as_ref()
+            .unwrap_or(&self.pipeline)
             .explain(
                 dataset,
                 &[(text, None)],
@@ -167,22 +206,17 @@ impl Session {
     }
 }
 
-/// The head-only classifiers in `folders` that fit the model (its sha256, computed only when
-/// there is a classifier to check, and its width), and one line about each: what it is, or
+/// The head-only classifiers in `folders` that fit the model (its sha256 and width), and one line about each: what it is, or
 /// why it was passed over (as the CLI passes over a shipped classifier made for another
 /// model, and scores that task untuned).
 fn load_probes(
-    model: &Folder,
+    sha: &str,
     folders: &[Folder],
     lm: &model::CausalLm,
 ) -> Result<(Vec<(Dataset, LoadedProbe)>, Vec<String>)> {
-    if folders.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let sha = formats::fingerprint::folder_sha256(model)?;
     let (mut probes, mut notes) = (Vec::new(), Vec::new());
     for folder in folders {
-        match load_probe(folder, &sha, lm.model.hidden_size()) {
+        match load_probe(folder, sha, lm.model.hidden_size()) {
             Ok((dataset, probe)) => {
                 notes.push(probe.describe());
                 probes.push((dataset, probe));

@@ -75,11 +75,11 @@ fn explainer_model(args: &Args, lm: &model::CausalLm) -> Result<(model::CausalLm
     }
     let root = crate::paths::shipped_root(args.classifiers.as_deref());
     let path = args.model.model_path()?;
-    match crate::explainer::choose(root.as_deref(), || crate::classifiers::model_sha256(&path))? {
-        crate::explainer::Choice::Shipped(dir, info) => {
-            let mut tuned = lm.clone();
-            crate::explainer::attach(&mut tuned, &dir)?;
-            eprintln!("explainer: {}", info.describe(&dir));
+    match crate::explainer::choose(root.as_deref(), lm, || {
+        crate::classifiers::model_sha256(&path)
+    })? {
+        crate::explainer::Choice::Shipped(tuned, dir, info) => {
+            eprintln!("explainer: {}", info.describe(&dir.display().to_string()));
             Ok((tuned, Some(dir.display().to_string())))
         }
         crate::explainer::Choice::Untuned(why) => {

@@ -163,10 +163,12 @@ fn use_explainer(args: &Args, lm: &mut model::CausalLm) -> Result<Option<PathBuf
     }
     let root = crate::paths::shipped_root(args.classifiers.as_deref());
     let path = args.model.model_path()?;
-    match crate::explainer::choose(root.as_deref(), || crate::classifiers::model_sha256(&path))? {
-        crate::explainer::Choice::Shipped(dir, info) => {
-            crate::explainer::attach(lm, &dir)?;
-            eprintln!("explainer: {}", info.describe(&dir));
+    match crate::explainer::choose(root.as_deref(), lm, || {
+        crate::classifiers::model_sha256(&path)
+    })? {
+        crate::explainer::Choice::Shipped(tuned, dir, info) => {
+            *lm = tuned;
+            eprintln!("explainer: {}", info.describe(&dir.display().to_string()));
             Ok(Some(dir))
         }
         crate::explainer::Choice::Untuned(why) => {

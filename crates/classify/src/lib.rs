@@ -7,6 +7,7 @@
 //! - [`probe`]: a trained head-only classifier over pooled hidden states (the shipped ones).
 //! - [`head`]: a stage-2 LoRA adapter with its dense head.
 //! - [`explain`]: the model's own answer with its reasoning.
+//! - [`explainer`]: the shipped stage-1 adapter that writes explanations.
 //! - [`pipeline`]: a loaded model and the scorer for a task, giving [`Classification`]s,
 //!   and the model's explanation.
 //!
@@ -16,6 +17,7 @@
 pub mod choice;
 pub mod error;
 pub mod explain;
+pub mod explainer;
 pub mod head;
 pub mod pipeline;
 pub mod probe;

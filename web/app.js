@@ -118,6 +118,7 @@ function onMessage(event) {
         + (i.adapter ? `, adapter ${i.adapter}` : '')
         + (i.head ? `, ${i.head.dataset} head` : '')
         + (i.classifiers && i.classifiers.length ? `; trained classifiers: ${i.classifiers.join('; ')}` : '')
+        + (i.explainer ? `; explanations by ${i.explainer}` : '')
         + ` — built in ${(i.load_ms / 1000).toFixed(1)} s${m.saved ? ', saved in this browser' : ''}`;
       state('loaded', '1');
       state('loadMs', String(Math.round(i.load_ms)));

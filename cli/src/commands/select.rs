@@ -174,25 +174,115 @@ fn passes(score: Score) -> u64 {
     }
 }
 
-/// `f(batch)` over `rows` in batches of similar length (longest first, so little of a batch
-/// is padding), each result put back at its row's place. Advances `bar` by one per row.
-fn by_length<T: Clone + Default>(
+/// `f(batch)` over the rows of `rows` not yet in `known`, in batches of similar length
+/// (longest first, so little of a batch is padding), each result put back at its row's
+/// place and handed to `keep` (the journal) as soon as its batch is done. Advances `bar` by
+/// one per row, known rows included.
+fn by_length<T: Clone>(
     rows: &[Vec<u32>],
+    mut known: Vec<Option<T>>,
     batch_size: usize,
     bar: &ProgressBar,
     mut f: impl FnMut(&[Vec<u32>], &[usize]) -> Result<Vec<T>>,
+    mut keep: impl FnMut(&[usize], &[T]) -> Result<()>,
 ) -> Result<Vec<T>> {
-    let mut order: Vec<usize> = (0..rows.len()).collect();
+    known.resize(rows.len(), None);
+    let mut order: Vec<usize> = (0..rows.len()).filter(|&i| known[i].is_none()).collect();
+    bar.inc((rows.len() - order.len()) as u64);
     order.sort_by_key(|&i| std::cmp::Reverse(rows[i].len()));
-    let mut out = vec![T::default(); rows.len()];
     for batch in order.chunks(batch_size.max(1)) {
         let seqs: Vec<Vec<u32>> = batch.iter().map(|&i| rows[i].clone()).collect();
-        for (&i, v) in batch.iter().zip(f(&seqs, batch)?) {
-            out[i] = v;
+        let values = f(&seqs, batch)?;
+        keep(batch, &values)?;
+        for (&i, v) in batch.iter().zip(values) {
+            known[i] = Some(v);
         }
         bar.inc(batch.len() as u64);
     }
-    Ok(out)
+    Ok(known
+        .into_iter()
+        .map(|v| v.expect("every row computed"))
+        .collect())
+}
+
+/// An append-only file of fixed-size records `(u32 row, values)`: what a pass has computed
+/// so far, so a run killed in the middle of a set resumes where it stopped. A torn last
+/// record (a kill during a write) is ignored.
+struct Journal {
+    file: std::fs::File,
+    path: PathBuf,
+    width: usize,
+}
+
+impl Journal {
+    /// Opens (or starts) the journal at `path` of records holding `width` f32 values, and
+    /// the values it already holds by row (rows at or past `rows` are ignored).
+    fn open(path: &Path, width: usize, rows: usize) -> Result<(Self, Vec<Option<Vec<f32>>>)> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let record = 4 + 4 * width;
+        let mut known = vec![None; rows];
+        if let Ok(bytes) = std::fs::read(path) {
+            for r in bytes.chunks_exact(record) {
+                let row = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize;
+                if row < rows {
+                    known[row] = Some(
+                        r[4..]
+                            .chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                            .collect(),
+                    );
+                }
+            }
+            // Drop a torn tail so the next records line up.
+            let whole = (bytes.len() / record * record) as u64;
+            if whole != bytes.len() as u64 {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                f.set_len(whole)
+                    .with_context(|| format!("cannot truncate {}", path.display()))?;
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok((
+            Self {
+                file,
+                path: path.to_path_buf(),
+                width,
+            },
+            known,
+        ))
+    }
+
+    fn append(&mut self, rows: &[usize], values: &[Vec<f32>]) -> Result<()> {
+        use std::io::Write;
+        let mut bytes = Vec::with_capacity(rows.len() * (4 + 4 * self.width));
+        for (&row, v) in rows.iter().zip(values) {
+            if v.len() != self.width {
+                bail!(
+                    "{}: a record of {} values, not {}",
+                    self.path.display(),
+                    v.len(),
+                    self.width
+                );
+            }
+            bytes.extend_from_slice(&(row as u32).to_le_bytes());
+            for x in v {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        self.file
+            .write_all(&bytes)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
 }
 
 fn compute(
@@ -200,6 +290,7 @@ fn compute(
     loaded: &model::LoadedModel,
     examples: &[Example],
     prefix: Option<&train::prefix::PrefixSpec>,
+    journal: &Path,
     bar: &ProgressBar,
 ) -> Result<Features> {
     let tok = loaded
@@ -233,26 +324,52 @@ fn compute(
             post
         });
     }
-    let nll_of = |rows: &[Vec<u32>], lens: &[usize]| {
-        by_length(rows, args.batch_size, bar, |batch, idx| {
-            let scored: Vec<usize> = idx.iter().map(|&i| lens[i]).collect();
-            Ok(answer_nll(&loaded.model, batch, &scored, tok.pad_id)?)
-        })
+    // Each pass keeps what it has computed in a journal under `journal`, so a killed run
+    // resumes where it stopped.
+    let nll_pass = |name: &str, rows: &[Vec<u32>], lens: &[usize], states: bool| {
+        let (mut log, known) = Journal::open(&journal.join(name), 1, rows.len())?;
+        let known = known.into_iter().map(|v| v.map(|v| v[0] as f64)).collect();
+        by_length(
+            rows,
+            known,
+            args.batch_size,
+            bar,
+            |batch, idx| {
+                let scored: Vec<usize> = idx.iter().map(|&i| lens[i]).collect();
+                // Rounded to f32 as the journal keeps them, so a resumed run selects the
+                // same rows as an uninterrupted one.
+                let round = |v: Vec<f64>| v.into_iter().map(|x| x as f32 as f64).collect();
+                match prefix.filter(|_| states) {
+                    None => Ok(round(answer_nll(
+                        &loaded.model,
+                        batch,
+                        &scored,
+                        tok.pad_id,
+                    )?)),
+                    Some(spec) => {
+                        let (nll, states, _) = answer_nll_and_states(
+                            &loaded.model,
+                            batch,
+                            &scored,
+                            tok.pad_id,
+                            spec.depth,
+                        )?;
+                        train::prefix::store(spec, batch, states)?;
+                        Ok(round(nll))
+                    }
+                }
+            },
+            |idx, values: &[f64]| {
+                let v: Vec<Vec<f32>> = values.iter().map(|&x| vec![x as f32]).collect();
+                log.append(idx, &v)
+            },
+        )
     };
-    let nll = match prefix {
-        None => nll_of(&seqs, &answer_lens)?,
-        Some(spec) => by_length(&seqs, args.batch_size, bar, |batch, idx| {
-            let scored: Vec<usize> = idx.iter().map(|&i| answer_lens[i]).collect();
-            let (nll, states, _) =
-                answer_nll_and_states(&loaded.model, batch, &scored, tok.pad_id, spec.depth)?;
-            train::prefix::store(spec, batch, states)?;
-            Ok(nll)
-        })?,
-    };
+    let nll = nll_pass("scores", &seqs, &answer_lens, true)?;
     let scores: Vec<f64> = match args.score {
         Score::Ppl => nll.iter().map(|l| l.exp()).collect(),
         Score::Ifd => {
-            let base = nll_of(&alone, &alone_lens)?;
+            let base = nll_pass("alone", &alone, &alone_lens, false)?;
             nll.iter().zip(&base).map(|(c, a)| (c - a).exp()).collect()
         }
     };
@@ -269,9 +386,16 @@ fn compute(
         })
         .collect();
     let repeats = (of_post.len() - distinct.len()) as u64;
-    let pooled = by_length(&distinct, args.batch_size, bar, |batch, _| {
-        Ok(mean_pooled(&loaded.model, batch, tok.pad_id)?)
-    })?;
+    let hidden = loaded.model.model.hidden_size();
+    let (mut log, known) = Journal::open(&journal.join("posts"), hidden, distinct.len())?;
+    let pooled = by_length(
+        &distinct,
+        known,
+        args.batch_size,
+        bar,
+        |batch, _| Ok(mean_pooled(&loaded.model, batch, tok.pad_id)?),
+        |idx, values| log.append(idx, values),
+    )?;
     bar.inc(repeats);
     let embeddings = of_post.iter().map(|&j| pooled[j].clone()).collect();
     Ok(Features { scores, embeddings })
@@ -347,8 +471,11 @@ pub fn run(args: Args) -> Result<()> {
                     f
                 }
                 None => {
-                    let f = compute(&args, &loaded, examples, prefix.as_ref(), &bar)?;
+                    // What the passes have done so far, kept until the cache is written.
+                    let journal = json_path.with_extension("partial");
+                    let f = compute(&args, &loaded, examples, prefix.as_ref(), &journal, &bar)?;
                     save_cache(&json_path, &bin_path, &f)?;
+                    let _ = std::fs::remove_dir_all(&journal);
                     f
                 }
             };
@@ -474,13 +601,78 @@ mod tests {
         let rows: Vec<Vec<u32>> = [3, 1, 4, 1, 5, 9, 2].iter().map(|&n| vec![7; n]).collect();
         let bar = ProgressBar::hidden();
         let mut batches = Vec::new();
-        let out = by_length(&rows, 3, &bar, |batch, idx| {
-            batches.push(batch.iter().map(Vec::len).collect::<Vec<_>>());
-            Ok(idx.iter().map(|&i| rows[i].len() * 10).collect())
-        })
+        let mut kept = Vec::new();
+        let out = by_length(
+            &rows,
+            Vec::new(),
+            3,
+            &bar,
+            |batch, idx| {
+                batches.push(batch.iter().map(Vec::len).collect::<Vec<_>>());
+                Ok(idx.iter().map(|&i| rows[i].len() * 10).collect())
+            },
+            |idx, v| {
+                kept.extend(idx.iter().copied().zip(v.iter().copied()));
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(out, vec![30, 10, 40, 10, 50, 90, 20]);
         assert_eq!(batches, vec![vec![9, 5, 4], vec![3, 2, 1], vec![1]]);
+        assert_eq!(kept.len(), 7, "every batch handed to the journal");
         assert_eq!(bar.position(), 7);
+        // Known rows are not computed again.
+        let mut known = vec![None; 7];
+        known[5] = Some(1);
+        known[0] = Some(2);
+        let mut computed = Vec::new();
+        let out = by_length(
+            &rows,
+            known,
+            8,
+            &ProgressBar::hidden(),
+            |_, idx| {
+                computed.extend_from_slice(idx);
+                Ok(vec![0; idx.len()])
+            },
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(out[5], 1);
+        assert_eq!(out[0], 2);
+        computed.sort_unstable();
+        assert_eq!(computed, vec![1, 2, 3, 4, 6]);
+    }
+
+    #[test]
+    fn a_journal_resumes_and_drops_a_torn_record() {
+        let dir = std::env::temp_dir().join(format!("mq-journal-{}", std::process::id()));
+        let path = dir.join("j");
+        let (mut j, known) = Journal::open(&path, 2, 4).unwrap();
+        assert!(known.iter().all(Option::is_none));
+        j.append(&[2, 0], &[vec![1.0, 2.0], vec![3.0, 4.0]])
+            .unwrap();
+        assert!(
+            j.append(&[1], &[vec![1.0]]).is_err(),
+            "a record of the wrong width"
+        );
+        drop(j);
+        // A kill in the middle of a record: 5 stray bytes.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[1, 0, 0, 0, 9]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut j, known) = Journal::open(&path, 2, 4).unwrap();
+        assert_eq!(known[2], Some(vec![1.0, 2.0]));
+        assert_eq!(known[0], Some(vec![3.0, 4.0]));
+        assert_eq!((known[1].is_none(), known[3].is_none()), (true, true));
+        j.append(&[3], &[vec![5.0, 6.0]]).unwrap();
+        drop(j);
+        let (_, known) = Journal::open(&path, 2, 4).unwrap();
+        assert_eq!(
+            known[3],
+            Some(vec![5.0, 6.0]),
+            "appended after the torn tail was cut"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

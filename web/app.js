@@ -13,6 +13,7 @@ const ui = {
   task: $('task'), text: $('text'), explain: $('explain'), classify: $('classify'),
   result: $('result'), label: $('label'), time: $('time'), bars: $('bars'),
   truncated: $('truncated'), explanation: $('explanation'), error: $('error'),
+  cancel: $('cancel'), note: $('note'),
 };
 
 // The page's state, read by the browser tests through data-* attributes on <body>.
@@ -21,11 +22,21 @@ const state = (key, value) => { document.body.dataset[key] = value; };
 let worker = null;
 let nextId = 1;
 let pending = null;
+// The classification whose result and explanation may be drawn: a message about any other
+// (an earlier one, or one from a worker since replaced) is dropped.
+let currentId = null;
 let loaded = false;
 let savedFiles = [];
 // A second visit builds the saved model at once, from this browser's storage (?autoload=0
 // turns that off).
 let autoLoad = params.get('autoload') !== '0';
+
+// A message that is not an error (a warning, or what Cancel did).
+function showNotice(message) {
+  ui.note.textContent = message;
+  ui.note.hidden = !message;
+  if (message) state('note', message);
+}
 
 function showError(message) {
   ui.error.textContent = message;
@@ -36,6 +47,7 @@ function showError(message) {
 function setBusy(busy) {
   for (const b of [ui.load, ui.loadUrl, ui.classify]) b.disabled = busy;
   ui.classify.disabled = busy || !loaded;
+  ui.cancel.disabled = !busy;
   ui.loadSaved.disabled = busy || savedFiles.length === 0;
   ui.forget.disabled = busy || savedFiles.length === 0;
   state('busy', busy ? '1' : '0');
@@ -113,6 +125,7 @@ function onMessage(event) {
       loaded = true;
       pending = null;
       hideProgress();
+      showNotice(m.saveError ? `Loaded, but ${m.saveError}.` : '');
       const i = m.info;
       ui.modelInfo.textContent = `${i.model} (${i.format}, ${i.layers} layers, hidden ${i.hidden_size}, vocabulary ${i.vocab_size})`
         + (i.adapter ? `, adapter ${i.adapter}` : '')
@@ -126,17 +139,27 @@ function onMessage(event) {
       break;
     }
     case 'result':
+      if (m.id !== currentId) break;
       drawResult(m.result);
       if (!ui.explain.checked) { pending = null; hideProgress(); setBusy(false); }
       state('results', String(Number(document.body.dataset.results || 0) + 1));
       break;
     case 'explanation':
+      if (m.id !== currentId) break;
       ui.explanation.hidden = false;
       ui.explanation.textContent = m.text;
       if (m.done) { pending = null; hideProgress(); setBusy(false); }
       break;
     case 'error':
+      // A failed load leaves no model: the worker dropped the old one before building.
+      if (['files', 'url', 'saved'].includes(m.request)) {
+        loaded = false;
+        ui.modelInfo.textContent = '';
+        delete document.body.dataset.loaded;
+      }
+      if (m.request === 'classify' && m.id !== currentId) break;
       pending = null;
+      currentId = null;
       hideProgress();
       showError(m.message);
       setBusy(false);
@@ -146,10 +169,19 @@ function onMessage(event) {
   }
 }
 
+// A new worker: on start, on a backend switch, and on Cancel. Whatever the old one was doing
+// is dropped, and the page is no longer busy; the model must be loaded again (a saved one
+// loads by itself).
 function startWorker() {
   if (worker) worker.terminate();
   loaded = false;
-  ui.classify.disabled = true;
+  pending = null;
+  currentId = null;
+  hideProgress();
+  delete document.body.dataset.loaded;
+  ui.modelInfo.textContent = '';
+  autoLoad = params.get('autoload') !== '0';
+  setBusy(false);
   worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
   worker.onmessage = onMessage;
   worker.onerror = (e) => { showError(`the worker failed: ${e.message || 'unknown error'}`); setBusy(false); };
@@ -162,6 +194,7 @@ function startWorker() {
 
 function send(message, stage) {
   showError('');
+  showNotice('');
   pending = message.type;
   setBusy(true);
   showProgress(stage);
@@ -198,7 +231,8 @@ ui.classify.onclick = () => {
   if (!text.trim()) { showError('The text is empty: type or paste a post to classify.'); return; }
   ui.explanation.hidden = true;
   ui.explanation.textContent = '';
-  send({ type: 'classify', id: nextId++, task: ui.task.value, text, explain: ui.explain.checked, maxNewTokens: Number(params.get('max_new_tokens')) || 96 }, 'Classifying');
+  currentId = nextId++;
+  send({ type: 'classify', id: currentId, task: ui.task.value, text, explain: ui.explain.checked, maxNewTokens: Number(params.get('max_new_tokens')) || 96 }, 'Classifying');
 };
 
 ui.drop.addEventListener('dragover', (e) => { e.preventDefault(); ui.drop.classList.add('over'); });
@@ -207,8 +241,18 @@ ui.drop.addEventListener('drop', (e) => {
   e.preventDefault();
   ui.drop.classList.remove('over');
   const files = [...e.dataTransfer.files].map((file) => ({ part: partOf(file.name), file }));
-  if (files.length) send({ type: 'files', files }, 'Reading files');
+  if (!files.length) return;
+  if (pending !== null) { showNotice('Busy: wait for the current work to finish (or Cancel it), then drop the files again.'); return; }
+  send({ type: 'files', files }, 'Reading files');
 });
+ui.cancel.onclick = () => {
+  if (pending === null) return;
+  const what = pending;
+  startWorker();
+  showNotice(what === 'classify'
+    ? 'Cancelled. The model is being loaded again.'
+    : 'Cancelled. Pick the files again to load a model.');
+};
 
 window.addEventListener('error', (e) => showError(`page error: ${e.message}`));
 window.addEventListener('unhandledrejection', (e) => showError(`page error: ${e.reason && e.reason.message || e.reason}`));

@@ -203,8 +203,19 @@ async function build(files, { persist }) {
   const info = JSON.parse(mq.load());
   info.load_ms = performance.now() - started;
   let saved = false;
-  if (persist) saved = await save(files);
-  post({ type: 'loaded', info, backend: backendDescription, saved });
+  let saveError = null;
+  // The model is loaded whether or not it can be kept: a full storage quota is a warning.
+  if (persist) {
+    try {
+      saved = await save(files);
+    } catch (e) {
+      saveError = e && e.name === 'QuotaExceededError'
+        ? 'the files were not saved in this browser: its storage is full (free some space, or Forget saved files)'
+        : `the files were not saved in this browser: ${e && e.message || e}`;
+      try { await caches.delete(CACHE); } catch { /* nothing half-saved stays */ }
+    }
+  }
+  post({ type: 'loaded', info, backend: backendDescription, saved, saveError });
   await reportSaved();
 }
 
@@ -238,11 +249,15 @@ self.onmessage = async (event) => {
     const text = e instanceof Error ? e.message : String(e);
     // A Rust panic surfaces as a RuntimeError ("unreachable"); its message is in the console.
     const internal = e instanceof WebAssembly.RuntimeError;
+    // Running out of memory reads as a RangeError, or as a failed allocation in the runtime.
+    const memory = e instanceof RangeError || /out of memory|memory allocation|allocation failed|Maximum call stack/i.test(text);
     post({
       type: 'error',
       request: message.type,
       id: message.id,
-      message: internal ? `internal error in the model runtime (${text}); reload the page` : text,
+      message: memory
+        ? `out of memory (${text}): this device cannot hold the model here; try the other backend, a smaller model, or close other tabs, then reload the page`
+        : internal ? `internal error in the model runtime (${text}); reload the page` : text,
     });
   }
 };

@@ -1,0 +1,204 @@
+// The page's behaviour around work in progress, with the tiny model on the CPU backend in
+// headless Chromium. Each test failed before its fix:
+// - a backend switch (or Cancel) in the middle of a job leaves the page usable;
+// - a result or explanation of an earlier classification is never drawn;
+// - after a failed load, Classify is disabled (the worker dropped the old model);
+// - a full storage quota still says the model is loaded, with a warning;
+// - files dropped while busy are refused with a message.
+//
+// Needs web/pkg (web/build.sh).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from '../../web/serve.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const FIXTURES = join(ROOT, 'tests/fixtures');
+const TINY_FILES = ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => join(FIXTURES, 'tiny/qwen2', f));
+const TEXT = 'I have not slept properly in weeks and nothing feels worth doing anymore.';
+
+let site;
+let browser;
+
+before(async () => {
+  assert.ok(existsSync(join(ROOT, 'web/pkg/mentalqlm_web_bg.wasm')), 'web/pkg is missing: run web/build.sh');
+  site = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES, '/classifiers/': join(ROOT, 'classifiers') } });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-quic', '--disable-sync',
+      '--disable-background-networking', '--disable-component-update', '--disable-default-apps'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  site?.server.close();
+});
+
+// A fresh profile on the CPU backend; `prelude` is run in the worker before worker.js.
+async function open(query = '', prelude = '') {
+  const context = await browser.newContext();
+  const origin = new URL(site.url).origin;
+  await context.route('**/*', async (route) => {
+    const url = new URL(route.request().url());
+    if (url.origin !== origin) return route.abort();
+    if (prelude && url.pathname === '/worker.js') {
+      const response = await route.fetch();
+      return route.fulfill({ response, body: prelude + (await response.text()) });
+    }
+    return route.continue();
+  });
+  const page = await context.newPage();
+  await page.goto(`${site.url}?backend=cpu&${query}`);
+  await page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
+  return { context, page };
+}
+
+const data = (page, key) => page.evaluate((k) => document.body.dataset[k], key);
+
+async function load(page) {
+  await page.setInputFiles('#model-files', TINY_FILES);
+  await page.click('#load');
+  await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
+  assert.equal(await data(page, 'error'), undefined, 'the tiny model loads');
+}
+
+// Starts a long classification (an explanation of many tokens) and waits until it runs.
+async function startLongJob(page) {
+  await page.check('#explain');
+  await page.fill('#text', TEXT);
+  await page.click('#classify');
+  await page.waitForFunction(() => document.body.dataset.busy === '1');
+}
+
+test('a backend switch in the middle of a job leaves the page usable', async () => {
+  const { context, page } = await open('max_new_tokens=4000');
+  try {
+    await load(page);
+    await startLongJob(page);
+    await page.selectOption('#backend-select', 'auto');
+    // The new worker starts, loads the saved model by itself, and the page is idle again.
+    await page.waitForFunction(() => document.body.dataset.busy === '0' && document.body.dataset.loaded === '1', null, { timeout: 120_000 });
+    assert.equal(await page.isDisabled('#classify'), false, 'Classify works on the new backend');
+    assert.equal(await page.isDisabled('#load'), false);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Cancel stops a running job, and the model comes back', async () => {
+  const { context, page } = await open('max_new_tokens=4000');
+  try {
+    await load(page);
+    await startLongJob(page);
+    assert.equal(await page.isDisabled('#cancel'), false, 'Cancel is offered while busy');
+    await page.click('#cancel');
+    assert.match(await data(page, 'note'), /Cancelled/);
+    await page.waitForFunction(() => document.body.dataset.busy === '0' && document.body.dataset.loaded === '1', null, { timeout: 120_000 });
+    assert.equal(await page.isDisabled('#cancel'), true, 'nothing left to cancel');
+    await page.uncheck('#explain');
+    const before = Number(await data(page, 'results') || 0);
+    await page.click('#classify');
+    await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n, before, { timeout: 120_000 });
+  } finally {
+    await context.close();
+  }
+});
+
+// The worker posts, after each real result and explanation, a copy that claims to be from
+// the previous classification, with another label.
+const STALE = `{
+  const real = self.postMessage.bind(self);
+  self.postMessage = (m, ...rest) => {
+    real(m, ...rest);
+    if (m && m.type === 'result') real({ ...m, id: m.id - 1, result: { ...m.result, label: 'STALE' } }, ...rest);
+    if (m && m.type === 'explanation') real({ ...m, id: m.id - 1, text: 'STALE' }, ...rest);
+  };
+}
+`;
+
+test('a message about an earlier classification is never drawn', async () => {
+  const { context, page } = await open('max_new_tokens=3', STALE);
+  try {
+    await load(page);
+    await page.check('#explain');
+    await page.fill('#text', TEXT);
+    for (let i = 0; i < 2; i++) {
+      await page.click('#classify');
+      await page.waitForFunction(() => document.body.dataset.busy === '0', null, { timeout: 120_000 });
+    }
+    // Let the stale copies arrive, then check nothing of them shows.
+    await page.waitForTimeout(300);
+    assert.notEqual(await page.textContent('#label'), 'STALE');
+    assert.notEqual(await page.textContent('#explanation'), 'STALE');
+    assert.equal(await data(page, 'results'), '2');
+  } finally {
+    await context.close();
+  }
+});
+
+test('after a failed load, Classify is disabled', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mq-ui-'));
+  const bad = join(dir, 'broken.gguf');
+  writeFileSync(bad, 'GGUF but not really');
+  const { context, page } = await open('autoload=0');
+  try {
+    await load(page);
+    assert.equal(await page.isDisabled('#classify'), false);
+    await page.setInputFiles('#model-files', [bad]);
+    await page.click('#load');
+    await page.waitForFunction(() => document.body.dataset.error, null, { timeout: 120_000 });
+    assert.match(await data(page, 'error'), /broken\.gguf|GGUF/i);
+    assert.equal(await page.isDisabled('#classify'), true, 'no model is loaded any more');
+    assert.equal(await data(page, 'loaded'), undefined);
+  } finally {
+    await context.close();
+  }
+});
+
+// Every write to the Cache API fails as a full quota does.
+const FULL = `{
+  const openCache = caches.open.bind(caches);
+  caches.open = async (name) => {
+    const cache = await openCache(name);
+    cache.put = async () => { throw new DOMException('the quota has been exceeded', 'QuotaExceededError'); };
+    return cache;
+  };
+}
+`;
+
+test('a full storage quota still says loaded, with a warning', async () => {
+  const { context, page } = await open('autoload=0', FULL);
+  try {
+    await load(page);
+    assert.equal(await data(page, 'loaded'), '1');
+    assert.match(await data(page, 'note'), /storage is full/);
+    assert.equal(await page.isDisabled('#classify'), false);
+  } finally {
+    await context.close();
+  }
+});
+
+test('files dropped while busy are refused with a message', async () => {
+  const { context, page } = await open('max_new_tokens=4000&autoload=0');
+  try {
+    await load(page);
+    await startLongJob(page);
+    await page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(['not a model'], 'other.gguf'));
+      document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    assert.match(await data(page, 'note'), /Busy/);
+    assert.equal(await data(page, 'error'), undefined, 'the dropped file was not read');
+    await page.click('#cancel');
+  } finally {
+    await context.close();
+  }
+});

@@ -93,3 +93,75 @@ fn bad_input_gets_clear_errors() {
         &["/nonexistent/model"],
     );
 }
+
+/// The options added for the explainer's pipeline refuse out-of-range values by name.
+#[test]
+fn explainer_options_refuse_bad_values() {
+    let model = fixture("tiny/qwen2");
+    let data = fixture("data/imhi");
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let out = scratch("bad-options");
+    let o = out.to_str().unwrap();
+    let sft = |extra: &[&str], needles: &[&str]| {
+        let mut v = vec![
+            "train", "sft", "--device", "cpu", "--model", m, "--data", d, "--out", o,
+        ];
+        v.extend_from_slice(extra);
+        fails(&v, needles);
+    };
+    sft(&["--top-k", "9"], &["--top-k", "0..=2"]);
+    sft(&["--max-steps", "0"], &["--max-steps"]);
+    sft(&["--prefix-batch-size", "0"], &["--prefix-batch-size"]);
+    sft(
+        &["--top-k", "1", "--val-data", "/nonexistent/imhi"],
+        &["/nonexistent/imhi"],
+    );
+    fails(
+        &[
+            "select",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--data",
+            d,
+            "--prefix-top-k",
+            "2",
+            "--out",
+            o,
+        ],
+        &["--prefix-top-k", "1..2"],
+    );
+    let preds = fixture("data/malformed/predictions_bad.jsonl");
+    fails(
+        &[
+            "judge",
+            "--a",
+            preds.to_str().unwrap(),
+            "--b",
+            preds.to_str().unwrap(),
+            "--endpoint",
+            "localhost:8000",
+            "--out",
+            o,
+        ],
+        &["--endpoint", "http://"],
+    );
+    fails(
+        &[
+            "judge",
+            "--a",
+            preds.to_str().unwrap(),
+            "--b",
+            preds.to_str().unwrap(),
+            "--endpoint",
+            "http://127.0.0.1:9/v1",
+            "--out",
+            o,
+        ],
+        &["predictions_bad.jsonl"],
+    );
+    // Training makes its (empty) output folder before it reads the data; nothing is in it.
+    assert!(files_under(&out).is_empty(), "nothing written");
+    let _ = std::fs::remove_dir_all(out);
+}

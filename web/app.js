@@ -12,7 +12,7 @@ const ui = {
   progress: $('progress'), progressText: $('progress-text'), modelInfo: $('model-info'),
   task: $('task'), text: $('text'), explain: $('explain'), classify: $('classify'),
   result: $('result'), label: $('label'), time: $('time'), bars: $('bars'),
-  truncated: $('truncated'), explanation: $('explanation'), error: $('error'),
+  truncated: $('truncated'), explanation: $('explanation'), error: $('error'), announce: $('announce'),
   cancel: $('cancel'), note: $('note'),
 };
 
@@ -73,6 +73,8 @@ function hideProgress() {
 function drawResult(r) {
   ui.result.hidden = false;
   ui.label.textContent = r.label;
+  // One announcement per result for screen readers (the explanation streams silently).
+  ui.announce.textContent = `Label: ${r.label}. Screening support only, not a diagnosis.`;
   const how = { head: ', stage-2 classifier head', probe: ', trained classifier', choice: ', untuned model: no trained classifier for this task and model' }[r.method] || '';
   ui.time.textContent = `${(r.ms / 1000).toFixed(2)} s on ${r.backend}${how}`;
   state('method', r.method);

@@ -69,16 +69,26 @@ async function load(page) {
   assert.equal(await data(page, 'error'), undefined, 'the tiny model loads');
 }
 
-// Starts a long classification (an explanation of many tokens) and waits until it runs.
+// The worker holds every result back for 5 s: a classification that stays busy that long
+// whatever the model generates.
+const SLOW = `{
+  const real = self.postMessage.bind(self);
+  self.postMessage = (m, ...rest) => {
+    if (m && m.type === 'result') setTimeout(() => real(m, ...rest), 5000);
+    else real(m, ...rest);
+  };
+}
+`;
+
+// Starts a classification (held back by SLOW) and waits until the page is busy with it.
 async function startLongJob(page) {
-  await page.check('#explain');
   await page.fill('#text', TEXT);
   await page.click('#classify');
   await page.waitForFunction(() => document.body.dataset.busy === '1');
 }
 
 test('a backend switch in the middle of a job leaves the page usable', async () => {
-  const { context, page } = await open('max_new_tokens=4000');
+  const { context, page } = await open('', SLOW);
   try {
     await load(page);
     await startLongJob(page);
@@ -93,7 +103,7 @@ test('a backend switch in the middle of a job leaves the page usable', async () 
 });
 
 test('Cancel stops a running job, and the model comes back', async () => {
-  const { context, page } = await open('max_new_tokens=4000');
+  const { context, page } = await open('', SLOW);
   try {
     await load(page);
     await startLongJob(page);
@@ -102,10 +112,10 @@ test('Cancel stops a running job, and the model comes back', async () => {
     assert.match(await data(page, 'note'), /Cancelled/);
     await page.waitForFunction(() => document.body.dataset.busy === '0' && document.body.dataset.loaded === '1', null, { timeout: 120_000 });
     assert.equal(await page.isDisabled('#cancel'), true, 'nothing left to cancel');
-    await page.uncheck('#explain');
     const before = Number(await data(page, 'results') || 0);
     await page.click('#classify');
     await page.waitForFunction((n) => Number(document.body.dataset.results || 0) > n, before, { timeout: 120_000 });
+    assert.equal(before, 0, 'the cancelled classification drew nothing');
   } finally {
     await context.close();
   }
@@ -186,7 +196,7 @@ test('a full storage quota still says loaded, with a warning', async () => {
 });
 
 test('files dropped while busy are refused with a message', async () => {
-  const { context, page } = await open('max_new_tokens=4000&autoload=0');
+  const { context, page } = await open('autoload=0', SLOW);
   try {
     await load(page);
     await startLongJob(page);
@@ -196,8 +206,42 @@ test('files dropped while busy are refused with a message', async () => {
       document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
     });
     assert.match(await data(page, 'note'), /Busy/);
+    await page.waitForFunction(() => document.body.dataset.busy === '0', null, { timeout: 120_000 });
     assert.equal(await data(page, 'error'), undefined, 'the dropped file was not read');
-    await page.click('#cancel');
+    assert.equal(await data(page, 'results'), '1', 'the classification it was busy with ended');
+  } finally {
+    await context.close();
+  }
+});
+
+test('at 320 px nothing overflows, and a result is announced once while the explanation streams', async () => {
+  const { context, page } = await open('max_new_tokens=12&autoload=0');
+  try {
+    await page.setViewportSize({ width: 320, height: 640 });
+    await load(page);
+    await page.evaluate(() => {
+      window.announced = [];
+      new MutationObserver(() => window.announced.push(document.getElementById('announce').textContent))
+        .observe(document.getElementById('announce'), { childList: true, characterData: true, subtree: true });
+    });
+    await page.check('#explain');
+    await page.fill('#text', TEXT);
+    await page.click('#classify');
+    await page.waitForFunction(() => document.body.dataset.busy === '0' && document.body.dataset.results, null, { timeout: 120_000 });
+    const announced = await page.evaluate(() => window.announced);
+    assert.equal(announced.length, 1, `announcements: ${JSON.stringify(announced)}`);
+    assert.match(announced[0], /^Label: .+not a diagnosis/);
+    assert.equal(
+      await page.$eval('#explanation', (e) => e.closest('[aria-live], [role=status], [role=alert], [role=log]')),
+      null,
+      'the streamed explanation is in no live region',
+    );
+    assert.ok((await page.getAttribute('#progress', 'aria-label')).length > 0, 'the progress bar has a name');
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > 321)
+      .map((e) => `${e.tagName.toLowerCase()}#${e.id} (${Math.round(e.getBoundingClientRect().right)} px)`));
+    assert.ok(width <= 320, `the page is ${width} px wide at a 320 px viewport: ${wide.join(', ')}`);
   } finally {
     await context.close();
   }

@@ -1,6 +1,7 @@
 //! `mentalqlm`: classify mental-health signals in text with a small LLM, on any GPU, on the
 //! CPU, or in the browser. Results are for research and screening support, never a diagnosis.
 
+mod answer_journal;
 mod classifiers;
 mod commands;
 mod device;

@@ -338,3 +338,90 @@ fn select_survives_kill_9() {
     println!("select: {kills} kills, {resumable} with a journal to resume from");
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// `eval --mode generate` killed at random moments keeps the answers it had: 10 kills, each
+/// followed by the same command, end with predictions equal to an uninterrupted run's, and
+/// at least one rerun started from a journal with answers in it.
+#[test]
+fn eval_survives_kill_9() {
+    let model = fixture("tiny/qwen2");
+    let data = fixture("data/imhi");
+    let root = scratch("kill-eval");
+    let args = |out: &Path| {
+        owned(&[
+            "eval",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--datasets",
+            "DR,Irf",
+            "--mode",
+            "generate",
+            "--batch-size",
+            "1",
+            "--max-new-tokens",
+            "12",
+            "--no-explainer",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let predictions = |out: &Path| {
+        ["DR", "Irf"].map(|set| {
+            std::fs::read_to_string(out.join(format!("predictions_{set}.jsonl")))
+                .unwrap_or_else(|e| panic!("{set}: {e}"))
+        })
+    };
+    let reference = root.join("reference");
+    let started = Instant::now();
+    finish(spawn(&args(&reference), false), "the uninterrupted eval");
+    let full = started.elapsed();
+    let expected = predictions(&reference);
+    assert!(
+        files_under(&reference)
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".partial")),
+        "a finished eval left its journal"
+    );
+
+    let out = root.join("killed");
+    let mut rng = Lcg(0xe7a1);
+    let (mut kills, mut resumable) = (0, 0);
+    loop {
+        let mut child = spawn(&args(&out), false);
+        if kills >= 10 {
+            finish(child, "the last eval");
+            break;
+        }
+        let deadline = Instant::now() + full.mul_f64(0.9 * rng.unit());
+        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().expect("SIGKILL");
+            let status = child.wait().unwrap();
+            if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
+                kills += 1;
+                let answers = files_under(&out).iter().any(|p| {
+                    p.to_string_lossy().contains(".partial.jsonl")
+                        && std::fs::read_to_string(p).is_ok_and(|t| t.lines().count() > 1)
+                });
+                resumable += usize::from(answers);
+                continue;
+            }
+        }
+        finish(child, "an eval");
+        assert_eq!(predictions(&out), expected);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    assert_eq!(predictions(&out), expected);
+    assert!(
+        resumable >= 1,
+        "no kill left answers to resume from ({kills} kills)"
+    );
+    println!("eval: {kills} kills, {resumable} with answers to resume from");
+    let _ = std::fs::remove_dir_all(root);
+}

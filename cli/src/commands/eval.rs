@@ -262,6 +262,7 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_message(dataset.name());
         let sentences = tasks::answer_sentences(*dataset);
         let mut rows = Vec::with_capacity(items.len());
+        let mut done_journal = None;
         if let Some(probe) = probes.get(k) {
             let pairs: Vec<(&str, Option<&str>)> = items
                 .iter()
@@ -294,48 +295,94 @@ pub fn run(args: Args) -> Result<()> {
             }
             bar.set_position(done_before + items.len() as u64);
         }
-        for chunk in items.chunks(args.batch_size) {
-            if args.mode == Mode::Head {
-                break;
-            }
-            let prompts = chunk
+        if args.mode != Mode::Head {
+            let prompts = items
                 .iter()
                 .map(|it| prompter.prompt(tokenizer, &it.query))
                 .collect::<Result<Vec<_>, _>>()?;
             truncated += prompts.iter().filter(|p| p.truncated).count();
-            let answers = match args.mode {
-                Mode::Generate => blocking(classify::explain::answers(
-                    &loaded.model,
-                    tokenizer,
-                    &prompts,
-                    args.max_new_tokens,
-                    None,
-                ))?,
-                Mode::Choice => blocking(classify::choice::probabilities(
-                    &loaded.model,
-                    tokenizer,
-                    *dataset,
-                    &prompts,
-                ))?
-                .iter()
-                .map(|p| sentences[argmax(p)].clone())
-                .collect(),
-                // Scored above, from the classifier.
-                Mode::Head => continue,
-            };
-            for ((it, p), a) in chunk.iter().zip(prompts).zip(answers) {
+            // Answers are kept as they come: a killed run continues with the same command.
+            let journal_path = args
+                .out
+                .join(format!("predictions_{}.partial.jsonl", dataset.name()));
+            let key = journal_key(
+                &args,
+                &report.model,
+                explainer.as_deref().or(args.model.adapter.as_deref()),
+                split,
+                *dataset,
+                &prompts,
+            );
+            let opened =
+                crate::answer_journal::AnswerJournal::open(&journal_path, &key, items.len())?;
+            let (mut journal, mut answers) = (opened.journal, opened.answers);
+            if let Some(why) = opened.restarted {
+                crate::runner::progress_line(
+                    &bar,
+                    format!("{}: started over ({why})", journal_path.display()),
+                );
+            }
+            let known = answers.iter().flatten().count();
+            if known > 0 {
+                crate::runner::progress_line(
+                    &bar,
+                    format!(
+                        "{:>12}: {known} of {} answers from {}",
+                        dataset.name(),
+                        items.len(),
+                        journal_path.display()
+                    ),
+                );
+            }
+            bar.inc(known as u64);
+            // Longest prompts first: a batch's prompts are alike in length (little padding),
+            // and a budget too large for the machine fails at once.
+            let mut order: Vec<usize> =
+                (0..items.len()).filter(|&i| answers[i].is_none()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].ids.len()));
+            for chunk in order.chunks(args.batch_size) {
+                let batch: Vec<classify::Prompt> =
+                    chunk.iter().map(|&i| prompts[i].clone()).collect();
+                let out = match args.mode {
+                    Mode::Generate => blocking(classify::explain::answers(
+                        &loaded.model,
+                        tokenizer,
+                        &batch,
+                        args.max_new_tokens,
+                        None,
+                    ))?,
+                    _ => blocking(classify::choice::probabilities(
+                        &loaded.model,
+                        tokenizer,
+                        *dataset,
+                        &batch,
+                    ))?
+                    .iter()
+                    .map(|p| sentences[argmax(p)].clone())
+                    .collect(),
+                };
+                journal.append(chunk.iter().copied().zip(out.iter().map(String::as_str)))?;
+                for (&i, a) in chunk.iter().zip(out) {
+                    answers[i] = Some(a);
+                }
+                bar.inc(chunk.len() as u64);
+            }
+            for ((it, p), a) in items.iter().zip(prompts).zip(answers) {
                 rows.push(PredictionRow {
                     prompt: p.text,
                     label: it.gold.clone(),
-                    predict: a,
+                    predict: a.context("an example was left unanswered")?,
                 });
             }
-            bar.inc(chunk.len() as u64);
+            done_journal = Some(journal);
         }
         let file = args
             .out
             .join(format!("predictions_{}.jsonl", dataset.name()));
         write_predictions(&file, &rows)?;
+        if let Some(j) = done_journal.take() {
+            j.finish();
+        }
         let scored = score_predictions(*dataset, &rows)?;
         let mut result = DatasetResult::from_scored(&scored, split.name())?;
         if args.mode == Mode::Choice {
@@ -389,6 +436,49 @@ pub fn run(args: Args) -> Result<()> {
         println!("average weighted F1 over the five IMHI sets: {avg:.2}");
     }
     Ok(())
+}
+
+/// What one set's answers depend on: the journal's key.
+fn journal_key(
+    args: &Args,
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    split: Split,
+    dataset: Dataset,
+    prompts: &[classify::Prompt],
+) -> String {
+    let size = args
+        .model
+        .model_path()
+        .ok()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len().to_string())
+        .unwrap_or_default();
+    // The adapter's weights file, by path, size and time: a retrained one starts over.
+    let adapter = adapter
+        .map(|dir| {
+            let file = dir.join("adapter_model.safetensors");
+            let meta = std::fs::metadata(&file).ok();
+            format!(
+                "{} {:?} {:?}",
+                file.display(),
+                meta.as_ref().map(std::fs::Metadata::len),
+                meta.and_then(|m| m.modified().ok())
+            )
+        })
+        .unwrap_or_default();
+    let mut parts = vec![
+        format!("{:?}", args.mode),
+        model.to_string(),
+        size,
+        adapter,
+        split.name().to_string(),
+        dataset.name().to_string(),
+        args.max_new_tokens.to_string(),
+    ];
+    parts.extend(prompts.iter().map(|p| format!("{:?}", p.ids)));
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    crate::answer_journal::key(&refs)
 }
 
 /// `--mode head`: the classifier of every set, each checked against the loaded model.

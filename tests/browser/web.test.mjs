@@ -320,10 +320,12 @@ test('a second visit builds the saved model from browser storage, without fetchi
   try {
     await waitBackend(view.page);
     await loadFiles(view.page, TINY_FILES);
-    // The model's three files and the two files of each shipped classifier fetched with it.
+    // The model's three files, the two files of each shipped classifier and the explainer's
+    // three, when one is shipped, all fetched with it.
     const shipped = readdirSync(join(ROOT, 'classifiers'))
       .filter((t) => existsSync(join(ROOT, 'classifiers', t, 'probe.safetensors'))).length;
-    const saved = String(TINY_FILES.length + 2 * shipped);
+    const explainer = existsSync(join(ROOT, 'classifiers', 'explainer', 'explainer.json')) ? 3 : 0;
+    const saved = String(TINY_FILES.length + 2 * shipped + explainer);
     await view.page.waitForFunction((n) => document.body.dataset.saved === n, saved, { timeout: 60_000 });
     const seen = site.requests.length;
     // Every progress line of the second visit.

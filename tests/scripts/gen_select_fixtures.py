@@ -18,7 +18,10 @@ def k_center_greedy(x: np.ndarray, k: int, first: int) -> list:
     selected = [first]
     min_d = np.linalg.norm(x - x[first], axis=1)
     while len(selected) < k:
-        nxt = int(np.argmax(min_d))
+        # Rows already selected are never picked again (duplicate rows reach distance 0).
+        masked = min_d.copy()
+        masked[selected] = -np.inf
+        nxt = int(np.argmax(masked))
         selected.append(nxt)
         min_d = np.minimum(min_d, np.linalg.norm(x - x[nxt], axis=1))
     return selected, float(min_d.max())

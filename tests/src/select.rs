@@ -60,6 +60,31 @@ fn k_center_matches_numpy() {
     assert!(k_center_greedy(&[], 1, 0, 8, &cpu()).is_err());
 }
 
+/// Duplicate rows (Irf and MultiWD ask several questions of one post, so their embeddings
+/// repeat): every row is selected at most once, the distinct points come first, and once the
+/// radius is 0 the lowest untaken rows follow. Before this, the greedy step picked row 0 again
+/// and again, and `select` wrote one example hundreds of times.
+#[test]
+fn k_center_greedy_never_repeats_a_row() {
+    let points = [vec![0.0f32, 0.0], vec![3.0, 4.0], vec![-6.0, 8.0]];
+    // Rows 0..12: point i % 3.
+    let rows: Vec<Vec<f32>> = (0..12).map(|i| points[i % 3].clone()).collect();
+    let got = k_center_greedy(&rows, 10, 4, 5, &cpu()).unwrap();
+    let mut distinct = got.selected.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10, "{:?}", got.selected);
+    // From row 4 (point 1): the farthest is point 2 (row 2), then point 0 (row 0); all rows
+    // are then at distance 0 and the lowest untaken ones follow.
+    assert_eq!(got.selected, vec![4, 2, 0, 1, 3, 5, 6, 7, 8, 9]);
+    assert_eq!(got.coverage_radius, 0.0);
+    // All of them.
+    let all = k_center_greedy(&rows, 12, 0, 5, &cpu()).unwrap();
+    let mut sorted = all.selected.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..12).collect::<Vec<_>>());
+}
+
 #[test]
 fn iqr_outliers_match_numpy() {
     let r = reference();

@@ -88,7 +88,8 @@ fn read_f32(t: Tensor<1>) -> Result<Vec<f32>, SelectError> {
 }
 
 /// k-center greedy with Euclidean distance: start at `first`, then repeatedly add the row
-/// farthest from every selected row (ties: the lowest index, as NumPy's `argmax`).
+/// farthest from every selected row (ties: the lowest index, as NumPy's `argmax`). Every row
+/// is selected at most once.
 ///
 /// The rows live on `device` in chunks of `chunk` rows; each step computes one distance per
 /// row there and reads back only the minimum distances, so memory is `n × dim` once plus
@@ -139,14 +140,25 @@ pub fn k_center_greedy(
         Tensor::cat(parts, 0)
     };
     let mut selected = vec![first];
+    let mut taken = vec![false; n];
+    taken[first] = true;
     let mut min_d = distances_to(first);
     while selected.len() < k {
-        // Host argmax keeps NumPy's first-index tie rule on every backend.
+        // Host argmax keeps NumPy's first-index tie rule on every backend. Rows already
+        // taken are skipped: once every row is at distance 0 (duplicate rows, e.g. one post
+        // asked several questions), the lowest untaken row is next, never a taken one again.
         let host = read_f32(min_d.clone())?;
         let next = host
             .iter()
             .enumerate()
-            .fold(0, |best, (i, &d)| if d > host[best] { i } else { best });
+            .filter(|&(i, _)| !taken[i])
+            .fold(None, |best: Option<(usize, f32)>, (i, &d)| match best {
+                Some((_, b)) if d <= b => best,
+                _ => Some((i, d)),
+            })
+            .map(|(i, _)| i)
+            .expect("k ≤ n leaves an untaken row");
+        taken[next] = true;
         selected.push(next);
         min_d = min_d.min_pair(distances_to(next));
     }

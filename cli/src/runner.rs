@@ -22,29 +22,48 @@ pub fn bar(len: u64) -> indicatif::ProgressBar {
     );
     let weak = bar.downgrade();
     std::thread::spawn(move || {
+        // The rate is the average since the first line: indicatif's recent rate swings to
+        // nothing across a pause (a validation pass) and gave "3657 min left".
+        let mut first: Option<(std::time::Instant, u64)> = None;
         loop {
             std::thread::sleep(LOG_EVERY);
             let Some(bar) = weak.upgrade() else { return };
             if bar.is_finished() {
                 return;
             }
-            let total = bar.length().unwrap_or(0);
-            let (pos, rate) = (bar.position(), bar.per_sec());
-            let left = if rate > 0.0 && total >= pos {
-                format!(", {:.0} min left", (total - pos) as f64 / rate / 60.0)
-            } else {
-                String::new()
+            let pos = bar.position();
+            let rate = match first {
+                Some((t0, p0)) => average_rate(p0, pos, t0.elapsed()),
+                None => bar.per_sec(),
             };
-            let msg = bar.message();
-            let msg = if msg.is_empty() {
-                "progress".to_string()
-            } else {
-                msg.trim().to_string()
-            };
-            eprintln!("{msg}: {pos}/{total} ({rate:.2}/s{left})");
+            first.get_or_insert((std::time::Instant::now(), pos));
+            eprintln!(
+                "{}",
+                log_line(&bar.message(), pos, bar.length().unwrap_or(0), rate)
+            );
         }
     });
     bar
+}
+
+/// Steps per second from `p0` to `pos` over `elapsed`.
+fn average_rate(p0: u64, pos: u64, elapsed: Duration) -> f64 {
+    pos.saturating_sub(p0) as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// One progress line of a log: `message: pos/total (rate/s, N min left)`.
+fn log_line(msg: &str, pos: u64, total: u64, rate: f64) -> String {
+    let left = if rate > 0.0 && total >= pos {
+        format!(", {:.0} min left", (total - pos) as f64 / rate / 60.0)
+    } else {
+        String::new()
+    };
+    let msg = if msg.trim().is_empty() {
+        "progress"
+    } else {
+        msg.trim()
+    };
+    format!("{msg}: {pos}/{total} ({rate:.2}/s{left})")
 }
 
 /// A progress line that shows in a terminal (above the bar) and in logs (where indicatif
@@ -70,4 +89,22 @@ pub fn require_empty_out(out: &std::path::Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_use_the_average_rate() {
+        // 120 steps in 10 minutes, then a pause: the rate stays the average.
+        let rate = average_rate(30, 150, Duration::from_secs(600));
+        assert!((rate - 0.2).abs() < 1e-12);
+        assert_eq!(
+            log_line(" step ", 150, 270, rate),
+            "step: 150/270 (0.20/s, 10 min left)"
+        );
+        assert_eq!(log_line("", 5, 10, 0.0), "progress: 5/10 (0.00/s)");
+        assert_eq!(average_rate(10, 5, Duration::from_secs(1)), 0.0);
+    }
 }

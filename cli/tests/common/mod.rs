@@ -143,3 +143,40 @@ pub fn log_events(out: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A fixed-seed LCG: the kill schedule is the same on every run of the test.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn unit(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Starts the binary with `args` (and `--resume`), its stderr kept for [`finish`].
+pub fn spawn(args: &[String], resume: bool) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mentalqlm"));
+    cmd.args(args);
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start mentalqlm")
+}
+
+/// Waits for `child`; a failure (not a kill) fails the test with its stderr.
+pub fn finish(mut child: std::process::Child, what: &str) {
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut err);
+    }
+    assert!(status.success(), "{what} failed ({status}):\n{err}");
+}

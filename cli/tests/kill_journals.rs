@@ -9,6 +9,21 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Lets `child` run for `after` (or until it ends), then SIGKILLs it: whether the kill landed
+/// (it had not ended on its own).
+fn killed_at(child: &mut std::process::Child, after: Duration) -> bool {
+    let deadline = Instant::now() + after;
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if child.try_wait().unwrap().is_some() {
+        return false;
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().unwrap();
+    std::os::unix::process::ExitStatusExt::signal(&status) == Some(9)
+}
+
 /// `select` killed at random moments resumes from its journals: 12 kills, then a run to the
 /// end, which selects exactly what an uninterrupted run selects (the same rows written, the
 /// same coverage radii), and at least one kill found a journal to resume from.
@@ -70,23 +85,15 @@ fn select_survives_kill_9() {
             finish(child, "the last select");
             break out;
         }
-        let deadline = Instant::now() + full.mul_f64(0.9 * rng.unit());
-        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().expect("SIGKILL");
-            let status = child.wait().unwrap();
-            if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
-                kills += 1;
-                let journals = files_under(&cache).iter().any(|p| {
-                    p.parent()
-                        .is_some_and(|d| d.extension().is_some_and(|e| e == "partial"))
-                });
-                resumable += usize::from(journals);
-                assert!(!out.exists(), "a killed select wrote its output folder");
-                continue;
-            }
+        if killed_at(&mut child, full.mul_f64(0.9 * rng.unit())) {
+            kills += 1;
+            let journals = files_under(&cache).iter().any(|p| {
+                p.parent()
+                    .is_some_and(|d| d.extension().is_some_and(|e| e == "partial"))
+            });
+            resumable += usize::from(journals);
+            assert!(!out.exists(), "a killed select wrote its output folder");
+            continue;
         }
         // Finished before the kill: start over from an empty cache.
         finish(child, "a select");
@@ -156,22 +163,14 @@ fn eval_survives_kill_9() {
             finish(child, "the last eval");
             break;
         }
-        let deadline = Instant::now() + full.mul_f64(0.9 * rng.unit());
-        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().expect("SIGKILL");
-            let status = child.wait().unwrap();
-            if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
-                kills += 1;
-                let answers = files_under(&out).iter().any(|p| {
-                    p.to_string_lossy().contains(".partial.jsonl")
-                        && std::fs::read_to_string(p).is_ok_and(|t| t.lines().count() > 1)
-                });
-                resumable += usize::from(answers);
-                continue;
-            }
+        if killed_at(&mut child, full.mul_f64(0.9 * rng.unit())) {
+            kills += 1;
+            let answers = files_under(&out).iter().any(|p| {
+                p.to_string_lossy().contains(".partial.jsonl")
+                    && std::fs::read_to_string(p).is_ok_and(|t| t.lines().count() > 1)
+            });
+            resumable += usize::from(answers);
+            continue;
         }
         finish(child, "an eval");
         assert_eq!(predictions(&out), expected);

@@ -5,6 +5,17 @@ mod common;
 
 use common::*;
 
+/// The default model, which CI fetches (scripts/setup-model.sh).
+fn default_model() -> std::path::PathBuf {
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.is_file(),
+        "{} is missing: run scripts/setup-model.sh",
+        model.display()
+    );
+    model
+}
+
 /// CI's guard on a shipped classifier with real data: the default model and the DR
 /// classifier, on a fixed seeded slice of 64 DR test posts, stay within [`MARGIN`] of the
 /// weighted F1 that classifier.json records for the full test set. A change to the model
@@ -14,12 +25,7 @@ fn shipped_dr_classifier_keeps_its_f1_on_real_posts() {
     /// 64 posts put the slice's F1 within about ±0.05 of the full set's by chance (one
     /// standard error near 0.87 is 0.04); twice that is the allowance.
     const MARGIN: f64 = 0.10;
-    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        model.is_file(),
-        "{} is missing: run scripts/setup-model.sh",
-        model.display()
-    );
+    let model = default_model();
     let data = root().join("../shared/data/imhi");
     assert!(
         data.is_dir(),
@@ -79,12 +85,7 @@ fn shipped_dr_classifier_keeps_its_f1_on_real_posts() {
 /// gives a reasoning of its own for each post, and ends before the token budget.
 #[test]
 fn shipped_explainer_agrees_with_the_classifier_on_real_posts() {
-    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        model.is_file(),
-        "{} is missing: run scripts/setup-model.sh",
-        model.display()
-    );
+    let model = default_model();
     let posts = [
         "I haven't left my bed in days. Nothing I used to love means anything now, I can't \
          sleep, I can't eat, and I keep thinking everyone would be better off without me.",

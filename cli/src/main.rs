@@ -68,8 +68,8 @@ fn main() {
         keep_freed_memory();
     }
     let cli = Cli::parse();
-    // The run-time switches, read from the environment here and nowhere else (README,
-    // Settings), then installed for the library.
+    // The run-time switches, read from the environment here and nowhere else
+    // (docs/settings.md), then installed for the library.
     let (settings, notes) =
         kernels::settings::Settings::from_variables(|name| std::env::var(name).ok());
     for note in notes {

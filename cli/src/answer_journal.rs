@@ -104,10 +104,9 @@ impl AnswerJournal {
             })?;
             keep.push('\n');
         }
-        // Rewritten whole (through a temporary file), so no torn line stays in it.
-        let tmp = path.with_extension("jsonl.tmp");
-        std::fs::write(&tmp, &keep).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        // Rewritten whole (the project's atomic write), so no torn line stays in it.
+        formats::atomic::write_atomic(path, keep.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)

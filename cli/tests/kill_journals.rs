@@ -184,3 +184,68 @@ fn eval_survives_kill_9() {
     println!("eval: {kills} kills, {resumable} with answers to resume from");
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// A run killed after its first set is written, run again, reads that set's answers back
+/// from its journal (kept until the whole run is written) and gives the same predictions.
+#[test]
+fn eval_killed_in_its_second_set_keeps_the_first() {
+    let model = fixture("tiny/qwen2");
+    let data = fixture("data/imhi");
+    let root = scratch("kill-eval-sets");
+    let out = root.join("out");
+    let args = owned(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--datasets",
+        "DR,SAD",
+        "--mode",
+        "generate",
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "12",
+        "--no-explainer",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let written = out.join("predictions_DR.jsonl");
+    let mut caught = 0;
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(&out);
+        let mut child = spawn(&args, false);
+        while !written.exists() && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if child.try_wait().unwrap().is_some() {
+            continue; // SAD ended before the kill could land: try again
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        assert!(
+            out.join("predictions_DR.partial.jsonl").exists(),
+            "DR's journal was removed before the run ended"
+        );
+        caught += 1;
+        break;
+    }
+    assert_eq!(caught, 1, "SAD always ended before the kill");
+    let first = std::fs::read_to_string(&written).unwrap();
+    let (_, stderr) = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        stderr.contains("DR: 4 of 4 answers from"),
+        "the rerun did not read DR's answers back:\n{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), first);
+    assert!(
+        files_under(&out)
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".partial")),
+        "the finished run left a journal"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -192,11 +192,13 @@ pub fn run(args: Args) -> Result<()> {
         report.notes.push(format!("classifier: {}", p.describe()));
     }
     let mut truncated = 0;
+    // Every set's journal stays until the whole run is written: a run killed in its third
+    // set, run again, reads the first two sets' answers back instead of computing them again.
+    let mut done_journals = Vec::new();
     for (k, (dataset, items)) in work.iter().enumerate() {
         bar.set_message(dataset.name());
         let sentences = tasks::answer_sentences(*dataset);
         let mut rows = Vec::with_capacity(items.len());
-        let mut done_journal = None;
         if let Some(probe) = probes.get(k) {
             let pairs: Vec<(&str, Option<&str>)> = items
                 .iter()
@@ -308,15 +310,12 @@ pub fn run(args: Args) -> Result<()> {
                     predict: a.context("an example was left unanswered")?,
                 });
             }
-            done_journal = Some(journal);
+            done_journals.push(journal);
         }
         let file = args
             .out
             .join(format!("predictions_{}.jsonl", dataset.name()));
         write_predictions(&file, &rows)?;
-        if let Some(j) = done_journal.take() {
-            j.finish();
-        }
         let scored = score_predictions(*dataset, &rows)?;
         let mut result = DatasetResult::from_scored(&scored, split.name())?;
         if args.mode == Mode::Choice {
@@ -366,6 +365,9 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     eprintln!("wrote predictions_*.jsonl to {}", args.out.display());
+    for j in done_journals {
+        j.finish();
+    }
     if let Some(avg) = report.paper_five_average() {
         println!("average weighted F1 over the five IMHI sets: {avg:.2}");
     }

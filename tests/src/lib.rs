@@ -67,6 +67,8 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod activation;
 #[cfg(test)]
+mod batching;
+#[cfg(test)]
 mod classifier;
 #[cfg(test)]
 mod inference_ops;

@@ -3,7 +3,7 @@
 //!
 //! Runtime state, passed to `forward`; `reset` starts a new batch.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 
 /// Additive mask value for hidden keys. Finite, so a query row whose keys are all hidden
 /// (a padding position) gives a uniform softmax instead of NaN.
@@ -123,4 +123,103 @@ impl KvCache {
         self.layers[layer] = Some((kb.clone(), vb.clone()));
         (kb.narrow(2, 0, end), vb.narrow(2, 0, end))
     }
+
+    /// The sequences of `other` (a cache of its own prefill) become new rows after this
+    /// cache's, for continuous batching. The two are aligned on their last position: the
+    /// shorter side gets hidden keys in front, which shift no position (positions count real
+    /// keys only).
+    pub fn join(&mut self, other: KvCache) {
+        if other.batch() == 0 {
+            return;
+        }
+        if self.batch() == 0 {
+            let layers = self.layers.len();
+            *self = other;
+            self.layers.resize(layers.max(self.layers.len()), None);
+            return;
+        }
+        let (mine, theirs) = (self.seq_len(), other.seq_len());
+        let len = mine.max(theirs);
+        for (a, b) in self.layers.iter_mut().zip(other.layers) {
+            *a = match (a.take(), b) {
+                (Some((ka, va)), Some((kb, vb))) => Some((
+                    Tensor::cat(
+                        vec![pad_front(ka, mine, len), pad_front(kb, theirs, len)],
+                        0,
+                    ),
+                    Tensor::cat(
+                        vec![pad_front(va, mine, len), pad_front(vb, theirs, len)],
+                        0,
+                    ),
+                )),
+                // A layer neither side has run: nothing cached to align.
+                (a, _) => a,
+            };
+        }
+        for row in self.valid.iter_mut() {
+            row.splice(0..0, std::iter::repeat_n(false, len - mine));
+        }
+        for mut row in other.valid {
+            row.splice(0..0, std::iter::repeat_n(false, len - theirs));
+            self.valid.push(row);
+        }
+    }
+
+    /// Keeps the rows where `keep` is true (sequences that ended, or whose client left, go),
+    /// then drops the leading positions no remaining row uses, so a batch that lives on
+    /// while sequences come and go does not grow without bound.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let rows: Vec<usize> = (0..self.batch())
+            .filter(|&b| keep.get(b) == Some(&true))
+            .collect();
+        if rows.is_empty() {
+            self.reset();
+            return;
+        }
+        let len = self.seq_len();
+        let mut valid: Vec<Vec<bool>> = rows.iter().map(|&b| self.valid[b].clone()).collect();
+        let start = valid
+            .iter()
+            .map(|r| r.iter().position(|&v| v).unwrap_or(len))
+            .min()
+            .unwrap_or(0);
+        for row in valid.iter_mut() {
+            row.drain(..start);
+        }
+        let all = rows.len() == self.batch();
+        for layer in self.layers.iter_mut() {
+            if let Some((k, v)) = layer.take() {
+                let device = k.device();
+                let index = Tensor::<1, Int>::from_data(
+                    TensorData::new(
+                        rows.iter().map(|&b| b as i64).collect::<Vec<_>>(),
+                        [rows.len()],
+                    ),
+                    &device,
+                );
+                let (k, v) = if all {
+                    (k, v)
+                } else {
+                    (k.select(0, index.clone()), v.select(0, index))
+                };
+                *layer = Some((
+                    k.narrow(2, start, len - start),
+                    v.narrow(2, start, len - start),
+                ));
+            }
+        }
+        self.valid = valid;
+    }
+}
+
+/// The first `filled` positions of `t` (`[batch, heads, capacity, dim]`), preceded by zeros
+/// up to `len` positions.
+fn pad_front(t: Tensor<4>, filled: usize, len: usize) -> Tensor<4> {
+    let [b, h, _, d] = t.dims();
+    let t = t.narrow(2, 0, filled);
+    if filled == len {
+        return t;
+    }
+    let zeros = Tensor::zeros([b, h, len - filled, d], &t.device());
+    Tensor::cat(vec![zeros, t], 2)
 }

@@ -5,6 +5,7 @@
 //! device.
 
 pub mod attention;
+pub mod batching;
 pub mod block;
 pub mod cache;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod score;
 pub mod vocab;
 pub mod weight;
 
+pub use batching::LiveBatch;
 pub use cache::KvCache;
 pub use config::ModelConfig;
 pub use decoder::Decoder;

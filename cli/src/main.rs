@@ -9,6 +9,7 @@ mod explainer;
 mod model_arg;
 mod paths;
 mod runner;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ enum Command {
     /// Benchmarks: `bench kernels` (our LoRA kernels against Burn's LoRA and matmul), `bench e2e` (prefill, generation and a training step, the runtime's side of bench/run.py).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// An OpenAI-compatible server (/v1/chat/completions, /v1/completions, /v1/models) with /v1/classify, adapters resident, continuous batching.
+    Serve(serve::Args),
 }
 
 /// glibc serves every allocation over its mmap threshold (128 KiB, raised adaptively) with
@@ -88,6 +91,7 @@ fn main() {
         Command::Select(args) => commands::select::run(args),
         Command::Train(cmd) => commands::train::run(cmd),
         Command::Bench(cmd) => commands::bench::run(cmd),
+        Command::Serve(args) => serve::run(args),
     });
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -2,6 +2,8 @@
 //! and reading back what it printed or wrote.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

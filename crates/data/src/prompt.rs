@@ -37,6 +37,21 @@ impl ChatTemplate {
         )
     }
 
+    /// A conversation of `(role, content)` messages, up to and including the assistant
+    /// header, as the Qwen2 and SmolLM2 chat templates render it. Without a system message
+    /// first, this template's system prompt leads, so one user message gives [`Self::prompt`].
+    pub fn conversation(&self, messages: &[(&str, &str)]) -> String {
+        let mut text = String::new();
+        if messages.first().is_none_or(|(role, _)| *role != "system") {
+            text.push_str(&format!("<|im_start|>system\n{}<|im_end|>\n", self.system));
+        }
+        for (role, content) in messages {
+            text.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+        }
+        text.push_str("<|im_start|>assistant\n");
+        text
+    }
+
     /// The answer part of a training sequence: the answer and its end-of-turn marker.
     /// The loss covers these tokens only (PAPER.md, stage 1), so trainers tokenise the
     /// two parts separately and mask the prompt's.
@@ -145,6 +160,24 @@ pub fn fit_query(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_conversation_of_one_user_message_is_the_prompt() {
+        let t = ChatTemplate::default();
+        assert_eq!(t.conversation(&[("user", "hi")]), t.prompt("hi"));
+        let own = t.conversation(&[
+            ("system", "Be brief."),
+            ("user", "a"),
+            ("assistant", "b"),
+            ("user", "c"),
+        ]);
+        assert_eq!(
+            own,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\na<|im_end|>\n\
+             <|im_start|>assistant\nb<|im_end|>\n<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
     use super::*;
 
     fn words(s: &str) -> usize {

@@ -116,9 +116,8 @@ impl Engine {
                 }
             }
             for (m, group) in groups.iter_mut().enumerate() {
-                let mine: Vec<GenJob> = extract(&mut joining, |j| j.model == m);
-                if !mine.is_empty() {
-                    self.join(m, group, mine);
+                for job in extract(&mut joining, |j| j.model == m) {
+                    self.join(m, group, job);
                 }
             }
             for (m, group) in groups.iter_mut().enumerate() {
@@ -159,35 +158,36 @@ impl Engine {
         Ok(all)
     }
 
-    fn join(&mut self, m: usize, group: &mut Group, jobs: Vec<GenJob>) {
-        let prompts: Vec<Vec<u32>> = jobs.iter().map(|j| j.prompt.clone()).collect();
+    /// Prefills one request alone and adds it to its model's batch. One at a time: prompts
+    /// prefilled together are padded to the longest, and IMHI posts differ by hundreds of
+    /// tokens (8 joining at once spent most of a serving run in padded prefill).
+    fn join(&mut self, m: usize, group: &mut Group, job: GenJob) {
         let model = &self.models[m];
         let pad = self.tokenizer.pad_id;
-        let rows = catch_unwind(AssertUnwindSafe(|| group.batch.join(model, &prompts, pad)));
-        let rows = match rows {
-            Ok(Ok(rows)) => rows,
+        let prompt = std::slice::from_ref(&job.prompt);
+        // The batch's cache changes only once the prefill has succeeded: a failure here is
+        // this request's alone.
+        let row = match catch_unwind(AssertUnwindSafe(|| group.batch.join(model, prompt, pad))) {
+            Ok(Ok(mut rows)) if rows.len() == 1 => rows.remove(0),
             failed => {
-                let why = describe(failed.map(|r| r.map(|_| ())));
-                for j in jobs {
-                    let _ = j.events.send(Event::Error(why.clone()));
-                }
-                // Whatever the failed prefill left in the cache goes with it.
-                fail_group(group, &why, &self.models[m]);
+                let why = match failed {
+                    Ok(Ok(_)) => "the prefill gave no logits".to_string(),
+                    other => describe(other.map(|r| r.map(|_| ()))),
+                };
+                let _ = job.events.send(Event::Error(why));
                 return;
             }
         };
-        for (job, row) in jobs.into_iter().zip(rows) {
-            let mut seq = Sequence {
-                rng: StdRng::seed_from_u64(job.params.seed),
-                job,
-                out: Vec::new(),
-                sent: 0,
-                next: 0,
-                ended: false,
-            };
-            self.advance(&mut seq, &row);
-            group.seqs.push(seq);
-        }
+        let mut seq = Sequence {
+            rng: StdRng::seed_from_u64(job.params.seed),
+            job,
+            out: Vec::new(),
+            sent: 0,
+            next: 0,
+            ended: false,
+        };
+        self.advance(&mut seq, &row);
+        group.seqs.push(seq);
         self.prune(group);
     }
 

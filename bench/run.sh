@@ -11,7 +11,7 @@ source scripts/env.sh
 case " $* " in *" -h "* | *" --help "*) exec python3 bench/run.py --help ;; esac
 bash bench/setup.sh
 echo "bench: building the CLI (release)"
-cargo build --release -p mentalqlm
+cargo build --release --workspace
 mkdir -p bin
 cp -f "$CARGO_TARGET_DIR/release/mentalqlm" bin/mentalqlm
 bash scripts/setup-model.sh

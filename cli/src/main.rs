@@ -5,6 +5,7 @@ mod answer_journal;
 mod classifiers;
 mod commands;
 mod device;
+mod endpoint;
 mod explainer;
 mod model_arg;
 mod paths;

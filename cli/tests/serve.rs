@@ -179,3 +179,62 @@ fn sixty_four_concurrent_requests_all_succeed() {
         assert!(v["usage"]["completion_tokens"].as_u64().unwrap() >= 1);
     }
 }
+
+/// `eval --endpoint` against this server gives the local eval's predictions (greedy).
+#[test]
+fn eval_through_the_server_equals_the_local_eval() {
+    let server = Server::start(&["--no-explainer"]);
+    let model = model_path();
+    let data = fixture("data/imhi").display().to_string();
+    let root = scratch("serve-eval");
+    let run = |out: &str, extra: &[&str]| {
+        let out = root.join(out).display().to_string();
+        let mut args = vec![
+            "eval",
+            "--device",
+            "cpu",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--datasets",
+            "DR,Irf",
+            "--mode",
+            "generate",
+            "--max-new-tokens",
+            "12",
+            "--no-explainer",
+            "--out",
+            &out,
+        ];
+        args.extend(extra);
+        ok(&args);
+        ["DR", "Irf"].map(|set| {
+            std::fs::read_to_string(format!("{out}/predictions_{set}.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["predict"].clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    let local = run("local", &[]);
+    let endpoint = format!("{}/v1", server.base);
+    let served = run(
+        "served",
+        &[
+            "--endpoint",
+            &endpoint,
+            "--served-model",
+            "qwen2",
+            "--concurrency",
+            "3",
+        ],
+    );
+    assert_eq!(served, local);
+    assert!(
+        local[0]
+            .iter()
+            .all(|p| p.as_str().is_some_and(|s| !s.is_empty()))
+    );
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -163,3 +163,50 @@ fn sigint_drains_the_requests_in_flight() {
     assert!(status.success(), "the server exited with {status}");
     assert!(server.log_gets("draining"), "{}", server.log());
 }
+
+/// `eval --endpoint` with nothing listening, or with a mode it cannot serve, fails with a
+/// message, not a panic.
+#[test]
+fn eval_against_a_dead_endpoint_fails_clearly() {
+    let model = model_path();
+    let data = fixture("data/imhi").display().to_string();
+    let out = scratch("dead-endpoint").display().to_string();
+    let base = [
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--datasets",
+        "DR",
+        "--max-new-tokens",
+        "4",
+        "--no-explainer",
+        "--out",
+        &out,
+        "--served-model",
+        "x",
+    ];
+    let mut dead = base.to_vec();
+    dead.extend([
+        "--endpoint",
+        "http://127.0.0.1:9/v1",
+        "--retries",
+        "1",
+        "--timeout-s",
+        "5",
+    ]);
+    fails(
+        &dead,
+        &["the endpoint gave no answer", "failed after 2 attempts"],
+    );
+    let mut choice = base.to_vec();
+    choice.extend(["--endpoint", "http://127.0.0.1:9/v1", "--mode", "choice"]);
+    fails(&choice, &["--mode generate only"]);
+    let mut bad = base.to_vec();
+    bad.extend(["--endpoint", "localhost:9"]);
+    fails(&bad, &["http:// or https://"]);
+    let _ = std::fs::remove_dir_all(out);
+}

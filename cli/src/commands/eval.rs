@@ -82,6 +82,8 @@ pub struct Args {
     /// Output folder for predictions and the report.
     #[arg(long, default_value = "reports/eval")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub endpoint: super::eval_endpoint::EndpointArgs,
 }
 
 /// `--mode generate` without --adapter: puts the shipped explainer on the model when it
@@ -119,6 +121,10 @@ pub fn run(args: Args) -> Result<()> {
     if args.limit == Some(0) {
         bail!("--limit must be at least 1");
     }
+    let client = args.endpoint.client(args.max_new_tokens)?;
+    if client.is_some() && args.mode != Mode::Generate {
+        bail!("--endpoint answers --mode generate only");
+    }
     let split: Split = args.split.parse()?;
     let mut sets = args
         .datasets
@@ -138,7 +144,8 @@ pub fn run(args: Args) -> Result<()> {
         work.push((d, items));
     }
     let (mut loaded, chosen) = args.model.load()?;
-    let explainer = if args.mode == Mode::Generate {
+    // Through an endpoint, the served model answers (the explainer is its business).
+    let explainer = if args.mode == Mode::Generate && client.is_none() {
         use_explainer(&args, &mut loaded.model)?
     } else {
         None
@@ -171,6 +178,10 @@ pub fn run(args: Args) -> Result<()> {
     // The report names what answered: the model, with the explainer when one was put on it.
     let name = match &explainer {
         Some(dir) => format!("{name} + explainer {}", dir.display()),
+        None => name,
+    };
+    let name = match args.endpoint.describe() {
+        Some(e) => format!("{e} (prompts fitted with {name})"),
         None => name,
     };
     let mut report = EvalReport::new(name);
@@ -276,11 +287,19 @@ pub fn run(args: Args) -> Result<()> {
             let mut order: Vec<usize> =
                 (0..items.len()).filter(|&i| answers[i].is_none()).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].ids.len()));
-            for chunk in order.chunks(args.batch_size) {
+            let per_chunk = if client.is_some() {
+                args.endpoint.concurrency
+            } else {
+                args.batch_size
+            };
+            for chunk in order.chunks(per_chunk) {
                 let batch: Vec<classify::Prompt> =
                     chunk.iter().map(|&i| prompts[i].clone()).collect();
-                let out = match args.mode {
-                    Mode::Generate => blocking(classify::explain::answers(
+                let out = match (args.mode, &client) {
+                    (Mode::Generate, Some(c)) => {
+                        super::eval_endpoint::answers(c, &args.system, &batch)?
+                    }
+                    (Mode::Generate, None) => blocking(classify::explain::answers(
                         &loaded.model,
                         tokenizer,
                         &batch,

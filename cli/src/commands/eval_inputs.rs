@@ -109,6 +109,8 @@ pub fn journal_key(
         dataset.name().to_string(),
         args.max_new_tokens.to_string(),
     ];
+    // Only when given, so journals of local runs keep their keys.
+    parts.extend(args.endpoint.describe());
     parts.extend(prompts.iter().map(|p| format!("{:?}", p.ids)));
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     crate::answer_journal::key(&refs)

@@ -22,6 +22,8 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use serde_json::json;
 
+use crate::endpoint::ChatClient;
+
 const SYSTEM: &str = "You are a mental health expert and a helpful, precise assistant for \
 checking the quality of answers to questions about mental health in social media posts.";
 
@@ -116,98 +118,22 @@ fn question_of(prompt: &str) -> &str {
 /// One judged order: the scores (first shown, second shown) or why there are none.
 type Verdict = Result<(f64, f64), String>;
 
-struct Client {
-    agent: ureq::Agent,
-    url: String,
-    args_model: String,
-    key: String,
-    temperature: f64,
-    max_tokens: usize,
-    retries: usize,
-}
-
-/// Why a request failed: worth retrying (timeouts, refused connections, 429, 5xx), or not
-/// (any other answer, which every request would get: the run stops).
-enum Failure {
-    Transient(String),
-    Fatal(String),
-}
-
-impl Client {
-    fn once(&self, prompt: &str) -> Result<String, Failure> {
-        let body = json!({
-            "model": self.args_model,
-            "messages": [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": prompt},
-            ],
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "n": 1,
-        });
-        let mut response = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("Authorization", &format!("Bearer {}", self.key))
-            .send(body.to_string().as_bytes())
-            .map_err(|e| Failure::Transient(format!("{e}")))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(16 << 20)
-            .read_to_string()
-            .map_err(|e| Failure::Transient(format!("reading the answer: {e}")))?;
-        let excerpt: String = text.chars().take(200).collect();
-        if status == 429 || status >= 500 {
-            return Err(Failure::Transient(format!("HTTP {status}: {excerpt}")));
-        }
-        if status != 200 {
-            return Err(Failure::Fatal(format!(
-                "{} answered HTTP {status}: {excerpt}",
-                self.url
-            )));
-        }
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|_| Failure::Transient(format!("not a JSON answer: {excerpt}")))?;
-        value["choices"][0]["message"]["content"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| {
-                Failure::Transient(format!("no choices[0].message.content in: {excerpt}"))
-            })
-    }
-
-    /// The judge's scores for one order, retrying transient failures `retries` times.
-    fn judge(&self, prompt: &str) -> Result<Verdict> {
-        let mut last = String::new();
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(250 * attempt as u64));
-            }
-            match self.once(prompt) {
-                Ok(answer) => {
-                    return Ok(parse_scores(&answer).ok_or_else(|| {
-                        let first: String = answer
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                            .chars()
-                            .take(80)
-                            .collect();
-                        format!("unparseable first line: {first:?}")
-                    }));
-                }
-                Err(Failure::Fatal(why)) => bail!("{why}"),
-                Err(Failure::Transient(why)) => last = why,
-            }
-        }
-        Ok(Err(format!(
-            "failed after {} attempts: {last}",
-            self.retries + 1
-        )))
-    }
+/// The judge's scores for one order, retrying transient failures; an answer without
+/// scores is reported, never retried.
+fn judge(client: &ChatClient, prompt: &str) -> Result<Verdict> {
+    Ok(match client.ask(&[("system", SYSTEM), ("user", prompt)])? {
+        Ok(answer) => parse_scores(&answer).ok_or_else(|| {
+            let first: String = answer
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect();
+            format!("unparseable first line: {first:?}")
+        }),
+        Err(why) => Err(why),
+    })
 }
 
 /// One example's verdicts: A shown first, and (unless --no-swap) B shown first.
@@ -255,18 +181,6 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-fn endpoint_url(endpoint: &str) -> Result<String> {
-    let e = endpoint.trim().trim_end_matches('/');
-    if !(e.starts_with("http://") || e.starts_with("https://")) {
-        bail!("--endpoint must be an http:// or https:// URL, got {endpoint:?}");
-    }
-    Ok(if e.ends_with("/chat/completions") {
-        e.to_string()
-    } else {
-        format!("{e}/chat/completions")
-    })
 }
 
 fn read_pairs(args: &Args) -> Result<Vec<(usize, PredictionRow, PredictionRow)>> {
@@ -322,7 +236,7 @@ pub fn run(args: Args) -> Result<()> {
              --served-model NAME"
         );
     };
-    let url = endpoint_url(endpoint)?;
+    let url = crate::endpoint::chat_url(endpoint)?;
     if args.concurrency == 0 || args.limit == Some(0) {
         bail!("--concurrency and --limit must be at least 1");
     }
@@ -332,20 +246,15 @@ pub fn run(args: Args) -> Result<()> {
     let pairs = read_pairs(&args)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs_f64(args.timeout_s)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let client = Client {
-        agent,
-        url: url.clone(),
-        args_model: args.served_model.clone(),
-        key: args.api_key.clone(),
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
-        retries: args.retries,
-    };
+    let client = ChatClient::new(
+        url.clone(),
+        args.served_model.clone(),
+        args.api_key.clone(),
+        args.temperature,
+        args.max_tokens,
+        args.retries,
+        Duration::from_secs_f64(args.timeout_s),
+    );
     let bar = crate::runner::bar(pairs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("judging [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
@@ -369,11 +278,14 @@ pub fn run(args: Args) -> Result<()> {
                     let question = question_of(&a.prompt);
                     let judged = (|| -> Result<Judged> {
                         let a_first =
-                            client.judge(&judge_prompt(question, &a.predict, &b.predict))?;
+                            judge(&client, &judge_prompt(question, &a.predict, &b.predict))?;
                         let b_first = if args.no_swap {
                             None
                         } else {
-                            Some(client.judge(&judge_prompt(question, &b.predict, &a.predict))?)
+                            Some(judge(
+                                &client,
+                                &judge_prompt(question, &b.predict, &a.predict),
+                            )?)
                         };
                         Ok(Judged {
                             index: *index,
@@ -508,10 +420,5 @@ mod tests {
                  Question: Q?<|im_end|>\n<|im_start|>assistant\n";
         assert_eq!(question_of(p), "Consider this post: \"x\" Question: Q?");
         assert_eq!(question_of("  plain  "), "plain");
-        assert_eq!(
-            endpoint_url("http://h:1/v1/").unwrap(),
-            "http://h:1/v1/chat/completions"
-        );
-        assert!(endpoint_url("h:1/v1").is_err());
     }
 }

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod classify;
 pub mod eval;
+mod eval_endpoint;
 mod eval_inputs;
 pub mod generate;
 pub mod judge;

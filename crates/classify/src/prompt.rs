@@ -18,6 +18,8 @@ pub struct Prompter {
 #[derive(Debug, Clone)]
 pub struct Prompt {
     pub text: String,
+    /// The query inside `text` (its post cut when `truncated`): what a chat endpoint is sent.
+    pub query: String,
     pub ids: Vec<u32>,
     /// Whether the post was cut to fit.
     pub truncated: bool,
@@ -38,6 +40,7 @@ impl Prompter {
         let ids = tokenizer.encode(&fitted.prompt)?;
         Ok(Prompt {
             text: fitted.prompt,
+            query: fitted.query,
             ids,
             truncated: fitted.truncated,
         })

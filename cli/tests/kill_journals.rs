@@ -106,6 +106,30 @@ fn select_survives_kill_9() {
     let _ = std::fs::remove_dir_all(root);
 }
 
+/// `eval --mode generate` of `datasets` on the tiny model, one prompt at a time, 12 tokens.
+fn eval_args(model: &Path, data: &Path, datasets: &str, out: &Path) -> Vec<String> {
+    owned(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--datasets",
+        datasets,
+        "--mode",
+        "generate",
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "12",
+        "--no-explainer",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// `eval --mode generate` killed at random moments keeps the answers it had: 10 kills, each
 /// followed by the same command, end with predictions equal to an uninterrupted run's, and
 /// at least one rerun started from a journal with answers in it.
@@ -114,28 +138,7 @@ fn eval_survives_kill_9() {
     let model = fixture("tiny/qwen2");
     let data = fixture("data/imhi");
     let root = scratch("kill-eval");
-    let args = |out: &Path| {
-        owned(&[
-            "eval",
-            "--device",
-            "cpu",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--datasets",
-            "DR,Irf",
-            "--mode",
-            "generate",
-            "--batch-size",
-            "1",
-            "--max-new-tokens",
-            "12",
-            "--no-explainer",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-    };
+    let args = |out: &Path| eval_args(&model, &data, "DR,Irf", out);
     let predictions = |out: &Path| {
         ["DR", "Irf"].map(|set| {
             std::fs::read_to_string(out.join(format!("predictions_{set}.jsonl")))
@@ -193,26 +196,7 @@ fn eval_killed_in_its_second_set_keeps_the_first() {
     let data = fixture("data/imhi");
     let root = scratch("kill-eval-sets");
     let out = root.join("out");
-    let args = owned(&[
-        "eval",
-        "--device",
-        "cpu",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--datasets",
-        "DR,SAD",
-        "--mode",
-        "generate",
-        "--batch-size",
-        "1",
-        "--max-new-tokens",
-        "12",
-        "--no-explainer",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let args = eval_args(&model, &data, "DR,SAD", &out);
     let written = out.join("predictions_DR.jsonl");
     let mut caught = 0;
     for _ in 0..5 {

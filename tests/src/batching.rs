@@ -4,33 +4,20 @@
 use model::LiveBatch;
 use model::generate::{GenerateConfig, Sampling, argmax, generate};
 
-use crate::{cpu, fixture, max_abs_diff};
+use crate::{cpu, max_abs_diff, model_parity};
 
 fn load(name: &str) -> model::CausalLm {
-    model::load_model(
-        &fixture(&format!("tiny/{name}")),
-        &cpu(),
-        model::load::LoadOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{name}: {e}"))
-    .model
+    model_parity::load(name, &cpu())
 }
 
 /// Prompts of 9, 41, 21 and 36 tokens from the parity reference.
 fn prompts() -> Vec<Vec<u32>> {
-    let text = std::fs::read_to_string(fixture("tiny/reference.json")).unwrap();
-    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = model_parity::reference();
     r["token_ids"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
+        .map(model_parity::ids)
         .collect()
 }
 

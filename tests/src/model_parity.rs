@@ -10,12 +10,12 @@ use serde_json::Value;
 
 use crate::{cpu, fixture, full_logits, max_abs_diff, wgpu};
 
-fn reference() -> Value {
+pub(crate) fn reference() -> Value {
     let text = std::fs::read_to_string(fixture("tiny/reference.json")).expect("reference.json");
     serde_json::from_str(&text).expect("reference.json parses")
 }
 
-fn ids(v: &Value) -> Vec<u32> {
+pub(crate) fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -23,7 +23,7 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn load(name: &str, device: &Device) -> CausalLm {
+pub(crate) fn load(name: &str, device: &Device) -> CausalLm {
     load_model(
         &fixture(&format!("tiny/{name}")),
         device,

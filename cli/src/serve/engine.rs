@@ -73,8 +73,6 @@ struct Sequence {
     out: Vec<u32>,
     /// Bytes of the answer's text already sent.
     sent: usize,
-    /// The token to feed at the next step.
-    next: u32,
     ended: bool,
 }
 
@@ -167,13 +165,14 @@ impl Engine {
         let prompt = std::slice::from_ref(&job.prompt);
         // The batch's cache changes only once the prefill has succeeded: a failure here is
         // this request's alone.
-        let row = match catch_unwind(AssertUnwindSafe(|| group.batch.join(model, prompt, pad))) {
-            Ok(Ok(mut rows)) if rows.len() == 1 => rows.remove(0),
-            failed => {
-                let why = match failed {
-                    Ok(Ok(_)) => "the prefill gave no logits".to_string(),
-                    other => describe(other.map(|r| r.map(|_| ()))),
-                };
+        let row = guarded(|| group.batch.join(model, prompt, pad)).and_then(|rows| {
+            rows.into_iter()
+                .next()
+                .ok_or_else(|| "the prefill gave no logits".to_string())
+        });
+        let row = match row {
+            Ok(row) => row,
+            Err(why) => {
                 let _ = job.events.send(Event::Error(why));
                 return;
             }
@@ -183,7 +182,6 @@ impl Engine {
             job,
             out: Vec::new(),
             sent: 0,
-            next: 0,
             ended: false,
         };
         self.advance(&mut seq, &row);
@@ -192,12 +190,16 @@ impl Engine {
     }
 
     fn step(&mut self, m: usize, group: &mut Group) {
-        let ids: Vec<u32> = group.seqs.iter().map(|s| s.next).collect();
+        // A sequence in the batch has a token: one that ends at its first is pruned at once.
+        let ids: Vec<u32> = group
+            .seqs
+            .iter()
+            .map(|s| s.out.last().copied().unwrap_or(self.tokenizer.pad_id))
+            .collect();
         let model = &self.models[m];
-        let rows = match catch_unwind(AssertUnwindSafe(|| group.batch.step(model, &ids))) {
-            Ok(Ok(rows)) => rows,
-            failed => {
-                let why = describe(failed.map(|r| r.map(|_| ())));
+        let rows = match guarded(|| group.batch.step(model, &ids)) {
+            Ok(rows) => rows,
+            Err(why) => {
                 fail_group(group, &why, &self.models[m]);
                 return;
             }
@@ -216,7 +218,6 @@ impl Engine {
             return;
         }
         seq.out.push(id);
-        seq.next = id;
         let text = self.tokenizer.decode(&seq.out).unwrap_or_default();
         if let Some(cut) = seq
             .job
@@ -299,11 +300,12 @@ fn fail_group(group: &mut Group, why: &str, model: &CausalLm) {
     group.batch = LiveBatch::new(model);
 }
 
-fn describe(failed: std::thread::Result<Result<(), model::ModelError>>) -> String {
-    match failed {
-        Ok(Ok(())) => String::new(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "the model failed on this batch".into(),
+/// Runs a model call; its error, or a panic, becomes the message its requests get.
+fn guarded<T>(f: impl FnOnce() -> Result<T, model::ModelError>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the model failed on this batch".into()),
     }
 }
 

@@ -221,19 +221,14 @@ pub async fn chat(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = (|| {
-        authorize(&app, &headers)?;
-        let req: ChatRequest = api::parse(&body(raw)?)?;
+    generation(app, &headers, raw, true, |app, body| {
+        let req: ChatRequest = api::parse(body)?;
         let messages = req.messages()?;
         let pairs: Vec<(&str, &str)> = messages.iter().map(|(r, t)| (*r, t.as_str())).collect();
         let text = app.template.conversation(&pairs);
-        prepare(&app, &req.common, text, true)
-    })();
-    match result {
-        Ok(p) => complete(app, p, started).await,
-        Err(e) => log_error(&app, "/v1/chat/completions", e, started),
-    }
+        Ok((req.common, text))
+    })
+    .await
 }
 
 pub async fn completions(
@@ -241,20 +236,43 @@ pub async fn completions(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = (|| {
-        authorize(&app, &headers)?;
-        let req: CompletionRequest = api::parse(&body(raw)?)?;
+    generation(app, &headers, raw, false, |_, body| {
+        let req: CompletionRequest = api::parse(body)?;
         let text = req.prompt()?.to_string();
-        prepare(&app, &req.common, text, false)
-    })();
-    match result {
-        Ok(p) => complete(app, p, started).await,
-        Err(e) => log_error(&app, "/v1/completions", e, started),
+        Ok((req.common, text))
+    })
+    .await
+}
+
+fn route(chat: bool) -> &'static str {
+    if chat {
+        "/v1/chat/completions"
+    } else {
+        "/v1/completions"
     }
 }
 
-fn log_error(_app: &App, route: &str, e: ApiError, started: Instant) -> Response {
+/// Both completion routes: the key, the body read into the shared fields and the prompt's
+/// text, the checks, then the answer.
+async fn generation(
+    app: Arc<App>,
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+    chat: bool,
+    read: impl FnOnce(&App, &[u8]) -> Result<(Common, String), ApiError>,
+) -> Response {
+    let started = Instant::now();
+    let prepared = authorize(&app, headers)
+        .and_then(|()| body(raw))
+        .and_then(|bytes| read(&app, &bytes))
+        .and_then(|(common, text)| prepare(&app, &common, text, chat));
+    match prepared {
+        Ok(p) => complete(app, p, started).await,
+        Err(e) => log_error(route(chat), e, started),
+    }
+}
+
+fn log_error(route: &str, e: ApiError, started: Instant) -> Response {
     eprintln!(
         "{route} {} {} ({:.0} ms)",
         e.status,
@@ -279,11 +297,7 @@ fn queue(app: &App, job: Job) -> Result<(), ApiError> {
 
 async fn complete(app: Arc<App>, p: Prepared, started: Instant) -> Response {
     let n = app.next_id.fetch_add(1, Ordering::Relaxed);
-    let route = if p.chat {
-        "/v1/chat/completions"
-    } else {
-        "/v1/completions"
-    };
+    let route = route(p.chat);
     let (tx, rx) = mpsc::unbounded_channel();
     let job = Job::Generate(GenJob {
         model: p.model,
@@ -292,7 +306,7 @@ async fn complete(app: Arc<App>, p: Prepared, started: Instant) -> Response {
         events: tx,
     });
     if let Err(e) = queue(&app, job) {
-        return log_error(&app, route, e, started);
+        return log_error(route, e, started);
     }
     let shape = Shape {
         id: if p.chat {
@@ -329,16 +343,11 @@ async fn complete(app: Arc<App>, p: Prepared, started: Instant) -> Response {
                 return ok_json(&shape.whole(&text, finish_reason, completion_tokens));
             }
             Some(Event::Error(why)) => {
-                return log_error(
-                    &app,
-                    route,
-                    ApiError::new(500, "server_error", why),
-                    started,
-                );
+                return log_error(route, ApiError::new(500, "server_error", why), started);
             }
             None => {
                 let e = ApiError::new(500, "server_error", "the model thread stopped");
-                return log_error(&app, route, e, started);
+                return log_error(route, e, started);
             }
         }
     }
@@ -371,7 +380,7 @@ pub async fn classify(
     })();
     let (task, req) = match prepared {
         Ok(x) => x,
-        Err(e) => return log_error(&app, "/v1/classify", e, started),
+        Err(e) => return log_error("/v1/classify", e, started),
     };
     let (tx, rx) = oneshot::channel();
     let job = Job::Classify(super::engine::ClassifyJob {
@@ -381,13 +390,12 @@ pub async fn classify(
         reply: tx,
     });
     if let Err(e) = queue(&app, job) {
-        return log_error(&app, "/v1/classify", e, started);
+        return log_error("/v1/classify", e, started);
     }
     let results = match rx.await {
         Ok(Ok(r)) => r,
         Ok(Err(why)) => {
             return log_error(
-                &app,
                 "/v1/classify",
                 ApiError::new(500, "server_error", why),
                 started,
@@ -395,7 +403,7 @@ pub async fn classify(
         }
         Err(_) => {
             let e = ApiError::new(500, "server_error", "the model thread stopped");
-            return log_error(&app, "/v1/classify", e, started);
+            return log_error("/v1/classify", e, started);
         }
     };
     let rows: Vec<Value> = results

@@ -29,6 +29,8 @@ enum Command {
     Generate(commands::generate::Args),
     /// Print the last position's logits for given token ids as JSON (debugging).
     Logits(commands::logits::Args),
+    /// Print the token ids (and pieces) of texts, to check a tokenizer against other tools.
+    Tokenize(commands::tokenize::Args),
     /// Classify texts for a task: label and per-label probabilities (--explain for reasoning).
     Classify(commands::classify::Args),
     /// Evaluate on IMHI / DEP-SEVERITY: predictions JSONL and a report beside the paper's figures.
@@ -85,6 +87,7 @@ fn main() {
     let result: Result<()> = kernels::cpu::on_worker(move || match cli.command {
         Command::Generate(args) => commands::generate::run(args),
         Command::Logits(args) => commands::logits::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Score(args) => commands::score::run(args),

@@ -51,10 +51,15 @@ fn average_rate(p0: u64, pos: u64, elapsed: Duration) -> f64 {
     pos.saturating_sub(p0) as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
+/// Time left past this many minutes (a month) is no estimate: the run was paused, or has
+/// barely started (indicatif's first rate can be 1e-40, which gave a 40-digit "min left").
+const MAX_MINUTES_LEFT: f64 = 30.0 * 24.0 * 60.0;
+
 /// One progress line of a log: `message: pos/total (rate/s, N min left)`.
 fn log_line(msg: &str, pos: u64, total: u64, rate: f64) -> String {
-    let left = if rate > 0.0 && total >= pos {
-        format!(", {:.0} min left", (total - pos) as f64 / rate / 60.0)
+    let minutes = total.saturating_sub(pos) as f64 / rate / 60.0;
+    let left = if rate > 0.0 && total >= pos && minutes <= MAX_MINUTES_LEFT {
+        format!(", {minutes:.0} min left")
     } else {
         String::new()
     };
@@ -105,6 +110,12 @@ mod tests {
             "step: 150/270 (0.20/s, 10 min left)"
         );
         assert_eq!(log_line("", 5, 10, 0.0), "progress: 5/10 (0.00/s)");
+        // A paused run's rate gives no absurd estimate.
+        assert_eq!(
+            log_line("MultiWD", 2225, 5238, 1e-40),
+            "MultiWD: 2225/5238 (0.00/s)"
+        );
+        assert_eq!(log_line("x", 0, 10, f64::NAN), "x: 0/10 (NaN/s)");
         assert_eq!(average_rate(10, 5, Duration::from_secs(1)), 0.0);
     }
 }

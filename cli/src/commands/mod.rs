@@ -8,4 +8,5 @@ pub mod judge;
 pub mod logits;
 pub mod score;
 pub mod select;
+pub mod tokenize;
 pub mod train;

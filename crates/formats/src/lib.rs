@@ -1,4 +1,5 @@
-//! Model file formats: safetensors and GGUF reading, dequantization, tokenizer building.
+//! Model file formats: safetensors and GGUF reading, dequantization, tokenizer building
+//! (HF `tokenizer.json`, GGUF metadata, SentencePiece models).
 //!
 //! Pure Rust with no Burn dependency, so it can be fuzzed and compiled for wasm32.
 //! Every reader hands out tensors as `f32` with their shape through [`TensorSource`];
@@ -12,6 +13,7 @@ pub mod folder;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod safetensors;
+pub mod sentencepiece;
 pub mod source;
 pub mod tokenizer;
 

@@ -1,12 +1,13 @@
-//! The text tokenizer: HF `tokenizer.json` (or one built from GGUF metadata), with the
-//! special tokens generation needs. Built on the `tokenizers` crate without onig, so the
+//! The text tokenizer: HF `tokenizer.json` (or one built from GGUF metadata or a
+//! SentencePiece model), with the special tokens generation needs. Built on the `tokenizers` crate without onig, so the
 //! browser build tokenizes exactly as the native one.
 
 use std::path::{Path, PathBuf};
 
 use tokenizers::Tokenizer;
 
-use crate::FormatError;
+use crate::sentencepiece::{sentencepiece_file, tokenizer_from_spm};
+use crate::{Folder, FormatError};
 
 /// A tokenizer plus the ids generation stops on.
 #[derive(Clone)]
@@ -32,6 +33,23 @@ impl TextTokenizer {
         };
         let bytes = std::fs::read(&file).map_err(|e| FormatError::io(&file, e))?;
         Self::from_bytes(&bytes, file)
+    }
+
+    /// The tokenizer of a model folder: `tokenizer.json` when there is one (it wins, as in
+    /// transformers), else a SentencePiece `tokenizer.model` (Llama) or `spiece.model` (T5).
+    /// `None` when the folder has none of them.
+    pub fn from_folder(folder: &Folder) -> Result<Option<Self>, FormatError> {
+        if folder.has("tokenizer.json") {
+            let bytes = folder.open("tokenizer.json")?;
+            return Self::from_bytes(&bytes, folder.path("tokenizer.json")).map(Some);
+        }
+        let Some(name) = sentencepiece_file(&folder.names()) else {
+            return Ok(None);
+        };
+        let bytes = folder.open(name)?;
+        let origin = folder.path(name);
+        let sp = tokenizer_from_spm(&bytes, &origin)?;
+        Ok(Some(Self::new(sp.tokenizer, origin, sp.model.eos_id)))
     }
 
     /// Parses `tokenizer.json` bytes; `origin` names them in messages.

@@ -153,9 +153,13 @@ impl Target {
                 ]],
             ),
             "tokenizer" => (
-                "tokenizer.json, then encoding and decoding a post",
+                "tokenizer.json or a SentencePiece tokenizer.model, then encoding and decoding a post",
                 Kind::Tokenizer,
-                vec![one(&tiny.join("tokenizer.json"), "tokenizer.json")?],
+                vec![
+                    one(&tiny.join("tokenizer.json"), "tokenizer.json")?,
+                    one(&fx.join("spm/bpe.model"), "tokenizer.model")?,
+                    one(&fx.join("spm/unigram.model"), "tokenizer.model")?,
+                ],
             ),
             "peft" => (
                 "a PEFT adapter (adapter_config.json, adapter_model.safetensors) on a model",
@@ -314,11 +318,11 @@ pub fn run(kind: Kind, input: &Input<'_>, ctx: &Context) -> Result<(), String> {
                 .map_err(|e| text(&e))
         }
         Kind::Tokenizer => {
-            let bytes = folder.open("tokenizer.json").map_err(|e| text(&e))?;
-            let tok = TextTokenizer::from_bytes(bytes.as_ref(), folder.path("tokenizer.json"))
-                .map_err(|e| text(&e))?;
+            let tok = TextTokenizer::from_folder(folder)
+                .map_err(|e| text(&e))?
+                .ok_or_else(|| "the seed has no tokenizer file".to_string())?;
             let ids = tok
-                .encode("I have felt hopeless for weeks. Is this normal?")
+                .encode("I have felt  hopeless for weeks, ＡＢＣ 😀. Is this normal?")
                 .map_err(|e| text(&e))?;
             tok.decode(&ids).map(|_| ()).map_err(|e| text(&e))
         }

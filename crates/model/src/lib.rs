@@ -31,5 +31,5 @@ pub use config::ModelConfig;
 pub use decoder::Decoder;
 pub use error::ModelError;
 pub use heads::lm::CausalLm;
-pub use load::{LoadOptions, LoadedModel, load_folder, load_model};
+pub use load::{LoadOptions, LoadedModel, load_folder, load_model, load_tokenizer};
 pub use weight::Weight;

@@ -1,4 +1,5 @@
-//! Loading a HF model folder: `config.json`, the safetensors weights and `tokenizer.json`,
+//! Loading a HF model folder: `config.json`, the safetensors weights and `tokenizer.json`
+//! (or a SentencePiece `tokenizer.model`),
 //! read by their own (HF) tensor names.
 
 use burn::tensor::Device;
@@ -11,7 +12,7 @@ use crate::ModelError;
 use crate::config::ModelConfig;
 
 /// Loads a HF model from a folder on disk or in memory: `config.json`, the safetensors
-/// weights and, when present, `tokenizer.json`. `keep_quantized` applies to GGUF only.
+/// weights and, when present, `tokenizer.json` or `tokenizer.model`. `keep_quantized` applies to GGUF only.
 pub(super) fn load(
     folder: &Folder,
     device: &Device,
@@ -22,14 +23,13 @@ pub(super) fn load(
     let mut reader = WeightReader::hf(&source, device);
     reader.max_tensor_bytes = options.max_tensor_bytes;
     let model = build(&config, &reader)?;
-    let tokenizer = if folder.has("tokenizer.json") {
-        let bytes = folder.open("tokenizer.json")?;
-        let tok = TextTokenizer::from_bytes(&bytes, folder.path("tokenizer.json"))?
-            .with_eos(&config.eos_ids());
-        tok.check_vocab(config.vocab_size)?;
-        Some(tok)
-    } else {
-        None
+    let tokenizer = match TextTokenizer::from_folder(folder)? {
+        Some(tok) => {
+            let tok = tok.with_eos(&config.eos_ids());
+            tok.check_vocab(config.vocab_size)?;
+            Some(tok)
+        }
+        None => None,
     };
     Ok(LoadedModel {
         model,

@@ -92,6 +92,42 @@ pub fn load_folder(
     hf::load(folder, device, options)
 }
 
+/// Reads only the tokenizer of a `.gguf` file or a HF model folder (`tokenizer.json`, else
+/// a SentencePiece `tokenizer.model` or `spiece.model`): no weights are read.
+pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        let gguf = GgufFile::open(path)?;
+        let tok = formats::gguf_tokenizer::tokenizer_from_gguf(gguf.metadata())?;
+        return Ok(TextTokenizer::new(
+            tok.tokenizer,
+            path.to_path_buf(),
+            tok.eos_token_id,
+        ));
+    }
+    if !path.is_dir() {
+        return Err(ModelError::Format(formats::FormatError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "expected a HF model folder or a .gguf file",
+            ),
+        )));
+    }
+    let folder = Folder::disk(path);
+    TextTokenizer::from_folder(&folder)?.ok_or_else(|| {
+        ModelError::Format(formats::FormatError::Tokenizer {
+            path: path.to_path_buf(),
+            reason: format!(
+                "no tokenizer.json, tokenizer.model or spiece.model in the folder (found: {})",
+                folder.names().join(", ")
+            ),
+        })
+    })
+}
+
 /// The `.gguf` file among a folder's files, if any.
 pub fn gguf_file_name(folder: &Folder) -> Option<String> {
     folder

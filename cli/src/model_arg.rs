@@ -51,6 +51,25 @@ impl Weights {
     }
 }
 
+/// The chat format of a loaded model (`classify::chat_format`), said on stderr unless it is
+/// ChatML read from the model's own template.
+pub fn chat_format(
+    lm: &model::CausalLm,
+    tokenizer: &formats::tokenizer::TextTokenizer,
+) -> data::ChatFormat {
+    let (format, source) = classify::chat_format(lm.config.model_type, tokenizer);
+    match source {
+        classify::FormatSource::Template if format == data::ChatFormat::ChatMl => {}
+        classify::FormatSource::Template => {
+            eprintln!("chat format: {} (the model's chat template)", format.name());
+        }
+        classify::FormatSource::Fallback(why) => {
+            eprintln!("chat format: {} ({why})", format.name());
+        }
+    }
+    format
+}
+
 impl ModelArgs {
     pub fn model_path(&self) -> Result<PathBuf> {
         if let Some(path) = &self.model {

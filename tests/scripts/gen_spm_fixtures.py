@@ -24,6 +24,9 @@ Output, in tests/fixtures/spm/:
                   add_special_tokens=True (Llama prepends <s>, T5 appends </s>), `pieces`,
                   and `decoded`: SentencePiece's own decoding of `ids` (the slow
                   tokenizers' decode adds quirks of its own around spaces).
+                  `llama2_chat`: conversations rendered by `apply_chat_template` with
+                  Llama-2-chat's template (`llama2_chat_template`) and the BPE model, as
+                  text and as ids.
 """
 import csv
 import io
@@ -62,6 +65,48 @@ TEXTS = [
     "Consider this post: \"I haven't left my room in days. Nothing feels worth it anymore.\" "
     "Question: Does the poster suffer from depression?",
 ]
+
+
+# Llama-2-chat's Jinja chat template (its tokenizer_config.json), which MentaLLaMA-chat keeps.
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}"
+    "{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+CONVERSATIONS = [
+    [{"role": "system", "content": "You are a helpful assistant."},
+     {"role": "user", "content": "Consider this post: \"I can't sleep.\" Question: Is the poster stressed?"}],
+    [{"role": "user", "content": "  Hello there  "}],
+    [{"role": "system", "content": "Be brief."},
+     {"role": "user", "content": "Hi"},
+     {"role": "assistant", "content": " yes. Reasoning: short. "},
+     {"role": "user", "content": "And now?"}],
+]
+
+
+def chat(path: Path) -> list:
+    """Llama-2 chat prompts as transformers renders and tokenizes them."""
+    tok = LlamaTokenizer(vocab_file=str(path))
+    tok.chat_template = LLAMA2_TEMPLATE
+    rows = []
+    for messages in CONVERSATIONS:
+        text = tok.apply_chat_template(messages, tokenize=False)
+        ids = tok.apply_chat_template(messages, tokenize=True)
+        if isinstance(ids, dict):
+            ids = ids["input_ids"]
+        rows.append({"messages": messages, "text": text, "ids": ids})
+    return rows
 
 
 def corpus() -> str:
@@ -139,6 +184,8 @@ def main() -> None:
             "transformers": transformers.__version__,
             "sentencepiece": spm.__version__,
         },
+        "llama2_chat_template": LLAMA2_TEMPLATE,
+        "llama2_chat": chat(models["bpe"]),
         "models": {
             "bpe": expected(models["bpe"], LlamaTokenizer(vocab_file=str(models["bpe"]))),
             "unigram": expected(

@@ -69,6 +69,8 @@ mod activation;
 #[cfg(test)]
 mod batching;
 #[cfg(test)]
+mod chat_format;
+#[cfg(test)]
 mod classifier;
 #[cfg(test)]
 mod inference_ops;

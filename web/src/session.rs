@@ -114,7 +114,9 @@ impl Session {
         };
         let (probes, notes) = load_probes(&sha, &picked.classifiers, &lm)?;
         info.classifiers = notes;
-        let prompter = Prompter::new(data::prompt::DEFAULT_SYSTEM, MAX_PROMPT_TOKENS);
+        let (format, _) = classify::chat_format(lm.config.model_type, &tokenizer);
+        let prompter =
+            Prompter::new(data::prompt::DEFAULT_SYSTEM, MAX_PROMPT_TOKENS).with_format(format);
         let mut explainer = None;
         if picked.adapter.is_some() {
             info.explainer = "the model with the adapter given".into();

@@ -194,10 +194,12 @@ pub fn run(args: Args) -> Result<()> {
     let texts = read_texts(&args)?;
     let (loaded, chosen) = args.model.load()?;
     let trained = choose_trained(&args, dataset, &loaded.model, &chosen.device)?;
+    let tokenizer = loaded.tokenizer.context("the model has no tokenizer")?;
+    let format = crate::model_arg::chat_format(&loaded.model, &tokenizer);
     let pipeline = Pipeline {
-        tokenizer: loaded.tokenizer.context("the model has no tokenizer")?,
+        tokenizer,
         lm: loaded.model,
-        prompter: Prompter::new(&args.system, args.max_prompt_tokens),
+        prompter: Prompter::new(&args.system, args.max_prompt_tokens).with_format(format),
         batch_size: args.batch_size,
     };
     let explainer = if args.explain {

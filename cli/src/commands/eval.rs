@@ -159,7 +159,8 @@ pub fn run(args: Args) -> Result<()> {
         .tokenizer
         .as_ref()
         .context("the model has no tokenizer")?;
-    let prompter = Prompter::new(&args.system, args.max_prompt_tokens);
+    let prompter = Prompter::new(&args.system, args.max_prompt_tokens)
+        .with_format(crate::model_arg::chat_format(&loaded.model, tokenizer));
     let total: usize = work.iter().map(|(_, items)| items.len()).sum();
     let bar = crate::runner::bar(total as u64);
     bar.set_style(

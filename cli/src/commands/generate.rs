@@ -50,9 +50,11 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, _) = args.model.load()?;
     let tokenizer = loaded
         .tokenizer
-        .context("the model has no tokenizer (tokenizer.json)")?;
-    // ChatML: the paper's template (LLaMA-Factory's `qwen`) and SmolLM2's own.
-    let template = data::ChatTemplate::new(args.system.clone());
+        .context("the model has no tokenizer (tokenizer.json or tokenizer.model)")?;
+    // The model's chat format: ChatML (the paper's template, LLaMA-Factory's `qwen`, and
+    // SmolLM2's own) or Llama-2's.
+    let template = data::ChatTemplate::new(args.system.clone())
+        .with_format(crate::model_arg::chat_format(&loaded.model, &tokenizer));
     let texts: Vec<String> = args
         .prompts
         .iter()

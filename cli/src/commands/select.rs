@@ -297,7 +297,8 @@ fn compute(
         .tokenizer
         .as_ref()
         .context("the model has no tokenizer")?;
-    let template = ChatTemplate::new(args.system.clone());
+    let template = ChatTemplate::new(args.system.clone())
+        .with_format(crate::model_arg::chat_format(&loaded.model, tok));
     let max = args.max_tokens;
     let (mut seqs, mut answer_lens, mut alone, mut alone_lens, mut posts) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

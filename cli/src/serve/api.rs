@@ -194,8 +194,9 @@ impl Common {
 }
 
 impl ChatRequest {
-    /// The messages as `(role, text)`, checked.
-    pub fn messages(&self) -> Result<Vec<(&str, String)>, ApiError> {
+    /// The messages as `(role, text)`, checked: none may hold `markers`, the served
+    /// model's chat markup.
+    pub fn messages(&self, markers: &[&str]) -> Result<Vec<(&str, String)>, ApiError> {
         if self.messages.is_empty() {
             return Err(ApiError::bad("`messages` is empty"));
         }
@@ -226,9 +227,9 @@ impl ChatRequest {
                         text
                     }
                 };
-                if text.contains("<|im_start|>") || text.contains("<|im_end|>") {
+                if let Some(marker) = markers.iter().find(|m| text.contains(*m)) {
                     return Err(ApiError::bad(format!(
-                        "messages[{i}].content holds a chat marker (<|im_start|> or <|im_end|>)"
+                        "messages[{i}].content holds a chat marker ({marker})"
                     )));
                 }
                 Ok((m.role.as_str(), text))

@@ -223,7 +223,7 @@ pub async fn chat(
 ) -> Response {
     generation(app, &headers, raw, true, |app, body| {
         let req: ChatRequest = api::parse(body)?;
-        let messages = req.messages()?;
+        let messages = req.messages(app.template.format.markers())?;
         let pairs: Vec<(&str, &str)> = messages.iter().map(|(r, t)| (*r, t.as_str())).collect();
         let text = app.template.conversation(&pairs);
         Ok((req.common, text))

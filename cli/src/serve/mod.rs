@@ -136,8 +136,9 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, _) = margs.load()?;
     let tokenizer = loaded
         .tokenizer
-        .context("the model has no tokenizer (tokenizer.json)")?;
+        .context("the model has no tokenizer (tokenizer.json or tokenizer.model)")?;
     let base = loaded.model;
+    let format = crate::model_arg::chat_format(&base, &tokenizer);
     let base_id = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().to_string(),
@@ -219,7 +220,7 @@ pub fn run(args: Args) -> Result<()> {
             lm: base.clone(),
             tokenizer: tokenizer.clone(),
             // `classify`'s defaults, so both give the same numbers.
-            prompter: Prompter::new(data::prompt::DEFAULT_SYSTEM, 512),
+            prompter: Prompter::new(data::prompt::DEFAULT_SYSTEM, 512).with_format(format),
             batch_size: 8,
         },
         models,
@@ -233,7 +234,7 @@ pub fn run(args: Args) -> Result<()> {
         ids: ids.clone(),
         base_path: path.display().to_string(),
         tokenizer,
-        template: data::ChatTemplate::new(args.system.clone()),
+        template: data::ChatTemplate::new(args.system.clone()).with_format(format),
         context,
         max_prompt_tokens: args.max_prompt_tokens,
         default_max_tokens: args.max_tokens,

@@ -28,7 +28,7 @@ pub use explain::reasoning;
 pub use head::StageTwo;
 pub use pipeline::{Classification, NOTE, Pipeline, Scorer, argmax};
 pub use probe::LoadedProbe;
-pub use prompt::{Prompt, Prompter};
+pub use prompt::{FormatSource, Prompt, Prompter, chat_format};
 
 /// Runs an asynchronous pipeline step to its end on this thread (native code; in a browser
 /// only a step that needs no wait completes, else [`ClassifyError::Blocking`]).

@@ -1,54 +1,119 @@
-//! ChatML prompts (LLaMA-Factory's `qwen` template) and fitting long posts into a token
-//! budget without losing the question.
+//! Chat prompts (ChatML, LLaMA-Factory's `qwen` template, and Llama-2's `[INST]` format) and
+//! fitting long posts into a token budget without losing the question.
 
 use serde::Serialize;
 
 /// LLaMA-Factory's default system prompt for the `qwen` template (PAPER.md).
 pub const DEFAULT_SYSTEM: &str = "You are a helpful assistant.";
 
-/// The ChatML template of PAPER.md:
+/// How a model writes its chat turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum ChatFormat {
+    /// `<|im_start|>role\n...<|im_end|>\n`: Qwen, SmolLM2, and the paper's template.
+    #[default]
+    ChatMl,
+    /// Llama-2 chat (MentaLLaMA):
+    /// `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {answer} </s>`.
+    Llama2,
+}
+
+impl ChatFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChatMl => "ChatML",
+            Self::Llama2 => "Llama-2",
+        }
+    }
+
+    /// The format a Jinja chat template writes, known by its markers; `None` for others.
+    pub fn from_template(template: &str) -> Option<Self> {
+        if template.contains("<|im_start|>") {
+            Some(Self::ChatMl)
+        } else if template.contains("[INST]") {
+            Some(Self::Llama2)
+        } else {
+            None
+        }
+    }
+
+    /// Strings of this format's markup, which user text must not contain.
+    pub fn markers(self) -> &'static [&'static str] {
+        match self {
+            Self::ChatMl => &["<|im_start|>", "<|im_end|>"],
+            Self::Llama2 => &["[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>"],
+        }
+    }
+}
+
+/// A chat template: the system prompt and the model's format. ChatML is PAPER.md's:
 /// `<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{query}<|im_end|>\n<|im_start|>assistant\n`
-/// followed, for training, by `{answer}<|im_end|>\n`.
+/// followed, for training, by `{answer}<|im_end|>\n`. Llama-2's is rendered as
+/// transformers renders Llama-2-chat's Jinja template (an empty system prompt has no
+/// `<<SYS>>` block).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatTemplate {
     pub system: String,
+    pub format: ChatFormat,
 }
 
 impl Default for ChatTemplate {
     fn default() -> Self {
-        Self {
-            system: DEFAULT_SYSTEM.to_string(),
-        }
+        Self::new(DEFAULT_SYSTEM)
     }
 }
 
 impl ChatTemplate {
+    /// A ChatML template.
     pub fn new(system: impl Into<String>) -> Self {
         Self {
             system: system.into(),
+            format: ChatFormat::ChatMl,
         }
+    }
+
+    pub fn with_format(mut self, format: ChatFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// The prompt up to and including the assistant header: what generation continues.
     pub fn prompt(&self, query: &str) -> String {
-        format!(
-            "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{query}<|im_end|>\n<|im_start|>assistant\n",
-            self.system
-        )
+        self.conversation(&[("user", query)])
     }
 
     /// A conversation of `(role, content)` messages, up to and including the assistant
-    /// header, as the Qwen2 and SmolLM2 chat templates render it. Without a system message
-    /// first, this template's system prompt leads, so one user message gives [`Self::prompt`].
+    /// header (ChatML) or the last `[/INST]` (Llama-2), as the models' chat templates render
+    /// it. Without a system message first, this template's system prompt leads, so one user
+    /// message gives [`Self::prompt`]. Llama-2 writes only user and assistant turns.
     pub fn conversation(&self, messages: &[(&str, &str)]) -> String {
+        let (system, messages) = match messages.first() {
+            Some(("system", content)) => (*content, &messages[1..]),
+            _ => (self.system.as_str(), messages),
+        };
         let mut text = String::new();
-        if messages.first().is_none_or(|(role, _)| *role != "system") {
-            text.push_str(&format!("<|im_start|>system\n{}<|im_end|>\n", self.system));
+        match self.format {
+            ChatFormat::ChatMl => {
+                text.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
+                for (role, content) in messages {
+                    text.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+                }
+                text.push_str("<|im_start|>assistant\n");
+            }
+            ChatFormat::Llama2 => {
+                for (i, (role, content)) in messages.iter().enumerate() {
+                    let content = if i == 0 && !system.is_empty() {
+                        format!("<<SYS>>\n{system}\n<</SYS>>\n\n{content}")
+                    } else {
+                        content.to_string()
+                    };
+                    match *role {
+                        "user" => text.push_str(&format!("<s>[INST] {} [/INST]", content.trim())),
+                        "assistant" => text.push_str(&format!(" {} </s>", content.trim())),
+                        _ => {}
+                    }
+                }
+            }
         }
-        for (role, content) in messages {
-            text.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
-        }
-        text.push_str("<|im_start|>assistant\n");
         text
     }
 
@@ -56,7 +121,10 @@ impl ChatTemplate {
     /// The loss covers these tokens only (PAPER.md, stage 1), so trainers tokenise the
     /// two parts separately and mask the prompt's.
     pub fn answer_part(&self, answer: &str) -> String {
-        format!("{answer}<|im_end|>\n")
+        match self.format {
+            ChatFormat::ChatMl => format!("{answer}<|im_end|>\n"),
+            ChatFormat::Llama2 => format!(" {} </s>", answer.trim()),
+        }
     }
 
     /// The whole training sequence: `prompt(query) + answer_part(answer)`.
@@ -70,7 +138,7 @@ impl ChatTemplate {
 /// A prompt fitted to a token budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FittedPrompt {
-    /// The ChatML prompt to feed the model.
+    /// The chat prompt to feed the model.
     pub prompt: String,
     /// The query inside it (the original, or one with a shortened post).
     pub query: String,

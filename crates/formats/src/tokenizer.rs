@@ -18,6 +18,10 @@ pub struct TextTokenizer {
     pub stop_ids: Vec<u32>,
     /// Id used to pad batches (left padding; the positions are masked anyway).
     pub pad_id: u32,
+    /// The model's Jinja chat template (GGUF `tokenizer.chat_template`, a folder's
+    /// `chat_template.jinja` or `tokenizer_config.json`), if it has one. Only its format
+    /// is recognised (`data::ChatFormat::from_template`); it is not executed.
+    pub chat_template: Option<String>,
 }
 
 /// Special tokens tried, in order, as end markers of a chat answer.
@@ -39,17 +43,24 @@ impl TextTokenizer {
     /// transformers), else a SentencePiece `tokenizer.model` (Llama) or `spiece.model` (T5).
     /// `None` when the folder has none of them.
     pub fn from_folder(folder: &Folder) -> Result<Option<Self>, FormatError> {
-        if folder.has("tokenizer.json") {
+        let tok = if folder.has("tokenizer.json") {
             let bytes = folder.open("tokenizer.json")?;
-            return Self::from_bytes(&bytes, folder.path("tokenizer.json")).map(Some);
-        }
-        let Some(name) = sentencepiece_file(&folder.names()) else {
-            return Ok(None);
+            Self::from_bytes(&bytes, folder.path("tokenizer.json"))?
+        } else {
+            let Some(name) = sentencepiece_file(&folder.names()) else {
+                return Ok(None);
+            };
+            let bytes = folder.open(name)?;
+            let origin = folder.path(name);
+            let sp = tokenizer_from_spm(&bytes, &origin)?;
+            Self::new(sp.tokenizer, origin, sp.model.eos_id)
         };
-        let bytes = folder.open(name)?;
-        let origin = folder.path(name);
-        let sp = tokenizer_from_spm(&bytes, &origin)?;
-        Ok(Some(Self::new(sp.tokenizer, origin, sp.model.eos_id)))
+        Ok(Some(tok.with_chat_template(folder_chat_template(folder)?)))
+    }
+
+    pub fn with_chat_template(mut self, template: Option<String>) -> Self {
+        self.chat_template = template;
+        self
     }
 
     /// Parses `tokenizer.json` bytes; `origin` names them in messages.
@@ -86,6 +97,7 @@ impl TextTokenizer {
             origin,
             stop_ids,
             pad_id,
+            chat_template: None,
         }
     }
 
@@ -155,5 +167,52 @@ impl TextTokenizer {
             path: self.origin.clone(),
             reason: e.to_string(),
         }
+    }
+}
+
+/// A folder's chat template: `chat_template.jinja` when there is one (it wins, as in
+/// transformers), else `tokenizer_config.json`'s `chat_template`, a string or a list of
+/// `{name, template}` of which the one named `default` (else the first) is taken.
+fn folder_chat_template(folder: &Folder) -> Result<Option<String>, FormatError> {
+    if folder.has("chat_template.jinja") {
+        let path = folder.path("chat_template.jinja");
+        let bytes = folder.open("chat_template.jinja")?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| FormatError::Json {
+            path: path.clone(),
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        return Ok(Some(text.to_string()));
+    }
+    if !folder.has("tokenizer_config.json") {
+        return Ok(None);
+    }
+    let path = folder.path("tokenizer_config.json");
+    let bytes = folder.open("tokenizer_config.json")?;
+    let bad = |reason: String| FormatError::Json {
+        path: path.clone(),
+        reason,
+    };
+    let config: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    match config.get("chat_template") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(t)) => Ok(Some(t.clone())),
+        Some(serde_json::Value::Array(list)) => {
+            let named = |name: Option<&str>| {
+                list.iter().find(|t| {
+                    name.is_none_or(|n| t.get("name").and_then(|v| v.as_str()) == Some(n))
+                })
+            };
+            let chosen = named(Some("default")).or_else(|| named(None));
+            match chosen.and_then(|t| t.get("template")).and_then(|t| t.as_str()) {
+                Some(t) => Ok(Some(t.to_string())),
+                None => Err(bad(
+                    "chat_template is a list without a `template` string in its `default` (or first) entry".into(),
+                )),
+            }
+        }
+        Some(other) => Err(bad(format!(
+            "chat_template is {other}, expected a string or a list of {{name, template}}"
+        ))),
     }
 }

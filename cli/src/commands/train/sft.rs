@@ -154,8 +154,12 @@ struct Sets {
     per_dataset: serde_json::Map<String, serde_json::Value>,
 }
 
-fn load_sets(args: &SftArgs, tokenizer: &formats::tokenizer::TextTokenizer) -> Result<Sets> {
-    let template = ChatTemplate::new(args.system.clone());
+fn load_sets(
+    args: &SftArgs,
+    tokenizer: &formats::tokenizer::TextTokenizer,
+    format: data::ChatFormat,
+) -> Result<Sets> {
+    let template = ChatTemplate::new(args.system.clone()).with_format(format);
     let count = |text: &str| tokenizer.encode(text).map_or(usize::MAX, |ids| ids.len());
     let mut dropped = 0;
     let mut encode = |examples: &[imhi::Example]| -> Result<Vec<SftExample>> {
@@ -218,7 +222,8 @@ pub fn run(mut args: SftArgs) -> Result<()> {
         loaded,
         tokenizer,
     } = super::load_for_training(&args.model)?;
-    let sets = load_sets(&args, &tokenizer)?;
+    let format = crate::model_arg::chat_format(&loaded.model, &tokenizer);
+    let sets = load_sets(&args, &tokenizer, format)?;
     if sets.train.is_empty() {
         bail!("no training example fits --cutoff {}", args.cutoff);
     }

@@ -62,7 +62,8 @@ pub(super) fn load(
     reader.max_tensor_bytes = options.max_tensor_bytes;
     let model = build(&config, &reader)?;
     let tok = tokenizer_from_gguf(gguf.metadata())?;
-    let tokenizer = TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id);
+    let tokenizer = TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id)
+        .with_chat_template(tok.chat_template);
     tokenizer.check_vocab(config.vocab_size)?;
     Ok(LoadedModel {
         model,

@@ -101,11 +101,10 @@ pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
     {
         let gguf = GgufFile::open(path)?;
         let tok = formats::gguf_tokenizer::tokenizer_from_gguf(gguf.metadata())?;
-        return Ok(TextTokenizer::new(
-            tok.tokenizer,
-            path.to_path_buf(),
-            tok.eos_token_id,
-        ));
+        return Ok(
+            TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id)
+                .with_chat_template(tok.chat_template),
+        );
     }
     if !path.is_dir() {
         return Err(ModelError::Format(formats::FormatError::io(

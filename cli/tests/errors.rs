@@ -165,3 +165,41 @@ fn explainer_options_refuse_bad_values() {
     assert!(files_under(&out).is_empty(), "nothing written");
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// A folder holding a PyTorch pickle checkpoint instead of safetensors is refused without
+/// unpickling it (this one would call `os.system`), with the conversion to run.
+#[test]
+fn pytorch_pickle_checkpoints_are_refused_with_the_conversion() {
+    let dir = scratch("pickle");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("tiny/llama2-chat");
+    for f in ["config.json", "tokenizer.model", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    // Protocol 2: GLOBAL os.system, BINUNICODE "touch MARKER", TUPLE1, REDUCE, STOP.
+    let marker = dir.join("pwned");
+    let command = format!("touch {}", marker.display());
+    let mut payload = b"\x80\x02cos\nsystem\nX".to_vec();
+    payload.extend_from_slice(&(command.len() as u32).to_le_bytes());
+    payload.extend_from_slice(command.as_bytes());
+    payload.extend_from_slice(b"\x85R.");
+    std::fs::write(dir.join("pytorch_model.bin"), payload).unwrap();
+    fails(
+        &[
+            "logits",
+            "--device",
+            "cpu",
+            "-m",
+            dir.to_str().unwrap(),
+            "--ids",
+            "1,2",
+        ],
+        &[
+            "pytorch_model.bin",
+            "PyTorch pickle checkpoints are not read",
+            "save_pretrained",
+        ],
+    );
+    assert!(!marker.exists(), "the pickle ran");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -93,3 +93,47 @@ fn adapter_flag_applies_a_peft_adapter() {
         &["loading adapter", "expected shape"],
     );
 }
+
+/// A Llama-2-chat folder as MentaLLaMA's is laid out (SentencePiece `tokenizer.model` only,
+/// sharded f16 safetensors, the Llama-2 chat template): the chat prompt's ids equal
+/// transformers' `apply_chat_template`, and its logits transformers' within 1e-4
+/// (`tests/scripts/gen_llama2_fixtures.py`).
+#[test]
+fn llama2_chat_folder_gives_transformers_ids_and_logits() {
+    let reference = read_json(fixture("tiny/llama2_chat.json"));
+    let folder = fixture("tiny/llama2-chat");
+    let model = folder.to_str().unwrap();
+    assert!(!folder.join("tokenizer.json").exists());
+    let stderr = check_logits(
+        model,
+        None,
+        &reference["ids"],
+        &serde_json::json!([reference["logits"]]),
+    );
+    assert!(stderr.contains("device: cpu"), "{stderr}");
+    // The rendered prompt tokenizes to apply_chat_template's ids.
+    let (stdout, _) = ok(&[
+        "tokenize",
+        "-m",
+        model,
+        "--json",
+        reference["text"].as_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["ids"], reference["ids"]);
+    // generate renders Llama-2 prompts for it, from its own template.
+    let (_, stderr) = ok(&[
+        "generate",
+        "--device",
+        "cpu",
+        "-m",
+        model,
+        "--max-new-tokens",
+        "3",
+        "Hi",
+    ]);
+    assert!(
+        stderr.contains("chat format: Llama-2 (the model's chat template)"),
+        "{stderr}"
+    );
+}

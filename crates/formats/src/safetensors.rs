@@ -70,6 +70,23 @@ impl SafetensorsSource {
             let mut source = Self::from_files(folder, &files)?;
             source.origin = format!("{} ({} shards)", folder.path(INDEX).display(), files.len());
             Ok(source)
+        } else if let Some(bin) = folder
+            .names()
+            .into_iter()
+            .find(|n| n.starts_with("pytorch_model") && n.ends_with(".bin"))
+        {
+            // A PyTorch checkpoint is a pickle, and unpickling runs whatever calls it names;
+            // it is refused rather than read, with the one-line conversion.
+            Err(FormatError::Safetensors {
+                path: folder.path(&bin),
+                reason: format!(
+                    "PyTorch pickle checkpoints are not read (unpickling can run code). Convert \
+                     the folder once with transformers: python -c \"import sys, transformers as t; \
+                     t.AutoModelForCausalLM.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], \
+                     safe_serialization=True)\" {} OUT, then copy the tokenizer files into OUT",
+                    folder.root().display()
+                ),
+            })
         } else {
             Err(FormatError::io(
                 folder.path(SINGLE),

@@ -10,8 +10,9 @@ Output:
   tests/fixtures/tiny/llama2-chat/
       config.json, sharded f16 safetensors (model.safetensors.index.json and its shards),
       tokenizer.model (no tokenizer.json), tokenizer_config.json with the chat template.
-      Random weights: 2 layers, hidden 48, 4 heads / 2 KV heads, MLP 80, untied head,
-      vocabulary 3000 (the BPE model's).
+      Random weights: 2 layers, hidden 64, 4 heads / 2 KV heads, MLP 96, untied head,
+      vocabulary 3000 (the BPE model's); every row a whole number of 32-value blocks,
+      so `--weights q8` quantizes every projection and both tables.
   tests/fixtures/tiny/llama2_chat.json
       `messages`, the `ids` apply_chat_template gives for them (the slow tokenizer loaded
       from the folder), and the last position's `logits` of LlamaForCausalLM in f32 over
@@ -43,7 +44,7 @@ def main() -> None:
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     config = LlamaConfig(
-        vocab_size=3000, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+        vocab_size=3000, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
         bos_token_id=1, eos_token_id=2, pad_token_id=None,

@@ -150,3 +150,69 @@ fn default_model_kept_quantized_gives_the_same_logits() {
         );
     }
 }
+
+/// `quantize_q8` on a HF folder of f16 shards (the tiny Llama-2-chat): every projection and
+/// both tables become Q8_0 codes, and the logits stay within Q8_0's error of the f32 load
+/// and of transformers' (a prompt, then a decoding step that reads the codes).
+#[test]
+fn a_hf_folder_quantized_to_q8_at_load_gives_close_logits() {
+    let path = fixture("tiny/llama2-chat");
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("tiny/llama2_chat.json")).unwrap()).unwrap();
+    let ids: Vec<u32> = reference["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let device = cpu();
+    let f32_model = load_model(&path, &device, model::LoadOptions::default())
+        .unwrap()
+        .model;
+    let options = model::LoadOptions {
+        quantize_q8: true,
+        ..Default::default()
+    };
+    let mut q8 = load_model(&path, &device, options).unwrap().model;
+    let linears = q8.model.linears_mut();
+    assert!(
+        linears
+            .iter()
+            .all(|(_, _, l)| l.weight.quantized().is_some()),
+        "not every projection was quantized"
+    );
+    assert!(
+        q8.model.embed_tokens.weight.quantized().is_some()
+            && q8.lm_head.weight.quantized().is_some(),
+        "the tables were not quantized"
+    );
+    let want = full_logits(&f32_model, &ids);
+    let got = full_logits(&q8, &ids);
+    let vocab = want.len() / ids.len();
+    // Q8_0 rounds each weight by up to half of its block's step (max/127/2): about 0.6%
+    // of a weight's size for these random weights, 1% of the logits' size at the end.
+    let rms = |v: &[f32]| (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+    let diff: Vec<f32> = got.iter().zip(&want).map(|(a, b)| a - b).collect();
+    let relative = rms(&diff) / rms(&want);
+    assert!(relative < 0.02, "q8 against f32: relative rms {relative}");
+    assert!(relative > 0.0, "nothing was quantized");
+    let transformers: Vec<f32> = reference["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let last = &got[got.len() - vocab..];
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    assert_eq!(
+        argmax(last),
+        argmax(&transformers),
+        "the next token changed"
+    );
+    let (prefix, tail) = ids.split_at(ids.len() - 1);
+    let step = crate::chunked_logits(&q8, &[prefix, tail]).pop().unwrap();
+    assert!(
+        max_abs_diff(&step, last) < 1e-3,
+        "the decoding step differs from the prompt's last row"
+    );
+}

@@ -38,7 +38,8 @@ pub struct Args {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = crate::device::DeviceArg::Auto)]
     pub device: crate::device::DeviceArg,
-    /// How a GGUF model's quantized weights are held.
+    /// How the weights are held: a GGUF's codes kept or converted, a HF folder's quantized
+    /// to Q8_0 (`q8`).
     #[arg(long, value_enum, default_value_t = Weights::Auto)]
     pub weights: Weights,
     /// A PEFT LoRA adapter to serve as model NAME: `--adapter NAME=DIR`, repeatable. All stay

@@ -299,6 +299,7 @@ pub fn run(kind: Kind, input: &Input<'_>, ctx: &Context) -> Result<(), String> {
                     &ctx.device,
                     LoadOptions {
                         keep_quantized: true,
+                        quantize_q8: false,
                         max_tensor_bytes: Some(4096),
                     },
                 )

@@ -224,7 +224,11 @@ pub fn load_for_training(args: &crate::model_arg::ModelArgs) -> Result<ForTraini
     // LoRA wants; under autodiff its layers run as Burn ops (dequantize, then matmul), which
     // carry the gradients of x and the LoRA factors.
     let options = model::LoadOptions {
-        keep_quantized: args.weights == crate::model_arg::Weights::Quantized,
+        keep_quantized: matches!(
+            args.weights,
+            crate::model_arg::Weights::Quantized | crate::model_arg::Weights::Q8
+        ),
+        quantize_q8: args.weights == crate::model_arg::Weights::Q8,
         ..Default::default()
     };
     let mut loaded = model::load_model(&path, &device, options)

@@ -25,6 +25,9 @@ pub struct WeightReader<'a> {
     unpermute_qk: Option<(usize, usize)>,
     /// The GGUF file whose Q8_0/Q4_0/Q4_1 projections stay quantized, when asked.
     pub quantized: Option<&'a GgufFile>,
+    /// Quantize the projections, embedding table and LM head to Q8_0 as they are read
+    /// (HF folders, [`super::LoadOptions::quantize_q8`]).
+    pub quantize_q8: bool,
     /// See [`super::LoadOptions::max_tensor_bytes`].
     pub max_tensor_bytes: Option<u64>,
 }
@@ -37,6 +40,7 @@ impl<'a> WeightReader<'a> {
             rename: |n| Some(n.to_string()),
             unpermute_qk: None,
             quantized: None,
+            quantize_q8: false,
             max_tensor_bytes: None,
         }
     }
@@ -52,6 +56,7 @@ impl<'a> WeightReader<'a> {
             rename: gguf_name,
             unpermute_qk,
             quantized: None,
+            quantize_q8: false,
             max_tensor_bytes: None,
         }
     }
@@ -175,7 +180,7 @@ impl<'a> WeightReader<'a> {
         in_f: usize,
     ) -> Result<Option<QuantizedLinear>, ModelError> {
         let Some(gguf) = self.quantized else {
-            return Ok(None);
+            return self.quantize_at_load(hf, out_f, in_f);
         };
         let name = self.file_name(hf);
         let raw = gguf.read_raw(&name)?;
@@ -200,6 +205,30 @@ impl<'a> WeightReader<'a> {
         if let Some(order) = self.row_order(hf, &name, out_f)? {
             packed.permute_rows(&order);
         }
+        Ok(Some(QuantizedLinear::new(&packed, self.device)))
+    }
+
+    /// The weight `[out_f, in_f]` quantized to Q8_0 from its f32 values, when asked and
+    /// its rows are whole 32-value blocks (else it stays f32). One tensor's f32 copy is held
+    /// at a time, so a model in f16 files loads within about its Q8_0 size plus its largest
+    /// tensor.
+    fn quantize_at_load(
+        &self,
+        hf: &str,
+        out_f: usize,
+        in_f: usize,
+    ) -> Result<Option<QuantizedLinear>, ModelError> {
+        if !self.quantize_q8 || in_f % 32 != 0 {
+            return Ok(None);
+        }
+        let values = self.read_values(hf, [out_f, in_f])?;
+        let bytes = kernels::quant::quantize_gguf(QuantFormat::Q8_0, &values);
+        drop(values);
+        let packed = PackedWeight::from_gguf(QuantFormat::Q8_0.ggml(), &bytes, out_f, in_f)
+            .map_err(|e| ModelError::Config {
+                path: PathBuf::from(self.source.origin()),
+                reason: format!("`{}`: {e}", self.file_name(hf)),
+            })?;
         Ok(Some(QuantizedLinear::new(&packed, self.device)))
     }
 

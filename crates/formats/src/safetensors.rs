@@ -220,6 +220,9 @@ impl TensorSource for SafetensorsSource {
                 });
             }
         };
+        // The bytes are converted: their pages need not stay in this process's memory.
+        let start = bytes.as_ptr() as usize - shard.bytes.as_ptr() as usize;
+        shard.bytes.release(start..start + bytes.len());
         Ok((values, view.shape().to_vec()))
     }
 

@@ -55,21 +55,10 @@ pub fn load_model(
     device: &Device,
     options: LoadOptions,
 ) -> Result<LoadedModel, ModelError> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
+    if is_gguf(path) {
         return gguf::load(&GgufFile::open(path)?, device, options);
     }
-    if !path.is_dir() {
-        return Err(ModelError::Format(formats::FormatError::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "expected a HF model folder or a .gguf file",
-            ),
-        )));
-    }
+    require_folder(path)?;
     hf::load(&Folder::disk(path), device, options)
 }
 
@@ -99,10 +88,7 @@ pub fn load_folder(
 /// Reads only the tokenizer of a `.gguf` file or a HF model folder (`tokenizer.json`, else
 /// a SentencePiece `tokenizer.model` or `spiece.model`): no weights are read.
 pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
+    if is_gguf(path) {
         let gguf = GgufFile::open(path)?;
         let tok = formats::gguf_tokenizer::tokenizer_from_gguf(gguf.metadata())?;
         return Ok(
@@ -110,15 +96,7 @@ pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
                 .with_chat_template(tok.chat_template),
         );
     }
-    if !path.is_dir() {
-        return Err(ModelError::Format(formats::FormatError::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "expected a HF model folder or a .gguf file",
-            ),
-        )));
-    }
+    require_folder(path)?;
     let folder = Folder::disk(path);
     TextTokenizer::from_folder(&folder)?.ok_or_else(|| {
         ModelError::Format(formats::FormatError::Tokenizer {
@@ -129,6 +107,25 @@ pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
             ),
         })
     })
+}
+
+fn is_gguf(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// A path that is not a `.gguf` file must be a model folder.
+fn require_folder(path: &Path) -> Result<(), ModelError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    Err(ModelError::Format(formats::FormatError::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "expected a HF model folder or a .gguf file",
+        ),
+    )))
 }
 
 /// The `.gguf` file among a folder's files, if any.

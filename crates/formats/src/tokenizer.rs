@@ -1,6 +1,7 @@
 //! The text tokenizer: HF `tokenizer.json` (or one built from GGUF metadata or a
-//! SentencePiece model), with the special tokens generation needs. Built on the `tokenizers` crate without onig, so the
-//! browser build tokenizes exactly as the native one.
+//! SentencePiece model), with the special tokens generation needs, and the model's chat
+//! template. Built on the `tokenizers` crate without onig, so the browser build tokenizes
+//! exactly as the native one.
 
 use std::path::{Path, PathBuf};
 

@@ -210,3 +210,63 @@ fn eval_against_a_dead_endpoint_fails_clearly() {
     fails(&bad, &["http:// or https://"]);
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// A client that leaves in the middle of a streamed answer frees its slot at once: the
+/// engine stops that sequence long before its `max_tokens` (the default model would write
+/// for many seconds), says so, and serves the next request.
+#[test]
+fn a_client_that_leaves_frees_its_slot() {
+    use std::io::{Read, Write};
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model.is_file(), "run scripts/setup-model.sh");
+    let server = Server::start_with(&model, &["--no-explainer", "--max-batch", "1"]);
+    let body = json!({
+        "model": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "messages": [{"role": "user", "content": "Write a very long story about a cat who travels the world."}],
+        "max_tokens": 1000,
+        "stream": true,
+    })
+    .to_string();
+    let host = server.base.trim_start_matches("http://").to_string();
+    let mut socket = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        socket,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Read until the first streamed chunk, then leave.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("data: ") {
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed before streaming");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    socket.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(socket);
+    assert!(
+        server.log_gets("generation stopped: the client left after"),
+        "the server never noticed:\n{}",
+        server.log()
+    );
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the client left after"))
+        .unwrap();
+    let after: usize = line
+        .split("left after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(after < 200, "it kept generating for {after} tokens: {line}");
+    // The one slot serves the next request.
+    let (status, answer) = server.post(
+        "/v1/chat/completions",
+        &json!({"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 4);
+}

@@ -278,6 +278,17 @@ impl Engine {
 
     /// Sequences that ended, or whose client is gone, leave the batch.
     fn prune(&self, group: &mut Group) {
+        for s in group
+            .seqs
+            .iter()
+            .filter(|s| !s.ended && s.job.events.is_closed())
+        {
+            eprintln!(
+                "generation stopped: the client left after {} of at most {} tokens; its slot is free",
+                s.out.len(),
+                s.job.params.max_tokens
+            );
+        }
         let keep: Vec<bool> = group
             .seqs
             .iter()

@@ -18,10 +18,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        let model = fixture("tiny/qwen2");
+        Self::start_with(&fixture("tiny/qwen2"), extra)
+    }
+
+    /// The server of another model.
+    pub fn start_with(model: &std::path::Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mentalqlm"))
             .args(["serve", "--device", "cpu", "--port", "0", "--model"])
-            .arg(&model)
+            .arg(model)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -108,9 +108,7 @@ impl ModelArgs {
         let path = self.model_path()?;
         let chosen = self.device()?;
         let keep_quantized = self.weights.keep_quantized(&chosen.device);
-        let gguf = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        let gguf = model::load::is_gguf(&path);
         let options = model::LoadOptions {
             keep_quantized,
             quantize_q8: self.weights == Weights::Q8 && !gguf,

@@ -61,15 +61,22 @@ pub(super) fn load(
     }
     reader.max_tensor_bytes = options.max_tensor_bytes;
     let model = build(&config, &reader)?;
-    let tok = tokenizer_from_gguf(gguf.metadata())?;
-    let tokenizer = TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id)
-        .with_chat_template(tok.chat_template);
+    let tokenizer = text_tokenizer(gguf)?;
     tokenizer.check_vocab(config.vocab_size)?;
     Ok(LoadedModel {
         model,
         tokenizer: Some(tokenizer),
         origin: path.to_path_buf(),
     })
+}
+
+/// The tokenizer in a GGUF file's metadata, with its EOS and chat template.
+pub(super) fn text_tokenizer(gguf: &GgufFile) -> Result<TextTokenizer, ModelError> {
+    let tok = tokenizer_from_gguf(gguf.metadata())?;
+    Ok(
+        TextTokenizer::new(tok.tokenizer, gguf.path().to_path_buf(), tok.eos_token_id)
+            .with_chat_template(tok.chat_template),
+    )
 }
 
 /// GGUF's names for HF tensor names: the one renaming table of the project.

@@ -89,12 +89,7 @@ pub fn load_folder(
 /// a SentencePiece `tokenizer.model` or `spiece.model`): no weights are read.
 pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
     if is_gguf(path) {
-        let gguf = GgufFile::open(path)?;
-        let tok = formats::gguf_tokenizer::tokenizer_from_gguf(gguf.metadata())?;
-        return Ok(
-            TextTokenizer::new(tok.tokenizer, path.to_path_buf(), tok.eos_token_id)
-                .with_chat_template(tok.chat_template),
-        );
+        return gguf::text_tokenizer(&GgufFile::open(path)?);
     }
     require_folder(path)?;
     let folder = Folder::disk(path);
@@ -109,7 +104,8 @@ pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
     })
 }
 
-fn is_gguf(path: &Path) -> bool {
+/// Whether `path` names a `.gguf` file (by its extension, in any case).
+pub fn is_gguf(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }

@@ -16,7 +16,7 @@
 //!   pieces as plain ones, each matched whole in the raw text as the slow tokenizer does;
 //! - **decoder:** `▁` back to spaces, byte pieces fused into UTF-8, the dummy prefix dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
@@ -89,8 +89,6 @@ pub struct SpModel {
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
     pub pad_id: Option<u32>,
-    /// `NormalizerSpec.name` (`identity`, `nmt_nfkc`, ...), for messages.
-    pub normalizer_name: String,
     pub precompiled_charsmap: Vec<u8>,
     pub add_dummy_prefix: bool,
     pub remove_extra_whitespaces: bool,
@@ -132,7 +130,6 @@ struct RawModel {
     bos_id: i64,
     eos_id: i64,
     pad_id: i64,
-    normalizer_name: String,
     precompiled_charsmap: Vec<u8>,
     add_dummy_prefix: bool,
     remove_extra_whitespaces: bool,
@@ -150,7 +147,6 @@ impl RawModel {
             bos_id: 1,
             eos_id: 2,
             pad_id: -1,
-            normalizer_name: String::new(),
             precompiled_charsmap: Vec::new(),
             add_dummy_prefix: true,
             remove_extra_whitespaces: true,
@@ -212,7 +208,6 @@ impl RawModel {
         let mut wire = Wire::new(bytes);
         while let Some((field, value)) = wire.next()? {
             match field {
-                1 => self.normalizer_name = value.string("name")?,
                 2 => self.precompiled_charsmap = value.bytes("precompiled_charsmap")?.to_vec(),
                 3 => self.add_dummy_prefix = value.varint("add_dummy_prefix")? != 0,
                 4 => self.remove_extra_whitespaces = value.varint("remove_extra_whitespaces")? != 0,
@@ -248,7 +243,11 @@ impl RawModel {
         }
         let n = self.pieces.len();
         let mut seen = HashSet::with_capacity(n);
+        let mut bytes = HashSet::new();
         for (id, p) in self.pieces.iter().enumerate() {
+            if p.kind == PieceType::Byte {
+                bytes.insert(p.piece.as_str());
+            }
             if p.piece.is_empty() {
                 return Err(format!("piece {id} is empty"));
             }
@@ -286,11 +285,7 @@ impl RawModel {
         if self.byte_fallback {
             for b in 0..=255u8 {
                 let name = byte_piece(b);
-                if !self
-                    .pieces
-                    .iter()
-                    .any(|p| p.kind == PieceType::Byte && p.piece == name)
-                {
+                if !bytes.contains(name.as_str()) {
                     return Err(format!(
                         "byte_fallback is set but the byte piece {name} is missing"
                     ));
@@ -308,7 +303,6 @@ impl RawModel {
             bos_id: id("bos_id", self.bos_id)?,
             eos_id: id("eos_id", self.eos_id)?,
             pad_id: id("pad_id", self.pad_id)?,
-            normalizer_name: self.normalizer_name,
             precompiled_charsmap: self.precompiled_charsmap,
             add_dummy_prefix: self.add_dummy_prefix,
             remove_extra_whitespaces: self.remove_extra_whitespaces,
@@ -371,8 +365,9 @@ pub fn build_tokenizer(m: &SpModel, origin: &Path) -> Result<Tokenizer, FormatEr
                 .zip(0u32..)
                 .map(|(p, id)| (p.piece.clone(), id))
                 .collect();
+            let merges = bpe_merges(&m.pieces, &vocab);
             BPE::builder()
-                .vocab_and_merges(vocab, bpe_merges(&m.pieces))
+                .vocab_and_merges(vocab, merges)
                 .unk_token(unk)
                 .fuse_unk(true)
                 .byte_fallback(m.byte_fallback)
@@ -446,14 +441,10 @@ pub fn build_tokenizer(m: &SpModel, origin: &Path) -> Result<Tokenizer, FormatEr
 
 /// BPE merges in SentencePiece's order: a merge's rank is the score of the piece it makes
 /// (higher first); ties go to the lower merged id, then the lower left and right ids.
-/// Every split of a normal piece into two pieces of the vocabulary is a merge.
-fn bpe_merges(pieces: &[Piece]) -> Vec<(String, String)> {
-    let ids: HashMap<&str, usize> = pieces
-        .iter()
-        .enumerate()
-        .map(|(id, p)| (p.piece.as_str(), id))
-        .collect();
-    let mut merges: Vec<(f32, usize, usize, usize)> = Vec::new();
+/// Every split of a normal piece into two pieces of the vocabulary (`ids`, the BPE model's
+/// own map; ids are indices, since pieces are unique) is a merge.
+fn bpe_merges(pieces: &[Piece], ids: &tokenizers::models::bpe::Vocab) -> Vec<(String, String)> {
+    let mut merges: Vec<(f32, usize, u32, u32)> = Vec::new();
     for (id, p) in pieces.iter().enumerate() {
         if p.kind != PieceType::Normal {
             continue;
@@ -473,7 +464,12 @@ fn bpe_merges(pieces: &[Piece]) -> Vec<(String, String)> {
     });
     merges
         .into_iter()
-        .map(|(_, _, l, r)| (pieces[l].piece.clone(), pieces[r].piece.clone()))
+        .map(|(_, _, l, r)| {
+            (
+                pieces[l as usize].piece.clone(),
+                pieces[r as usize].piece.clone(),
+            )
+        })
         .collect()
 }
 

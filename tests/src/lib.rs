@@ -91,6 +91,8 @@ mod model_score;
 #[cfg(test)]
 mod select;
 #[cfg(test)]
+mod seq2seq;
+#[cfg(test)]
 mod sft;
 #[cfg(test)]
 mod train_checks;

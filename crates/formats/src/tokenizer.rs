@@ -41,20 +41,30 @@ impl TextTokenizer {
     }
 
     /// The tokenizer of a model folder: `tokenizer.json` when there is one (it wins, as in
-    /// transformers), else a SentencePiece `tokenizer.model` (Llama) or `spiece.model` (T5).
+    /// transformers), else a SentencePiece `tokenizer.model` (Llama) or `spiece.model` (T5),
+    /// else GPT-2's byte-level BPE in `vocab.json` and `merges.txt` (BART).
     /// `None` when the folder has none of them.
     pub fn from_folder(folder: &Folder) -> Result<Option<Self>, FormatError> {
         let tok = if folder.has("tokenizer.json") {
             let bytes = folder.open("tokenizer.json")?;
             Self::from_bytes(&bytes, folder.path("tokenizer.json"))?
-        } else {
-            let Some(name) = sentencepiece_file(&folder.names()) else {
-                return Ok(None);
-            };
+        } else if let Some(name) = sentencepiece_file(&folder.names()) {
             let bytes = folder.open(name)?;
             let origin = folder.path(name);
             let sp = tokenizer_from_spm(&bytes, &origin)?;
             Self::new(sp.tokenizer, origin, sp.model.eos_id)
+        } else if folder.has("vocab.json") && folder.has("merges.txt") {
+            let (vocab, merges) = (folder.path("vocab.json"), folder.path("merges.txt"));
+            let tok = crate::byte_bpe::tokenizer_from_files(
+                &folder.open("vocab.json")?,
+                &folder.open("merges.txt")?,
+                &vocab,
+                &merges,
+            )?;
+            let eos = tok.token_to_id("</s>");
+            Self::new(tok, vocab, eos)
+        } else {
+            return Ok(None);
         };
         Ok(Some(tok.with_chat_template(folder_chat_template(folder)?)))
     }

@@ -1,5 +1,6 @@
 //! The MentalQLM network in Burn: a decoder-only transformer covering the Qwen2 family
-//! (Qwen1.5, Qwen2, Qwen2.5) and the Llama family (SmolLM2), with separate heads.
+//! (Qwen1.5, Qwen2, Qwen2.5) and the Llama family (SmolLM2), with separate heads; and the
+//! encoder-decoder BART and T5 ([`seq2seq`], MentaLLaMA's MentalBART and MentalT5).
 //!
 //! Library code takes a `&Device` and never prints; the CLI and the wasm crate choose the
 //! device.
@@ -22,6 +23,7 @@ pub mod mlp;
 pub mod norm;
 pub mod rope;
 pub mod score;
+pub mod seq2seq;
 pub mod vocab;
 pub mod weight;
 

@@ -82,7 +82,11 @@ impl<'a> WeightReader<'a> {
         self.source.origin()
     }
 
-    fn read<const D: usize>(&self, hf: &str, shape: [usize; D]) -> Result<Tensor<D>, ModelError> {
+    pub(crate) fn read<const D: usize>(
+        &self,
+        hf: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, ModelError> {
         let values = self.read_values(hf, shape)?;
         Ok(Tensor::from_data(
             TensorData::new(values, shape),
@@ -92,7 +96,7 @@ impl<'a> WeightReader<'a> {
 
     /// A `[vocab, hidden]` table: whole, or in row blocks when it is larger than
     /// `max_tensor_bytes`.
-    pub(super) fn read_table(&self, hf: &str, shape: [usize; 2]) -> Result<VocabTable, ModelError> {
+    pub(crate) fn read_table(&self, hf: &str, shape: [usize; 2]) -> Result<VocabTable, ModelError> {
         if let Some(table) = self.read_quantized(hf, shape[0], shape[1])? {
             let packed = 4
                 * (table.quants.shape().num_elements() + table.scales.shape().num_elements())
@@ -232,7 +236,7 @@ impl<'a> WeightReader<'a> {
         Ok(Some(QuantizedLinear::new(&packed, self.device)))
     }
 
-    pub(super) fn linear(
+    pub(crate) fn linear(
         &self,
         prefix: &str,
         in_f: usize,
@@ -251,7 +255,7 @@ impl<'a> WeightReader<'a> {
         Ok(Linear::new(self.read(&hf, [out_f, in_f])?, bias))
     }
 
-    pub(super) fn norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm, ModelError> {
+    pub(crate) fn norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm, ModelError> {
         Ok(RmsNorm::new(self.read(name, [size])?, eps))
     }
 }

@@ -104,8 +104,52 @@ impl ModelArgs {
         Ok(chosen)
     }
 
+    /// Whether `--model` is an encoder-decoder (BART or T5) folder.
+    pub fn is_seq2seq(&self) -> Result<bool> {
+        let path = self.model_path()?;
+        Ok(path.is_dir() && model::seq2seq::is_seq2seq_folder(&formats::Folder::disk(&path)))
+    }
+
+    /// Loads a BART or T5 folder (`--weights q8` quantizes it as it is read; adapters are
+    /// for decoder-only models).
+    pub fn load_seq2seq(&self) -> Result<(model::seq2seq::LoadedSeq2Seq, Chosen)> {
+        let path = self.model_path()?;
+        if let Some(dir) = &self.adapter {
+            bail!(
+                "--adapter {}: LoRA adapters apply to decoder-only models, and {} is an \
+                 encoder-decoder model",
+                dir.display(),
+                path.display()
+            );
+        }
+        let chosen = self.device()?;
+        let options = model::LoadOptions {
+            quantize_q8: self.weights == Weights::Q8,
+            ..Default::default()
+        };
+        let loaded =
+            model::seq2seq::load_seq2seq(&formats::Folder::disk(&path), &chosen.device, options)
+                .map_err(|e| {
+                    anyhow::anyhow!(e).context(format!("loading model {}", path.display()))
+                })?;
+        eprintln!(
+            "model: {} ({}, encoder-decoder)",
+            path.display(),
+            loaded.model.model_type()
+        );
+        Ok((loaded, chosen))
+    }
+
     pub fn load(&self) -> Result<(model::LoadedModel, Chosen)> {
         let path = self.model_path()?;
+        if path.is_dir() && model::seq2seq::is_seq2seq_folder(&formats::Folder::disk(&path)) {
+            bail!(
+                "{} is an encoder-decoder model (BART or T5): logits, tokenize, generate, \
+                 classify --explain and eval --mode generate read it; this command needs a \
+                 decoder-only model",
+                path.display()
+            );
+        }
         let chosen = self.device()?;
         let keep_quantized = self.weights.keep_quantized(&chosen.device);
         let gguf = model::load::is_gguf(&path);

@@ -192,6 +192,9 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let texts = read_texts(&args)?;
+    if args.model.is_seq2seq()? {
+        return run_seq2seq(&args, dataset, &texts);
+    }
     let (loaded, chosen) = args.model.load()?;
     let trained = choose_trained(&args, dataset, &loaded.model, &chosen.device)?;
     let tokenizer = loaded.tokenizer.context("the model has no tokenizer")?;
@@ -293,6 +296,66 @@ pub fn run(args: Args) -> Result<()> {
                         );
                     }
                 }
+            }
+        }
+    }
+    eprintln!("{NOTE}");
+    Ok(())
+}
+
+/// An encoder-decoder model (MentalBART, MentalT5) classifies by its own answer: the text
+/// as an IMHI-completion prompt, the completion by the model's generation settings, and
+/// the label the answer states by MentaLLaMA's rules. There are no per-label
+/// probabilities, and the answer is always shown.
+fn run_seq2seq(args: &Args, dataset: Dataset, texts: &[String]) -> Result<()> {
+    if args.head.is_some() || args.explain_free {
+        bail!(
+            "--head and --explain-free are for decoder-only models: an encoder-decoder model labels a text by its own answer"
+        );
+    }
+    let (loaded, _) = args.model.load_seq2seq()?;
+    eprintln!("classifier: the model's own answer, labelled by MentaLLaMA's rules");
+    let tokenizer = loaded
+        .tokenizer
+        .as_ref()
+        .context("the model has no tokenizer")?;
+    let prompter = Prompter::new(&args.system, args.max_prompt_tokens)
+        .with_format(data::ChatFormat::ImhiCompletion);
+    let mut settings = loaded.generation.clone();
+    settings.max_length = settings.max_length.min(args.max_new_tokens + 1);
+    let labels = dataset.label_names();
+    for chunk in texts.chunks(args.batch_size) {
+        let prompts = chunk
+            .iter()
+            .map(|t| {
+                let query = data::tasks::query_for_text(dataset, t, args.question.as_deref());
+                prompter.prompt(tokenizer, &query)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let answers =
+            classify::explain::completions(&loaded.model, tokenizer, &settings, &prompts)?;
+        for ((text, prompt), answer) in chunk.iter().zip(&prompts).zip(&answers) {
+            let stated = data::labels::match_label(dataset, answer);
+            let label = labels[stated.unwrap_or_else(|| dataset.fallback_label())];
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "task": dataset.name(), "text": text, "label": label,
+                        "label_index": stated, "probabilities": null,
+                        "truncated": prompt.truncated, "answer": answer,
+                        "method": "generated", "note": NOTE,
+                    })
+                );
+            } else {
+                let how = if stated.is_some() {
+                    "stated by the model's answer"
+                } else {
+                    "the rules' fallback: the answer states no label"
+                };
+                println!("{}: {label} ({how})", dataset.name());
+                println!("  answer: {}", answer.trim());
+                println!("  reasoning: {}", reasoning(answer));
             }
         }
     }

@@ -86,6 +86,12 @@ pub struct Args {
     pub endpoint: super::eval_endpoint::EndpointArgs,
 }
 
+/// The model that answers: decoder-only (every mode) or encoder-decoder (`--mode generate`).
+enum Answerer {
+    Causal(model::LoadedModel),
+    Seq2Seq(model::seq2seq::LoadedSeq2Seq),
+}
+
 /// `--mode generate` without --adapter: puts the shipped explainer on the model when it
 /// fits (unless --no-explainer) and says which model answers. The explainer's folder, if used.
 fn use_explainer(args: &Args, lm: &mut model::CausalLm) -> Result<Option<PathBuf>> {
@@ -143,24 +149,51 @@ pub fn run(args: Args) -> Result<()> {
         }
         work.push((d, items));
     }
-    let (mut loaded, chosen) = args.model.load()?;
+    let (mut answerer, chosen) = if args.model.is_seq2seq()? {
+        if args.mode != Mode::Generate || client.is_some() {
+            bail!(
+                "an encoder-decoder model (BART, T5) is evaluated by its own answers: \
+                 --mode generate without --endpoint"
+            );
+        }
+        let (loaded, chosen) = args.model.load_seq2seq()?;
+        (Answerer::Seq2Seq(loaded), chosen)
+    } else {
+        let (loaded, chosen) = args.model.load()?;
+        (Answerer::Causal(loaded), chosen)
+    };
     // Through an endpoint, the served model answers (the explainer is its business).
-    let explainer = if args.mode == Mode::Generate && client.is_none() {
-        use_explainer(&args, &mut loaded.model)?
-    } else {
-        None
+    let explainer = match &mut answerer {
+        Answerer::Causal(loaded) if args.mode == Mode::Generate && client.is_none() => {
+            use_explainer(&args, &mut loaded.model)?
+        }
+        _ => None,
     };
-    let probes = if args.mode == Mode::Head {
-        load_probes(&args, &sets, &loaded)?
-    } else {
-        Vec::new()
+    let probes = match &answerer {
+        Answerer::Causal(loaded) if args.mode == Mode::Head => load_probes(&args, &sets, loaded)?,
+        _ => Vec::new(),
     };
-    let tokenizer = loaded
-        .tokenizer
-        .as_ref()
-        .context("the model has no tokenizer")?;
-    let prompter = Prompter::new(&args.system, args.max_prompt_tokens)
-        .with_format(crate::model_arg::chat_format(&loaded.model, tokenizer));
+    let (tokenizer, origin, format) = match &answerer {
+        Answerer::Causal(l) => {
+            let tok = l.tokenizer.as_ref().context("the model has no tokenizer")?;
+            (tok, &l.origin, crate::model_arg::chat_format(&l.model, tok))
+        }
+        Answerer::Seq2Seq(l) => {
+            let tok = l.tokenizer.as_ref().context("the model has no tokenizer")?;
+            (tok, &l.origin, data::ChatFormat::ImhiCompletion)
+        }
+    };
+    // Encoder-decoder models complete by their generation settings, capped at
+    // --max-new-tokens.
+    let settings = match &answerer {
+        Answerer::Seq2Seq(l) => {
+            let mut s = l.generation.clone();
+            s.max_length = s.max_length.min(args.max_new_tokens + 1);
+            Some(s)
+        }
+        Answerer::Causal(_) => None,
+    };
+    let prompter = Prompter::new(&args.system, args.max_prompt_tokens).with_format(format);
     let total: usize = work.iter().map(|(_, items)| items.len()).sum();
     let bar = crate::runner::bar(total as u64);
     bar.set_style(
@@ -171,8 +204,7 @@ pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let name = loaded
-        .origin
+    let name = origin
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
@@ -203,6 +235,13 @@ pub fn run(args: Args) -> Result<()> {
     for p in &probes {
         report.notes.push(format!("classifier: {}", p.describe()));
     }
+    if let Some(s) = &settings {
+        report.notes.push(format!(
+            "IMHI-completion prompts; {} beam(s), max_length {}, no_repeat_ngram_size {}, \
+             length_penalty {}",
+            s.num_beams, s.max_length, s.no_repeat_ngram_size, s.length_penalty
+        ));
+    }
     let mut truncated = 0;
     // Every set's journal stays until the whole run is written: a run killed in its third
     // set, run again, reads the first two sets' answers back instead of computing them again.
@@ -211,7 +250,7 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_message(dataset.name());
         let sentences = tasks::answer_sentences(*dataset);
         let mut rows = Vec::with_capacity(items.len());
-        if let Some(probe) = probes.get(k) {
+        if let (Some(probe), Answerer::Causal(loaded)) = (probes.get(k), &answerer) {
             let pairs: Vec<(&str, Option<&str>)> = items
                 .iter()
                 .map(|it| (it.post.as_str(), Some(it.question.as_str())))
@@ -296,18 +335,26 @@ pub fn run(args: Args) -> Result<()> {
             for chunk in order.chunks(per_chunk) {
                 let batch: Vec<classify::Prompt> =
                     chunk.iter().map(|&i| prompts[i].clone()).collect();
-                let out = match (args.mode, &client) {
-                    (Mode::Generate, Some(c)) => {
+                let out = match (args.mode, &client, &answerer) {
+                    (Mode::Generate, Some(c), _) => {
                         super::eval_endpoint::answers(c, &args.system, &batch)?
                     }
-                    (Mode::Generate, None) => blocking(classify::explain::answers(
+                    (Mode::Generate, None, Answerer::Causal(loaded)) => {
+                        blocking(classify::explain::answers(
+                            &loaded.model,
+                            tokenizer,
+                            &batch,
+                            args.max_new_tokens,
+                            None,
+                        ))?
+                    }
+                    (_, _, Answerer::Seq2Seq(loaded)) => classify::explain::completions(
                         &loaded.model,
                         tokenizer,
+                        settings.as_ref().context("generation settings")?,
                         &batch,
-                        args.max_new_tokens,
-                        None,
-                    ))?,
-                    _ => blocking(classify::choice::probabilities(
+                    )?,
+                    (_, _, Answerer::Causal(loaded)) => blocking(classify::choice::probabilities(
                         &loaded.model,
                         tokenizer,
                         *dataset,

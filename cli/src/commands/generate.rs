@@ -1,4 +1,5 @@
-//! `mentalqlm generate "prompt" ...`: chat answers, streamed for a single prompt.
+//! `mentalqlm generate "prompt" ...`: chat answers, streamed for a single prompt; for an
+//! encoder-decoder model (BART, T5), the prompt's completion by its generation settings.
 
 use std::io::Write;
 use std::time::Instant;
@@ -22,8 +23,14 @@ pub struct Args {
     /// Send the prompt text as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
-    #[arg(long, default_value_t = 256)]
-    pub max_new_tokens: usize,
+    /// At most this many new tokens (default 256; encoder-decoder models: their
+    /// generation_config.json's max_length).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Encoder-decoder models: beams of beam search (default: generation_config.json's
+    /// num_beams; 1 is greedy).
+    #[arg(long)]
+    pub beams: Option<usize>,
     /// 0 means greedy decoding.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
@@ -46,6 +53,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.temperature < 0.0 || !args.temperature.is_finite() {
         bail!("--temperature must be >= 0, got {}", args.temperature);
+    }
+    if args.model.is_seq2seq()? {
+        return run_seq2seq(&args);
+    }
+    if args.beams.is_some() {
+        bail!("--beams is for encoder-decoder models (BART, T5)");
     }
     let (loaded, _) = args.model.load()?;
     let tokenizer = loaded
@@ -79,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let config = GenerateConfig {
-        max_new_tokens: args.max_new_tokens,
+        max_new_tokens: args.max_new_tokens.unwrap_or(256),
         sampling,
         seed: args.seed,
         stop_ids: tokenizer.stop_ids.clone(),
@@ -105,9 +118,20 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     })?;
+    print_outputs(&args, &tokenizer, &outputs, stream, start)
+}
+
+/// The answers, one block or JSON object per prompt, and the speed on stderr.
+fn print_outputs(
+    args: &Args,
+    tokenizer: &formats::tokenizer::TextTokenizer,
+    outputs: &[Vec<u32>],
+    stream: bool,
+    start: Instant,
+) -> Result<()> {
     let elapsed = start.elapsed().as_secs_f64();
     let new_tokens: usize = outputs.iter().map(Vec::len).sum();
-    for (prompt, ids) in args.prompts.iter().zip(&outputs) {
+    for (prompt, ids) in args.prompts.iter().zip(outputs) {
         let text = tokenizer.decode(ids)?;
         if args.json {
             println!(
@@ -125,4 +149,53 @@ pub fn run(args: Args) -> Result<()> {
         new_tokens as f64 / elapsed.max(1e-9)
     );
     Ok(())
+}
+
+/// BART and T5: each prompt goes to the encoder as it is (with the model's special tokens);
+/// greedy decoding streams, beam search prints the best hypothesis when it is chosen.
+fn run_seq2seq(args: &Args) -> Result<()> {
+    if args.temperature != 0.0 {
+        bail!(
+            "--temperature: sampling is not implemented for encoder-decoder models (greedy and beam search are)"
+        );
+    }
+    let (loaded, _) = args.model.load_seq2seq()?;
+    let tokenizer = loaded.tokenizer.as_ref().context(
+        "the model has no tokenizer (tokenizer.json, spiece.model, or vocab.json with merges.txt)",
+    )?;
+    let mut settings = loaded.generation.clone();
+    if let Some(n) = args.max_new_tokens {
+        settings.max_length = n + 1;
+    }
+    if let Some(beams) = args.beams {
+        if beams == 0 {
+            bail!("--beams must be at least 1");
+        }
+        settings.num_beams = beams;
+    }
+    let inputs = args
+        .prompts
+        .iter()
+        .map(|p| Ok(loaded.model.encoder_input(&tokenizer.encode(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let stream = inputs.len() == 1 && !args.json;
+    let start = Instant::now();
+    let mut so_far: Vec<u32> = Vec::new();
+    let mut printed = 0usize;
+    let mut stdout = std::io::stdout();
+    let outputs =
+        model::seq2seq::generation::generate(&loaded.model, &inputs, &settings, |_, id| {
+            if stream {
+                so_far.push(id);
+                if let Ok(text) = tokenizer.decode(&so_far)
+                    && text.len() > printed
+                    && text.is_char_boundary(printed)
+                {
+                    let _ = write!(stdout, "{}", &text[printed..]);
+                    let _ = stdout.flush();
+                    printed = text.len();
+                }
+            }
+        })?;
+    print_outputs(args, tokenizer, &outputs, stream, start)
 }

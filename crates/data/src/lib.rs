@@ -35,7 +35,7 @@ pub use imhi::{Example, Split};
 pub use labels::{Dataset, match_label, parse_gold_label, parse_label};
 pub use metrics::{Average, ClassificationMetrics, classification_metrics};
 pub use predictions::{PredictionRow, ScoredPredictions, score_answers, score_predictions};
-pub use prompt::{ChatFormat, ChatTemplate, FittedPrompt, fit_query};
+pub use prompt::{ChatFormat, ChatTemplate, FittedPrompt, completion_query, fit_query};
 pub use published::published;
 pub use report::{DatasetResult, EvalReport, Method, TextScores, follows_answer_form};
 pub use split::SplitIndices;

@@ -1,5 +1,6 @@
-//! Chat prompts (ChatML, LLaMA-Factory's `qwen` template, and Llama-2's `[INST]` format) and
-//! fitting long posts into a token budget without losing the question.
+//! Chat prompts (ChatML, LLaMA-Factory's `qwen` template, and Llama-2's `[INST]` format),
+//! MentaLLaMA's IMHI-completion prompts (MentalBART, MentalT5), and fitting long posts into a
+//! token budget without losing the question.
 
 use serde::Serialize;
 
@@ -15,6 +16,9 @@ pub enum ChatFormat {
     /// Llama-2 chat (MentaLLaMA):
     /// `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {answer} </s>`.
     Llama2,
+    /// MentaLLaMA's IMHI-completion data, which MentalBART and MentalT5 were trained on: no
+    /// chat turns, the post and a cue the answer completes ([`completion_query`]).
+    ImhiCompletion,
 }
 
 impl ChatFormat {
@@ -22,6 +26,7 @@ impl ChatFormat {
         match self {
             Self::ChatMl => "ChatML",
             Self::Llama2 => "Llama-2",
+            Self::ImhiCompletion => "IMHI-completion",
         }
     }
 
@@ -41,6 +46,7 @@ impl ChatFormat {
         match self {
             Self::ChatMl => &["<|im_start|>", "<|im_end|>"],
             Self::Llama2 => &["[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>"],
+            Self::ImhiCompletion => &[],
         }
     }
 }
@@ -113,6 +119,12 @@ impl ChatTemplate {
                     }
                 }
             }
+            // No turns: the last user message, as a completion prompt.
+            ChatFormat::ImhiCompletion => {
+                if let Some((_, content)) = messages.iter().rev().find(|(r, _)| *r == "user") {
+                    text.push_str(&completion_query(content));
+                }
+            }
         }
         text
     }
@@ -124,6 +136,7 @@ impl ChatTemplate {
         match self.format {
             ChatFormat::ChatMl => format!("{answer}<|im_end|>\n"),
             ChatFormat::Llama2 => format!(" {} </s>", answer.trim()),
+            ChatFormat::ImhiCompletion => answer.to_string(),
         }
     }
 
@@ -132,6 +145,45 @@ impl ChatTemplate {
         let mut text = self.prompt(query);
         text.push_str(&self.answer_part(answer));
         text
+    }
+}
+
+/// An IMHI instruction query (`Consider this post: "{post}" Question: {question}`) as
+/// MentaLLaMA's IMHI-completion data writes the same example, which MentalBART and MentalT5
+/// complete: `Post: {post}  Question: {cue}`, ending in a space. The cue is the completion
+/// files' own, wording included ("suffers", "shows", "exists"; Irf's colon; SAD's
+/// statement). A question of no IMHI set gets the files' general form, and text that is not
+/// an instruction query is taken as the post of an unnamed question.
+pub fn completion_query(query: &str) -> String {
+    let (post, question) = match query
+        .strip_prefix("Consider this post: \"")
+        .and_then(|rest| rest.rsplit_once("\" Question: "))
+    {
+        Some((post, question)) => (post, question.trim()),
+        None => (query.trim(), ""),
+    };
+    let cue = if question == "What is the stress cause of this post?" {
+        "This post shows the stress cause of ".to_string()
+    } else if let Some(risk) = question.strip_prefix("Does the post show risk of ") {
+        format!("The answer to the question: \"Does the post shows risk of {risk}\" is ")
+    } else if let Some(rest) = question.strip_prefix("Does the poster suffer from ") {
+        format!("The answer to the question \"Does the poster suffers from {rest}\" is ")
+    } else if let Some(dim) = question
+        .strip_prefix("Does the ")
+        .and_then(|q| q.strip_suffix(" wellness dimension exist in the post?"))
+    {
+        format!(
+            "The answer to the question \"Does the {dim} wellness dimension exists in the post?\" is "
+        )
+    } else if question.is_empty() {
+        String::new()
+    } else {
+        format!("The answer to the question \"{question}\" is ")
+    };
+    if cue.is_empty() {
+        format!("Post: {post}  ")
+    } else {
+        format!("Post: {post}  Question: {cue}")
     }
 }
 
@@ -250,6 +302,42 @@ mod tests {
 
     fn words(s: &str) -> usize {
         s.split_whitespace().count()
+    }
+
+    #[test]
+    fn completion_queries_are_the_completion_files() {
+        let cases = [
+            (
+                r#"Consider this post: "I can't sleep." Question: Does the poster suffer from depression?"#,
+                r#"Post: I can't sleep.  Question: The answer to the question "Does the poster suffers from depression?" is "#,
+            ),
+            (
+                r#"Consider this post: "a "quoted" word" Question: Does the post show risk of perceived burdensomeness?"#,
+                r#"Post: a "quoted" word  Question: The answer to the question: "Does the post shows risk of perceived burdensomeness?" is "#,
+            ),
+            (
+                r#"Consider this post: "x" Question: Does the social wellness dimension exist in the post?"#,
+                r#"Post: x  Question: The answer to the question "Does the social wellness dimension exists in the post?" is "#,
+            ),
+            (
+                r#"Consider this post: "rent" Question: What is the stress cause of this post?"#,
+                "Post: rent  Question: This post shows the stress cause of ",
+            ),
+            (
+                r#"Consider this post: "y" Question: Is it sad?"#,
+                r#"Post: y  Question: The answer to the question "Is it sad?" is "#,
+            ),
+            ("just a post ", "Post: just a post  "),
+        ];
+        let template = ChatTemplate::default().with_format(ChatFormat::ImhiCompletion);
+        for (query, want) in cases {
+            assert_eq!(completion_query(query), want);
+            assert_eq!(
+                template.prompt(query),
+                want,
+                "the template ignores the system prompt"
+            );
+        }
     }
 
     #[test]

@@ -126,8 +126,10 @@ fn generate_follows_generation_config_or_flags() {
     );
 }
 
+/// `classify` scores each label's completion answer (`choice`) and, with --explain, shows
+/// the model's own answer and whether it states the same label.
 #[test]
-fn classify_labels_the_models_own_answer() {
+fn classify_scores_completion_answers_and_explains() {
     let model = fixture("tiny/t5");
     let (stdout, stderr) = ok(&[
         "classify",
@@ -138,29 +140,29 @@ fn classify_labels_the_models_own_answer() {
         "--task",
         "SAD",
         "--json",
+        "--explain",
         "Rent is due and I have no money.",
     ]);
-    assert!(stderr.contains("the model's own answer"), "{stderr}");
+    assert!(stderr.contains("completion answer"), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let labels = [
-        "school",
-        "financial",
-        "family",
-        "social",
-        "work",
-        "health",
-        "emotion",
-        "decision",
-        "other",
-    ];
-    assert!(labels.contains(&v["label"].as_str().unwrap()), "{v}");
-    assert!(v["probabilities"].is_null());
-    assert_eq!(v["method"], "generated");
+    let probs = v["probabilities"].as_object().unwrap();
+    assert_eq!(probs.len(), 9);
+    let total: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-6, "{total}");
+    let best = probs
+        .iter()
+        .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+        .unwrap()
+        .0;
+    assert_eq!(v["label"].as_str().unwrap(), best);
+    assert_eq!(v["method"], "choice");
     assert!(!v["answer"].as_str().unwrap().is_empty());
+    assert!(v["answer_agrees"].is_boolean());
     assert!(v["note"].as_str().unwrap().contains("not a diagnosis"));
 }
 
-/// `eval --mode generate` writes predictions from IMHI-completion prompts and scores them.
+/// `eval --mode generate` writes predictions from IMHI-completion prompts and scores them;
+/// `--mode choice` scores the completion answers.
 #[test]
 fn eval_generates_completion_prompts() {
     let out = scratch("eval-seq2seq");
@@ -203,9 +205,33 @@ fn eval_generates_completion_prompts() {
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        report.contains("IMHI-completion prompts; 3 beam(s)"),
+        report.contains("IMHI-completion prompts; answers by 3 beam(s)"),
         "{report}"
     );
+    let out = scratch("eval-seq2seq-choice");
+    ok(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--datasets",
+        "DR",
+        "--limit",
+        "2",
+        "--mode",
+        "choice",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(out.join("predictions_DR.jsonl")).unwrap();
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let predict = row["predict"].as_str().unwrap();
+        assert!(predict.ends_with("from depression."), "{predict}");
+    }
 }
 
 #[test]
@@ -277,9 +303,9 @@ fn options_that_do_not_apply_are_refused() {
             "--datasets",
             "DR",
             "--mode",
-            "choice",
+            "head",
         ],
-        &["encoder-decoder", "--mode generate"],
+        &["encoder-decoder", "--mode generate", "--mode choice"],
     );
     fails(
         &[

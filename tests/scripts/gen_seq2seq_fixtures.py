@@ -22,7 +22,9 @@ Output, in tests/fixtures/tiny/:
                 `decoder_ids` and `logits`, the decoder's logits at every position for those
                 ids; `greedy`, `beams` (several settings) and `default` (the folder's
                 generation_config.json): the generated ids of `generate`, after the decoder
-                start token and before the first EOS. `tokenizer`: BART's ids (with and
+                start token and before the first EOS; `choice`: the summed log-probabilities
+                of "no." and "yes." after the answer prefix (BART: `</s> <s>`, T5: `<pad>`)
+                for the second input. `tokenizer`: BART's ids (with and
                 without special tokens) for the shared test strings of gen_spm_fixtures.py.
 T5's decoders have fewer layers than their encoders: transformers 4.57 sizes T5's cache by
 `num_layers` and fails on a deeper decoder.
@@ -103,6 +105,19 @@ def trimmed(row: list, start: int, eos: int, pad: int) -> list:
     return out
 
 
+def choice(model, tok, ids: list, prefix: list) -> dict:
+    """Summed log-probabilities of "no." and "yes." after the decoder prefix, one input."""
+    candidates = [tok.encode(a, add_special_tokens=False) for a in ("no.", "yes.")]
+    logprobs = []
+    with torch.no_grad():
+        for cand in candidates:
+            dec = torch.tensor([prefix + cand])
+            out = model(input_ids=torch.tensor([ids]), decoder_input_ids=dec).logits[0]
+            lp = torch.log_softmax(out, dim=-1)
+            logprobs.append(sum(lp[len(prefix) - 1 + j, t].item() for j, t in enumerate(cand)))
+    return {"input_ids": ids, "prefix": prefix, "candidates": candidates, "logprobs": logprobs}
+
+
 def reference(model, tok_batch, eos: int, pad: int, start: int) -> dict:
     ids, mask = tok_batch["input_ids"], tok_batch["attention_mask"]
     with torch.no_grad():
@@ -162,6 +177,7 @@ def make_bart() -> dict:
     tok.save_pretrained(out)
     batch = tok(INPUTS, padding=True, return_tensors="pt")
     ref = reference(model, batch, eos=2, pad=1, start=2)
+    ref["choice"] = choice(model, tok, tok(INPUTS[1])["input_ids"], [2, 0])
     ref["tokenizer"] = [
         {"text": t, "ids": tok.encode(t, add_special_tokens=False),
          "ids_special": tok.encode(t, add_special_tokens=True)}
@@ -186,7 +202,9 @@ def make_t5(name: str, eos_gain: float, **config) -> dict:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     batch = tok(INPUTS, padding=True, return_tensors="pt")
-    return reference(model, batch, eos=1, pad=0, start=0)
+    ref = reference(model, batch, eos=1, pad=0, start=0)
+    ref["choice"] = choice(model, tok, tok(INPUTS[1])["input_ids"], [0])
+    return ref
 
 
 def main() -> None:

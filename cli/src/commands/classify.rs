@@ -247,118 +247,118 @@ pub fn run(args: Args) -> Result<()> {
         };
         for (i, (text, c)) in chunk.iter().zip(&results).enumerate() {
             let answer = answers.as_ref().map(|a| a[i].as_str());
-            // The label the answer states (MentaLLaMA's rules), and whether it is the
-            // classifier's: always so unless --explain-free.
-            let stated = answer.map(|a| data::labels::match_label(dataset, a));
-            let agrees = stated.map(|s| s == Some(c.label_index));
-            if args.json {
-                let probabilities: serde_json::Map<String, serde_json::Value> = c
-                    .labels
-                    .iter()
-                    .zip(&c.probabilities)
-                    .map(|(n, v)| (n.clone(), json!(v)))
-                    .collect();
-                println!(
-                    "{}",
-                    json!({
-                        "task": c.task, "text": text, "label": c.label, "label_index": c.label_index,
-                        "probabilities": probabilities, "truncated": c.truncated, "answer": answer,
-                        "answer_agrees": agrees,
-                        "explainer": explainer.as_ref().map(|e| e.1.clone()),
-                        "method": c.method, "classifier": c.classifier, "note": NOTE,
-                    })
-                );
-            } else {
-                let bars: Vec<String> = c
-                    .labels
-                    .iter()
-                    .zip(&c.probabilities)
-                    .map(|(n, v)| format!("{n} {v:.3}"))
-                    .collect();
-                println!(
-                    "{}: {} ({:.3})   [{}]",
-                    c.task,
-                    c.label,
-                    c.probabilities[c.label_index],
-                    bars.join(" | ")
-                );
-                if let Some(a) = answer {
-                    println!("  answer: {}", a.trim());
-                    println!("  reasoning: {}", reasoning(a));
-                    if agrees == Some(false) {
-                        let said = stated
-                            .flatten()
-                            .and_then(|l| c.labels.get(l).cloned())
-                            .unwrap_or_else(|| "no label the rules recognise".into());
-                        println!(
-                            "  note: the explanation states {said}, the classifier {}",
-                            c.label
-                        );
-                    }
-                }
-            }
+            let source = explainer.as_ref().and_then(|e| e.1.clone());
+            print_result(&args, dataset, text, c, answer, source);
         }
     }
     eprintln!("{NOTE}");
     Ok(())
 }
 
-/// An encoder-decoder model (MentalBART, MentalT5) classifies by its own answer: the text
-/// as an IMHI-completion prompt, the completion by the model's generation settings, and
-/// the label the answer states by MentaLLaMA's rules. There are no per-label
-/// probabilities, and the answer is always shown.
+/// An encoder-decoder model (MentalBART, MentalT5): labels by the likelihood of each label's
+/// completion answer after the IMHI-completion prompt (`choice`); with --explain, the
+/// model's own answer by its generation settings, with a note where it states another
+/// label.
 fn run_seq2seq(args: &Args, dataset: Dataset, texts: &[String]) -> Result<()> {
     if args.head.is_some() || args.explain_free {
         bail!(
-            "--head and --explain-free are for decoder-only models: an encoder-decoder model labels a text by its own answer"
+            "--head and --explain-free are for decoder-only models: an encoder-decoder model \
+             is scored by its completion answers and explains by its own generation"
         );
     }
     let (loaded, _) = args.model.load_seq2seq()?;
-    eprintln!("classifier: the model's own answer, labelled by MentaLLaMA's rules");
-    let tokenizer = loaded
-        .tokenizer
-        .as_ref()
-        .context("the model has no tokenizer")?;
-    let prompter = Prompter::new(&args.system, args.max_prompt_tokens)
-        .with_format(data::ChatFormat::ImhiCompletion);
-    let mut settings = loaded.generation.clone();
-    settings.max_length = settings.max_length.min(args.max_new_tokens + 1);
-    let labels = dataset.label_names();
+    let origin = loaded.origin.display().to_string();
+    let pipeline = classify::Seq2SeqPipeline::new(loaded, args.max_prompt_tokens)?;
+    eprintln!("classifier: the likelihood of each label's completion answer (untrained scoring)");
     for chunk in texts.chunks(args.batch_size) {
-        let prompts = chunk
+        let items: Vec<(&str, Option<&str>)> = chunk
             .iter()
-            .map(|t| {
-                let query = data::tasks::query_for_text(dataset, t, args.question.as_deref());
-                prompter.prompt(tokenizer, &query)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let answers =
-            classify::explain::completions(&loaded.model, tokenizer, &settings, &prompts)?;
-        for ((text, prompt), answer) in chunk.iter().zip(&prompts).zip(&answers) {
-            let stated = data::labels::match_label(dataset, answer);
-            let label = labels[stated.unwrap_or_else(|| dataset.fallback_label())];
-            if args.json {
-                println!(
-                    "{}",
-                    json!({
-                        "task": dataset.name(), "text": text, "label": label,
-                        "label_index": stated, "probabilities": null,
-                        "truncated": prompt.truncated, "answer": answer,
-                        "method": "generated", "note": NOTE,
-                    })
-                );
-            } else {
-                let how = if stated.is_some() {
-                    "stated by the model's answer"
-                } else {
-                    "the rules' fallback: the answer states no label"
-                };
-                println!("{}: {label} ({how})", dataset.name());
-                println!("  answer: {}", answer.trim());
-                println!("  reasoning: {}", reasoning(answer));
-            }
+            .map(|t| (t.as_str(), args.question.as_deref()))
+            .collect();
+        let results = blocking(pipeline.classify(dataset, &items))?;
+        let answers = if args.explain {
+            Some(blocking(pipeline.explain(
+                dataset,
+                &items,
+                args.max_new_tokens,
+                None,
+            ))?)
+        } else {
+            None
+        };
+        for (i, (text, c)) in chunk.iter().zip(&results).enumerate() {
+            let answer = answers.as_ref().map(|a| a[i].as_str());
+            print_result(
+                args,
+                dataset,
+                text,
+                c,
+                answer,
+                answer.map(|_| origin.clone()),
+            );
         }
     }
     eprintln!("{NOTE}");
     Ok(())
+}
+
+/// One text's result: its label and probabilities, and the model's answer when there is
+/// one (with a note where the answer states another label than the classifier's), as text
+/// or one JSON object.
+fn print_result(
+    args: &Args,
+    dataset: Dataset,
+    text: &str,
+    c: &classify::Classification,
+    answer: Option<&str>,
+    explainer: Option<String>,
+) {
+    // The label the answer states (MentaLLaMA's rules), and whether it is the classifier's.
+    let stated = answer.map(|a| data::labels::match_label(dataset, a));
+    let agrees = stated.map(|s| s == Some(c.label_index));
+    if args.json {
+        let probabilities: serde_json::Map<String, serde_json::Value> = c
+            .labels
+            .iter()
+            .zip(&c.probabilities)
+            .map(|(n, v)| (n.clone(), json!(v)))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "task": c.task, "text": text, "label": c.label, "label_index": c.label_index,
+                "probabilities": probabilities, "truncated": c.truncated, "answer": answer,
+                "answer_agrees": agrees, "explainer": explainer,
+                "method": c.method, "classifier": c.classifier, "note": NOTE,
+            })
+        );
+        return;
+    }
+    let bars: Vec<String> = c
+        .labels
+        .iter()
+        .zip(&c.probabilities)
+        .map(|(n, v)| format!("{n} {v:.3}"))
+        .collect();
+    println!(
+        "{}: {} ({:.3})   [{}]",
+        c.task,
+        c.label,
+        c.probabilities[c.label_index],
+        bars.join(" | ")
+    );
+    if let Some(a) = answer {
+        println!("  answer: {}", a.trim());
+        println!("  reasoning: {}", reasoning(a));
+        if agrees == Some(false) {
+            let said = stated
+                .flatten()
+                .and_then(|l| c.labels.get(l).cloned())
+                .unwrap_or_else(|| "no label the rules recognise".into());
+            println!(
+                "  note: the explanation states {said}, the classifier {}",
+                c.label
+            );
+        }
+    }
 }

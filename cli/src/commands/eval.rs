@@ -89,7 +89,8 @@ pub struct Args {
 /// The model that answers: decoder-only (every mode) or encoder-decoder (`--mode generate`).
 enum Answerer {
     Causal(model::LoadedModel),
-    Seq2Seq(model::seq2seq::LoadedSeq2Seq),
+    /// With the folder it was loaded from.
+    Seq2Seq(classify::Seq2SeqPipeline, PathBuf),
 }
 
 /// `--mode generate` without --adapter: puts the shipped explainer on the model when it
@@ -150,14 +151,17 @@ pub fn run(args: Args) -> Result<()> {
         work.push((d, items));
     }
     let (mut answerer, chosen) = if args.model.is_seq2seq()? {
-        if args.mode != Mode::Generate || client.is_some() {
+        if args.mode == Mode::Head || client.is_some() {
             bail!(
-                "an encoder-decoder model (BART, T5) is evaluated by its own answers: \
-                 --mode generate without --endpoint"
+                "an encoder-decoder model (BART, T5) is evaluated by its own answers \
+                 (--mode generate) or its answers' likelihood (--mode choice), without \
+                 --endpoint"
             );
         }
         let (loaded, chosen) = args.model.load_seq2seq()?;
-        (Answerer::Seq2Seq(loaded), chosen)
+        let origin = loaded.origin.clone();
+        let pipeline = classify::Seq2SeqPipeline::new(loaded, args.max_prompt_tokens)?;
+        (Answerer::Seq2Seq(pipeline, origin), chosen)
     } else {
         let (loaded, chosen) = args.model.load()?;
         (Answerer::Causal(loaded), chosen)
@@ -178,20 +182,7 @@ pub fn run(args: Args) -> Result<()> {
             let tok = l.tokenizer.as_ref().context("the model has no tokenizer")?;
             (tok, &l.origin, crate::model_arg::chat_format(&l.model, tok))
         }
-        Answerer::Seq2Seq(l) => {
-            let tok = l.tokenizer.as_ref().context("the model has no tokenizer")?;
-            (tok, &l.origin, data::ChatFormat::ImhiCompletion)
-        }
-    };
-    // Encoder-decoder models complete by their generation settings, capped at
-    // --max-new-tokens.
-    let settings = match &answerer {
-        Answerer::Seq2Seq(l) => {
-            let mut s = l.generation.clone();
-            s.max_length = s.max_length.min(args.max_new_tokens + 1);
-            Some(s)
-        }
-        Answerer::Causal(_) => None,
+        Answerer::Seq2Seq(p, origin) => (&p.tokenizer, origin, data::ChatFormat::ImhiCompletion),
     };
     let prompter = Prompter::new(&args.system, args.max_prompt_tokens).with_format(format);
     let total: usize = work.iter().map(|(_, items)| items.len()).sum();
@@ -235,11 +226,16 @@ pub fn run(args: Args) -> Result<()> {
     for p in &probes {
         report.notes.push(format!("classifier: {}", p.describe()));
     }
-    if let Some(s) = &settings {
+    if let Answerer::Seq2Seq(p, _) = &answerer {
+        let s = &p.generation;
         report.notes.push(format!(
-            "IMHI-completion prompts; {} beam(s), max_length {}, no_repeat_ngram_size {}, \
-             length_penalty {}",
-            s.num_beams, s.max_length, s.no_repeat_ngram_size, s.length_penalty
+            "IMHI-completion prompts; answers by {} beam(s), max_length {} (at most {} new \
+             tokens), no_repeat_ngram_size {}, length_penalty {}",
+            s.num_beams,
+            s.max_length,
+            args.max_new_tokens,
+            s.no_repeat_ngram_size,
+            s.length_penalty
         ));
     }
     let mut truncated = 0;
@@ -348,12 +344,13 @@ pub fn run(args: Args) -> Result<()> {
                             None,
                         ))?
                     }
-                    (_, _, Answerer::Seq2Seq(loaded)) => classify::explain::completions(
-                        &loaded.model,
-                        tokenizer,
-                        settings.as_ref().context("generation settings")?,
-                        &batch,
-                    )?,
+                    (Mode::Generate, None, Answerer::Seq2Seq(p, _)) => {
+                        blocking(p.answers(&batch, args.max_new_tokens, None))?
+                    }
+                    (_, _, Answerer::Seq2Seq(p, _)) => blocking(p.probabilities(*dataset, &batch))?
+                        .iter()
+                        .map(|p| sentences[argmax(p)].clone())
+                        .collect(),
                     (_, _, Answerer::Causal(loaded)) => blocking(classify::choice::probabilities(
                         &loaded.model,
                         tokenizer,

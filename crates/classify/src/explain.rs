@@ -4,7 +4,6 @@
 use formats::tokenizer::TextTokenizer;
 use model::CausalLm;
 use model::generate::{GenerateConfig, Sampling, generate_async};
-use model::seq2seq::{GenerationSettings, Seq2SeqLm};
 
 use crate::{ClassifyError, Prompt};
 
@@ -36,24 +35,6 @@ pub async fn answers(
         }
     })
     .await?;
-    out.iter().map(|ids| Ok(tokenizer.decode(ids)?)).collect()
-}
-
-/// Answers of an encoder-decoder model (MentalBART, MentalT5) to IMHI-completion prompts
-/// ([`crate::Prompter`] with `ChatFormat::ImhiCompletion`): each prompt's ids with the
-/// model's special tokens go to the encoder, and the decoder completes them by `settings`
-/// (greedy, or beam search one prompt at a time). The readback is blocking (native only).
-pub fn completions(
-    model: &Seq2SeqLm,
-    tokenizer: &TextTokenizer,
-    settings: &GenerationSettings,
-    prompts: &[Prompt],
-) -> Result<Vec<String>, ClassifyError> {
-    let inputs: Vec<Vec<u32>> = prompts
-        .iter()
-        .map(|p| model.encoder_input(&p.ids))
-        .collect();
-    let out = model::seq2seq::generation::generate(model, &inputs, settings, |_, _| {})?;
     out.iter().map(|ids| Ok(tokenizer.decode(ids)?)).collect()
 }
 

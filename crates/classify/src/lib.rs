@@ -10,6 +10,7 @@
 //! - [`explainer`]: the shipped stage-1 adapter that writes explanations.
 //! - [`pipeline`]: a loaded model and the scorer for a task, giving [`Classification`]s,
 //!   and the model's explanation.
+//! - [`seq2seq`]: the same for encoder-decoder models (MentalBART, MentalT5).
 //!
 //! Every function reads tensors back with an asynchronous read (a browser cannot block on a
 //! WebGPU buffer); the native entry points wrap them with [`blocking`].
@@ -22,6 +23,7 @@ pub mod head;
 pub mod pipeline;
 pub mod probe;
 pub mod prompt;
+pub mod seq2seq;
 
 pub use error::ClassifyError;
 pub use explain::reasoning;
@@ -29,6 +31,7 @@ pub use head::StageTwo;
 pub use pipeline::{Classification, NOTE, Pipeline, Scorer, argmax};
 pub use probe::LoadedProbe;
 pub use prompt::{FormatSource, Prompt, Prompter, chat_format};
+pub use seq2seq::Seq2SeqPipeline;
 
 /// Runs an asynchronous pipeline step to its end on this thread (native code; in a browser
 /// only a step that needs no wait completes, else [`ClassifyError::Blocking`]).

@@ -75,7 +75,7 @@ pub fn argmax(p: &[f64]) -> usize {
 }
 
 /// Refuses an empty list or an empty text, naming it (1-based).
-fn check_texts(items: &[(&str, Option<&str>)]) -> Result<(), ClassifyError> {
+pub(crate) fn check_texts(items: &[(&str, Option<&str>)]) -> Result<(), ClassifyError> {
     if items.is_empty() {
         return Err(ClassifyError::Input("no text to classify".into()));
     }
@@ -236,7 +236,7 @@ impl Pipeline {
     }
 }
 
-fn classification(
+pub(crate) fn classification(
     scorer: Scorer<'_>,
     dataset: Dataset,
     probabilities: Vec<f64>,

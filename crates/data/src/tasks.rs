@@ -51,6 +51,29 @@ pub fn questions(dataset: Dataset) -> Vec<String> {
 }
 
 /// The answer sentence of every label, indexed by label.
+/// Each label's answer as MentaLLaMA's IMHI-completion data begins it (what MentalBART and
+/// MentalT5 learned to write before ". Reasoning:"), in label order: `no.` / `yes.` for the
+/// yes/no sets, SAD's stress causes in the completion files' words, and the label name for
+/// sets with no completion data.
+pub fn completion_answers(dataset: Dataset) -> Vec<String> {
+    let names: Vec<&str> = match dataset {
+        Dataset::Sad => vec![
+            "school",
+            "financial problem",
+            "family issues",
+            "social relationships",
+            "work",
+            "health issues",
+            "emotional turmoil",
+            "everyday decision making",
+            "other causes",
+        ],
+        d if d.label_names() == ["no", "yes"] => vec!["no", "yes"],
+        d => d.label_names().to_vec(),
+    };
+    names.iter().map(|n| format!("{n}.")).collect()
+}
+
 pub fn answer_sentences(dataset: Dataset) -> Vec<String> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
     match dataset {
@@ -130,6 +153,34 @@ pub fn answer_sentences(dataset: Dataset) -> Vec<String> {
 /// The IMHI query for a raw text: `Consider this post: "<text>" Question: <question>`.
 pub fn query_for_text(dataset: Dataset, text: &str, question: Option<&str>) -> String {
     build_query(text, question.unwrap_or_else(|| default_question(dataset)))
+}
+
+#[cfg(test)]
+mod completion_tests {
+    use super::*;
+
+    /// Each completion answer states its own label by MentaLLaMA's rules.
+    #[test]
+    fn completion_answers_state_their_labels() {
+        for d in [
+            Dataset::Dr,
+            Dataset::Dreaddit,
+            Dataset::Irf,
+            Dataset::MultiWd,
+            Dataset::Sad,
+        ] {
+            let answers = completion_answers(d);
+            assert_eq!(answers.len(), d.label_names().len(), "{}", d.name());
+            for (i, a) in answers.iter().enumerate() {
+                assert_eq!(
+                    crate::labels::match_label(d, a),
+                    Some(i),
+                    "{}: {a}",
+                    d.name()
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -204,6 +204,14 @@ impl GenerationSettings {
         Ok(s)
     }
 
+    /// The decoder ids every answer starts with: the start token, and the forced BOS when
+    /// there is one (BART's answers begin `</s> <s>`).
+    pub fn answer_prefix(&self) -> Vec<u32> {
+        std::iter::once(self.decoder_start)
+            .chain(self.forced_bos_token_id)
+            .collect()
+    }
+
     /// Applies the logits processors to one row of scores, given the decoder sequence so
     /// far (start token included).
     fn process(&self, scores: &mut [f32], seq: &[u32]) {
@@ -252,8 +260,19 @@ fn log_softmax(row: &mut [f32]) {
 /// [`Seq2SeqLm::encoder_input`]): greedy when `num_beams` is 1 (batched; `on_token` sees
 /// each token as it comes), else beam search one input at a time (`on_token` sees the best
 /// hypothesis's tokens when it is chosen). Returns the new ids of each input, without the
-/// start token and the EOS.
+/// start token and the EOS. Blocking reads: native code ([`generate_async`] in a browser).
 pub fn generate(
+    model: &Seq2SeqLm,
+    inputs: &[Vec<u32>],
+    settings: &GenerationSettings,
+    on_token: impl FnMut(usize, u32),
+) -> Result<Vec<Vec<u32>>, ModelError> {
+    burn::tensor::try_read_sync(generate_async(model, inputs, settings, on_token))
+        .ok_or_else(|| ModelError::Readback("this device cannot be read without waiting".into()))?
+}
+
+/// [`generate`] with an asynchronous readback of each step's logits, for the browser.
+pub async fn generate_async(
     model: &Seq2SeqLm,
     inputs: &[Vec<u32>],
     settings: &GenerationSettings,
@@ -262,16 +281,16 @@ pub fn generate(
     if settings.num_beams > 1 {
         let mut out = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            let ids = beam_search(model, input, settings)?;
+            let ids = beam_search(model, input, settings).await?;
             ids.iter().for_each(|&t| on_token(i, t));
             out.push(ids);
         }
         return Ok(out);
     }
-    greedy(model, inputs, settings, on_token)
+    greedy(model, inputs, settings, on_token).await
 }
 
-fn greedy(
+async fn greedy(
     model: &Seq2SeqLm,
     inputs: &[Vec<u32>],
     settings: &GenerationSettings,
@@ -286,7 +305,7 @@ fn greedy(
     for _ in 1..settings.max_length {
         let logits = model.decode(&mut state, &step)?;
         let vocab = logits.dims()[2];
-        let rows = crate::io::values(logits.reshape([active.len(), vocab]))?;
+        let rows = crate::io::values_async(logits.reshape([active.len(), vocab])).await?;
         let mut keep = Vec::with_capacity(active.len());
         for (row, &seq) in rows.chunks(vocab).zip(&active) {
             let mut row = row.to_vec();
@@ -323,7 +342,7 @@ fn greedy(
 /// `2·num_beams` continuations of all beams by summed log-probability; those that end (EOS
 /// or `max_length`) among the top `num_beams` join the finished set with their score divided
 /// by `length^length_penalty`; the best `num_beams` that do not end continue.
-pub fn beam_search(
+pub async fn beam_search(
     model: &Seq2SeqLm,
     input: &[u32],
     s: &GenerationSettings,
@@ -344,7 +363,7 @@ pub fn beam_search(
     loop {
         let logits = model.decode(&mut state, &step)?;
         let vocab = logits.dims()[2];
-        let mut rows = crate::io::values(logits.reshape([beams, vocab]))?;
+        let mut rows = crate::io::values_async(logits.reshape([beams, vocab])).await?;
         for (b, row) in rows.chunks_mut(vocab).enumerate() {
             log_softmax(row);
             s.process(row, &running[b]);

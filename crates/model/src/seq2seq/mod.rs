@@ -9,6 +9,7 @@
 pub mod bart;
 pub mod generation;
 pub mod layers;
+pub mod score;
 pub mod t5;
 
 use std::path::PathBuf;

@@ -1,0 +1,135 @@
+//! MentaLLaMA's encoder-decoder models (MentalBART, MentalT5) in the classify pipeline:
+//! IMHI-completion prompts; labels by `choice` scoring (each label's completion answer,
+//! [`data::tasks::completion_answers`], scored by the decoder after the answer prefix); and
+//! explanations by the model's own generation (its generation_config.json's strategy).
+//! The CLI and the web page call these, as they call [`crate::Pipeline`] for decoder-only
+//! models.
+
+use data::{ChatFormat, Dataset, tasks};
+use formats::tokenizer::TextTokenizer;
+use model::score::normalise;
+use model::seq2seq::score::continuation_logprobs_async;
+use model::seq2seq::{GenerationSettings, LoadedSeq2Seq, Seq2SeqLm};
+
+use crate::pipeline::{check_texts, classification};
+use crate::{Classification, ClassifyError, Prompt, Prompter, Scorer};
+
+/// An encoder-decoder model with its tokenizer, generation settings and prompt builder.
+pub struct Seq2SeqPipeline {
+    pub model: Seq2SeqLm,
+    pub tokenizer: TextTokenizer,
+    pub generation: GenerationSettings,
+    pub prompter: Prompter,
+}
+
+impl Seq2SeqPipeline {
+    /// IMHI-completion prompts of at most `max_prompt_tokens` tokens. A model without a
+    /// tokenizer is refused, naming its folder.
+    pub fn new(loaded: LoadedSeq2Seq, max_prompt_tokens: usize) -> Result<Self, ClassifyError> {
+        let tokenizer = loaded.tokenizer.ok_or_else(|| {
+            ClassifyError::Input(format!(
+                "{}: the model has no tokenizer (tokenizer.json, spiece.model, or vocab.json \
+                 with merges.txt)",
+                loaded.origin.display()
+            ))
+        })?;
+        Ok(Self {
+            model: loaded.model,
+            tokenizer,
+            generation: loaded.generation,
+            prompter: Prompter::new("", max_prompt_tokens).with_format(ChatFormat::ImhiCompletion),
+        })
+    }
+
+    /// Classifies `(text, question)` pairs: per-label probabilities of the completion
+    /// answers (method `choice`).
+    pub async fn classify(
+        &self,
+        dataset: Dataset,
+        items: &[(&str, Option<&str>)],
+    ) -> Result<Vec<Classification>, ClassifyError> {
+        check_texts(items)?;
+        let prompts = items
+            .iter()
+            .map(|(t, q)| self.prompter.for_text(&self.tokenizer, dataset, t, *q))
+            .collect::<Result<Vec<_>, _>>()?;
+        let probs = self.probabilities(dataset, &prompts).await?;
+        Ok(probs
+            .into_iter()
+            .zip(&prompts)
+            .map(|(p, prompt)| classification(Scorer::Choice, dataset, p, prompt.truncated))
+            .collect())
+    }
+
+    /// Per-label probabilities of each prompt (label order), from the likelihood of each
+    /// label's completion answer.
+    pub async fn probabilities(
+        &self,
+        dataset: Dataset,
+        prompts: &[Prompt],
+    ) -> Result<Vec<Vec<f64>>, ClassifyError> {
+        let candidates = tasks::completion_answers(dataset)
+            .iter()
+            .map(|a| self.tokenizer.encode(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prefix = self.generation.answer_prefix();
+        let mut out = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            let input = self.model.encoder_input(&p.ids);
+            let logprobs =
+                continuation_logprobs_async(&self.model, &input, &prefix, &candidates).await?;
+            out.push(normalise(&logprobs));
+        }
+        Ok(out)
+    }
+
+    /// The model's answers ("<label>. Reasoning: ...") to `(text, question)` pairs; see
+    /// [`Self::answers`].
+    pub async fn explain(
+        &self,
+        dataset: Dataset,
+        items: &[(&str, Option<&str>)],
+        max_new_tokens: usize,
+        on_text: Option<&mut dyn FnMut(usize, &str)>,
+    ) -> Result<Vec<String>, ClassifyError> {
+        check_texts(items)?;
+        let prompts = items
+            .iter()
+            .map(|(t, q)| self.prompter.for_text(&self.tokenizer, dataset, t, *q))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.answers(&prompts, max_new_tokens, on_text).await
+    }
+
+    /// The model's answers to prompts (IMHI-completion, see [`Self::prompter`]), by its
+    /// generation settings with at most `max_new_tokens` tokens; `on_text(item,
+    /// text_so_far)` after every token of greedy decoding (beam search gives each whole
+    /// answer at once).
+    pub async fn answers(
+        &self,
+        prompts: &[Prompt],
+        max_new_tokens: usize,
+        mut on_text: Option<&mut dyn FnMut(usize, &str)>,
+    ) -> Result<Vec<String>, ClassifyError> {
+        let mut settings = self.generation.clone();
+        settings.max_length = settings.max_length.min(max_new_tokens + 1);
+        let inputs: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|p| self.model.encoder_input(&p.ids))
+            .collect();
+        let mut so_far: Vec<Vec<u32>> = vec![Vec::new(); inputs.len()];
+        let tokenizer = &self.tokenizer;
+        let out =
+            model::seq2seq::generation::generate_async(&self.model, &inputs, &settings, |i, id| {
+                if let Some(f) = on_text.as_deref_mut() {
+                    so_far[i].push(id);
+                    if let Ok(text) = tokenizer.decode(&so_far[i]) {
+                        f(i, &text);
+                    }
+                }
+            })
+            .await?;
+        out.iter()
+            .map(|ids| Ok(self.tokenizer.decode(ids)?))
+            .collect()
+    }
+}

@@ -217,7 +217,7 @@ function partOf(name) {
 
 ui.load.onclick = () => {
   const files = pickedFiles();
-  if (!files.some((f) => f.part === 'model')) { showError('Pick a model first: a .gguf file, or config.json + model.safetensors + tokenizer.json.'); return; }
+  if (!files.some((f) => f.part === 'model')) { showError('Pick a model first: a .gguf file, or config.json + model.safetensors + its tokenizer files.'); return; }
   send({ type: 'files', files }, 'Reading files');
 };
 ui.loadUrl.onclick = () => {

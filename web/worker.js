@@ -143,7 +143,10 @@ async function fetchBytes(url, label) {
 }
 
 // A same-origin URL: one .gguf file, or a HF folder ending in "/" (config.json,
-// model.safetensors, tokenizer.json).
+// model.safetensors and tokenizer.json; without tokenizer.json, the SentencePiece model of
+// a Llama (tokenizer.model) or T5 (spiece.model), or BART's vocab.json + merges.txt; and
+// an encoder-decoder model's generation_config.json when it has one). Only files the
+// folder should have are asked for.
 async function fetchModel(url) {
   const base = new URL(url, self.location.href);
   if (base.origin !== self.location.origin) throw new Error(`${url}: only files from this site can be loaded (${self.location.origin})`);
@@ -153,8 +156,24 @@ async function fetchModel(url) {
   }
   const dir = base.href.endsWith('/') ? base.href : `${base.href}/`;
   const files = [];
-  for (const f of ['config.json', 'tokenizer.json', 'model.safetensors']) {
-    files.push({ part: 'model', name: f, bytes: await fetchBytes(new URL(f, dir).href, f) });
+  const get = async (f) => files.push({ part: 'model', name: f, bytes: await fetchBytes(new URL(f, dir).href, f) });
+  const getIfThere = async (f) => {
+    const response = await fetch(new URL(f, dir).href);
+    if (response.ok) files.push({ part: 'model', name: f, bytes: new Uint8Array(await response.arrayBuffer()) });
+    return response.ok;
+  };
+  await get('config.json');
+  await get('model.safetensors');
+  let modelType = '';
+  try { modelType = JSON.parse(new TextDecoder().decode(files[0].bytes)).model_type || ''; } catch { /* the module names the error */ }
+  const encoderDecoder = modelType === 'bart' || modelType === 't5';
+  if (encoderDecoder) await getIfThere('generation_config.json');
+  if (await getIfThere('tokenizer.json')) return files;
+  if (modelType === 'bart') {
+    await get('vocab.json');
+    await get('merges.txt');
+  } else {
+    await get(modelType === 't5' ? 'spiece.model' : 'tokenizer.model');
   }
   return files;
 }

@@ -163,3 +163,65 @@ fn cli_and_web_session_give_the_same_probabilities() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// BART and T5 (MentalBART / MentalT5 layouts): the page's session scores each label's
+/// completion answer as `classify` does, and its explanation is the CLI's answer (with a
+/// note when that answer states another label than the one given).
+#[test]
+fn encoder_decoder_models_classify_and_explain_alike() {
+    for name in ["bart", "t5"] {
+        let model = fixture(&format!("tiny/{name}"));
+        let m = model.to_str().unwrap();
+        let (labels, probs) = cli_probabilities(m, "DR", &[]);
+        let (web_labels, web_probs, method) = web_probabilities(&picked(&model, None, &[]), "DR");
+        assert_eq!(method, "choice");
+        assert_same(sorted(labels, probs), sorted(web_labels, web_probs));
+
+        let (stdout, _) = ok(&[
+            "classify",
+            "--device",
+            "cpu",
+            "--model",
+            m,
+            "--task",
+            "DR",
+            "--json",
+            "--explain",
+            TEXT,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let cli_answer = v["answer"].as_str().unwrap().to_string();
+        let chosen = v["label_index"].as_u64().unwrap() as usize;
+        let session = Session::load(&picked(&model, None, &[]), &Device::flex(), None).unwrap();
+        let mut streamed = 0;
+        let answer = classify::blocking(async {
+            session
+                .explain("DR", TEXT, Some(chosen), 160, |_| streamed += 1)
+                .await
+                .map_err(|e| classify::ClassifyError::Input(format!("{e:#}")))
+        })
+        .unwrap();
+        assert!(
+            answer.starts_with(&cli_answer),
+            "{name}: {answer:?} vs {cli_answer:?}"
+        );
+        let agrees = v["answer_agrees"].as_bool().unwrap();
+        assert_eq!(
+            answer.contains("Note: this answer states"),
+            !agrees,
+            "{name}: {answer}"
+        );
+    }
+    // Adapters are refused, naming the model.
+    let model = fixture("tiny/bart");
+    let mut with_adapter = picked(&model, None, &[]);
+    with_adapter.adapter = Some(Folder::disk(&fixture("lora/qwen2-adapter")));
+    let err = match Session::load(&with_adapter, &Device::flex(), None) {
+        Ok(_) => panic!("an adapter on BART loaded"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("encoder-decoder") && err.contains("adapters"),
+        "{err}"
+    );
+}

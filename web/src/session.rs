@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use classify::{Classification, LoadedProbe, Pipeline, Prompter, Scorer, StageTwo};
+use classify::{
+    Classification, LoadedProbe, Pipeline, Prompter, Scorer, Seq2SeqPipeline, StageTwo,
+};
 use data::Dataset;
 use formats::Folder;
 use model::LoadedModel;
@@ -30,15 +32,24 @@ pub struct Picked {
 }
 
 /// The loaded model and classifier; every classification goes through the `classify`
-/// crate's [`Pipeline`], as the CLI's does.
+/// crate's [`Pipeline`] (or [`Seq2SeqPipeline`] for BART and T5), as the CLI's does.
 pub struct Session {
-    pipeline: Pipeline,
-    /// The model with the shipped explainer's adapter (sharing the model's weights), when
-    /// one fits: explanations come from it, labels never do.
-    explainer: Option<Pipeline>,
-    head: Option<StageTwo>,
-    probes: Vec<(Dataset, LoadedProbe)>,
+    engine: Engine,
     pub info: ModelInfo,
+}
+
+enum Engine {
+    DecoderOnly {
+        pipeline: Pipeline,
+        /// The model with the shipped explainer's adapter (sharing the model's weights),
+        /// when one fits: explanations come from it, labels never do.
+        explainer: Option<Pipeline>,
+        head: Option<StageTwo>,
+        probes: Vec<(Dataset, LoadedProbe)>,
+    },
+    /// MentalBART / MentalT5: labels by the likelihood of each label's completion answer,
+    /// explanations by the model's own generation.
+    EncoderDecoder(Box<Seq2SeqPipeline>),
 }
 
 /// What the page shows about the loaded model.
@@ -63,6 +74,9 @@ impl Session {
     /// Builds the picked model on `device`. `max_buffer` is WebGPU's largest buffer: the
     /// embedding table and LM head are held in row blocks that each fit one.
     pub fn load(picked: &Picked, device: &Device, max_buffer: Option<u64>) -> Result<Self> {
+        if model::seq2seq::is_seq2seq_folder(&picked.model) {
+            return Self::load_seq2seq(picked, device, max_buffer);
+        }
         let LoadedModel {
             model: mut lm,
             tokenizer,
@@ -137,28 +151,82 @@ impl Session {
             }
         }
         Ok(Self {
-            probes,
-            pipeline: Pipeline {
-                lm,
-                tokenizer,
-                prompter,
-                batch_size: 1,
+            engine: Engine::DecoderOnly {
+                probes,
+                pipeline: Pipeline {
+                    lm,
+                    tokenizer,
+                    prompter,
+                    batch_size: 1,
+                },
+                explainer,
+                head,
             },
-            explainer,
-            head,
+            info,
+        })
+    }
+
+    /// A BART or T5 folder. Adapters and stage-2 heads are for decoder-only models and are
+    /// refused; trained classifiers and the explainer are passed over with a note.
+    fn load_seq2seq(picked: &Picked, device: &Device, max_buffer: Option<u64>) -> Result<Self> {
+        let root = picked.model.root().display().to_string();
+        if picked.adapter.is_some() || picked.head.is_some() {
+            bail!(
+                "{root} is an encoder-decoder model (BART or T5): LoRA adapters and stage-2 \
+                 heads apply to decoder-only models"
+            );
+        }
+        let options = LoadOptions {
+            max_tensor_bytes: max_buffer,
+            ..LoadOptions::default()
+        };
+        let loaded = model::seq2seq::load_seq2seq(&picked.model, device, options)?;
+        let model = &loaded.model;
+        let classifiers = picked
+            .classifiers
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} not used (trained for a decoder-only model); tasks are scored by \
+                     their completion answers",
+                    f.root().display()
+                )
+            })
+            .collect();
+        let info = ModelInfo {
+            model: root,
+            format: "hf",
+            layers: model.layers(),
+            hidden_size: model.hidden_size(),
+            vocab_size: model.vocab_size(),
+            adapter: None,
+            head: None,
+            classifiers,
+            explainer: format!(
+                "the model's own generation ({}, encoder-decoder)",
+                model.model_type()
+            ),
+        };
+        let pipeline = Seq2SeqPipeline::new(loaded, MAX_PROMPT_TOKENS)?;
+        Ok(Self {
+            engine: Engine::EncoderDecoder(Box::new(pipeline)),
             info,
         })
     }
 
     /// The classifier for `dataset`: the loaded head when it is that task's, else its
     /// trained head-only classifier, else the answer sentences' likelihood (untuned).
-    fn scorer(&self, dataset: Dataset) -> Scorer<'_> {
-        if let Some(head) = &self.head
+    fn scorer<'a>(
+        head: &'a Option<StageTwo>,
+        probes: &'a [(Dataset, LoadedProbe)],
+        dataset: Dataset,
+    ) -> Scorer<'a> {
+        if let Some(head) = head
             && head.dataset == dataset
         {
             return Scorer::Head(head);
         }
-        match self.probes.iter().find(|(d, _)| *d == dataset) {
+        match probes.iter().find(|(d, _)| *d == dataset) {
             Some((_, probe)) => Scorer::Probe(probe),
             None => Scorer::Choice,
         }
@@ -169,16 +237,26 @@ impl Session {
         if text.trim().is_empty() {
             bail!("the text is empty: type or paste a post to classify");
         }
-        let mut out = self
-            .pipeline
-            .classify(self.scorer(dataset), dataset, &[(text, None)])
-            .await?;
+        let mut out = match &self.engine {
+            Engine::DecoderOnly {
+                pipeline,
+                head,
+                probes,
+                ..
+            } => {
+                let scorer = Self::scorer(head, probes, dataset);
+                pipeline.classify(scorer, dataset, &[(text, None)]).await?
+            }
+            Engine::EncoderDecoder(p) => p.classify(dataset, &[(text, None)]).await?,
+        };
         out.pop().context("the pipeline returned no classification")
     }
 
     /// The model's greedy answer ("<label>. Reasoning: ..."), streamed through `on_text`
     /// with the text so far after every token. With `label` (the index the classifier
     /// chose), the answer starts with that label's sentence and the model gives its reasoning.
+    /// An encoder-decoder model writes its own answer (by its generation settings); where
+    /// it states another label than `label`, a note at its end says so.
     pub async fn explain(
         &self,
         task: &str,
@@ -192,18 +270,43 @@ impl Session {
             bail!("the text is empty: type or paste a post to classify");
         }
         let mut stream = |_: usize, so_far: &str| on_text(so_far);
-        let mut out = self
-            .explainer
-            .as_ref()
-            .unwrap_or(&self.pipeline)
-            .explain(
-                dataset,
-                &[(text, None)],
-                label.as_ref().map(std::slice::from_ref),
-                max_new_tokens,
-                Some(&mut stream),
-            )
-            .await?;
+        let mut out = match &self.engine {
+            Engine::DecoderOnly {
+                pipeline,
+                explainer,
+                ..
+            } => {
+                explainer
+                    .as_ref()
+                    .unwrap_or(pipeline)
+                    .explain(
+                        dataset,
+                        &[(text, None)],
+                        label.as_ref().map(std::slice::from_ref),
+                        max_new_tokens,
+                        Some(&mut stream),
+                    )
+                    .await?
+            }
+            Engine::EncoderDecoder(p) => {
+                let mut out = p
+                    .explain(dataset, &[(text, None)], max_new_tokens, Some(&mut stream))
+                    .await?;
+                if let (Some(answer), Some(chosen)) = (out.first_mut(), label) {
+                    let names = dataset.label_names();
+                    let stated = data::labels::match_label(dataset, answer);
+                    if stated != Some(chosen) {
+                        let said = stated.map_or("no label the rules recognise", |s| names[s]);
+                        answer.push_str(&format!(
+                            "\n\nNote: this answer states {said}; the label above ({}) is \
+                             the likeliest completion answer.",
+                            names.get(chosen).copied().unwrap_or("?")
+                        ));
+                    }
+                }
+                out
+            }
+        };
         out.pop().context("the pipeline returned no answer")
     }
 }

@@ -151,6 +151,22 @@ impl Seq2SeqLm {
         }
     }
 
+    /// Encoder and decoder layers together.
+    pub fn layers(&self) -> usize {
+        match self {
+            Self::Bart(m) => m.encoder_layers.len() + m.decoder_layers.len(),
+            Self::T5(m) => m.encoder.block.len() + m.decoder.block.len(),
+        }
+    }
+
+    /// `d_model`.
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::Bart(m) => m.config.d_model,
+            Self::T5(m) => m.config.d_model,
+        }
+    }
+
     pub fn device(&self) -> Device {
         match self {
             Self::Bart(m) => m.shared.device(),

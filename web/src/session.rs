@@ -182,17 +182,16 @@ impl Session {
         };
         let loaded = model::seq2seq::load_seq2seq(&picked.model, device, options)?;
         let model = &loaded.model;
-        let classifiers = picked
-            .classifiers
-            .iter()
-            .map(|f| {
-                format!(
-                    "{} not used (trained for a decoder-only model); tasks are scored by \
-                     their completion answers",
-                    f.root().display()
-                )
-            })
-            .collect();
+        // Trained classifiers are made for decoder-only models: one note for all of them.
+        let classifiers = if picked.classifiers.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{} given, not used (trained for a decoder-only model); every task is scored \
+                 by its completion answers",
+                picked.classifiers.len()
+            )]
+        };
         let info = ModelInfo {
             model: root,
             format: "hf",

@@ -161,14 +161,18 @@ fn classify_scores_completion_answers_and_explains() {
     assert!(v["note"].as_str().unwrap().contains("not a diagnosis"));
 }
 
-/// `eval --mode generate` writes predictions from IMHI-completion prompts and scores them;
-/// `--mode choice` scores the completion answers.
-#[test]
-fn eval_generates_completion_prompts() {
-    let out = scratch("eval-seq2seq");
+/// Runs `eval` on the tiny BART over two examples of each of `sets`, with `extra` options;
+/// returns each set's prediction rows.
+fn eval_bart(
+    tag: &str,
+    sets: &[&str],
+    extra: &[&str],
+) -> (std::path::PathBuf, Vec<Vec<serde_json::Value>>) {
+    let out = scratch(tag);
     let model = fixture("tiny/bart");
     let data = fixture("data/imhi");
-    ok(&[
+    let joined = sets.join(",");
+    let mut args = vec![
         "eval",
         "--device",
         "cpu",
@@ -177,25 +181,40 @@ fn eval_generates_completion_prompts() {
         "--data",
         data.to_str().unwrap(),
         "--datasets",
-        "DR,SAD",
+        &joined,
         "--limit",
         "2",
-        "--max-new-tokens",
-        "6",
         "--out",
         out.to_str().unwrap(),
-    ]);
-    for set in ["DR", "SAD"] {
-        let text = std::fs::read_to_string(out.join(format!("predictions_{set}.jsonl"))).unwrap();
-        let rows: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(rows.len(), 2, "{set}");
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+    let rows = sets
+        .iter()
+        .map(|set| {
+            let text =
+                std::fs::read_to_string(out.join(format!("predictions_{set}.jsonl"))).unwrap();
+            let rows: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(rows.len(), 2, "{set}");
+            rows
+        })
+        .collect();
+    (out, rows)
+}
+
+/// `eval --mode generate` writes predictions from IMHI-completion prompts and scores them;
+/// `--mode choice` scores the completion answers.
+#[test]
+fn eval_generates_completion_prompts() {
+    let (out, sets) = eval_bart("eval-seq2seq", &["DR", "SAD"], &["--max-new-tokens", "6"]);
+    for (set, rows) in ["DR", "SAD"].iter().zip(sets) {
         for row in rows {
             let prompt = row["prompt"].as_str().unwrap();
             assert!(prompt.starts_with("Post: "), "{prompt}");
-            let cue = if set == "SAD" {
+            let cue = if *set == "SAD" {
                 "Question: This post shows the stress cause of "
             } else {
                 "Question: The answer to the question \"Does the poster suffers from depression?\" is "
@@ -208,27 +227,8 @@ fn eval_generates_completion_prompts() {
         report.contains("IMHI-completion prompts; answers by 3 beam(s)"),
         "{report}"
     );
-    let out = scratch("eval-seq2seq-choice");
-    ok(&[
-        "eval",
-        "--device",
-        "cpu",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--datasets",
-        "DR",
-        "--limit",
-        "2",
-        "--mode",
-        "choice",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let text = std::fs::read_to_string(out.join("predictions_DR.jsonl")).unwrap();
-    for line in text.lines() {
-        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+    let (_, sets) = eval_bart("eval-seq2seq-choice", &["DR"], &["--mode", "choice"]);
+    for row in &sets[0] {
         let predict = row["predict"].as_str().unwrap();
         assert!(predict.ends_with("from depression."), "{predict}");
     }
@@ -262,7 +262,7 @@ fn options_that_do_not_apply_are_refused() {
     );
     fails(
         &["generate", "--model", bart, "--beams", "0", "hi"],
-        &["--beams must be at least 1"],
+        &["--beams must be from 1 to 64"],
     );
     fails(
         &[

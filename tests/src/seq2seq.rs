@@ -309,6 +309,18 @@ fn bad_configs_get_clear_errors() {
     );
 
     let dir = altered("bart", "generation_config.json", |v| {
+        v["num_beams"] = 1_000_000_000u64.into();
+    });
+    let err = load_err(&dir);
+    assert!(err.contains("num_beams") && err.contains("64"), "{err}");
+
+    let dir = altered("t5", "config.json", |v| {
+        v["d_model"] = 0.into();
+    });
+    let err = load_err(&dir);
+    assert!(err.contains("d_model must be positive"), "{err}");
+
+    let dir = altered("bart", "generation_config.json", |v| {
         v["do_sample"] = true.into();
     });
     let err = load_err(&dir);

@@ -100,25 +100,45 @@ pub fn run(args: Args) -> Result<()> {
     };
     let stream = prompts.len() == 1 && !args.json;
     let start = Instant::now();
-    // Streaming decodes the whole answer so far each time, so multi-byte characters split
-    // across tokens print correctly.
-    let mut so_far: Vec<u32> = Vec::new();
-    let mut printed = 0usize;
-    let mut stdout = std::io::stdout();
-    let outputs = generate(&loaded.model, &prompts, &config, |_, id| {
-        if stream {
-            so_far.push(id);
-            if let Ok(text) = tokenizer.decode(&so_far)
-                && text.len() > printed
-                && text.is_char_boundary(printed)
-            {
-                let _ = write!(stdout, "{}", &text[printed..]);
-                let _ = stdout.flush();
-                printed = text.len();
-            }
-        }
-    })?;
+    let mut streamer = Streamer::new(&tokenizer, stream);
+    let outputs = generate(&loaded.model, &prompts, &config, |_, id| streamer.push(id))?;
     print_outputs(&args, &tokenizer, &outputs, stream, start)
+}
+
+/// Prints one answer to stdout as its tokens come. The whole answer so far is decoded each
+/// time, so multi-byte characters split across tokens print correctly.
+struct Streamer<'a> {
+    tokenizer: &'a formats::tokenizer::TextTokenizer,
+    on: bool,
+    so_far: Vec<u32>,
+    printed: usize,
+}
+
+impl<'a> Streamer<'a> {
+    fn new(tokenizer: &'a formats::tokenizer::TextTokenizer, on: bool) -> Self {
+        Self {
+            tokenizer,
+            on,
+            so_far: Vec::new(),
+            printed: 0,
+        }
+    }
+
+    fn push(&mut self, id: u32) {
+        if !self.on {
+            return;
+        }
+        self.so_far.push(id);
+        if let Ok(text) = self.tokenizer.decode(&self.so_far)
+            && text.len() > self.printed
+            && text.is_char_boundary(self.printed)
+        {
+            let mut stdout = std::io::stdout();
+            let _ = write!(stdout, "{}", &text[self.printed..]);
+            let _ = stdout.flush();
+            self.printed = text.len();
+        }
+    }
 }
 
 /// The answers, one block or JSON object per prompt, and the speed on stderr.
@@ -168,8 +188,11 @@ fn run_seq2seq(args: &Args) -> Result<()> {
         settings.max_length = n + 1;
     }
     if let Some(beams) = args.beams {
-        if beams == 0 {
-            bail!("--beams must be at least 1");
+        if beams == 0 || beams > model::seq2seq::generation::MAX_BEAMS {
+            bail!(
+                "--beams must be from 1 to {}",
+                model::seq2seq::generation::MAX_BEAMS
+            );
         }
         settings.num_beams = beams;
     }
@@ -180,22 +203,10 @@ fn run_seq2seq(args: &Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let stream = inputs.len() == 1 && !args.json;
     let start = Instant::now();
-    let mut so_far: Vec<u32> = Vec::new();
-    let mut printed = 0usize;
-    let mut stdout = std::io::stdout();
+    let mut streamer = Streamer::new(tokenizer, stream);
     let outputs =
         model::seq2seq::generation::generate(&loaded.model, &inputs, &settings, |_, id| {
-            if stream {
-                so_far.push(id);
-                if let Ok(text) = tokenizer.decode(&so_far)
-                    && text.len() > printed
-                    && text.is_char_boundary(printed)
-                {
-                    let _ = write!(stdout, "{}", &text[printed..]);
-                    let _ = stdout.flush();
-                    printed = text.len();
-                }
-            }
+            streamer.push(id)
         })?;
     print_outputs(args, tokenizer, &outputs, stream, start)
 }

@@ -63,6 +63,17 @@ const LN_EPS: f64 = 1e-5;
 
 impl BartConfig {
     pub fn validate(&self) -> Result<(), String> {
+        for (value, key) in [
+            (self.vocab_size, "vocab_size"),
+            (self.d_model, "d_model"),
+            (self.encoder_ffn_dim, "encoder_ffn_dim"),
+            (self.decoder_ffn_dim, "decoder_ffn_dim"),
+            (self.max_position_embeddings, "max_position_embeddings"),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be positive"));
+            }
+        }
         if self.normalize_before || self.add_final_layer_norm {
             return Err(
                 "normalize_before / add_final_layer_norm (mBART's pre-norm layout) \

@@ -14,6 +14,9 @@ use super::{Seq2SeqLm, SpecialIds};
 use crate::ModelError;
 use crate::generate::argmax;
 
+/// The most beams taken: each is a full decoder state.
+pub const MAX_BEAMS: usize = 64;
+
 /// transformers' default `max_length`.
 const DEFAULT_MAX_LENGTH: usize = 20;
 
@@ -194,6 +197,12 @@ impl GenerationSettings {
                     .ok_or("`eos_token_id` must be an id or a list of ids")?;
             }
             Some(_) => s.eos = vec![id("eos_token_id")?.unwrap_or(ids.eos)],
+        }
+        if s.num_beams > MAX_BEAMS {
+            return Err(format!(
+                "`num_beams` {} is more than this runtime takes ({MAX_BEAMS})",
+                s.num_beams
+            ));
         }
         if s.max_length < 2 {
             return Err(format!(

@@ -94,8 +94,16 @@ impl T5Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.num_heads == 0 || self.d_kv == 0 {
-            return Err("num_heads and d_kv must be positive".into());
+        for (value, key) in [
+            (self.vocab_size, "vocab_size"),
+            (self.d_model, "d_model"),
+            (self.d_kv, "d_kv"),
+            (self.d_ff, "d_ff"),
+            (self.num_heads, "num_heads"),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be positive"));
+            }
         }
         if self.relative_attention_num_buckets < 4 {
             return Err(format!(

@@ -51,7 +51,10 @@ impl TextTokenizer {
         } else if let Some(name) = sentencepiece_file(&folder.names()) {
             let bytes = folder.open(name)?;
             let origin = folder.path(name);
-            let sp = tokenizer_from_spm(&bytes, &origin)?;
+            let mut sp = tokenizer_from_spm(&bytes, &origin)?;
+            if name == "spiece.model" {
+                add_t5_sentinels(&mut sp.tokenizer, t5_extra_ids(folder)?);
+            }
             Self::new(sp.tokenizer, origin, sp.model.eos_id)
         } else if folder.has("vocab.json") && folder.has("merges.txt") {
             let (vocab, merges) = (folder.path("vocab.json"), folder.path("merges.txt"));
@@ -184,6 +187,43 @@ impl TextTokenizer {
 /// A folder's chat template: `chat_template.jinja` when there is one (it wins, as in
 /// transformers), else `tokenizer_config.json`'s `chat_template`, a string or a list of
 /// `{name, template}` of which the one named `default` (else the first) is taken.
+/// T5's sentinel count: `extra_ids` of `tokenizer_config.json`, else 100 (the default of
+/// transformers' `T5Tokenizer`, which T5 folders without `tokenizer.json` load).
+fn t5_extra_ids(folder: &Folder) -> Result<usize, FormatError> {
+    const DEFAULT: usize = 100;
+    if !folder.has("tokenizer_config.json") {
+        return Ok(DEFAULT);
+    }
+    let path = folder.path("tokenizer_config.json");
+    let config: serde_json::Value = serde_json::from_slice(&folder.open("tokenizer_config.json")?)
+        .map_err(|e| FormatError::Json {
+            path: path.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+    match config.get("extra_ids") {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT),
+        Some(v) => v
+            .as_u64()
+            .filter(|&n| n <= 10_000)
+            .map(|n| n as usize)
+            .ok_or_else(|| FormatError::Json {
+                path,
+                reason: format!("`extra_ids` must be an integer from 0 to 10000, found {v}"),
+            }),
+    }
+}
+
+/// T5's sentinels `<extra_id_0>` … as special tokens after the SentencePiece pieces, with
+/// `T5Tokenizer`'s ids: `<extra_id_i>` is `pieces + extra_ids - 1 - i` (so they are added
+/// last first).
+fn add_t5_sentinels(tokenizer: &mut tokenizers::Tokenizer, extra_ids: usize) {
+    let sentinels: Vec<tokenizers::AddedToken> = (0..extra_ids)
+        .rev()
+        .map(|i| tokenizers::AddedToken::from(format!("<extra_id_{i}>"), true).normalized(false))
+        .collect();
+    tokenizer.add_special_tokens(&sentinels);
+}
+
 fn folder_chat_template(folder: &Folder) -> Result<Option<String>, FormatError> {
     if folder.has("chat_template.jinja") {
         let path = folder.path("chat_template.jinja");

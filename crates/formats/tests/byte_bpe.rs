@@ -68,3 +68,48 @@ fn broken_files_are_named() {
         "{e}"
     );
 }
+
+/// A T5 folder's `spiece.model` gets `T5Tokenizer`'s sentinels: `extra_ids` of
+/// `tokenizer_config.json` (100 without one), `<extra_id_i>` at `pieces + extra_ids - 1 - i`.
+#[test]
+fn t5_sentinels_follow_the_pieces() {
+    use mentalqlm_formats::Folder;
+    use mentalqlm_formats::tokenizer::TextTokenizer;
+    let dir = std::env::temp_dir().join(format!("mentalqlm-t5-sentinels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        common::fixture("tiny/t5/spiece.model"),
+        dir.join("spiece.model"),
+    )
+    .unwrap();
+    let load = || {
+        TextTokenizer::from_folder(&Folder::disk(&dir))
+            .unwrap()
+            .unwrap()
+    };
+    // No tokenizer_config.json: 100 sentinels after the 2,000 pieces.
+    let tok = load();
+    assert_eq!(tok.token_to_id("<extra_id_0>"), Some(2099));
+    assert_eq!(tok.token_to_id("<extra_id_99>"), Some(2000));
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"extra_ids": 3}"#).unwrap();
+    let tok = load();
+    assert_eq!(tok.token_to_id("<extra_id_0>"), Some(2002));
+    assert_eq!(tok.token_to_id("<extra_id_2>"), Some(2000));
+    assert_eq!(tok.token_to_id("<extra_id_3>"), None);
+    let ids = tok.encode("a <extra_id_1> b").unwrap();
+    assert!(ids.contains(&2001), "{ids:?}");
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"extra_ids": "many"}"#,
+    )
+    .unwrap();
+    let err = match TextTokenizer::from_folder(&Folder::disk(&dir)) {
+        Ok(_) => panic!("a bad extra_ids was taken"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("tokenizer_config.json") && err.contains("extra_ids"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -69,11 +69,36 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
+/// Commands that print to stdout and use no sockets end quietly when stdout is closed
+/// (`mentalqlm logits ... | head`), as Unix tools do, instead of panicking in `println!`:
+/// SIGPIPE goes back to its default. `serve` and `eval --endpoint` write to sockets, where
+/// Rust's ignored SIGPIPE turns a closed connection into an error to handle, so they keep it.
+#[cfg(unix)]
+fn quiet_on_closed_stdout() {
+    // SAFETY: resets one signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_on_closed_stdout() {}
+
 fn main() {
     if std::env::var("MENTALQLM_MALLOPT").as_deref() != Ok("0") {
         keep_freed_memory();
     }
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Generate(_)
+            | Command::Logits(_)
+            | Command::Tokenize(_)
+            | Command::Classify(_)
+            | Command::Score(_)
+    ) {
+        quiet_on_closed_stdout();
+    }
     // The run-time switches, read from the environment here and nowhere else
     // (docs/settings.md), then installed for the library.
     let (settings, notes) =

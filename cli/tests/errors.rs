@@ -203,3 +203,31 @@ fn pytorch_pickle_checkpoints_are_refused_with_the_conversion() {
     assert!(!marker.exists(), "the pickle ran");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A reader that stops early (`mentalqlm logits ... | head -c 10`) ends the command quietly,
+/// as Unix tools end, instead of a panic in `println!`.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    // Both print far more than a pipe holds (64 KiB): the default model's 49,152 logits, and
+    // one line of ids for each of 40,000 texts.
+    let mut many = vec!["tokenize"];
+    many.extend(std::iter::repeat_n("some words", 40_000));
+    for args in [vec!["logits", "--device", "cpu", "--ids", "1,2,3"], many] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mentalqlm"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one byte, then close the pipe while the command still has more to write.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 1];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -229,13 +229,9 @@ pub fn run(args: Args) -> Result<()> {
     if let Answerer::Seq2Seq(p, _) = &answerer {
         let s = &p.generation;
         report.notes.push(format!(
-            "IMHI-completion prompts; answers by {} beam(s), max_length {} (at most {} new \
-             tokens), no_repeat_ngram_size {}, length_penalty {}",
-            s.num_beams,
-            s.max_length,
-            args.max_new_tokens,
-            s.no_repeat_ngram_size,
-            s.length_penalty
+            "IMHI-completion prompts; answers by {} beam(s), at most {} new tokens, \
+             no_repeat_ngram_size {}, length_penalty {}",
+            s.num_beams, args.max_new_tokens, s.no_repeat_ngram_size, s.length_penalty
         ));
     }
     let mut truncated = 0;

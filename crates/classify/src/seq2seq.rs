@@ -101,7 +101,7 @@ impl Seq2SeqPipeline {
     }
 
     /// The model's answers to prompts (IMHI-completion, see [`Self::prompter`]), by its
-    /// generation settings with at most `max_new_tokens` tokens; `on_text(item,
+    /// generation settings with `max_new_tokens` as the length budget; `on_text(item,
     /// text_so_far)` after every token of greedy decoding (beam search gives each whole
     /// answer at once).
     pub async fn answers(
@@ -111,7 +111,9 @@ impl Seq2SeqPipeline {
         mut on_text: Option<&mut dyn FnMut(usize, &str)>,
     ) -> Result<Vec<String>, ClassifyError> {
         let mut settings = self.generation.clone();
-        settings.max_length = settings.max_length.min(max_new_tokens + 1);
+        // The caller's budget replaces the model's max_length (often transformers' default
+        // of 20, which would cut the reasoning short); the rest of its settings stay.
+        settings.max_length = max_new_tokens + 1;
         let inputs: Vec<Vec<u32>> = prompts
             .iter()
             .map(|p| self.model.encoder_input(&p.ids))

@@ -161,6 +161,45 @@ fn classify_scores_completion_answers_and_explains() {
     assert!(v["note"].as_str().unwrap().contains("not a diagnosis"));
 }
 
+/// BART's learned positions end (64 in the tiny model): a long post is cut to fit the
+/// encoder, and answers stop at the decoder's last position, whatever the budget.
+#[test]
+fn bart_stays_within_its_positions() {
+    let model = fixture("tiny/bart");
+    let long = "I cannot sleep and everything feels heavy. ".repeat(40);
+    let (stdout, _) = ok(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        "DR",
+        "--json",
+        "--explain",
+        "--max-new-tokens",
+        "500",
+        &long,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["truncated"], true);
+    let (stdout, _) = ok(&[
+        "generate",
+        "--device",
+        "cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "--beams",
+        "1",
+        "--max-new-tokens",
+        "500",
+        "hello",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["tokens"].as_u64().unwrap() <= 63, "{v}");
+}
+
 /// Runs `eval` on the tiny BART over two examples of each of `sets`, with `extra` options;
 /// returns each set's prediction rows.
 fn eval_bart(

@@ -177,14 +177,16 @@ pub fn run(args: Args) -> Result<()> {
         Answerer::Causal(loaded) if args.mode == Mode::Head => load_probes(&args, &sets, loaded)?,
         _ => Vec::new(),
     };
-    let (tokenizer, origin, format) = match &answerer {
+    let (tokenizer, origin, prompter) = match &answerer {
         Answerer::Causal(l) => {
             let tok = l.tokenizer.as_ref().context("the model has no tokenizer")?;
-            (tok, &l.origin, crate::model_arg::chat_format(&l.model, tok))
+            let format = crate::model_arg::chat_format(&l.model, tok);
+            let prompter = Prompter::new(&args.system, args.max_prompt_tokens).with_format(format);
+            (tok, &l.origin, prompter)
         }
-        Answerer::Seq2Seq(p, origin) => (&p.tokenizer, origin, data::ChatFormat::ImhiCompletion),
+        // IMHI-completion prompts, within the encoder's positions.
+        Answerer::Seq2Seq(p, origin) => (&p.tokenizer, origin, p.prompter.clone()),
     };
-    let prompter = Prompter::new(&args.system, args.max_prompt_tokens).with_format(format);
     let total: usize = work.iter().map(|(_, items)| items.len()).sum();
     let bar = crate::runner::bar(total as u64);
     bar.set_style(

@@ -33,11 +33,16 @@ impl Seq2SeqPipeline {
                 loaded.origin.display()
             ))
         })?;
+        // The encoder input adds up to two special tokens, and BART has a last position.
+        let budget = match loaded.model.max_positions() {
+            Some(max) => max_prompt_tokens.min(max.saturating_sub(2)),
+            None => max_prompt_tokens,
+        };
         Ok(Self {
             model: loaded.model,
             tokenizer,
             generation: loaded.generation,
-            prompter: Prompter::new("", max_prompt_tokens).with_format(ChatFormat::ImhiCompletion),
+            prompter: Prompter::new("", budget).with_format(ChatFormat::ImhiCompletion),
         })
     }
 

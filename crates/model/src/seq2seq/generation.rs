@@ -287,6 +287,19 @@ pub async fn generate_async(
     settings: &GenerationSettings,
     mut on_token: impl FnMut(usize, u32),
 ) -> Result<Vec<Vec<u32>>, ModelError> {
+    // The decoder stops at the model's last position (BART's learned table), as
+    // transformers caps `max_length` by `max_position_embeddings`.
+    let capped;
+    let settings = match model.max_positions() {
+        Some(max) if settings.max_length > max => {
+            capped = GenerationSettings {
+                max_length: max,
+                ..settings.clone()
+            };
+            &capped
+        }
+        _ => settings,
+    };
     if settings.num_beams > 1 {
         let mut out = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {

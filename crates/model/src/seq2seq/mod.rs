@@ -159,6 +159,15 @@ impl Seq2SeqLm {
         }
     }
 
+    /// The longest sequence each stack takes: BART's `max_position_embeddings`; T5's
+    /// relative positions have no limit.
+    pub fn max_positions(&self) -> Option<usize> {
+        match self {
+            Self::Bart(m) => Some(m.config.max_position_embeddings),
+            Self::T5(_) => None,
+        }
+    }
+
     /// `d_model`.
     pub fn hidden_size(&self) -> usize {
         match self {

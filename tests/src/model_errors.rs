@@ -84,7 +84,9 @@ fn unknown_model_type() {
     .unwrap();
     let msg = load_err(&dir);
     assert!(
-        msg.contains("unknown model_type `mamba`") && msg.contains("config.json"),
+        msg.contains("unknown model_type `mamba`")
+            && msg.contains("config.json")
+            && msg.contains("bart, t5"),
         "{msg}"
     );
 

@@ -10,7 +10,9 @@ pub enum ModelError {
     Format(#[from] FormatError),
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("{path}: unknown model_type `{model_type}` (supported: qwen2, llama)")]
+    #[error(
+        "{path}: unknown model_type `{model_type}` (supported: qwen2, llama; encoder-decoder: bart, t5)"
+    )]
     UnknownModelType { path: PathBuf, model_type: String },
     #[error("tensor `{name}` in {origin}: expected shape {expected:?}, found {actual:?}")]
     Shape {

@@ -321,6 +321,33 @@ fn bad_configs_get_clear_errors() {
     assert!(err.contains("d_model must be positive"), "{err}");
 
     let dir = altered("bart", "generation_config.json", |v| {
+        v["decoder_start_token_id"] = 2_147_483_647u64.into();
+    });
+    let err = load_err(&dir);
+    assert!(
+        err.contains("generation_config.json") && err.contains("decoder_start_token_id 2147483647"),
+        "{err}"
+    );
+
+    let dir = altered("bart", "config.json", |v| {
+        v["bos_token_id"] = 600.into();
+    });
+    let err = load_err(&dir);
+    assert!(
+        err.contains("config.json") && err.contains("bos_token_id 600"),
+        "{err}"
+    );
+
+    let dir = altered("t5", "config.json", |v| {
+        v["num_decoder_layers"] = 4_294_967_296u64.into();
+    });
+    let err = load_err(&dir);
+    assert!(
+        err.contains("num_decoder_layers") && err.contains("the weights hold 2 layers"),
+        "{err}"
+    );
+
+    let dir = altered("bart", "generation_config.json", |v| {
         v["do_sample"] = true.into();
     });
     let err = load_err(&dir);

@@ -46,6 +46,7 @@ pub type Seed = Vec<SeedFile>;
 pub enum Kind {
     Gguf,
     HfModel,
+    Seq2Seq,
     Tokenizer,
     Peft,
     Probe,
@@ -65,9 +66,10 @@ pub struct Target {
     pub seeds: Vec<Seed>,
 }
 
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "gguf",
     "safetensors",
+    "seq2seq",
     "tokenizer",
     "peft",
     "probe",
@@ -152,13 +154,44 @@ impl Target {
                     file(&tiny, "tokenizer.json", false)?,
                 ]],
             ),
+            "seq2seq" => (
+                "a BART or T5 folder: config.json, generation_config.json and model.safetensors, \
+                 built, then one encoder pass and one decoder step",
+                Kind::Seq2Seq,
+                ["bart", "t5"]
+                    .iter()
+                    .map(|m| {
+                        let dir = fx.join("tiny").join(m);
+                        let tok = if *m == "bart" {
+                            "vocab.json"
+                        } else {
+                            "spiece.model"
+                        };
+                        let mut files = vec![
+                            file(&dir, "config.json", true)?,
+                            file(&dir, "generation_config.json", true)?,
+                            file(&dir, "model.safetensors", true)?,
+                            file(&dir, tok, false)?,
+                        ];
+                        if *m == "bart" {
+                            files.push(file(&dir, "merges.txt", false)?);
+                        }
+                        Ok(files)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
             "tokenizer" => (
-                "tokenizer.json or a SentencePiece tokenizer.model, then encoding and decoding a post",
+                "tokenizer.json, a SentencePiece tokenizer.model, or BART's vocab.json and \
+                 merges.txt, then encoding and decoding a post",
                 Kind::Tokenizer,
                 vec![
                     one(&tiny.join("tokenizer.json"), "tokenizer.json")?,
                     one(&fx.join("spm/bpe.model"), "tokenizer.model")?,
                     one(&fx.join("spm/unigram.model"), "tokenizer.model")?,
+                    vec![
+                        file(&fx.join("tiny/bart"), "vocab.json", true)?,
+                        file(&fx.join("tiny/bart"), "merges.txt", true)?,
+                    ],
                 ],
             ),
             "peft" => (
@@ -315,6 +348,17 @@ pub fn run(kind: Kind, input: &Input<'_>, ctx: &Context) -> Result<(), String> {
                 source.read_f32(&t).map_err(|e| text(&e))?;
             }
             load_folder(folder, &ctx.device, LoadOptions::default())
+                .map(|_| ())
+                .map_err(|e| text(&e))
+        }
+        Kind::Seq2Seq => {
+            let loaded = model::seq2seq::load_seq2seq(folder, &ctx.device, LoadOptions::default())
+                .map_err(|e| text(&e))?;
+            let m = &loaded.model;
+            let input = m.encoder_input(&[5, 6, 7]);
+            let mut state = m.start(m.encode(&[input]).map_err(|e| text(&e))?);
+            let start = vec![vec![loaded.generation.decoder_start]];
+            m.decode(&mut state, &start)
                 .map(|_| ())
                 .map_err(|e| text(&e))
         }

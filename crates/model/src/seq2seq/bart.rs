@@ -293,7 +293,13 @@ pub fn build(config: &BartConfig, w: &WeightReader<'_>) -> Result<Bart, ModelErr
             layernorm_embedding: norm(&format!("{p}.layernorm_embedding"))?,
         })
     };
-    let mut encoder_layers = Vec::with_capacity(config.encoder_layers);
+    super::check_layers(w, config.encoder_layers, "encoder_layers", |i| {
+        format!("model.encoder.layers.{i}.fc1.weight")
+    })?;
+    super::check_layers(w, config.decoder_layers, "decoder_layers", |i| {
+        format!("model.decoder.layers.{i}.fc1.weight")
+    })?;
+    let mut encoder_layers = Vec::new();
     for i in 0..config.encoder_layers {
         let p = format!("model.encoder.layers.{i}");
         encoder_layers.push(BartEncoderLayer {
@@ -304,7 +310,7 @@ pub fn build(config: &BartConfig, w: &WeightReader<'_>) -> Result<Bart, ModelErr
             final_layer_norm: norm(&format!("{p}.final_layer_norm"))?,
         });
     }
-    let mut decoder_layers = Vec::with_capacity(config.decoder_layers);
+    let mut decoder_layers = Vec::new();
     for i in 0..config.decoder_layers {
         let p = format!("model.decoder.layers.{i}");
         let heads = config.decoder_attention_heads;

@@ -274,6 +274,46 @@ impl Seq2SeqLm {
     }
 }
 
+/// Refuses a layer count (`key` of config.json) that is not the number of layers the
+/// weights hold (`name(i)` is a tensor every layer has), before anything is allocated.
+fn check_layers(
+    w: &WeightReader<'_>,
+    layers: usize,
+    key: &str,
+    name: impl Fn(usize) -> String,
+) -> Result<(), ModelError> {
+    let present = (0..).take_while(|&i| w.has(&name(i))).count();
+    if present != layers {
+        return Err(ModelError::Config {
+            path: w.origin().into(),
+            reason: format!(
+                "{key} (config.json) is {layers}, but the weights hold {present} layers \
+                 ({} missing or extra)",
+                name(present.min(layers))
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a special id outside the vocabulary, naming `file` and the key: encoding and
+/// generation would feed it to the model.
+fn check_ids(
+    ids: impl IntoIterator<Item = (&'static str, Option<u32>)>,
+    vocab: usize,
+    file: std::path::PathBuf,
+) -> Result<(), ModelError> {
+    for (key, id) in ids {
+        if let Some(id) = id.filter(|&id| id as usize >= vocab) {
+            return Err(ModelError::Config {
+                path: file,
+                reason: format!("{key} {id} is outside the vocabulary of {vocab}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// An encoder-decoder model with its tokenizer and generation settings.
 pub struct LoadedSeq2Seq {
     pub model: Seq2SeqLm,
@@ -302,6 +342,36 @@ pub fn load_seq2seq(
         Seq2SeqConfig::T5(c) => Seq2SeqLm::T5(t5::build(c, &reader)?),
     };
     let generation = GenerationSettings::from_folder(folder, &config_text, model.special_ids())?;
+    let settings_file = if folder.has("generation_config.json") {
+        folder.path("generation_config.json")
+    } else {
+        folder.path("config.json")
+    };
+    let special = model.special_ids();
+    let vocab = model.vocab_size();
+    check_ids(
+        [
+            ("bos_token_id", special.bos),
+            ("eos_token_id", Some(special.eos)),
+            ("pad_token_id", Some(special.pad)),
+            ("decoder_start_token_id", Some(special.decoder_start)),
+        ],
+        vocab,
+        folder.path("config.json"),
+    )?;
+    let g = &generation;
+    check_ids(
+        [
+            ("decoder_start_token_id", Some(g.decoder_start)),
+            ("pad_token_id", Some(g.pad)),
+            ("forced_bos_token_id", g.forced_bos_token_id),
+            ("forced_eos_token_id", g.forced_eos_token_id),
+        ]
+        .into_iter()
+        .chain(g.eos.iter().map(|&e| ("eos_token_id", Some(e)))),
+        vocab,
+        settings_file,
+    )?;
     let tokenizer = match TextTokenizer::from_folder(folder)? {
         Some(tok) => {
             let tok = tok.with_eos(&[model.special_ids().eos]);

@@ -370,8 +370,14 @@ pub fn build(config: &T5Config, w: &WeightReader<'_>) -> Result<T5, ModelError> 
             })
         })
     };
+    super::check_layers(w, config.num_layers, "num_layers", |i| {
+        format!("encoder.block.{i}.layer.0.layer_norm.weight")
+    })?;
+    super::check_layers(w, config.decoder_layers(), "num_decoder_layers", |i| {
+        format!("decoder.block.{i}.layer.0.layer_norm.weight")
+    })?;
     let stack = |name: &str, layers: usize, decoder: bool| -> Result<T5Stack, ModelError> {
-        let mut block = Vec::with_capacity(layers);
+        let mut block = Vec::new();
         for i in 0..layers {
             let p = format!("{name}.block.{i}.layer");
             let ff_layer = if decoder { 2 } else { 1 };

@@ -37,7 +37,7 @@ fn run(args: &[&str], out: &Path) -> (Option<i32>, Vec<Value>, String) {
 fn every_format_survives_bounded_fuzzing() {
     let out = scratch("all");
     let (code, reports, stderr) = run(&["--target", "all", "--cases", "400"], &out);
-    assert_eq!(reports.len(), 9, "{stderr}");
+    assert_eq!(reports.len(), 10, "{stderr}");
     for r in &reports {
         let name = r["target"].as_str().unwrap();
         assert_eq!(r["cases"], 400, "{name}");

@@ -204,12 +204,7 @@ impl Bart {
             .iter()
             .map(|l| l.encoder_attn.keys_values(encoded.hidden.clone()))
             .collect();
-        DecoderState {
-            encoded,
-            self_kv: vec![None; self.decoder_layers.len()],
-            cross_kv,
-            len: 0,
-        }
+        DecoderState::new(encoded, cross_kv)
     }
 
     /// Logits `[batch, seq, vocab]` of the new decoder tokens `ids` (one length per row).

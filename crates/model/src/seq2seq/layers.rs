@@ -125,6 +125,17 @@ pub struct DecoderState {
 }
 
 impl DecoderState {
+    /// A state before the first decoder token: `cross_kv` holds each layer's keys and
+    /// values of `encoded`.
+    pub fn new(encoded: Encoded, cross_kv: Vec<(Tensor<4>, Tensor<4>)>) -> Self {
+        Self {
+            self_kv: vec![None; cross_kv.len()],
+            encoded,
+            cross_kv,
+            len: 0,
+        }
+    }
+
     pub fn batch(&self) -> usize {
         self.encoded.lengths.len()
     }

@@ -286,12 +286,7 @@ impl T5 {
             .filter_map(|b| b.cross_attention.as_ref())
             .map(|c| c.attention.keys_values(encoded.hidden.clone()))
             .collect();
-        DecoderState {
-            encoded,
-            self_kv: vec![None; self.decoder.block.len()],
-            cross_kv,
-            len: 0,
-        }
+        DecoderState::new(encoded, cross_kv)
     }
 
     /// Logits `[batch, seq, vocab]` of the new decoder tokens `ids` (one length per row).

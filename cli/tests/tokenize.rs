@@ -112,7 +112,7 @@ fn tokenize_refuses_bad_input() {
     std::fs::create_dir_all(&empty).unwrap();
     fails(
         &["tokenize", "-m", empty.to_str().unwrap(), "hi"],
-        &["no tokenizer.json, tokenizer.model or spiece.model"],
+        &["no tokenizer.json, tokenizer.model, spiece.model, or vocab.json with merges.txt"],
     );
     let run = run(&["tokenize", "-m", m]);
     assert_eq!(run.status.code(), Some(2), "clap refuses a missing text");

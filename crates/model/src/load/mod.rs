@@ -86,7 +86,8 @@ pub fn load_folder(
 }
 
 /// Reads only the tokenizer of a `.gguf` file or a HF model folder (`tokenizer.json`, else
-/// a SentencePiece `tokenizer.model` or `spiece.model`): no weights are read.
+/// a SentencePiece `tokenizer.model` or `spiece.model`, or BART's `vocab.json` + `merges.txt`):
+/// no weights are read.
 pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
     if is_gguf(path) {
         return gguf::text_tokenizer(&GgufFile::open(path)?);
@@ -97,7 +98,7 @@ pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, ModelError> {
         ModelError::Format(formats::FormatError::Tokenizer {
             path: path.to_path_buf(),
             reason: format!(
-                "no tokenizer.json, tokenizer.model or spiece.model in the folder (found: {})",
+                "no tokenizer.json, tokenizer.model, spiece.model, or vocab.json with merges.txt in the folder (found: {})",
                 folder.names().join(", ")
             ),
         })

@@ -142,7 +142,7 @@ impl ModelArgs {
 
     pub fn load(&self) -> Result<(model::LoadedModel, Chosen)> {
         let path = self.model_path()?;
-        if path.is_dir() && model::seq2seq::is_seq2seq_folder(&formats::Folder::disk(&path)) {
+        if self.is_seq2seq()? {
             bail!(
                 "{} is an encoder-decoder model (BART or T5): logits, tokenize, generate, \
                  classify --explain and eval --mode generate read it; this command needs a \

@@ -15,7 +15,7 @@ pub async fn answers(
     tokenizer: &TextTokenizer,
     prompts: &[Prompt],
     max_new_tokens: usize,
-    mut on_text: Option<&mut dyn FnMut(usize, &str)>,
+    on_text: Option<&mut dyn FnMut(usize, &str)>,
 ) -> Result<Vec<String>, ClassifyError> {
     let config = GenerateConfig {
         max_new_tokens,
@@ -25,17 +25,41 @@ pub async fn answers(
         pad_id: tokenizer.pad_id,
     };
     let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();
-    let mut so_far: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
-    let out = generate_async(lm, &ids, &config, |seq, id| {
-        if let Some(f) = on_text.as_deref_mut() {
-            so_far[seq].push(id);
-            if let Ok(text) = tokenizer.decode(&so_far[seq]) {
-                f(seq, &text);
+    let mut stream = TextStream::new(tokenizer, prompts.len(), on_text);
+    let out = generate_async(lm, &ids, &config, |seq, id| stream.push(seq, id)).await?;
+    out.iter().map(|ids| Ok(tokenizer.decode(ids)?)).collect()
+}
+
+/// Each answer's text so far, handed to `on_text(item, text)` after every token: the
+/// whole answer is decoded each time, so characters split across tokens come out whole.
+/// Without `on_text` it keeps and decodes nothing.
+pub(crate) struct TextStream<'a, 'f> {
+    tokenizer: &'a TextTokenizer,
+    so_far: Vec<Vec<u32>>,
+    on_text: Option<&'f mut dyn FnMut(usize, &str)>,
+}
+
+impl<'a, 'f> TextStream<'a, 'f> {
+    pub(crate) fn new(
+        tokenizer: &'a TextTokenizer,
+        items: usize,
+        on_text: Option<&'f mut dyn FnMut(usize, &str)>,
+    ) -> Self {
+        Self {
+            tokenizer,
+            so_far: vec![Vec::new(); items],
+            on_text,
+        }
+    }
+
+    pub(crate) fn push(&mut self, item: usize, id: u32) {
+        if let Some(f) = self.on_text.as_deref_mut() {
+            self.so_far[item].push(id);
+            if let Ok(text) = self.tokenizer.decode(&self.so_far[item]) {
+                f(item, &text);
             }
         }
-    })
-    .await?;
-    out.iter().map(|ids| Ok(tokenizer.decode(ids)?)).collect()
+    }
 }
 
 /// The explanation part of an answer: the text after "Reasoning:", or the whole answer.

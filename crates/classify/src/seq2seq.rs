@@ -11,6 +11,7 @@ use model::score::normalise;
 use model::seq2seq::score::continuation_logprobs_async;
 use model::seq2seq::{GenerationSettings, LoadedSeq2Seq, Seq2SeqLm};
 
+use crate::explain::TextStream;
 use crate::pipeline::{check_texts, classification};
 use crate::{Classification, ClassifyError, Prompt, Prompter, Scorer};
 
@@ -46,6 +47,20 @@ impl Seq2SeqPipeline {
         })
     }
 
+    /// IMHI-completion prompts of `(text, question)` pairs (the task's question when
+    /// `None`); an empty list or text is refused.
+    fn prompts(
+        &self,
+        dataset: Dataset,
+        items: &[(&str, Option<&str>)],
+    ) -> Result<Vec<Prompt>, ClassifyError> {
+        check_texts(items)?;
+        items
+            .iter()
+            .map(|(t, q)| self.prompter.for_text(&self.tokenizer, dataset, t, *q))
+            .collect()
+    }
+
     /// Classifies `(text, question)` pairs: per-label probabilities of the completion
     /// answers (method `choice`).
     pub async fn classify(
@@ -53,11 +68,7 @@ impl Seq2SeqPipeline {
         dataset: Dataset,
         items: &[(&str, Option<&str>)],
     ) -> Result<Vec<Classification>, ClassifyError> {
-        check_texts(items)?;
-        let prompts = items
-            .iter()
-            .map(|(t, q)| self.prompter.for_text(&self.tokenizer, dataset, t, *q))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prompts = self.prompts(dataset, items)?;
         let probs = self.probabilities(dataset, &prompts).await?;
         Ok(probs
             .into_iter()
@@ -97,11 +108,7 @@ impl Seq2SeqPipeline {
         max_new_tokens: usize,
         on_text: Option<&mut dyn FnMut(usize, &str)>,
     ) -> Result<Vec<String>, ClassifyError> {
-        check_texts(items)?;
-        let prompts = items
-            .iter()
-            .map(|(t, q)| self.prompter.for_text(&self.tokenizer, dataset, t, *q))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prompts = self.prompts(dataset, items)?;
         self.answers(&prompts, max_new_tokens, on_text).await
     }
 
@@ -113,7 +120,7 @@ impl Seq2SeqPipeline {
         &self,
         prompts: &[Prompt],
         max_new_tokens: usize,
-        mut on_text: Option<&mut dyn FnMut(usize, &str)>,
+        on_text: Option<&mut dyn FnMut(usize, &str)>,
     ) -> Result<Vec<String>, ClassifyError> {
         let mut settings = self.generation.clone();
         // The caller's budget replaces the model's max_length (often transformers' default
@@ -123,16 +130,10 @@ impl Seq2SeqPipeline {
             .iter()
             .map(|p| self.model.encoder_input(&p.ids))
             .collect();
-        let mut so_far: Vec<Vec<u32>> = vec![Vec::new(); inputs.len()];
-        let tokenizer = &self.tokenizer;
+        let mut stream = TextStream::new(&self.tokenizer, inputs.len(), on_text);
         let out =
             model::seq2seq::generation::generate_async(&self.model, &inputs, &settings, |i, id| {
-                if let Some(f) = on_text.as_deref_mut() {
-                    so_far[i].push(id);
-                    if let Ok(text) = tokenizer.decode(&so_far[i]) {
-                        f(i, &text);
-                    }
-                }
+                stream.push(i, id)
             })
             .await?;
         out.iter()

@@ -181,7 +181,6 @@ impl Bart {
 
     pub fn encode(&self, ids: &[Vec<u32>]) -> Result<Encoded, ModelError> {
         let device = self.shared.device();
-        let lengths = ids.iter().map(Vec::len).collect();
         let (padded, mask) = pad_right(ids, self.config.pad_token_id, &device);
         let mut x = self.embed(&self.encoder, &padded, 0)?;
         for layer in &self.encoder_layers {
@@ -191,11 +190,7 @@ impl Bart {
             let h = self.mlp(&layer.fc1, &layer.fc2, x.clone());
             x = layer.final_layer_norm.forward(x + h);
         }
-        Ok(Encoded {
-            hidden: x,
-            mask,
-            lengths,
-        })
+        Ok(Encoded { hidden: x, mask })
     }
 
     pub fn start(&self, encoded: Encoded) -> DecoderState {

@@ -328,8 +328,9 @@ async fn greedy(
         let logits = model.decode(&mut state, &step)?;
         let vocab = logits.dims()[2];
         let rows = crate::io::values_async(logits.reshape([active.len(), vocab])).await?;
-        let mut keep = Vec::with_capacity(active.len());
-        for (row, &seq) in rows.chunks(vocab).zip(&active) {
+        // The sequences that go on, and their rows in this step's batch.
+        let (mut keep, mut kept_rows) = (Vec::new(), Vec::new());
+        for (r, (row, &seq)) in rows.chunks(vocab).zip(&active).enumerate() {
             let mut row = row.to_vec();
             settings.process(&mut row, &seqs[seq]);
             let next = argmax(&row);
@@ -340,16 +341,13 @@ async fn greedy(
             out[seq].push(next);
             on_token(seq, next);
             keep.push(seq);
+            kept_rows.push(r);
         }
         if keep.is_empty() {
             break;
         }
         if keep.len() != active.len() {
-            let rows: Vec<usize> = keep
-                .iter()
-                .map(|s| active.iter().position(|a| a == s).unwrap_or(0))
-                .collect();
-            state.select(&rows);
+            state.select(&kept_rows);
         }
         step = keep
             .iter()

@@ -94,8 +94,6 @@ pub struct Encoded {
     pub hidden: Tensor<3>,
     /// `[batch, 1, 1, source]`: 0 for real tokens, [`MASKED`] for padding.
     pub mask: Tensor<4>,
-    /// Real tokens per sequence.
-    pub lengths: Vec<usize>,
 }
 
 impl Encoded {
@@ -105,7 +103,6 @@ impl Encoded {
         Self {
             hidden: self.hidden.clone().select(0, idx.clone()),
             mask: self.mask.clone().select(0, idx),
-            lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
         }
     }
 }
@@ -137,7 +134,7 @@ impl DecoderState {
     }
 
     pub fn batch(&self) -> usize {
-        self.encoded.lengths.len()
+        self.encoded.hidden.dims()[0]
     }
 
     /// Appends this step's keys and values of `layer`, returning all of them.

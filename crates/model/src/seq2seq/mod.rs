@@ -298,7 +298,7 @@ fn check_layers(
 
 /// Refuses a special id outside the vocabulary, naming `file` and the key: encoding and
 /// generation would feed it to the model.
-fn check_ids(
+fn check_special_ids(
     ids: impl IntoIterator<Item = (&'static str, Option<u32>)>,
     vocab: usize,
     file: std::path::PathBuf,
@@ -341,15 +341,15 @@ pub fn load_seq2seq(
         Seq2SeqConfig::Bart(c) => Seq2SeqLm::Bart(bart::build(c, &reader)?),
         Seq2SeqConfig::T5(c) => Seq2SeqLm::T5(t5::build(c, &reader)?),
     };
-    let generation = GenerationSettings::from_folder(folder, &config_text, model.special_ids())?;
+    let special = model.special_ids();
+    let vocab = model.vocab_size();
+    let generation = GenerationSettings::from_folder(folder, &config_text, special)?;
     let settings_file = if folder.has("generation_config.json") {
         folder.path("generation_config.json")
     } else {
         folder.path("config.json")
     };
-    let special = model.special_ids();
-    let vocab = model.vocab_size();
-    check_ids(
+    check_special_ids(
         [
             ("bos_token_id", special.bos),
             ("eos_token_id", Some(special.eos)),
@@ -360,7 +360,7 @@ pub fn load_seq2seq(
         folder.path("config.json"),
     )?;
     let g = &generation;
-    check_ids(
+    check_special_ids(
         [
             ("decoder_start_token_id", Some(g.decoder_start)),
             ("pad_token_id", Some(g.pad)),
@@ -374,8 +374,8 @@ pub fn load_seq2seq(
     )?;
     let tokenizer = match TextTokenizer::from_folder(folder)? {
         Some(tok) => {
-            let tok = tok.with_eos(&[model.special_ids().eos]);
-            tok.check_vocab(model.vocab_size())?;
+            let tok = tok.with_eos(&[special.eos]);
+            tok.check_vocab(vocab)?;
             Some(tok)
         }
         None => None,

@@ -259,7 +259,6 @@ impl T5 {
 
     pub fn encode(&self, ids: &[Vec<u32>]) -> Result<Encoded, ModelError> {
         let device = self.shared.device();
-        let lengths = ids.iter().map(Vec::len).collect();
         let (padded, mask) = pad_right(ids, self.config.pad_token_id, &device);
         let s = padded.first().map_or(0, Vec::len);
         let mut x = self.embed(&padded);
@@ -274,7 +273,6 @@ impl T5 {
         Ok(Encoded {
             hidden: self.encoder.final_layer_norm.forward(x),
             mask,
-            lengths,
         })
     }
 

@@ -23,7 +23,7 @@ pub struct ModelArgs {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// How a GGUF model's Q8_0/Q4_0/Q4_1 weights (projections, embedding table) are held.
+    /// How the weights (projections, embedding table, LM head) are held.
     #[arg(long, value_enum, default_value_t = Weights::Auto)]
     pub weights: Weights,
 }
@@ -41,6 +41,10 @@ pub enum Weights {
     /// A HF folder's f16/bf16/f32 weights quantized to Q8_0 as they are read (28% of f32:
     /// a 7B model in about 7.2 GB); a GGUF's codes kept as with `quantized`.
     Q8,
+    /// f16/bf16/f32 weights held as half floats (53% of f32: a 7B model in about 14.3 GB),
+    /// f16 files exactly; a GGUF's codes kept as with `quantized`. Read by the CPU's
+    /// kernels; on wgpu each product widens them first (slower than f32).
+    F16,
 }
 
 impl Weights {
@@ -49,7 +53,17 @@ impl Weights {
         match self {
             Self::Auto => *device == burn::tensor::Device::flex(),
             Self::F32 => false,
-            Self::Quantized | Self::Q8 => true,
+            Self::Quantized | Self::Q8 | Self::F16 => true,
+        }
+    }
+
+    /// The codes made as the weights are read: Q8_0 for a HF folder under `q8`, half
+    /// floats under `f16`.
+    pub fn codes_at_load(self, gguf: bool) -> Option<kernels::QuantFormat> {
+        match self {
+            Self::Q8 if !gguf => Some(kernels::QuantFormat::Q8_0),
+            Self::F16 => Some(kernels::QuantFormat::F16),
+            _ => None,
         }
     }
 }
@@ -124,7 +138,7 @@ impl ModelArgs {
         }
         let chosen = self.device()?;
         let options = model::LoadOptions {
-            quantize_q8: self.weights == Weights::Q8,
+            codes_at_load: self.weights.codes_at_load(false),
             ..Default::default()
         };
         let loaded =
@@ -155,14 +169,23 @@ impl ModelArgs {
         let gguf = model::load::is_gguf(&path);
         let options = model::LoadOptions {
             keep_quantized,
-            quantize_q8: self.weights == Weights::Q8 && !gguf,
+            codes_at_load: self.weights.codes_at_load(gguf),
             ..Default::default()
         };
         if keep_quantized && gguf {
             eprintln!("weights: Q8_0/Q4_0/Q4_1 kept as codes (--weights f32 converts them)");
         }
-        if options.quantize_q8 {
-            eprintln!("weights: quantized to Q8_0 as they are read (--weights q8)");
+        match options.codes_at_load {
+            Some(kernels::QuantFormat::F16) => eprintln!(
+                "weights: held as half floats (--weights f16){}",
+                if chosen.device == burn::tensor::Device::flex() {
+                    ""
+                } else {
+                    "; on this device each product widens them to f32 first"
+                }
+            ),
+            Some(_) => eprintln!("weights: quantized to Q8_0 as they are read (--weights q8)"),
+            None => {}
         }
         let mut loaded = model::load_model(&path, &chosen.device, options)
             .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;

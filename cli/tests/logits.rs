@@ -21,7 +21,7 @@ fn logits_prints_last_position_json() {
 
 /// `--weights`: on the CPU a GGUF model's codes are kept by default (`auto`) and read by the
 /// quantized kernels; `f32` converts them. Both give the default model's logits within 2e-3;
-/// a value that is not one of the three is refused by name.
+/// a value that is not one of the five is refused by name.
 #[test]
 fn weights_flag_keeps_or_converts_gguf_codes() {
     let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -56,13 +56,45 @@ fn weights_flag_keeps_or_converts_gguf_codes() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
     assert!(diff < 2e-3, "codes against f32: max diff {diff}");
-    let out = run(&["logits", "--weights", "f16", "--ids", "1"]);
+    let out = run(&["logits", "--weights", "f8", "--ids", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("--weights") && stderr.contains("quantized"),
         "{stderr}"
     );
+}
+
+/// `--weights f16` on a folder of f16 shards (the tiny Llama-2-chat) holds them as half
+/// floats, says so, and gives the f32 load's logits.
+#[test]
+fn weights_f16_holds_half_floats_with_the_f32_logits() {
+    let model = fixture("tiny/llama2-chat");
+    let logits = |weights: &str| {
+        let (stdout, stderr) = ok(&[
+            "logits",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--weights",
+            weights,
+            "--ids",
+            "1,15,300,42,7,99",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        (floats(&v["logits"]), stderr)
+    };
+    let (half, half_err) = logits("f16");
+    let (full, full_err) = logits("f32");
+    assert!(half_err.contains("held as half floats"), "{half_err}");
+    assert!(!full_err.contains("half floats"), "{full_err}");
+    let diff = half
+        .iter()
+        .zip(&full)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-4, "f16 against f32: max diff {diff}");
 }
 
 #[test]

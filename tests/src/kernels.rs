@@ -427,6 +427,105 @@ fn quantized_forward_on_a_default_model_weight() {
     }
 }
 
+/// Half floats (`--weights f16`): the forward over F16 codes equals the matmul over the same
+/// values widened on the host, on every device (the CPU's kernels for a few rows and for
+/// many; elsewhere the backend-op decoding), and a table lookup gives the rows exactly.
+/// The weights hold the awkward halves: subnormals, both zeros, the largest finite value.
+#[test]
+fn half_float_forward_equals_the_widened_weight() {
+    let special = [6.0e-8f32, -6.0e-8, 3.0e-5, 0.0, -0.0, 1.0e-4, -2.5];
+    for device in devices() {
+        for (m, k, n, r) in QUANT_SHAPES {
+            let (x, w, a, b, bias) = operands(m, k, n, r, &device);
+            let mut w = values(w);
+            let len = w.len();
+            for (i, v) in special.iter().enumerate() {
+                w[(i * 131) % len] = *v;
+            }
+            let halves = kernels::quant::quantize_gguf(QuantFormat::F16, &w);
+            let widened: Vec<f32> = halves
+                .chunks_exact(2)
+                .map(|h| half::f16::from_le_bytes([h[0], h[1]]).to_f32())
+                .collect();
+            let wt = Tensor::<2>::from_data(
+                burn::tensor::TensorData::new(widened.clone(), [n, k]),
+                &device,
+            );
+            let want = values(plain(
+                x.clone(),
+                wt,
+                a.clone(),
+                b.clone(),
+                bias.clone(),
+                1.3,
+            ));
+            let packed = PackedWeight::from_gguf(QuantFormat::F16.ggml(), &halves, n, k).unwrap();
+            let q = QuantizedLinear::new(&packed, &device);
+            assert_eq!(q.format, QuantFormat::F16);
+            let got = values(kernels::lora_linear_quantized(x, &q, a, b, bias, 1.3));
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let diff = max_abs_diff(&got, &want);
+            assert!(
+                diff < 1e-5 * scale,
+                "{device:?} F16 m{m} k{k} n{n} r{r}: max |Δ| {diff} (|y| ≤ {scale})"
+            );
+            let ids = [n - 1, 0, n / 2];
+            let rows = values(q.rows(Tensor::from_data(
+                burn::tensor::TensorData::new(ids.map(|i| i as i32).to_vec(), [3]),
+                &device,
+            )));
+            for (j, &i) in ids.iter().enumerate() {
+                let (got, want) = (&rows[j * k..(j + 1) * k], &widened[i * k..(i + 1) * k]);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(got),
+                    bits(want),
+                    "{device:?} F16 row {i} of [{n}, {k}]"
+                );
+            }
+        }
+    }
+}
+
+/// Every kind of half decodes exactly, on every device: subnormals, both zeros, the largest
+/// finite value, powers of two at each end of the exponent range.
+#[test]
+fn half_floats_decode_exactly() {
+    let bits: Vec<u16> = [
+        0x0001, 0x8001, 0x03FF, 0x0400, 0x0000, 0x8000, 0x7BFF, 0xFBFF, 0x3C00, 0xBC00, 0x3555,
+        0x0200, 0x7800, 0x1234, 0xC8D2, 0x5A5A,
+    ]
+    .into_iter()
+    .cycle()
+    .take(64)
+    .collect();
+    let halves: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+    let want: Vec<u32> = bits
+        .iter()
+        .map(|&b| half::f16::from_bits(b).to_f32().to_bits())
+        .collect();
+    let packed = PackedWeight::from_gguf(QuantFormat::F16.ggml(), &halves, 2, 32).unwrap();
+    for device in devices() {
+        let q = QuantizedLinear::new(&packed, &device);
+        let got: Vec<u32> = values(q.dequantize()).iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "{device:?}");
+    }
+}
+
+/// F16 codes take 68 bytes per 32 values (the halves and a unit scale): 53% of f32.
+#[test]
+fn half_float_weights_use_53_percent_of_f32_memory() {
+    let (n, k) = (64, 4864);
+    let w: Vec<f32> = (0..n * k).map(|i| (i % 97) as f32 / 50.0 - 1.0).collect();
+    let halves = kernels::quant::quantize_gguf(QuantFormat::F16, &w);
+    assert_eq!(halves.len(), 2 * n * k);
+    let packed = PackedWeight::from_gguf(QuantFormat::F16.ggml(), &halves, n, k).unwrap();
+    let share = packed.device_bytes() as f64 / (4 * n * k) as f64;
+    assert!((share - 68.0 / 128.0).abs() < 1e-9, "F16: {share}");
+    let short = PackedWeight::from_gguf(QuantFormat::F16.ggml(), &halves[..10], n, k).unwrap_err();
+    assert!(short.to_string().contains("F16"), "{short}");
+}
+
 /// Q8_0 keeps 36 bytes per 32 values and the 4-bit formats 24: both under 30% of f32.
 #[test]
 fn quantized_weights_use_under_30_percent_of_f32_memory() {

@@ -151,7 +151,7 @@ fn default_model_kept_quantized_gives_the_same_logits() {
     }
 }
 
-/// `quantize_q8` on a HF folder of f16 shards (the tiny Llama-2-chat): every projection and
+/// `codes_at_load: Q8_0` on a HF folder of f16 shards (the tiny Llama-2-chat): every projection and
 /// both tables become Q8_0 codes, and the logits stay within Q8_0's error of the f32 load
 /// and of transformers' (a prompt, then a decoding step that reads the codes).
 #[test]
@@ -170,7 +170,7 @@ fn a_hf_folder_quantized_to_q8_at_load_gives_close_logits() {
         .unwrap()
         .model;
     let options = model::LoadOptions {
-        quantize_q8: true,
+        codes_at_load: Some(kernels::QuantFormat::Q8_0),
         ..Default::default()
     };
     let mut q8 = load_model(&path, &device, options).unwrap().model;
@@ -214,5 +214,117 @@ fn a_hf_folder_quantized_to_q8_at_load_gives_close_logits() {
     assert!(
         max_abs_diff(&step, last) < 1e-3,
         "the decoding step differs from the prompt's last row"
+    );
+}
+
+/// `codes_at_load: F16` on the same f16 shards: every projection and both tables are held
+/// as half floats, which are the files' values exactly, so the logits equal the f32 load's
+/// up to the order of the sums, for a prompt and for a decoding step (the few-rows kernel).
+/// A value outside f16's range (an f32 folder's) is refused, naming the tensor.
+#[test]
+fn a_hf_folder_held_in_f16_gives_the_f32_logits() {
+    let path = fixture("tiny/llama2-chat");
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("tiny/llama2_chat.json")).unwrap()).unwrap();
+    let ids: Vec<u32> = reference["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let device = cpu();
+    let f32_model = load_model(&path, &device, model::LoadOptions::default())
+        .unwrap()
+        .model;
+    let options = model::LoadOptions {
+        codes_at_load: Some(kernels::QuantFormat::F16),
+        ..Default::default()
+    };
+    let mut half = load_model(&path, &device, options).unwrap().model;
+    let linears = half.model.linears_mut();
+    assert!(
+        linears.iter().all(|(_, _, l)| l
+            .weight
+            .quantized()
+            .is_some_and(|q| q.format == kernels::QuantFormat::F16)),
+        "not every projection is held in f16"
+    );
+    assert!(
+        half.model.embed_tokens.weight.quantized().is_some()
+            && half.lm_head.weight.quantized().is_some(),
+        "the tables are not held in f16"
+    );
+    let want = full_logits(&f32_model, &ids);
+    let got = full_logits(&half, &ids);
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let diff = max_abs_diff(&got, &want);
+    assert!(
+        diff < 1e-4 * scale,
+        "f16 against f32: max |Δ| {diff} (|logit| ≤ {scale})"
+    );
+    let vocab = want.len() / ids.len();
+    let (prefix, tail) = ids.split_at(ids.len() - 1);
+    let step = crate::chunked_logits(&half, &[prefix, tail]).pop().unwrap();
+    let diff = max_abs_diff(&step, &want[want.len() - vocab..]);
+    assert!(diff < 1e-4 * scale, "decoding step in f16: max |Δ| {diff}");
+}
+
+/// An f32 weight beyond f16's range cannot be held in f16: the load fails, naming the tensor
+/// and the way out. (The tiny Llama-2 folder with the shard holding the tensor rewritten in
+/// f32, one value set to 1e6.)
+#[test]
+fn an_f32_weight_outside_f16_range_is_refused_by_name() {
+    let dir = crate::copy_fixture_model("tiny/llama2-chat", "f16-range");
+    let name = "model.layers.0.mlp.down_proj.weight";
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.safetensors.index.json")).unwrap())
+            .unwrap();
+    let shard = dir.join(index["weight_map"][name].as_str().unwrap());
+    let bytes = std::fs::read(&shard).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let data = &bytes[8 + header_len..];
+    let (mut out_header, mut out_data) = (serde_json::Map::new(), Vec::new());
+    for (tensor, info) in &header {
+        if tensor == "__metadata__" {
+            out_header.insert(tensor.clone(), info.clone());
+            continue;
+        }
+        assert_eq!(info["dtype"], "F16", "{tensor}");
+        let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+        let mut values: Vec<f32> = data[a..b]
+            .chunks_exact(2)
+            .map(|h| half::f16::from_le_bytes([h[0], h[1]]).to_f32())
+            .collect();
+        if tensor == name {
+            values[5] = 1.0e6;
+        }
+        let start = out_data.len();
+        out_data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        let mut info = info.clone();
+        info["dtype"] = "F32".into();
+        info["data_offsets"] = serde_json::json!([start, out_data.len()]);
+        out_header.insert(tensor.clone(), info);
+    }
+    let mut text = serde_json::to_vec(&out_header).unwrap();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut file = (text.len() as u64).to_le_bytes().to_vec();
+    file.extend(text);
+    file.extend(out_data);
+    std::fs::write(&shard, file).unwrap();
+    // The rewritten folder still loads as f32, and in f16 it is refused.
+    assert!(load_model(&dir, &cpu(), model::LoadOptions::default()).is_ok());
+    let options = model::LoadOptions {
+        codes_at_load: Some(kernels::QuantFormat::F16),
+        ..Default::default()
+    };
+    let err = load_model(&dir, &cpu(), options)
+        .err()
+        .expect("a value of 1e6 fits no f16");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(name) && text.contains("f16") && text.contains("--weights q8"),
+        "{text}"
     );
 }

@@ -332,7 +332,7 @@ pub fn run(kind: Kind, input: &Input<'_>, ctx: &Context) -> Result<(), String> {
                     &ctx.device,
                     LoadOptions {
                         keep_quantized: true,
-                        quantize_q8: false,
+                        codes_at_load: None,
                         max_tensor_bytes: Some(4096),
                     },
                 )

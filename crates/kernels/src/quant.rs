@@ -10,6 +10,11 @@
 //!   so both 4-bit formats read `w = q·d + min`. 8-bit codes are signed: `w = q·d`.
 //!
 //! Per 32 values that is 36 bytes for Q8_0 (28% of f32) and 24 bytes for Q4_0/Q4_1 (19%).
+//!
+//! F16 weights (`--weights f16`) are held the same way: `quants` holds two IEEE half floats
+//! to a word, in element order, lowest half first, and each block's scale is 1. That is 68
+//! bytes per 32 values (53% of f32); the unit scales (6% of it) keep one layout, one shape
+//! rule and one kernel signature for every format.
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use formats::dequant::GgmlType;
@@ -22,9 +27,14 @@ pub enum QuantFormat {
     Q8_0,
     Q4_0,
     Q4_1,
+    /// IEEE half floats, kept as they are (never a GGUF file's default: see
+    /// [`QuantFormat::from_ggml`]).
+    F16,
 }
 
 impl QuantFormat {
+    /// The block format a GGUF file's tensor type is kept in by default: Q8_0, Q4_0 and
+    /// Q4_1. F16 tensors are widened to f32 unless F16 codes are asked for.
     pub fn from_ggml(ty: GgmlType) -> Option<Self> {
         match ty {
             GgmlType::Q8_0 => Some(Self::Q8_0),
@@ -39,12 +49,14 @@ impl QuantFormat {
             Self::Q8_0 => GgmlType::Q8_0,
             Self::Q4_0 => GgmlType::Q4_0,
             Self::Q4_1 => GgmlType::Q4_1,
+            Self::F16 => GgmlType::F16,
         }
     }
 
     /// Bits per code.
     pub fn bits(self) -> u32 {
         match self {
+            Self::F16 => 16,
             Self::Q8_0 => 8,
             Self::Q4_0 | Self::Q4_1 => 4,
         }
@@ -56,6 +68,7 @@ impl QuantFormat {
             Self::Q8_0 => 34,
             Self::Q4_0 => 18,
             Self::Q4_1 => 20,
+            Self::F16 => 64,
         }
     }
 }
@@ -63,7 +76,7 @@ impl QuantFormat {
 /// Why a weight could not be packed. The caller adds the tensor's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
-    #[error("type {0} has no quantized kernel (supported: Q8_0, Q4_0, Q4_1)")]
+    #[error("type {0} has no quantized kernel (supported: Q8_0, Q4_0, Q4_1, F16)")]
     Unsupported(GgmlType),
     #[error("rows of {k} values are not a whole number of 32-value blocks")]
     PartialBlock { k: usize },
@@ -93,7 +106,10 @@ impl PackedWeight {
     /// Repacks the GGUF blocks of a `[n, k]` weight (`n` rows of `k` values, as GGUF stores
     /// a linear layer's `[out, in]` weight).
     pub fn from_gguf(ty: GgmlType, bytes: &[u8], n: usize, k: usize) -> Result<Self, QuantError> {
-        let format = QuantFormat::from_ggml(ty).ok_or(QuantError::Unsupported(ty))?;
+        let format = match ty {
+            GgmlType::F16 => QuantFormat::F16,
+            _ => QuantFormat::from_ggml(ty).ok_or(QuantError::Unsupported(ty))?,
+        };
         if k % 32 != 0 {
             return Err(QuantError::PartialBlock { k });
         }
@@ -117,6 +133,16 @@ impl PackedWeight {
             scales: Vec::with_capacity(blocks),
             mins: Vec::with_capacity(if format.bits() == 4 { blocks } else { 0 }),
         };
+        if format == QuantFormat::F16 {
+            // Two halves to a little-endian word: element 2i in the low half.
+            packed.quants.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+            );
+            packed.scales.resize(blocks, 1.0);
+            return Ok(packed);
+        }
         for block in bytes.chunks_exact(format.block_bytes()) {
             let half_at = |at: usize| f16::from_le_bytes([block[at], block[at + 1]]).to_f32();
             let d = half_at(0);
@@ -127,6 +153,7 @@ impl PackedWeight {
                         .chunks_exact(4)
                         .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
                 ),
+                QuantFormat::F16 => unreachable!("F16 is packed above"),
                 QuantFormat::Q4_0 | QuantFormat::Q4_1 => {
                     let (min, qs) = match format {
                         QuantFormat::Q4_0 => (-8.0 * d, &block[2..18]),
@@ -167,8 +194,15 @@ impl PackedWeight {
 }
 
 /// Quantizes `[n, k]` f32 values into GGUF blocks of `format`, as ggml's reference
-/// quantizers (`quantize_row_*_ref`) do; for tests and benchmarks of the kernel.
+/// quantizers (`quantize_row_*_ref`) do (F16: each value rounded to the nearest half, as
+/// GGUF's F16 tensors hold it); for tests, benchmarks and quantizing at load time.
 pub fn quantize_gguf(format: QuantFormat, values: &[f32]) -> Vec<u8> {
+    if format == QuantFormat::F16 {
+        return values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect();
+    }
     let mut out = Vec::with_capacity(values.len() / 32 * format.block_bytes());
     for x in values.chunks(32) {
         let mut x = x.to_vec();
@@ -201,6 +235,7 @@ pub fn quantize_gguf(format: QuantFormat, values: &[f32]) -> Vec<u8> {
                 out.extend(f16::from_f32(min).to_le_bytes());
                 out.extend((0..16).map(|j| q(x[j]) | q(x[j + 16]) << 4));
             }
+            QuantFormat::F16 => unreachable!("F16 is written above"),
         }
     }
     out

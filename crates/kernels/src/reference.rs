@@ -231,8 +231,8 @@ pub fn swiglu_backward<B: Backend>(
 }
 
 /// The f32 weight `[n, k]` behind packed codes (the layout of [`crate::quant`]), in
-/// backend ops: 8-bit codes are signed bytes times the block scale, 4-bit codes are
-/// nibbles times the scale plus the block minimum.
+/// backend ops: 16-bit codes are half floats, 8-bit codes are signed bytes times the block
+/// scale, 4-bit codes are nibbles times the scale plus the block minimum.
 pub fn dequantize<B: Backend>(
     quants: IntTensor<B>,
     scales: FloatTensor<B>,
@@ -254,6 +254,15 @@ pub fn dequantize<B: Backend>(
         })
         .collect();
     let mut codes = B::int_reshape(B::int_cat(codes, 2), [n, blocks, 32].into());
+    if bits == 16 {
+        return B::float_reshape(
+            B::float_mul(
+                half_floats::<B>(codes, scales.device()),
+                B::float_reshape(scales, [n, blocks, 1].into()),
+            ),
+            [n, blocks * 32].into(),
+        );
+    }
     if bits == 8 {
         // Two's complement of a byte: ((q + 128) & 255) - 128.
         let wrapped = B::bitwise_and_scalar(B::int_add_scalar(codes, int(128)), int(255));
@@ -267,6 +276,37 @@ pub fn dequantize<B: Backend>(
         w = B::float_add(w, B::float_reshape(mins, [n, blocks, 1].into()));
     }
     B::float_reshape(w, [n, blocks * 32].into())
+}
+
+/// IEEE half floats from their 16-bit patterns `h = s·2¹⁵ + e·2¹⁰ + f`, exactly, in backend
+/// ops: `(-1)ˢ · f' · 2^(e' - 25)`, where a normal number (`e > 0`) has `f' = f + 2¹⁰` and
+/// `e' = e`, and a subnormal one has `f' = f` and `e' = 1`. The power of two is looked up
+/// in a table of 32, so no rounding enters. Infinities and NaNs (`e = 31`), which no weight
+/// should hold, read as finite numbers.
+fn half_floats<B: Backend>(bits: IntTensor<B>, device: B::Device) -> FloatTensor<B> {
+    let idtype = bits.dtype();
+    let int = |v: i64| Scalar::new(v, &idtype);
+    let shape = bits.shape();
+    let count = shape.num_elements();
+    let sign = B::bitwise_right_shift_scalar(bits.clone(), int(15));
+    let exponent = B::bitwise_and_scalar(
+        B::bitwise_right_shift_scalar(bits.clone(), int(10)),
+        int(31),
+    );
+    let fraction = B::bitwise_and_scalar(bits, int(1023));
+    let normal = B::int_clamp_max(exponent.clone(), int(1));
+    let fraction = B::int_add(fraction, B::int_mul_scalar(normal, int(1024)));
+    let powers: Vec<f32> = (0..32).map(|e| 2f32.powi(e - 25)).collect();
+    let table = B::float_from_data(burn::tensor::TensorData::new(powers, [32]), &device);
+    let exponent = B::int_reshape(B::int_clamp_min(exponent, int(1)), [count].into());
+    let scale = B::float_reshape(B::float_select(table, 0, exponent), shape);
+    // 1 - 2s: the sign as ±1, applied in floats so that -0 keeps its sign.
+    let sign = B::int_into_float(
+        B::int_add_scalar(B::int_mul_scalar(sign, int(-2)), int(1)),
+        FloatDType::F32,
+    );
+    let magnitude = B::float_mul(B::int_into_float(fraction, FloatDType::F32), scale);
+    B::float_mul(magnitude, sign)
 }
 
 /// Attention with grouped KV heads and an additive mask, `[b, s, h·d]` (the reference of

@@ -226,9 +226,11 @@ pub fn load_for_training(args: &crate::model_arg::ModelArgs) -> Result<ForTraini
     let options = model::LoadOptions {
         keep_quantized: matches!(
             args.weights,
-            crate::model_arg::Weights::Quantized | crate::model_arg::Weights::Q8
+            crate::model_arg::Weights::Quantized
+                | crate::model_arg::Weights::Q8
+                | crate::model_arg::Weights::F16
         ),
-        quantize_q8: args.weights == crate::model_arg::Weights::Q8,
+        codes_at_load: args.weights.codes_at_load(model::load::is_gguf(&path)),
         ..Default::default()
     };
     let mut loaded = model::load_model(&path, &device, options)

@@ -115,7 +115,8 @@ impl LoraOps for CubeBackend {
         bits: u32,
         scaling: f32,
     ) -> CubeTensor {
-        if !wgsl_ready(&[&x, &scales, &mins, &a, &b, &bias], Some(&quants)) {
+        // The WGSL kernels read 8- and 4-bit codes; half floats take the reference.
+        if bits == 16 || !wgsl_ready(&[&x, &scales, &mins, &a, &b, &bias], Some(&quants)) {
             let w = reference::dequantize::<Self>(quants, scales, mins, bits);
             return reference::lora_linear::<Self>(x, w, a, b, bias, scaling);
         }

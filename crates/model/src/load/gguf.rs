@@ -58,6 +58,7 @@ pub(super) fn load(
     let mut reader = WeightReader::gguf(gguf, device, unpermute);
     if options.keep_quantized {
         reader.quantized = Some(gguf);
+        reader.codes_at_load = options.codes_at_load;
     }
     reader.max_tensor_bytes = options.max_tensor_bytes;
     let model = build(&config, &reader)?;

@@ -39,10 +39,11 @@ pub struct LoadOptions {
     /// memory); so too the embedding table and LM head when they are of those types and fit
     /// `max_tensor_bytes` (inference only). Other types and HF folders are loaded as f32.
     pub keep_quantized: bool,
-    /// HF folders: quantize the projections, the embedding table and the LM head to Q8_0
-    /// as they are read (inference only), for models whose f32 copy would not fit: a 7B
-    /// model takes about 7.2 GB instead of 27. GGUF files are read as `keep_quantized` says.
-    pub quantize_q8: bool,
+    /// Hold the projections, the embedding table and the LM head as codes made as they are
+    /// read (inference only), for models whose f32 copy would not fit: `Q8_0` (a 7B model
+    /// in about 7.2 GB instead of 27; HF folders) or `F16` (half floats as they are, about
+    /// 14.3 GB; HF folders, and a GGUF file's F16/BF16/F32 tensors under `keep_quantized`).
+    pub codes_at_load: Option<kernels::QuantFormat>,
     /// The largest tensor the device takes in one buffer, in bytes (a browser's WebGPU
     /// `maxStorageBufferBindingSize`). A larger embedding table or LM head is held in row
     /// blocks under it ([`crate::vocab::RowParts`]; inference only). `None`: no limit.

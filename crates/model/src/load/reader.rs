@@ -25,9 +25,9 @@ pub struct WeightReader<'a> {
     unpermute_qk: Option<(usize, usize)>,
     /// The GGUF file whose Q8_0/Q4_0/Q4_1 projections stay quantized, when asked.
     pub quantized: Option<&'a GgufFile>,
-    /// Quantize the projections, embedding table and LM head to Q8_0 as they are read
-    /// (HF folders, [`super::LoadOptions::quantize_q8`]).
-    pub quantize_q8: bool,
+    /// Hold the projections, embedding table and LM head as codes of this format, made as
+    /// they are read ([`super::LoadOptions::codes_at_load`]).
+    pub codes_at_load: Option<QuantFormat>,
     /// See [`super::LoadOptions::max_tensor_bytes`].
     pub max_tensor_bytes: Option<u64>,
 }
@@ -40,7 +40,7 @@ impl<'a> WeightReader<'a> {
             rename: |n| Some(n.to_string()),
             unpermute_qk: None,
             quantized: None,
-            quantize_q8: false,
+            codes_at_load: None,
             max_tensor_bytes: None,
         }
     }
@@ -56,7 +56,7 @@ impl<'a> WeightReader<'a> {
             rename: gguf_name,
             unpermute_qk,
             quantized: None,
-            quantize_q8: false,
+            codes_at_load: None,
             max_tensor_bytes: None,
         }
     }
@@ -189,7 +189,8 @@ impl<'a> WeightReader<'a> {
         let name = self.file_name(hf);
         let raw = gguf.read_raw(&name)?;
         if QuantFormat::from_ggml(raw.ggml_type).is_none() {
-            return Ok(None);
+            // F16, BF16 or F32 in the file: codes only when asked for (`--weights f16`).
+            return self.quantize_at_load(hf, out_f, in_f);
         }
         if raw.shape() != [out_f, in_f] {
             return Err(ModelError::Shape {
@@ -212,27 +213,44 @@ impl<'a> WeightReader<'a> {
         Ok(Some(QuantizedLinear::new(&packed, self.device)))
     }
 
-    /// The weight `[out_f, in_f]` quantized to Q8_0 from its f32 values, when asked and
-    /// its rows are whole 32-value blocks (else it stays f32). One tensor's f32 copy is held
-    /// at a time, so a model in f16 files loads within about its Q8_0 size plus its largest
-    /// tensor.
+    /// The weight `[out_f, in_f]` as codes of [`WeightReader::codes_at_load`] (Q8_0, or
+    /// F16), made from its f32 values, when asked and its rows are whole 32-value blocks
+    /// (else it stays f32). One tensor's f32 copy is held at a time, so a model in f16 files
+    /// loads within about its codes' size plus its largest tensor. F16 codes of f16 files
+    /// are their values exactly; a value outside f16's range is refused.
     fn quantize_at_load(
         &self,
         hf: &str,
         out_f: usize,
         in_f: usize,
     ) -> Result<Option<QuantizedLinear>, ModelError> {
-        if !self.quantize_q8 || in_f % 32 != 0 {
+        let Some(format) = self.codes_at_load.filter(|_| in_f % 32 == 0) else {
             return Ok(None);
-        }
+        };
         let values = self.read_values(hf, [out_f, in_f])?;
-        let bytes = kernels::quant::quantize_gguf(QuantFormat::Q8_0, &values);
+        if format == QuantFormat::F16
+            && let Some((at, v)) = values
+                .iter()
+                .enumerate()
+                .find(|(_, v)| v.is_finite() && v.abs() > half::f16::MAX.to_f32())
+        {
+            return Err(ModelError::Config {
+                path: PathBuf::from(self.source.origin()),
+                reason: format!(
+                    "`{}`: value {v} (at {at}) is outside f16's range (±65504); load it with \
+                     --weights q8 or f32",
+                    self.file_name(hf)
+                ),
+            });
+        }
+        let bytes = kernels::quant::quantize_gguf(format, &values);
         drop(values);
-        let packed = PackedWeight::from_gguf(QuantFormat::Q8_0.ggml(), &bytes, out_f, in_f)
-            .map_err(|e| ModelError::Config {
+        let packed = PackedWeight::from_gguf(format.ggml(), &bytes, out_f, in_f).map_err(|e| {
+            ModelError::Config {
                 path: PathBuf::from(self.source.origin()),
                 reason: format!("`{}`: {e}", self.file_name(hf)),
-            })?;
+            }
+        })?;
         Ok(Some(QuantizedLinear::new(&packed, self.device)))
     }
 

@@ -325,7 +325,7 @@ pub struct LoadedSeq2Seq {
 /// Loads a BART or T5 folder: `config.json`, safetensors weights, `generation_config.json`
 /// when present, and its tokenizer (`tokenizer.json`, `spiece.model`, or `vocab.json` with
 /// `merges.txt`). `options.max_tensor_bytes` splits large tables for a browser;
-/// `options.quantize_q8` quantizes the projections and tables as they are read.
+/// `options.codes_at_load` makes codes of the projections and tables as they are read.
 pub fn load_seq2seq(
     folder: &Folder,
     device: &Device,
@@ -336,7 +336,7 @@ pub fn load_seq2seq(
     let source = SafetensorsSource::open_in(folder)?;
     let mut reader = WeightReader::hf(&source, device);
     reader.max_tensor_bytes = options.max_tensor_bytes;
-    reader.quantize_q8 = options.quantize_q8;
+    reader.codes_at_load = options.codes_at_load;
     let model = match &config {
         Seq2SeqConfig::Bart(c) => Seq2SeqLm::Bart(bart::build(c, &reader)?),
         Seq2SeqConfig::T5(c) => Seq2SeqLm::T5(t5::build(c, &reader)?),

@@ -73,6 +73,7 @@ fn few_rows_task(
     let _ = isa;
     match w.bits {
         4 => few_rows_portable::<4>(xp, xsum, m, w, first, out),
+        16 => few_rows_portable::<16>(xp, xsum, m, w, first, out),
         _ => few_rows_portable::<8>(xp, xsum, m, w, first, out),
     }
 }
@@ -168,7 +169,12 @@ mod tests {
     fn few_rows_equal_the_dequantized_product() {
         let value =
             |i: usize, salt: usize| ((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0;
-        for format in [QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1] {
+        for format in [
+            QuantFormat::Q8_0,
+            QuantFormat::Q4_0,
+            QuantFormat::Q4_1,
+            QuantFormat::F16,
+        ] {
             // Every row count of the direct product, a single block, and more weight rows
             // than one task takes.
             let shapes = (1..=DIRECT_ROWS)

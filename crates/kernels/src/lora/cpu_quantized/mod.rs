@@ -26,7 +26,7 @@ pub const DIRECT_ROWS: usize = 8;
 /// Packed codes of a `[n, k]` weight, borrowed.
 #[derive(Clone, Copy)]
 pub struct Codes<'a> {
-    /// 8 or 4.
+    /// 16 (half floats), 8 or 4.
     pub bits: u32,
     pub n: usize,
     pub k: usize,
@@ -49,11 +49,11 @@ impl<'a> Codes<'a> {
         mins: &'a [f32],
     ) -> Option<Self> {
         let blocks = k / 32;
-        let fits = (bits == 8 || bits == 4)
+        let fits = matches!(bits, 16 | 8 | 4)
             && k % 32 == 0
             && words.len() == n * k * bits as usize / 32
             && scales.len() == n * blocks
-            && (bits == 8 || mins.len() == n * blocks);
+            && (bits != 4 || mins.len() == n * blocks);
         fits.then_some(Self {
             bits,
             n,
@@ -89,6 +89,8 @@ impl<'a> Codes<'a> {
                     chunk[2 * t] = q[t] * d + min;
                     chunk[2 * t + 1] = q[16 + t] * d + min;
                 }
+            } else if BITS == 16 {
+                chunk.copy_from_slice(&q);
             } else {
                 for (v, q) in chunk.iter_mut().zip(q) {
                     *v = q * d;
@@ -109,6 +111,7 @@ impl<'a> Codes<'a> {
                 for (r, row) in chunk.chunks_exact_mut(self.k).enumerate() {
                     match self.bits {
                         4 => self.dequantize_row::<4>(task * rows + r, row),
+                        16 => self.dequantize_row::<16>(task * rows + r, row),
                         _ => self.dequantize_row::<8>(task * rows + r, row),
                     }
                 }
@@ -123,11 +126,16 @@ const _: () = assert!(cfg!(target_endian = "little"));
 
 /// The codes of one block as floats, in the block's byte order: for 4-bit codes the low
 /// nibbles of its 16 bytes (elements 0, 2, .., 30) and then the high ones (1, 3, .., 31);
-/// for 8-bit codes elements 0..32 as signed bytes.
+/// for 8-bit codes elements 0..32 as signed bytes; for 16-bit codes elements 0..32 as half
+/// floats (their scale is 1).
 #[inline(always)]
 fn block_codes<const BITS: u32>(bytes: &[u8]) -> [f32; 32] {
     let mut q = [0f32; 32];
-    if BITS == 4 {
+    if BITS == 16 {
+        for (v, h) in q.iter_mut().zip(bytes.chunks_exact(2)) {
+            *v = half::f16::from_le_bytes([h[0], h[1]]).to_f32();
+        }
+    } else if BITS == 4 {
         let bytes: &[u8; 16] = bytes.try_into().expect("16 bytes of 4-bit codes");
         for t in 0..16 {
             q[t] = (bytes[t] & 0x0F) as f32;
@@ -156,5 +164,8 @@ mod tests {
         assert!(Codes::new(4, [2, 32], &words, &scales, &scales[..1]).is_none());
         assert!(Codes::new(8, [1, 32], &words, &scales[..1], &[]).is_some());
         assert!(Codes::new(2, [2, 32], &words, &scales, &scales).is_none());
+        let halves = [0u32; 32];
+        assert!(Codes::new(16, [2, 32], &halves, &scales, &[]).is_some());
+        assert!(Codes::new(16, [2, 32], &halves[..31], &scales, &[]).is_none());
     }
 }

@@ -1,5 +1,5 @@
 //! The direct product in AVX-512 (16 lanes: one block's 32 codes are two vectors) and
-//! AVX2 with FMA (8 lanes: four vectors).
+//! AVX2 with FMA (8 lanes: four vectors). Half floats are widened by F16C's `vcvtph2ps`.
 
 use std::arch::x86_64::*;
 
@@ -38,8 +38,10 @@ pub fn few_rows(
     unsafe {
         match (isa, w.bits) {
             (Isa::Avx512, 4) => by_rows!(rows_avx512, 4),
+            (Isa::Avx512, 16) => by_rows!(rows_avx512, 16),
             (Isa::Avx512, _) => by_rows!(rows_avx512, 8),
             (Isa::Avx2, 4) => by_rows!(rows_avx2, 4),
+            (Isa::Avx2, 16) => by_rows!(rows_avx2, 16),
             (Isa::Avx2, _) => by_rows!(rows_avx2, 8),
             (Isa::Portable, _) => unreachable!("the portable loop is not here"),
         }
@@ -59,7 +61,7 @@ fn check<const BITS: u32, const M: usize>(xp: &[f32], w: Codes<'_>, first: usize
     assert!(w.scales.len() >= w.n * (w.k / 32), "scales");
 }
 
-#[target_feature(enable = "avx512f,avx512bw,fma")]
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
 fn rows_avx512<const BITS: u32, const M: usize>(
     xp: &[f32],
     xsum: &[f32],
@@ -82,7 +84,12 @@ fn rows_avx512<const BITS: u32, const M: usize>(
             // SAFETY: block `at` lies inside the codes (`check`).
             let (q0, q1) = unsafe {
                 let codes = bytes.add(at * per_block);
-                if BITS == 4 {
+                if BITS == 16 {
+                    (
+                        _mm512_cvtph_ps(_mm256_loadu_si256(codes.cast())),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(codes.add(32).cast())),
+                    )
+                } else if BITS == 4 {
                     let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(codes.cast()));
                     (
                         _mm512_cvtepi32_ps(_mm512_and_si512(v, low)),
@@ -118,7 +125,7 @@ fn rows_avx512<const BITS: u32, const M: usize>(
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn rows_avx2<const BITS: u32, const M: usize>(
     xp: &[f32],
     xsum: &[f32],
@@ -140,7 +147,11 @@ fn rows_avx2<const BITS: u32, const M: usize>(
             // the codes in the order of `block_codes`, eight at a time.
             let q: [__m256; 4] = unsafe {
                 let codes = bytes.add(at * per_block);
-                if BITS == 4 {
+                if BITS == 16 {
+                    let eight =
+                        |j: usize| _mm256_cvtph_ps(_mm_loadu_si128(codes.add(16 * j).cast()));
+                    [eight(0), eight(1), eight(2), eight(3)]
+                } else if BITS == 4 {
                     let v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.cast()));
                     let v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.add(8).cast()));
                     [

@@ -234,6 +234,12 @@ fn eval_killed_in_its_second_set_keeps_the_first() {
         "the rerun did not read DR's answers back:\n{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&written).unwrap(), first);
+    // The report's rate counts only what this run answered.
+    let notes = read_json(out.join("report.json"))["notes"].to_string();
+    assert!(
+        notes.contains("answered by an earlier run (its journals)"),
+        "the report does not tell resumed answers apart: {notes}"
+    );
     // Journals only: the kill may also have cut a whole-file write, whose hidden temporary
     // (`.name.<pid>.<n>.tmp`) is not a journal.
     let journals: Vec<_> = files_under(&out)

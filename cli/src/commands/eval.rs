@@ -237,6 +237,8 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     let mut truncated = 0;
+    // Answers a killed run had kept in the journals: not counted in this run's rate.
+    let mut resumed = 0;
     // Every set's journal stays until the whole run is written: a run killed in its third
     // set, run again, reads the first two sets' answers back instead of computing them again.
     let mut done_journals = Vec::new();
@@ -315,6 +317,7 @@ pub fn run(args: Args) -> Result<()> {
                     ),
                 );
             }
+            resumed += known;
             bar.inc(known as u64);
             // Longest prompts first: a batch's prompts are alike in length (little padding),
             // and a budget too large for the machine fails at once.
@@ -419,9 +422,15 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         format!("; {truncated} posts truncated to fit")
     };
+    let fresh = total - resumed.min(total);
+    let earlier = if resumed > 0 {
+        format!(", {resumed} of them answered by an earlier run (its journals)")
+    } else {
+        String::new()
+    };
     report.notes.push(format!(
-        "{total} examples in {secs:.1} s ({:.2} examples/s){cut}",
-        total as f64 / secs.max(1e-9)
+        "{total} examples{earlier}; {fresh} in {secs:.1} s ({:.2} examples/s){cut}",
+        fresh as f64 / secs.max(1e-9)
     ));
     for path in report.write(&args.out)? {
         eprintln!("wrote {}", path.display());

@@ -1,4 +1,5 @@
-"""End-to-end benchmark of mentalqlm against PyTorch (transformers + PEFT) on this machine.
+"""End-to-end benchmark of mentalqlm against PyTorch (transformers + PEFT) and llama.cpp
+(llama-cpp-python, built from source with this CPU's instructions) on this machine.
 
 Makes the token ids once (`mentalqlm bench inputs`), then for each workload runs every side
 --runs times, one fresh process per measurement. The order of the sides rotates from round
@@ -10,8 +11,9 @@ script keeps the median, and reads each child's peak RSS from wait4.
     generate  row 0 as the prompt, exactly --new-tokens greedy tokens with the KV cache
     train     one LoRA step (r 8 on every projection, AdamW) on the first --train-batch rows
 
-speed = torch median seconds / mentalqlm median seconds on the same device (cpu against cpu,
-wgpu against cuda); 1.0 or more means mentalqlm is no slower.
+speed = the other side's median seconds / mentalqlm's on the same device (cpu against cpu,
+wgpu against cuda); 1.0 or more means mentalqlm is no slower. llama.cpp does not train, so
+its side runs prefill and generate only.
 
 Standard library only: it runs with the system python3. bench/run.sh builds everything first.
 """
@@ -37,14 +39,19 @@ SIDES = {
     "mentalqlm-cpu-f32": ("mentalqlm", "cpu", ["--weights", "f32"]),
     "mentalqlm-wgpu": ("mentalqlm", "wgpu", []),
     "torch-cpu": ("torch", "cpu", []),
+    # llama.cpp's CPU backend on the same GGUF codes (prefill and generate).
+    "llamacpp-cpu": ("llamacpp", "cpu", []),
     "torch-cuda": ("torch", "cuda", []),
 }
-# The device pairs that a speed ratio compares: name -> (mentalqlm side, torch side).
+# The device pairs that a speed ratio compares: name -> (mentalqlm side, other side).
 PAIRS = {
     "cpu": ("mentalqlm-cpu", "torch-cpu"),
     "cpu-f32": ("mentalqlm-cpu-f32", "torch-cpu"),
     "gpu": ("mentalqlm-wgpu", "torch-cuda"),
+    "cpu-llamacpp": ("mentalqlm-cpu", "llamacpp-cpu"),
 }
+# The workloads each program runs (llama.cpp does not train).
+PROGRAM_WORKLOADS = {"llamacpp": ("prefill", "generate")}
 WORKLOADS = ("prefill", "generate", "train")
 
 
@@ -63,7 +70,7 @@ def parse_args():
         help=f"comma-separated, of {','.join(SIDES)} (default: mentalqlm-cpu,torch-cpu)",
     )
     p.add_argument("--mentalqlm", help="the mentalqlm binary (default: bin/mentalqlm)")
-    p.add_argument("--python", help="the python of the torch side (default: bench/.venv/bin/python, made by bench/setup.sh)")
+    p.add_argument("--python", help="the python of the torch and llama.cpp sides (default: bench/.venv/bin/python, made by bench/setup.sh)")
     p.add_argument("--out", help="the JSON report; the ids file goes beside it (default: reports/bench/e2e.json)")
     p.add_argument("--batch", type=int, default=16, help="rows of the inputs, all in one prefill (default: 16)")
     p.add_argument("--seq", type=int, default=256, help="tokens per row (default: 256)")
@@ -145,7 +152,12 @@ def side_command(args, side, workload, ids_path):
               "--new-tokens", str(args.new_tokens), "--train-batch", str(args.train_batch), "--steps", str(args.steps)]
     if program == "mentalqlm":
         return [args.mentalqlm, "bench", "e2e", *common, *extra, "--json"]
-    return [args.python, os.path.join(ROOT, "bench", "torch_side.py"), *common, "--threads", str(args.threads)]
+    script = {"torch": "torch_side.py", "llamacpp": "llamacpp_side.py"}[program]
+    return [args.python, os.path.join(ROOT, "bench", script), *common, "--threads", str(args.threads)]
+
+
+def runs_workload(side, workload):
+    return workload in PROGRAM_WORKLOADS.get(SIDES[side][0], WORKLOADS)
 
 
 def machine():
@@ -193,6 +205,11 @@ def summarize(runs, workload, side):
         "device": mine[0]["result"].get("device"),
         "versions": mine[0]["result"].get("versions"),
     }
+    decode = [r["result"]["decode_seconds"] for r in mine if "decode_seconds" in r["result"]]
+    if decode and len(decode) == len(mine) and tokens > 1:
+        # The decoding steps alone (generate, after the first new token).
+        s["decode_median_s"] = statistics.median(decode)
+        s["decode_tokens_per_s"] = (tokens - 1) / s["decode_median_s"]
     peaks = [r["result"]["device_peak_bytes"] for r in mine if "device_peak_bytes" in r["result"]]
     if peaks:
         s["device_peak_mib"] = statistics.median(peaks) / 2**20
@@ -212,13 +229,20 @@ def print_table(report):
     print("-" * len(header))
     for workload, w in report["workloads"].items():
         for side, s in w["sides"].items():
-            # The ratio sits on the mentalqlm row of its pair.
-            speed = next((f"{w['speed'][pair]:.2f} vs {t}" for pair, (mq, t) in PAIRS.items()
-                          if mq == side and pair in w["speed"]), "")
+            # The ratios sit on the mentalqlm row of their pairs.
+            speed = ", ".join(f"{w['speed'][pair]:.2f} vs {t}" for pair, (mq, t) in PAIRS.items()
+                              if mq == side and pair in w["speed"])
             tps = f"{s['tokens_per_s']:.1f}" if s["tokens_per_s"] else "-"
             print(f"{workload:<9} {side:<17} {s['median_s']:>9.3f} {s['min_s']:>8.3f} {s['max_s']:>8.3f} {tps:>9} "
                   f"{s['peak_rss_mib']:>12.0f}  {speed}")
-    print("\nspeed = torch median s / mentalqlm median s on the same device; >= 1.00 means mentalqlm is no slower.")
+    decoding = [(workload, side, s) for workload, w in report["workloads"].items()
+                for side, s in w["sides"].items() if "decode_tokens_per_s" in s]
+    if decoding:
+        print(f"\ndecoding alone (generate after its first new token, {report['new_tokens'] - 1} steps):")
+        for workload, side, s in decoding:
+            print(f"  {side:<17} {s['decode_median_s']:>7.3f} s  {s['decode_tokens_per_s']:>7.1f} tokens/s")
+    print("\nspeed = the other side's median s / mentalqlm's median s on the same device; "
+          ">= 1.00 means mentalqlm is no slower.")
 
 
 def main():
@@ -227,7 +251,7 @@ def main():
         fail(f"--model {args.model}: no such file (scripts/setup-model.sh fetches the default)")
     if not os.access(args.mentalqlm, os.X_OK):
         fail(f"--mentalqlm {args.mentalqlm}: not an executable (bench/run.sh builds it)")
-    if any(SIDES[s][0] == "torch" for s in args.sides) and not os.access(args.python, os.X_OK):
+    if any(SIDES[s][0] != "mentalqlm" for s in args.sides) and not os.access(args.python, os.X_OK):
         fail(f"--python {args.python}: not an executable (bench/setup.sh makes bench/.venv)")
 
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
@@ -240,11 +264,12 @@ def main():
     run_child(cmd, env, "bench inputs")
 
     runs = []
-    total = len(args.workloads) * args.runs * len(args.sides)
+    total = sum(args.runs for w in args.workloads for s in args.sides if runs_workload(s, w))
     for workload in args.workloads:
+        sides = [s for s in args.sides if runs_workload(s, workload)]
         for r in range(args.runs):
-            k = r % len(args.sides)
-            for position, side in enumerate(args.sides[k:] + args.sides[:k]):
+            k = r % len(sides)
+            for position, side in enumerate(sides[k:] + sides[:k]):
                 cmd = side_command(args, side, workload, ids_path)
                 what = f"{side} {workload} run {r + 1}/{args.runs}"
                 stdout, rss_kib = run_child(cmd, env, what)
@@ -258,7 +283,7 @@ def main():
 
     workloads = {}
     for workload in args.workloads:
-        sides = {side: summarize(runs, workload, side) for side in args.sides}
+        sides = {side: summarize(runs, workload, side) for side in args.sides if runs_workload(side, workload)}
         if len({s["tokens"] for s in sides.values()}) > 1:
             counts = ", ".join(f"{side} {s['tokens']}" for side, s in sides.items())
             print(f"bench: warning: the sides did different work in {workload}: tokens {counts}", file=sys.stderr)

@@ -113,11 +113,31 @@ def main():
         if eos_id is None:
             eos_id = model.config.eos_token_id
 
+        decode = []
+
+        class Clock:
+            """A transformers streamer that notes when the first new token comes (its first
+            `put` is the prompt) and when generation ends."""
+
+            def __init__(self):
+                self.puts, self.first = 0, None
+
+            def put(self, value):
+                self.puts += 1
+                if self.puts == 2:
+                    sync()
+                    self.first = time.perf_counter()
+
+            def end(self):
+                sync()
+                decode.append(time.perf_counter() - self.first)
+
         def unit():
             # Exactly new_tokens greedy tokens: min = max keeps EOS from ending it early.
             with torch.inference_mode():
                 out = model.generate(
                     prompt,
+                    streamer=Clock(),
                     attention_mask=torch.ones_like(prompt),
                     max_new_tokens=args.new_tokens,
                     min_new_tokens=args.new_tokens,
@@ -176,6 +196,9 @@ def main():
         "threads": args.threads,
         "versions": {name: version(name) for name in ("torch", "transformers", "peft")},
     }
+    if args.workload == "generate":
+        # From the first new token to the last: the tokens - 1 decoding steps.
+        result["decode_seconds"] = decode[-1]
     if args.device == "cuda":
         result["device_peak_bytes"] = torch.cuda.max_memory_allocated()
     print(json.dumps(result), flush=True)

@@ -187,6 +187,10 @@ struct Measurement {
     seconds: f64,
     /// Tokens in that unit: batch × seq, the new tokens, or train_batch × seq.
     tokens: usize,
+    /// Generate: seconds from the first new token to the last, the `tokens - 1` decoding
+    /// steps without the prompt's prefill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decode_seconds: Option<f64>,
     load_seconds: f64,
     threads: usize,
 }
@@ -243,6 +247,7 @@ pub fn run(args: E2eArgs) -> Result<()> {
         bail!("--adapter: the training step trains a new adapter; give none");
     }
     let start = Instant::now();
+    let mut decode_seconds = None;
     let (seconds, tokens, device) = match args.workload {
         Workload::Prefill | Workload::Generate => {
             let (loaded, chosen) = args.model.load()?;
@@ -274,13 +279,19 @@ pub fn run(args: E2eArgs) -> Result<()> {
                     pad_id: inputs.pad_id,
                 };
                 let prompt = [inputs.ids[0].clone()];
+                let mut decode = 0.0;
                 let seconds = timed(|| {
-                    let out = generate(lm, &prompt, &config, |_, _| {})?;
+                    let mut first = None;
+                    let out = generate(lm, &prompt, &config, |_, _| {
+                        first.get_or_insert_with(Instant::now);
+                    })?;
+                    decode = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
                     if out[0].len() != args.new_tokens {
                         bail!("generated {} tokens, not {}", out[0].len(), args.new_tokens);
                     }
                     Ok(())
                 })?;
+                decode_seconds = Some(decode);
                 (seconds, args.new_tokens)
             };
             (seconds, tokens, (chosen.description, load_seconds))
@@ -352,6 +363,7 @@ pub fn run(args: E2eArgs) -> Result<()> {
         workload: args.workload,
         seconds,
         tokens,
+        decode_seconds,
         load_seconds,
         threads: threads(),
     };

@@ -142,6 +142,14 @@ fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
         assert_eq!(m["side"], "mentalqlm");
         assert_eq!(m["tokens"], tokens, "{workload}: {m}");
         assert!(m["seconds"].as_f64().unwrap() > 0.0, "{m}");
+        // Generate also times its decoding steps alone: within the whole, and only there.
+        match m["decode_seconds"].as_f64() {
+            Some(d) => assert!(
+                workload == "generate" && d > 0.0 && d < m["seconds"].as_f64().unwrap(),
+                "{m}"
+            ),
+            None => assert_ne!(workload, "generate", "{m}"),
+        }
     }
     let e2e = |inputs: &str, extra: &[&str], needles: &[&str]| {
         let args = e2e_args(inputs, extra);

@@ -17,14 +17,14 @@ default CPU path does.
 import argparse
 import json
 import os
-import sys
 import time
 from importlib.metadata import version
 
+import side_common
+
 
 def fail(msg):
-    print(f"llamacpp_side: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+    side_common.fail("llamacpp_side", msg)
 
 
 def parse_args():
@@ -46,16 +46,7 @@ def parse_args():
 
 
 def read_inputs(path):
-    """The ids file: {"batch", "seq", "ids": [[id] * seq] * batch, "pad_id", "eos_id"}."""
-    try:
-        with open(path) as f:
-            inputs = json.load(f)
-    except (OSError, ValueError) as e:
-        fail(f"--inputs {path}: {e}")
-    ids, batch, seq = inputs.get("ids"), inputs.get("batch"), inputs.get("seq")
-    if not isinstance(ids, list) or len(ids) != batch or any(len(row) != seq for row in ids):
-        fail(f"--inputs {path}: expected {batch} rows of {seq} ids under \"ids\"")
-    return inputs
+    return side_common.read_inputs("llamacpp_side", path)
 
 
 def main():

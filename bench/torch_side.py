@@ -15,6 +15,8 @@ import sys
 import time
 from importlib.metadata import version
 
+import side_common
+
 # Everything is local; never let transformers look for a hub. The progress bars of the GGUF
 # conversion would only clutter the stderr tail that run.py shows on a failure.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,8 +24,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def fail(msg):
-    print(f"torch_side: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+    side_common.fail("torch_side", msg)
 
 
 def parse_args():
@@ -44,18 +45,7 @@ def parse_args():
 
 
 def read_inputs(path, train_batch):
-    """The ids file: {"batch", "seq", "ids": [[id] * seq] * batch, "pad_id", "eos_id"}."""
-    try:
-        with open(path) as f:
-            inputs = json.load(f)
-    except (OSError, ValueError) as e:
-        fail(f"--inputs {path}: {e}")
-    ids, batch, seq = inputs.get("ids"), inputs.get("batch"), inputs.get("seq")
-    if not isinstance(ids, list) or len(ids) != batch or any(len(row) != seq for row in ids):
-        fail(f"--inputs {path}: expected {batch} rows of {seq} ids under \"ids\"")
-    if train_batch > batch:
-        fail(f"--train-batch {train_batch} is more than the {batch} rows of {path}")
-    return inputs
+    return side_common.read_inputs("torch_side", path, train_batch)
 
 
 def main():

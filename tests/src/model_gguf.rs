@@ -151,13 +151,13 @@ fn default_model_kept_quantized_gives_the_same_logits() {
     }
 }
 
-/// `codes_at_load: Q8_0` on a HF folder of f16 shards (the tiny Llama-2-chat): every projection and
-/// both tables become Q8_0 codes, and the logits stay within Q8_0's error of the f32 load
-/// and of transformers' (a prompt, then a decoding step that reads the codes).
-#[test]
-fn a_hf_folder_quantized_to_q8_at_load_gives_close_logits() {
+/// The tiny Llama-2-chat folder (f16 shards): its transformers reference, the reference's
+/// ids, and the model loaded as f32 and with codes of `format` made at load.
+fn llama2_chat_loaded_two_ways(
+    format: kernels::QuantFormat,
+) -> (Value, Vec<u32>, model::CausalLm, model::CausalLm) {
     let path = fixture("tiny/llama2-chat");
-    let reference: serde_json::Value =
+    let reference: Value =
         serde_json::from_slice(&std::fs::read(fixture("tiny/llama2_chat.json")).unwrap()).unwrap();
     let ids: Vec<u32> = reference["ids"]
         .as_array()
@@ -170,10 +170,20 @@ fn a_hf_folder_quantized_to_q8_at_load_gives_close_logits() {
         .unwrap()
         .model;
     let options = model::LoadOptions {
-        codes_at_load: Some(kernels::QuantFormat::Q8_0),
+        codes_at_load: Some(format),
         ..Default::default()
     };
-    let mut q8 = load_model(&path, &device, options).unwrap().model;
+    let coded = load_model(&path, &device, options).unwrap().model;
+    (reference, ids, f32_model, coded)
+}
+
+/// `codes_at_load: Q8_0` on a HF folder of f16 shards (the tiny Llama-2-chat): every projection and
+/// both tables become Q8_0 codes, and the logits stay within Q8_0's error of the f32 load
+/// and of transformers' (a prompt, then a decoding step that reads the codes).
+#[test]
+fn a_hf_folder_quantized_to_q8_at_load_gives_close_logits() {
+    let (reference, ids, f32_model, mut q8) =
+        llama2_chat_loaded_two_ways(kernels::QuantFormat::Q8_0);
     let linears = q8.model.linears_mut();
     assert!(
         linears
@@ -223,24 +233,7 @@ fn a_hf_folder_quantized_to_q8_at_load_gives_close_logits() {
 /// A value outside f16's range (an f32 folder's) is refused, naming the tensor.
 #[test]
 fn a_hf_folder_held_in_f16_gives_the_f32_logits() {
-    let path = fixture("tiny/llama2-chat");
-    let reference: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("tiny/llama2_chat.json")).unwrap()).unwrap();
-    let ids: Vec<u32> = reference["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect();
-    let device = cpu();
-    let f32_model = load_model(&path, &device, model::LoadOptions::default())
-        .unwrap()
-        .model;
-    let options = model::LoadOptions {
-        codes_at_load: Some(kernels::QuantFormat::F16),
-        ..Default::default()
-    };
-    let mut half = load_model(&path, &device, options).unwrap().model;
+    let (_, ids, f32_model, mut half) = llama2_chat_loaded_two_ways(kernels::QuantFormat::F16);
     let linears = half.model.linears_mut();
     assert!(
         linears.iter().all(|(_, _, l)| l

@@ -422,7 +422,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         format!("; {truncated} posts truncated to fit")
     };
-    let fresh = total - resumed.min(total);
+    let fresh = total.saturating_sub(resumed);
     let earlier = if resumed > 0 {
         format!(", {resumed} of them answered by an earlier run (its journals)")
     } else {

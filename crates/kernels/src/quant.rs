@@ -133,28 +133,20 @@ impl PackedWeight {
             scales: Vec::with_capacity(blocks),
             mins: Vec::with_capacity(if format.bits() == 4 { blocks } else { 0 }),
         };
-        if format == QuantFormat::F16 {
-            // Two halves to a little-endian word: element 2i in the low half.
-            packed.quants.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-            );
-            packed.scales.resize(blocks, 1.0);
-            return Ok(packed);
-        }
         for block in bytes.chunks_exact(format.block_bytes()) {
             let half_at = |at: usize| f16::from_le_bytes([block[at], block[at + 1]]).to_f32();
-            let d = half_at(0);
-            packed.scales.push(d);
             match format {
-                QuantFormat::Q8_0 => packed.quants.extend(
-                    block[2..34]
-                        .chunks_exact(4)
-                        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-                ),
-                QuantFormat::F16 => unreachable!("F16 is packed above"),
+                QuantFormat::F16 => {
+                    packed.scales.push(1.0);
+                    packed.quants.extend(le_words(block));
+                }
+                QuantFormat::Q8_0 => {
+                    packed.scales.push(half_at(0));
+                    packed.quants.extend(le_words(&block[2..34]));
+                }
                 QuantFormat::Q4_0 | QuantFormat::Q4_1 => {
+                    let d = half_at(0);
+                    packed.scales.push(d);
                     let (min, qs) = match format {
                         QuantFormat::Q4_0 => (-8.0 * d, &block[2..18]),
                         _ => (half_at(2), &block[4..20]),
@@ -191,6 +183,14 @@ impl PackedWeight {
     pub fn device_bytes(&self) -> usize {
         4 * (self.quants.len() + self.scales.len() + self.mins.len())
     }
+}
+
+/// Bytes as the little-endian words the kernel reads: Q8_0's codes, four to a word, and
+/// F16's halves, element 2i in the low half.
+fn le_words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
 }
 
 /// Quantizes `[n, k]` f32 values into GGUF blocks of `format`, as ggml's reference

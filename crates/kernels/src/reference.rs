@@ -257,7 +257,7 @@ pub fn dequantize<B: Backend>(
     if bits == 16 {
         return B::float_reshape(
             B::float_mul(
-                half_floats::<B>(codes, scales.device()),
+                half_floats::<B>(codes),
                 B::float_reshape(scales, [n, blocks, 1].into()),
             ),
             [n, blocks * 32].into(),
@@ -283,8 +283,9 @@ pub fn dequantize<B: Backend>(
 /// `e' = e`, and a subnormal one has `f' = f` and `e' = 1`. The power of two is looked up
 /// in a table of 32, so no rounding enters. Infinities and NaNs (`e = 31`), which no weight
 /// should hold, read as finite numbers.
-fn half_floats<B: Backend>(bits: IntTensor<B>, device: B::Device) -> FloatTensor<B> {
+fn half_floats<B: Backend>(bits: IntTensor<B>) -> FloatTensor<B> {
     let idtype = bits.dtype();
+    let device = bits.device();
     let int = |v: i64| Scalar::new(v, &idtype);
     let shape = bits.shape();
     let count = shape.num_elements();

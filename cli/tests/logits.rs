@@ -39,9 +39,7 @@ fn weights_flag_keeps_or_converts_gguf_codes() {
         if let Some(w) = weights {
             args.extend(["--weights", w]);
         }
-        let (stdout, stderr) = ok(&args);
-        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-        (floats(&v["logits"]), stderr)
+        logits_of(&args)
     };
     let (auto, auto_err) = logits(None);
     let (kept, kept_err) = logits(Some("quantized"));
@@ -50,11 +48,7 @@ fn weights_flag_keeps_or_converts_gguf_codes() {
     assert!(kept_err.contains("kept as codes"), "{kept_err}");
     assert!(!f32_err.contains("kept as codes"), "{f32_err}");
     assert_eq!(auto, kept, "auto on the CPU is `quantized`");
-    let diff = kept
-        .iter()
-        .zip(&f32s)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let diff = max_abs_diff(&kept, &f32s);
     assert!(diff < 2e-3, "codes against f32: max diff {diff}");
     let out = run(&["logits", "--weights", "f8", "--ids", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -71,7 +65,7 @@ fn weights_flag_keeps_or_converts_gguf_codes() {
 fn weights_f16_holds_half_floats_with_the_f32_logits() {
     let model = fixture("tiny/llama2-chat");
     let logits = |weights: &str| {
-        let (stdout, stderr) = ok(&[
+        logits_of(&[
             "logits",
             "--device",
             "cpu",
@@ -81,19 +75,13 @@ fn weights_f16_holds_half_floats_with_the_f32_logits() {
             weights,
             "--ids",
             "1,15,300,42,7,99",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-        (floats(&v["logits"]), stderr)
+        ])
     };
     let (half, half_err) = logits("f16");
     let (full, full_err) = logits("f32");
     assert!(half_err.contains("held as half floats"), "{half_err}");
     assert!(!full_err.contains("half floats"), "{full_err}");
-    let diff = half
-        .iter()
-        .zip(&full)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let diff = max_abs_diff(&half, &full);
     assert!(diff < 1e-4, "f16 against f32: max diff {diff}");
 }
 

@@ -45,7 +45,7 @@ fn logits_takes_encoder_and_decoder_ids() {
         let dec = id_list(&m["decoder_ids"][1]);
         let want = floats(&m["logits"][1]);
         let vocab = want.len() / dec.len();
-        let (stdout, stderr) = ok(&[
+        let (got, stderr) = logits_of(&[
             "logits",
             "--device",
             "cpu",
@@ -57,14 +57,7 @@ fn logits_takes_encoder_and_decoder_ids() {
             &joined(&dec),
         ]);
         assert!(stderr.contains("encoder-decoder"), "{stderr}");
-        let got =
-            floats(&serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap()["logits"]);
-        let last = &want[(dec.len() - 1) * vocab..];
-        let diff = got
-            .iter()
-            .zip(last)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let diff = max_abs_diff(&got, &want[(dec.len() - 1) * vocab..]);
         assert_eq!(got.len(), vocab, "{name}");
         assert!(diff < 1e-4, "{name}: max diff {diff}");
 

@@ -65,6 +65,21 @@ pub fn manifest_dir() -> PathBuf {
 }
 
 /// A JSON array of numbers.
+/// The largest |a - b| over two equally long vectors.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Runs a `logits` command line, which must succeed: its `logits` and its stderr.
+pub fn logits_of(args: &[&str]) -> (Vec<f64>, String) {
+    let (stdout, stderr) = ok(args);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    (floats(&v["logits"]), stderr)
+}
+
 pub fn floats(v: &serde_json::Value) -> Vec<f64> {
     v.as_array()
         .unwrap()
@@ -91,15 +106,10 @@ pub fn check_logits(
     if let Some(a) = adapter {
         args.extend(["--adapter", a]);
     }
-    let (stdout, stderr) = ok(&args);
-    let got = floats(&serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap()["logits"]);
+    let (got, stderr) = logits_of(&args);
     let want = floats(rows.as_array().unwrap().last().unwrap());
     assert_eq!(got.len(), want.len());
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let diff = max_abs_diff(&got, &want);
     assert!(diff < 1e-4, "max diff {diff}");
     stderr
 }

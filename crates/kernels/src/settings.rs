@@ -51,6 +51,11 @@ pub struct Settings {
     /// CPU loops use the widest vector instructions the CPU has; off, the portable code
     /// (`MENTALQLM_SIMD=0`).
     pub simd: bool,
+    /// On, decoding's product over 4- and 8-bit codes quantizes the activations to bytes
+    /// per block of 32 and takes integer dot products (`MENTALQLM_INT_DOT=1`): about 10%
+    /// faster, as precise as llama.cpp, but greedy tokens can change at near ties, so it is
+    /// off by default and the activations stay f32.
+    pub int_dot: bool,
     pub lora_schedule: LoraSchedule,
     pub lora_factors: FactorsMode,
     /// The tiled kernel's tile above 8 rows, replacing the choice by rows
@@ -66,6 +71,7 @@ impl Settings {
         fused_nll: true,
         fused_attention: true,
         simd: true,
+        int_dot: false,
         lora_schedule: LoraSchedule::Auto,
         lora_factors: FactorsMode::Auto,
         lora_tile: None,
@@ -73,11 +79,12 @@ impl Settings {
     };
 
     /// The environment variables read by [`Settings::from_variables`].
-    pub const VARIABLES: [&'static str; 8] = [
+    pub const VARIABLES: [&'static str; 9] = [
         "MENTALQLM_KERNELS",
         "MENTALQLM_FUSED_NLL",
         "MENTALQLM_FUSED_ATTENTION",
         "MENTALQLM_SIMD",
+        "MENTALQLM_INT_DOT",
         "MENTALQLM_LORA_SCHEDULE",
         "MENTALQLM_LORA_FACTORS",
         "MENTALQLM_LORA_TILE",
@@ -99,6 +106,7 @@ impl Settings {
         switch("MENTALQLM_FUSED_NLL", &mut s.fused_nll);
         switch("MENTALQLM_FUSED_ATTENTION", &mut s.fused_attention);
         switch("MENTALQLM_SIMD", &mut s.simd);
+        switch("MENTALQLM_INT_DOT", &mut s.int_dot);
         let name = "MENTALQLM_LORA_SCHEDULE";
         s.lora_schedule = choice(
             name,
@@ -206,6 +214,7 @@ mod tests {
             ("MENTALQLM_FUSED_NLL", "0"),
             ("MENTALQLM_FUSED_ATTENTION", "0"),
             ("MENTALQLM_SIMD", "0"),
+            ("MENTALQLM_INT_DOT", "1"),
             ("MENTALQLM_LORA_SCHEDULE", "tiled-split"),
             ("MENTALQLM_LORA_FACTORS", "matmul"),
             ("MENTALQLM_LORA_TILE", "8x8x32"),
@@ -213,6 +222,7 @@ mod tests {
         ]);
         assert!(notes.is_empty(), "{notes:?}");
         assert!(!s.fused_lora && !s.fused_nll && !s.fused_attention && !s.simd);
+        assert!(s.int_dot);
         assert_eq!(s.lora_schedule, LoraSchedule::TiledSplit);
         assert_eq!(s.lora_factors, FactorsMode::Matmul);
         assert_eq!(s.lora_tile, Some(Tile::new(8, 8, 32)));

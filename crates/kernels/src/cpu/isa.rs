@@ -10,9 +10,15 @@ pub enum Isa {
     Avx2,
     /// AVX-512 (F and BW): 16 lanes.
     Avx512,
+    /// AVX-512 with VNNI's byte dot products (`vpdpbusd`), for the integer product over
+    /// quantized activations; the float loops run as on `Avx512`.
+    Avx512Vnni,
 }
 
 impl Isa {
+    /// Every instruction set, in increasing width (the tests run each this CPU has).
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni];
+
     /// The widest this CPU runs (found once).
     pub fn detected() -> Self {
         static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
@@ -37,6 +43,9 @@ impl Isa {
                     is_x86_feature_detected!("avx512vl"),
                 ])
             {
+                if is_x86_feature_detected!("avx512vnni") {
+                    return Self::Avx512Vnni;
+                }
                 return Self::Avx512;
             }
             if avx2 {
@@ -72,7 +81,7 @@ pub fn simd<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: the CPU has every feature `avx512` is compiled for.
-        Isa::Avx512 => return unsafe { x86::avx512(f) },
+        Isa::Avx512 | Isa::Avx512Vnni => return unsafe { x86::avx512(f) },
         // SAFETY: as above, for `avx2`.
         Isa::Avx2 => return unsafe { x86::avx2(f) },
         Isa::Portable => {}

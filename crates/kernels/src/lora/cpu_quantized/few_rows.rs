@@ -8,15 +8,38 @@ use crate::cpu::{self, Isa, LANES};
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 
+/// How the direct product takes the activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activations {
+    /// As f32, against the codes decoded to floats.
+    F32,
+    /// Quantized to bytes per block, against 4- and 8-bit codes in integers
+    /// ([`super::int_rows`]); half-float codes take the f32 loop.
+    Bytes,
+}
+
 /// `y = x·Wᵀ` (`y [m, n]`, overwritten) for a dense `x [m, k]` of at most [`DIRECT_ROWS`]
 /// rows, reading the codes directly; on every thread, each taking a run of the weight's rows.
+/// The settings choose the instruction set and how the activations are taken.
 pub fn matmul_few_rows(x: &[f32], m: usize, w: Codes<'_>, y: &mut [f32]) {
-    matmul_few_rows_with(Isa::chosen(), x, m, w, y)
+    let activations = if crate::settings::current().int_dot {
+        Activations::Bytes
+    } else {
+        Activations::F32
+    };
+    matmul_few_rows_with(Isa::chosen(), activations, x, m, w, y)
 }
 
 /// [`matmul_few_rows`] in the given instruction set (one this CPU runs: see
 /// [`Isa::available`]).
-pub fn matmul_few_rows_with(isa: Isa, x: &[f32], m: usize, w: Codes<'_>, y: &mut [f32]) {
+pub fn matmul_few_rows_with(
+    isa: Isa,
+    activations: Activations,
+    x: &[f32],
+    m: usize,
+    w: Codes<'_>,
+    y: &mut [f32],
+) {
     assert!(isa.available(), "{isa:?} is not available on this CPU");
     let (n, k) = (w.n, w.k);
     assert!(
@@ -27,6 +50,10 @@ pub fn matmul_few_rows_with(isa: Isa, x: &[f32], m: usize, w: Codes<'_>, y: &mut
     assert_eq!(y.len(), m * n, "quantized matmul: y is not [{m}, {n}]");
     if m == 0 || n == 0 {
         return;
+    }
+    if activations == Activations::Bytes && matches!(w.bits, 4 | 8) {
+        let xq = super::QuantizedRows::new(isa, x, m, k, w.bits);
+        return super::matmul_int_rows(isa, &xq, w, y);
     }
     // x in the order `block_codes` gives the codes (for 4-bit codes the even elements of
     // each block, then the odd ones), and Σⱼ xⱼ per block (the minimum's term).
@@ -146,10 +173,9 @@ mod tests {
                 "{format:?} weight {j}: {a} vs {b}"
             );
         }
-        let isas = [Isa::Portable, Isa::Avx2, Isa::Avx512];
-        for isa in isas.into_iter().filter(|isa| isa.available()) {
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.available()) {
             let mut y = vec![f32::NAN; m * n];
-            matmul_few_rows_with(isa, x, m, codes, &mut y);
+            matmul_few_rows_with(isa, Activations::F32, x, m, codes, &mut y);
             for i in 0..m {
                 for o in 0..n {
                     let want: f64 = (0..k)
@@ -188,7 +214,7 @@ mod tests {
         }
         eprintln!(
             "instruction sets checked: {:?}",
-            [Isa::Portable, Isa::Avx2, Isa::Avx512].map(|i| (i, i.available()))
+            Isa::ALL.map(|i| (i, i.available()))
         );
     }
 }

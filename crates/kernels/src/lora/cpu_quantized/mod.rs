@@ -9,16 +9,24 @@
 //! - **many rows** (prefill) dequantize the weight once, on every thread, and multiply
 //!   with gemm: there the product's arithmetic outweighs reading the weight.
 //!
+//! With `MENTALQLM_INT_DOT=1`, a few rows over 4- or 8-bit codes quantize the activations
+//! to bytes and take integer dot products (`int_rows`).
+//!
 //! This file holds the codes and their dequantization (the many-rows path); `few_rows` the
-//! direct product, and `x86` its AVX-512 and AVX2 loops.
+//! direct product with f32 activations, and `x86` its AVX-512 and AVX2 loops; `int_rows`
+//! the product with quantized activations, and `x86_int` its VNNI and AVX2 loops.
 
 mod few_rows;
+mod int_rows;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_int;
 
 use crate::cpu;
 
-pub use few_rows::{matmul_few_rows, matmul_few_rows_with};
+pub use few_rows::{Activations, matmul_few_rows, matmul_few_rows_with};
+pub use int_rows::{QuantizedRows, matmul_int_rows};
 
 /// Rows of `x` up to which the codes are read directly.
 pub const DIRECT_ROWS: usize = 8;

@@ -37,9 +37,9 @@ pub fn few_rows(
     // SAFETY: the CPU has the features each function is compiled for (checked above).
     unsafe {
         match (isa, w.bits) {
-            (Isa::Avx512, 4) => by_rows!(rows_avx512, 4),
-            (Isa::Avx512, 16) => by_rows!(rows_avx512, 16),
-            (Isa::Avx512, _) => by_rows!(rows_avx512, 8),
+            (Isa::Avx512 | Isa::Avx512Vnni, 4) => by_rows!(rows_avx512, 4),
+            (Isa::Avx512 | Isa::Avx512Vnni, 16) => by_rows!(rows_avx512, 16),
+            (Isa::Avx512 | Isa::Avx512Vnni, _) => by_rows!(rows_avx512, 8),
             (Isa::Avx2, 4) => by_rows!(rows_avx2, 4),
             (Isa::Avx2, 16) => by_rows!(rows_avx2, 16),
             (Isa::Avx2, _) => by_rows!(rows_avx2, 8),

@@ -12,7 +12,7 @@ const ui = {
   progress: $('progress'), progressText: $('progress-text'), modelInfo: $('model-info'),
   task: $('task'), text: $('text'), explain: $('explain'), classify: $('classify'),
   result: $('result'), label: $('label'), time: $('time'), bars: $('bars'),
-  truncated: $('truncated'), explanation: $('explanation'), error: $('error'), announce: $('announce'),
+  truncated: $('truncated'), scorer: $('scorer'), explanation: $('explanation'), error: $('error'), announce: $('announce'),
   cancel: $('cancel'), note: $('note'),
 };
 
@@ -27,9 +27,11 @@ let pending = null;
 let currentId = null;
 let loaded = false;
 let savedFiles = [];
-// A second visit builds the saved model at once, from this browser's storage (?autoload=0
-// turns that off).
+// A second visit builds the saved model at once, from this browser's storage; a first visit
+// downloads the default model (or ?model=URL) from this site, with the shipped classifiers
+// (?autoload=0 turns both off).
 let autoLoad = params.get('autoload') !== '0';
+const DEFAULT_MODEL = 'models/SmolLM2-135M-Instruct.Q4_1.gguf';
 
 // A message that is not an error (a warning, or what Cancel did).
 function showNotice(message) {
@@ -75,8 +77,8 @@ function drawResult(r) {
   ui.label.textContent = r.label;
   // One announcement per result for screen readers (the explanation streams silently).
   ui.announce.textContent = `Label: ${r.label}. Screening support only, not a diagnosis.`;
-  const how = { head: ', stage-2 classifier head', probe: ', trained classifier', choice: ', untuned model: no trained classifier for this task and model' }[r.method] || '';
-  ui.time.textContent = `${(r.ms / 1000).toFixed(2)} s on ${r.backend}${how}`;
+  ui.time.textContent = `${(r.ms / 1000).toFixed(2)} s on ${r.backend}`;
+  ui.scorer.textContent = scorerSentence(r);
   state('method', r.method);
   ui.bars.replaceChildren();
   const top = r.label_index;
@@ -105,6 +107,16 @@ function drawResult(r) {
   ui.result.dataset.json = JSON.stringify(r);
 }
 
+// Which classifier gave the label, and how well it did, in words.
+function scorerSentence(r) {
+  if (r.method === 'probe') {
+    const f1 = r.classifier_test_f1 == null ? '' : `, which scored a weighted F1 of ${(100 * r.classifier_test_f1).toFixed(1)} out of 100 on the ${r.task} test set`;
+    return `This label comes from the trained ${r.task} classifier shipped for this model${f1}.`;
+  }
+  if (r.method === 'head') return `This label comes from the stage-2 classifier head you picked for ${r.task}.`;
+  return `This label comes from the untuned model: there is no trained ${r.task} classifier for this model, so it is the answer the base model finds likeliest, and often wrong.`;
+}
+
 function onMessage(event) {
   const m = event.data;
   switch (m.type) {
@@ -120,7 +132,10 @@ function onMessage(event) {
       ui.loadSaved.textContent = savedFiles.length ? `Load saved model (${savedFiles.filter((f) => f.part === 'model').map((f) => f.name).join(', ')})` : 'Load saved model';
       setBusy(pending !== null);
       state('saved', String(savedFiles.length));
-      if (autoLoad && savedFiles.length && !loaded && pending === null) send({ type: 'saved' }, 'Reading saved files');
+      if (autoLoad && !loaded && pending === null) {
+        if (savedFiles.length) send({ type: 'saved' }, 'Reading saved files');
+        else send({ type: 'url', url: params.get('model') || DEFAULT_MODEL, first: true }, 'Downloading the model');
+      }
       autoLoad = false;
       break;
     case 'loaded': {
@@ -140,6 +155,12 @@ function onMessage(event) {
       setBusy(false);
       break;
     }
+    case 'no-default':
+      pending = null;
+      hideProgress();
+      showNotice(`This site has no default model (${m.url}: ${m.status || 'not reachable'}). Pick a model file above, or type its address.`);
+      setBusy(false);
+      break;
     case 'result':
       if (m.id !== currentId) break;
       drawResult(m.result);

@@ -51,16 +51,18 @@ export function serve({ root, port = 0, mounts = {} }) {
     const file = normalize(join(dir, rel.endsWith('/') ? `${rel}index.html` : rel));
     if (file !== dir && !file.startsWith(dir + sep)) { res.writeHead(403).end('forbidden'); return; }
     try {
-      if (!(await stat(file)).isFile()) throw new Error('not a file');
-      const body = await readFile(file);
+      const info = await stat(file);
+      if (!info.isFile()) throw new Error('not a file');
+      // HEAD (a first visit asking whether the default model is here) reads no file.
+      const body = req.method === 'HEAD' ? null : await readFile(file);
       res.writeHead(200, {
         'content-type': TYPES[extname(file)] || 'application/octet-stream',
-        'content-length': body.length,
+        'content-length': info.size,
         'content-security-policy': CSP,
         'cache-control': 'no-store',
         'x-content-type-options': 'nosniff',
       });
-      res.end(body);
+      res.end(body ?? undefined);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain', 'content-security-policy': CSP }).end('not found');
     }

@@ -4,7 +4,9 @@
 //
 // Messages in:  init {backend} · files {files: [{part, file}]} · url {url} · saved · forget ·
 //               classify {id, task, text, explain, maxNewTokens}
-// Messages out: backend · progress · loaded · saved-state · result · explanation · error
+//               (url {url, first: true}: the default model of a first visit)
+// Messages out: backend · progress · loaded · saved-state · result · explanation · error ·
+//               no-default (a first visit found no default model on this site)
 
 import initWasm, * as mq from './pkg/mentalqlm_web.js';
 
@@ -254,7 +256,18 @@ async function classify({ id, task, text, explain, maxNewTokens }) {
 const handlers = {
   init: (m) => start(m.backend || 'auto', m.settings || ''),
   files: async (m) => build([...await readPicked(m.files), ...await fetchClassifiers()], { persist: true }),
-  url: async (m) => build([...await fetchModel(m.url), ...await fetchClassifiers()], { persist: true }),
+  url: async (m) => {
+    // A first visit asks for the site's default model; a site without one is not an error.
+    if (m.first) {
+      const base = new URL(m.url, self.location.href);
+      const response = base.origin === self.location.origin ? await fetch(base.href, { method: 'HEAD' }) : null;
+      if (!response || !response.ok) {
+        post({ type: 'no-default', url: m.url, status: response ? response.status : 0 });
+        return;
+      }
+    }
+    await build([...await fetchModel(m.url), ...await fetchClassifiers()], { persist: true });
+  },
   saved: async () => build(await readSaved(), { persist: false }),
   forget: async () => { if ('caches' in self) await caches.delete(CACHE); await reportSaved(); },
   classify,

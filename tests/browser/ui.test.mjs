@@ -4,7 +4,8 @@
 // - a result or explanation of an earlier classification is never drawn;
 // - after a failed load, Classify is disabled (the worker dropped the old model);
 // - a full storage quota still says the model is loaded, with a warning;
-// - files dropped while busy are refused with a message.
+// - files dropped while busy are refused with a message;
+// - a first visit to a site without the default model gets a notice, not an error.
 //
 // Needs web/pkg (web/build.sh).
 
@@ -148,6 +149,22 @@ test('a message about an earlier classification is never drawn', async () => {
     assert.notEqual(await page.textContent('#label'), 'STALE');
     assert.notEqual(await page.textContent('#explanation'), 'STALE');
     assert.equal(await data(page, 'results'), '2');
+  } finally {
+    await context.close();
+  }
+});
+
+test('a first visit to a site without the default model says so, without an error', async () => {
+  // This test site serves no models/: the page asks for the default model and finds none.
+  const { context, page } = await open('');
+  try {
+    await page.waitForFunction(() => document.body.dataset.note, null, { timeout: 120_000 });
+    assert.match(await data(page, 'note'), /no default model \(models\/SmolLM2-135M-Instruct\.Q4_1\.gguf: 404\)/);
+    assert.equal(await data(page, 'error'), undefined);
+    assert.equal(await data(page, 'busy'), '0');
+    assert.equal(await page.isDisabled('#classify'), true, 'no model is loaded');
+    assert.equal(await page.isDisabled('#load'), false, 'files can still be picked');
+    assert.ok(site.requests.some((r) => r.method === 'HEAD' && r.path === '/models/SmolLM2-135M-Instruct.Q4_1.gguf'));
   } finally {
     await context.close();
   }

@@ -60,7 +60,7 @@ before(async () => {
   assert.ok(existsSync(join(ROOT, 'web/pkg/mentalqlm_web_bg.wasm')), 'web/pkg is missing: run web/build.sh');
   assert.ok(existsSync(CLI), `${CLI} is missing: build the CLI (cargo build --release)`);
   mkdirSync(REPORTS, { recursive: true });
-  site = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES, '/classifiers/': join(ROOT, 'classifiers') } });
+  site = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES, '/classifiers/': join(ROOT, 'classifiers'), '/models/': join(ROOT, 'models') } });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -472,13 +472,17 @@ test('an empty text is refused with a message, not sent', async () => {
   }
 });
 
-test('the default model (SmolLM2-135M GGUF) loads and classifies like the CLI', async () => {
+test('a first visit loads the default model by itself and classifies like the CLI', async () => {
   assert.ok(existsSync(DEFAULT_MODEL), `${DEFAULT_MODEL} is missing: run scripts/setup-model.sh`);
   const backend = process.env.MENTALQLM_WEB_DEFAULT_BACKEND || 'auto';
-  const view = await openPage(`backend=${backend}&autoload=0&max_new_tokens=8`);
+  // No autoload=0 and no file picked: the page fetches the site's default model itself.
+  const view = await openPage(`backend=${backend}&max_new_tokens=8`);
   try {
     await waitBackend(view.page);
-    timings[`smollm2_${backend}_load_ms`] = await loadFiles(view.page, [DEFAULT_MODEL], null, 600_000);
+    await view.page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 600_000 });
+    assert.equal(await view.page.evaluate(() => document.body.dataset.error), undefined, 'the default model loads');
+    timings[`smollm2_${backend}_load_ms`] = Number(await view.page.evaluate(() => document.body.dataset.loadMs));
+    assert.ok(site.requests.some((r) => r.path === '/models/SmolLM2-135M-Instruct.Q4_1.gguf' && r.method === 'GET'), 'the default model was fetched');
     const { task, text } = CASES[0];
     const { result, browserRequests } = await classify(view, task, text, 600_000);
     timings[`smollm2_${backend}_classify_ms`] = Math.round(result.ms);
@@ -486,6 +490,10 @@ test('the default model (SmolLM2-135M GGUF) loads and classifies like the CLI', 
     // The shipped DR classifier was fetched with the model and is used, as by the CLI.
     assert.equal(result.method, 'probe', 'the shipped classifier scores the default model');
     assert.match(await view.page.textContent('#model-info'), /trained classifiers: .*DR/);
+    // The classifier in use and its test F1, in a sentence (the shipped file's own figure).
+    const f1 = JSON.parse(readFileSync(join(ROOT, 'classifiers', task, 'classifier.json'), 'utf8')).metrics.test_weighted_f1;
+    assert.equal(await view.page.textContent('#scorer'),
+      `This label comes from the trained ${task} classifier shipped for this model, which scored a weighted F1 of ${(100 * f1).toFixed(1)} out of 100 on the ${task} test set.`);
     assertSame(result, native(task, text, { model: DEFAULT_MODEL, classifier: true }), 'default model');
     await view.page.screenshot({ path: join(REPORTS, 'smollm2.png'), fullPage: true });
     timings.smollm2_backend = await view.page.evaluate(() => document.body.dataset.backend);

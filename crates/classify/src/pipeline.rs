@@ -32,6 +32,15 @@ impl Scorer<'_> {
         }
     }
 
+    /// The trained classifier's weighted F1 on its task's test set (0 to 1), as its file
+    /// records it; `None` for choice scoring and for a classifier that records none.
+    pub fn test_weighted_f1(&self) -> Option<f64> {
+        match self {
+            Scorer::Probe(p) => p.config.metrics.get("test_weighted_f1")?.as_f64(),
+            Scorer::Choice | Scorer::Head(_) => None,
+        }
+    }
+
     /// The classifier's folder, when a trained one scores.
     pub fn source(&self) -> Option<String> {
         match self {
@@ -56,6 +65,8 @@ pub struct Classification {
     pub method: &'static str,
     /// The trained classifier's folder; `None` for choice scoring.
     pub classifier: Option<String>,
+    /// See [`Scorer::test_weighted_f1`].
+    pub classifier_test_f1: Option<f64>,
 }
 
 /// The model, its tokenizer and how prompts are built.
@@ -260,6 +271,7 @@ pub(crate) fn classification(
         truncated,
         method: scorer.method(),
         classifier: scorer.source(),
+        classifier_test_f1: scorer.test_weighted_f1(),
     }
 }
 

@@ -13,7 +13,8 @@ const ui = {
   task: $('task'), text: $('text'), explain: $('explain'), classify: $('classify'),
   result: $('result'), label: $('label'), time: $('time'), bars: $('bars'),
   truncated: $('truncated'), scorer: $('scorer'), explanation: $('explanation'), error: $('error'), announce: $('announce'),
-  cancel: $('cancel'), note: $('note'),
+  cancel: $('cancel'), note: $('note'), clearAll: $('clear-all'),
+  storageList: $('storage-list'), storageTotal: $('storage-total'),
 };
 
 // The page's state, read by the browser tests through data-* attributes on <body>.
@@ -53,6 +54,36 @@ function setBusy(busy) {
   ui.loadSaved.disabled = busy || savedFiles.length === 0;
   ui.forget.disabled = busy || savedFiles.length === 0;
   state('busy', busy ? '1' : '0');
+}
+
+const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+// What this site keeps in the browser: the saved model files (worker.js), the app's offline
+// copy (sw.js), and the total the browser counts for the site.
+async function showStorage() {
+  const items = savedFiles.map((f) => [`${f.part}/${f.name}`, f.size || 0]);
+  try {
+    let bytes = 0;
+    // `has` first: opening a cache that is not there would make it.
+    if (await caches.has('mentalqlm-app-v1')) {
+      const app = await caches.open('mentalqlm-app-v1');
+      for (const request of await app.keys()) bytes += (await (await app.match(request)).blob()).size;
+    }
+    if (bytes) items.push(['the app itself (for visits without a network)', bytes]);
+  } catch { /* no Cache API here */ }
+  ui.storageList.replaceChildren(...items.map(([name, bytes]) => {
+    const li = document.createElement('li');
+    li.textContent = `${name}: ${mib(bytes)}`;
+    return li;
+  }));
+  const kept = items.reduce((n, [, b]) => n + b, 0);
+  let total = '';
+  try {
+    const { usage } = await navigator.storage.estimate();
+    total = `; the browser counts ${mib(usage)} for this site`;
+  } catch { /* no estimate here */ }
+  ui.storageTotal.textContent = items.length ? `${items.length} files, ${mib(kept)}${total}.` : `Nothing${total}.`;
+  state('stored', String(kept));
 }
 
 function showProgress(stage, done, total) {
@@ -132,6 +163,7 @@ function onMessage(event) {
       ui.loadSaved.textContent = savedFiles.length ? `Load saved model (${savedFiles.filter((f) => f.part === 'model').map((f) => f.name).join(', ')})` : 'Load saved model';
       setBusy(pending !== null);
       state('saved', String(savedFiles.length));
+      showStorage();
       if (autoLoad && !loaded && pending === null) {
         if (savedFiles.length) send({ type: 'saved' }, 'Reading saved files');
         else send({ type: 'url', url: params.get('model') || DEFAULT_MODEL, first: true }, 'Downloading the model');
@@ -248,6 +280,16 @@ ui.loadUrl.onclick = () => {
 };
 ui.loadSaved.onclick = () => send({ type: 'saved' }, 'Reading saved files');
 ui.forget.onclick = () => worker.postMessage({ type: 'forget' });
+// Everything: the saved model files, the app's offline copy and its service worker.
+ui.clearAll.onclick = async () => {
+  worker.postMessage({ type: 'forget' });
+  try {
+    for (const name of await caches.keys()) if (name.startsWith('mentalqlm-')) await caches.delete(name);
+    for (const r of (await navigator.serviceWorker?.getRegistrations()) || []) await r.unregister();
+  } catch (e) { showError(`could not clear the storage: ${e.message || e}`); return; }
+  showNotice('Cleared: nothing of this site is stored in this browser any more.');
+  showStorage();
+};
 ui.backendSelect.onchange = startWorker;
 ui.classify.onclick = () => {
   const text = ui.text.value;
@@ -279,6 +321,16 @@ ui.cancel.onclick = () => {
 
 window.addEventListener('error', (e) => showError(`page error: ${e.message}`));
 window.addEventListener('unhandledrejection', (e) => showError(`page error: ${e.reason && e.reason.message || e.reason}`));
+
+// The app's offline copy (sw.js). data-offline-ready says when it holds every app file.
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('sw.js').then(() => navigator.serviceWorker.ready)
+    .then(() => { state('offlineReady', '1'); showStorage(); })
+    .catch((e) => {
+      state('offlineReady', '0');
+      ui.storageTotal.textContent = `The app could not be kept for visits without a network (${e.message || e}).`;
+    });
+}
 
 if (params.get('backend')) ui.backendSelect.value = params.get('backend');
 if (params.get('task')) ui.task.value = params.get('task');

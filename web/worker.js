@@ -62,7 +62,8 @@ async function start(backend, settings) {
 // ---- the browser's storage -------------------------------------------------------------
 
 async function savedManifest() {
-  if (!('caches' in self)) return null;
+  // `has` first: opening a cache that is not there would make it (after Forget, too).
+  if (!('caches' in self) || !(await caches.has(CACHE))) return null;
   const cache = await caches.open(CACHE);
   const hit = await cache.match(MANIFEST);
   return hit ? hit.json() : null;

@@ -44,7 +44,8 @@ after(async () => {
 
 // A fresh profile on the CPU backend; `prelude` is run in the worker before worker.js.
 async function open(query = '', prelude = '') {
-  const context = await browser.newContext();
+  // No service worker (the offline copy has its own test in web.test.mjs).
+  const context = await browser.newContext({ serviceWorkers: 'block' });
   const origin = new URL(site.url).origin;
   await context.route('**/*', async (route) => {
     const url = new URL(route.request().url());

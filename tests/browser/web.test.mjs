@@ -83,7 +83,8 @@ after(async () => {
 // `withoutSubgroups` serves a worker.js that first strips `subgroups` from every device
 // request, which is what the runtime sees on an adapter without that feature.
 async function openPage(query, { withoutSubgroups = false } = {}) {
-  const context = await browser.newContext();
+  // No service worker: it would answer the page's requests before the routes saw them.
+  const context = await browser.newContext({ serviceWorkers: 'block' });
   const requests = [];
   const foreign = [];
   const origin = new URL(site.url).origin;
@@ -389,6 +390,78 @@ test('a second visit builds the saved model from browser storage, without fetchi
     assertSame(result, native(task, text), 'saved model');
   } finally {
     await view.context.close();
+  }
+});
+
+// Where in the site's storage `text` is found (run in the page): every Cache API entry,
+// localStorage, and any IndexedDB database or OPFS file at all (the page makes none).
+async function findText(text) {
+  const found = [];
+  for (const name of await caches.keys()) {
+    const cache = await caches.open(name);
+    for (const request of await cache.keys()) {
+      if ((await (await cache.match(request)).text()).includes(text)) found.push(`cache ${name}: ${request.url}`);
+    }
+  }
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (`${key}${localStorage.getItem(key)}`.includes(text)) found.push(`localStorage ${key}`);
+  }
+  for (const db of await indexedDB.databases()) found.push(`IndexedDB ${db.name}`);
+  for await (const [name] of (await navigator.storage.getDirectory()).entries()) found.push(`OPFS ${name}`);
+  return found;
+}
+
+test('a second visit with the network off starts from the offline copy and classifies', async () => {
+  // No request routing here: a service worker answers the page's requests itself.
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  try {
+    await page.goto(`${site.url}?backend=cpu&autoload=0`);
+    await waitBackend(page);
+    await loadFiles(page, TINY_FILES);
+    await page.waitForFunction(() => document.body.dataset.offlineReady === '1' && Number(document.body.dataset.saved) > 0, null, { timeout: 120_000 });
+    // The storage list names the saved files with their sizes, and the app's copy.
+    const stored = await page.textContent('#storage-list');
+    assert.match(stored, /model\/model\.safetensors: [\d.]+ MiB/);
+    assert.match(stored, /the app itself \(for visits without a network\): [1-9][\d.]* MiB/);
+    await context.setOffline(true);
+    const seen = site.requests.length;
+    await page.goto(`${site.url}?backend=cpu`);
+    await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
+    assert.equal(await page.evaluate(() => document.body.dataset.error), undefined, 'the saved model loads offline');
+    const { task, text } = CASES[0];
+    const { result } = await classify({ page, requests: [] }, task, text);
+    assertSame(result, native(task, text), 'offline');
+    assert.deepEqual(site.requests.slice(seen), [], 'nothing reached the server while offline');
+    // The text left no trace in the site's storage; a planted copy in each place is found,
+    // so the search is not vacuous.
+    assert.deepEqual(await page.evaluate(findText, text), [], 'the text was stored');
+    await page.evaluate(async (t) => {
+      localStorage.setItem('planted', t);
+      await (await caches.open('planted')).put('/planted', new Response(t));
+      indexedDB.open('planted');
+      const dir = await navigator.storage.getDirectory();
+      await dir.getFileHandle('planted', { create: true });
+    }, text);
+    const planted = await page.evaluate(findText, text);
+    assert.equal(planted.length, 4, `the planted copies: ${planted}`);
+    await page.evaluate(async () => {
+      localStorage.clear();
+      await caches.delete('planted');
+      indexedDB.deleteDatabase('planted');
+      await (await navigator.storage.getDirectory()).removeEntry('planted');
+    });
+    // Clearing everything leaves nothing of the site in its caches.
+    await page.click('#clear-all');
+    await page.waitForFunction(() => document.body.dataset.note && document.body.dataset.note.startsWith('Cleared'));
+    const left = await page.evaluate(async () => (await caches.keys()).filter((k) => k.startsWith('mentalqlm-')));
+    assert.deepEqual(left, []);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
   }
 });
 

@@ -1,0 +1,58 @@
+// The service worker: keeps the app itself (page, scripts, the wasm module) so that a visit
+// without a network still starts. The model and classifiers are kept by worker.js in their
+// own cache; this one holds only the app's files, all from this origin.
+//
+// Every request for an app file goes to the network first (the server answers 304 when the
+// file is unchanged, so the 45 MiB module is not downloaded again), and the cached copy is
+// served when the network fails. A file that changed replaces the cached copy.
+
+const CACHE = 'mentalqlm-app-v1';
+const SHELL = ['./', 'index.html', 'app.js', 'worker.js', 'style.css', 'pkg/mentalqlm_web.js', 'pkg/mentalqlm_web_bg.wasm'];
+const shellUrls = () => SHELL.map((p) => new URL(p, self.registration.scope).href);
+
+self.addEventListener('install', (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    await cache.addAll(shellUrls());
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (name.startsWith('mentalqlm-app-') && name !== CACHE) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+
+// The cache key of an app file: its URL without the query (`?backend=cpu` is the same page).
+function appKey(request) {
+  const url = new URL(request.url);
+  if (url.origin !== self.location.origin || request.method !== 'GET') return null;
+  url.search = '';
+  url.hash = '';
+  return shellUrls().includes(url.href) ? url.href : null;
+}
+
+self.addEventListener('fetch', (event) => {
+  const key = appKey(event.request);
+  if (!key) return; // the model's files, classifiers and anything else: not ours
+  event.respondWith((async () => {
+    const cache = await caches.open(CACHE);
+    try {
+      const response = await fetch(event.request);
+      if (response.ok) {
+        const cached = await cache.match(key);
+        const tag = (r) => r && (r.headers.get('etag') || r.headers.get('last-modified'));
+        if (!cached || !tag(response) || tag(cached) !== tag(response)) await cache.put(key, response.clone());
+      }
+      return response;
+    } catch (e) {
+      const cached = await cache.match(key);
+      if (cached) return cached;
+      throw e;
+    }
+  })());
+});

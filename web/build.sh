@@ -3,6 +3,7 @@
 #
 #   web/build.sh            build
 #   web/build.sh --serve    build, then serve web/ on http://127.0.0.1:8080/
+#   web/build.sh --release  build, then assemble the static bundle in web/dist (web/bundle.sh)
 #
 # Needs the wasm32 target and wasm-bindgen-cli at exactly the version in Cargo.lock; both
 # are installed when missing (wasm-bindgen-cli once, about 10 minutes on 2 cores).
@@ -56,4 +57,7 @@ echo "web/pkg/mentalqlm_web_bg.wasm: $((bytes / 1024)) KiB ($((gz / 1024)) KiB g
 
 if [ "${1:-}" = "--serve" ]; then
   exec node web/serve.mjs --port "${PORT:-8080}"
+fi
+if [ "${1:-}" = "--release" ]; then
+  exec bash web/bundle.sh web/dist
 fi

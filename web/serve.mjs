@@ -5,10 +5,13 @@
 // clients that accept it.
 //
 //   node web/serve.mjs [--port 8080] [--root web]
+//   node web/serve.mjs --root web/dist --headers web/dist/_headers   (the static bundle, with
+//                                          only the headers its _headers file gives)
 //
 // Tests import `serve()` and read `requests` to check what the page asked for.
 
 import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,10 +31,37 @@ const TYPES = {
   '.svg': 'image/svg+xml',
 };
 
+/// A `_headers` file (Netlify's format: a path pattern, then its headers indented as
+/// `Name: value`) as [{ pattern: RegExp, headers: {name: value} }]. `*` matches any run of
+/// characters.
+export function parseHeaders(text) {
+  const rules = [];
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim() || line.trim().startsWith('#')) return;
+    if (!/^\s/.test(line)) {
+      const glob = line.trim().replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+      rules.push({ pattern: new RegExp(`^${glob}$`), headers: {} });
+      return;
+    }
+    const m = line.trim().match(/^([A-Za-z0-9-]+):\s*(.*)$/);
+    if (!m || !rules.length) throw new Error(`_headers line ${i + 1}: expected "Name: value" under a path: ${line.trim()}`);
+    rules.at(-1).headers[m[1].toLowerCase()] = m[2];
+  });
+  return rules;
+}
+
 /// Serves `root` (and, under /fixtures/, /models/ and /classifiers/, the extra folders given) on `port`
-/// (0: any free port). Resolves to { server, url, requests }.
-export function serve({ root, port = 0, mounts = {} }) {
+/// (0: any free port). With `headersFile` (a `_headers` file) the responses carry the headers
+/// it gives instead of this server's own policy. Resolves to { server, url, requests }.
+export function serve({ root, port = 0, mounts = {}, headersFile = null }) {
   const requests = [];
+  const rules = headersFile ? parseHeaders(readFileSync(headersFile, 'utf8')) : null;
+  const policy = (path) => {
+    if (!rules) return { 'content-security-policy': CSP, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' };
+    const out = {};
+    for (const r of rules) if (r.pattern.test(path)) Object.assign(out, r.headers);
+    return out;
+  };
   const base = resolve(root);
   const server = createServer((req, res) => {
     // Nothing a client sends may end the server: a bad request gets 400, anything
@@ -66,11 +96,9 @@ export function serve({ root, port = 0, mounts = {} }) {
       const etag = `"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}${zip ? '-gz' : ''}"`;
       const headers = {
         'content-type': TYPES[extname(file)] || 'application/octet-stream',
-        'content-security-policy': CSP,
-        'cache-control': 'no-cache',
         etag,
         vary: 'accept-encoding',
-        'x-content-type-options': 'nosniff',
+        ...policy(url.pathname),
       };
       if (req.headers['if-none-match'] === etag) { res.writeHead(304, headers).end(); return; }
       // HEAD (a first visit asking whether the default model is here) reads no file.
@@ -99,6 +127,9 @@ export function serve({ root, port = 0, mounts = {} }) {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
   const here = fileURLToPath(new URL('.', import.meta.url));
-  const { url } = await serve({ root: arg('--root', here), port: Number(arg('--port', 8080)), mounts: { '/models/': resolve(here, '../models'), '/classifiers/': resolve(here, '../classifiers') } });
+  const headersFile = arg('--headers', null);
+  // The bundle holds its models and classifiers; web/ itself takes them from the repository.
+  const mounts = headersFile ? {} : { '/models/': resolve(here, '../models'), '/classifiers/': resolve(here, '../classifiers') };
+  const { url } = await serve({ root: arg('--root', here), port: Number(arg('--port', 8080)), mounts, headersFile });
   console.log(`mentalqlm web page: ${url}  (Ctrl-C stops)`);
 }

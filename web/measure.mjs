@@ -7,16 +7,15 @@
 // Needs web/pkg (web/build.sh), the release CLI, models/, and tests/browser's node_modules.
 
 import { execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { statSync, readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { serve } from './serve.mjs';
+import { launchChromium } from '../tests/browser/launch.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { chromium } = createRequire(join(ROOT, 'tests/browser/package.json'))('playwright-core');
 const arg = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
 const backend = arg('--backend', 'cpu');
 const rounds = Number(arg('--rounds', 3));
@@ -33,7 +32,7 @@ function cliMs(text) {
 }
 
 const site = await serve({ root: join(ROOT, 'web'), mounts: { '/models/': join(ROOT, 'models'), '/classifiers/': join(ROOT, 'classifiers') } });
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ['--enable-unsafe-webgpu', '--no-sandbox'] });
+const browser = await launchChromium();
 const out = { backend, query, machine: `${cpus()[0].model}, ${cpus().length} CPUs` };
 try {
   const context = await browser.newContext({ serviceWorkers: 'block' });

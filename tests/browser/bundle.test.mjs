@@ -16,7 +16,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 import { serve, parseHeaders, CSP } from '../../web/serve.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -39,12 +39,7 @@ before(async () => {
   // Another origin (another port), which records what reaches it.
   foreign = createServer((req, res) => { foreignRequests.push(req.url); res.end('ok'); });
   await new Promise((ok) => foreign.listen(0, '127.0.0.1', ok));
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-quic', '--disable-sync',
-      '--disable-background-networking', '--disable-component-update', '--disable-default-apps'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -67,6 +62,15 @@ test('the bundle holds the app, the classifiers, the model and the headers', () 
   assert.ok(readFileSync(join(dist, 'index.html'), 'utf8').includes(`content="${CSP}"`));
 });
 
+// Classifies TEXT for DR in `page` (a model loaded); returns the page's result.
+async function classifyIn(page) {
+  await page.fill('#text', TEXT);
+  await page.click('#classify');
+  await page.waitForFunction(() => document.body.dataset.results || document.body.dataset.error, null, { timeout: 300_000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.error), undefined);
+  return JSON.parse(await page.getAttribute('#result', 'data-json'));
+}
+
 test('a first visit to the bundle classifies with the bundled model like the CLI', async () => {
   const context = await browser.newContext({ serviceWorkers: 'block' });
   try {
@@ -74,11 +78,7 @@ test('a first visit to the bundle classifies with the bundled model like the CLI
     await page.goto(`${site.url}?backend=cpu`);
     await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 600_000 });
     assert.equal(await page.evaluate(() => document.body.dataset.error), undefined);
-    await page.fill('#text', TEXT);
-    await page.click('#classify');
-    await page.waitForFunction(() => document.body.dataset.results || document.body.dataset.error, null, { timeout: 300_000 });
-    assert.equal(await page.evaluate(() => document.body.dataset.error), undefined);
-    const got = JSON.parse(await page.getAttribute('#result', 'data-json'));
+    const got = await classifyIn(page);
     const out = execFileSync(CLI, ['classify', '--task', 'DR', '--json', '--device', 'cpu', '--', TEXT], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const want = JSON.parse(out.trim().split('\n').pop());
     assert.equal(got.method, 'probe');
@@ -123,10 +123,7 @@ async function classifyOn(url) {
     await page.click('#load');
     await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
     assert.equal(await page.evaluate(() => document.body.dataset.error), undefined);
-    await page.fill('#text', TEXT);
-    await page.click('#classify');
-    await page.waitForFunction(() => document.body.dataset.results || document.body.dataset.error, null, { timeout: 120_000 });
-    assert.equal(await page.evaluate(() => document.body.dataset.error), undefined);
+    await classifyIn(page);
     // Time for a request in flight to land.
     await page.waitForTimeout(1000);
   } finally {

@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 import { serve } from '../../web/serve.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -61,14 +61,7 @@ before(async () => {
   assert.ok(existsSync(CLI), `${CLI} is missing: build the CLI (cargo build --release)`);
   mkdirSync(REPORTS, { recursive: true });
   site = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES, '/classifiers/': join(ROOT, 'classifiers'), '/models/': join(ROOT, 'models') } });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-quic', '--disable-sync',
-      '--disable-background-networking', '--disable-component-update', '--disable-default-apps',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -149,25 +149,16 @@ pub(super) fn min_term(w: Codes<'_>, o: usize, xsum: &[f32], i: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{PackedWeight, QuantFormat, quantize_gguf};
+    use crate::quant::QuantFormat;
 
     /// The weight through the reader's dequantization, and the product row by row in f64,
     /// against the direct product in every instruction set this CPU runs.
     fn check(format: QuantFormat, w: &[f32], x: &[f32], m: usize, n: usize, k: usize) {
-        let gguf = quantize_gguf(format, w);
-        let exact = formats::dequant::dequantize(format.ggml(), &gguf, n * k).unwrap();
-        let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap();
-        let codes = Codes::new(
-            format.bits(),
-            [n, k],
-            &packed.quants,
-            &packed.scales,
-            &packed.mins,
-        )
-        .unwrap();
+        let weight = super::super::TestWeight::new(format, w, n, k);
+        let (exact, codes) = (&weight.exact, weight.codes());
         // Q4_0 is read as `q·d + (-8·d)`, the reader's `(q - 8)·d`: equal up to rounding.
         let ours = codes.dequantize();
-        for (j, (a, b)) in ours.iter().zip(&exact).enumerate() {
+        for (j, (a, b)) in ours.iter().zip(exact).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
                 "{format:?} weight {j}: {a} vs {b}"

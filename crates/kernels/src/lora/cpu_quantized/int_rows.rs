@@ -206,7 +206,7 @@ pub(super) fn min_term(w: Codes<'_>, o: usize, x: &QuantizedRows, i: usize) -> f
 mod tests {
     use super::*;
     use crate::lora::cpu_quantized::{Activations, matmul_few_rows_with};
-    use crate::quant::{PackedWeight, QuantFormat, quantize_gguf};
+    use crate::quant::QuantFormat;
 
     fn value(i: usize, salt: usize) -> f32 {
         ((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0
@@ -287,17 +287,8 @@ mod tests {
         let x: Vec<f32> = (0..m * k)
             .map(|i| value(i, 2) * (1.0 + (i / 32 % 3) as f32))
             .collect();
-        let gguf = quantize_gguf(format, &w);
-        let exact = formats::dequant::dequantize(format.ggml(), &gguf, n * k).unwrap();
-        let packed = PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap();
-        let codes = Codes::new(
-            format.bits(),
-            [n, k],
-            &packed.quants,
-            &packed.scales,
-            &packed.mins,
-        )
-        .unwrap();
+        let weight = super::super::TestWeight::new(format, &w, n, k);
+        let (exact, codes) = (&weight.exact, weight.codes());
         let xq = QuantizedRows::new(Isa::Portable, &x, m, k, format.bits());
         // The activations as the integer product sees them, in x's order.
         let mut seen = vec![0f32; m * k];

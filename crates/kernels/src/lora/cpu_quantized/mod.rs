@@ -158,6 +158,38 @@ fn block_codes<const BITS: u32>(bytes: &[u8]) -> [f32; 32] {
     q
 }
 
+/// A weight through a GGUF format, for the kernels' tests.
+#[cfg(test)]
+pub(crate) struct TestWeight {
+    /// The reader's dequantization of the GGUF blocks (`formats::dequant`).
+    pub exact: Vec<f32>,
+    pub packed: crate::quant::PackedWeight,
+    pub bits: u32,
+    pub n: usize,
+    pub k: usize,
+}
+
+#[cfg(test)]
+impl TestWeight {
+    pub fn new(format: crate::quant::QuantFormat, w: &[f32], n: usize, k: usize) -> Self {
+        let gguf = crate::quant::quantize_gguf(format, w);
+        let exact = formats::dequant::dequantize(format.ggml(), &gguf, n * k).unwrap();
+        let packed = crate::quant::PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap();
+        Self {
+            exact,
+            packed,
+            bits: format.bits(),
+            n,
+            k,
+        }
+    }
+
+    pub fn codes(&self) -> Codes<'_> {
+        let p = &self.packed;
+        Codes::new(self.bits, [self.n, self.k], &p.quants, &p.scales, &p.mins).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,25 +124,54 @@ async function readPicked(picked) {
   return files;
 }
 
-async function fetchBytes(url, label) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${label}: the server answered ${response.status} ${response.statusText}`);
-  const total = Number(response.headers.get('content-length')) || null;
-  if (!response.body) return new Uint8Array(await response.arrayBuffer());
+// One download of several files shows one progress: bytes of them all, against the sizes the
+// server gave for them up front (HEAD), and grown by any file that was not planned.
+let download = null;
+
+async function planDownload(urls) {
+  let total = 0;
+  for (const url of urls) {
+    try {
+      const head = await fetch(url, { method: 'HEAD' });
+      if (head.ok) total += Number(head.headers.get('content-length')) || 0;
+    } catch { /* counted when it comes, if it does */ }
+  }
+  download = { done: 0, total };
+}
+
+async function readCounted(response) {
+  if (!response.body) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (download) download.done += bytes.byteLength;
+    return bytes;
+  }
   const reader = response.body.getReader();
   const chunks = [];
   let done = 0;
+  const size = Number(response.headers.get('content-length')) || null;
   for (;;) {
     const { done: end, value } = await reader.read();
     if (end) break;
     chunks.push(value);
     done += value.byteLength;
-    progress(`Downloading ${label}`, done, total);
+    if (download) {
+      download.done += value.byteLength;
+      download.total = Math.max(download.total, download.done);
+      progress('Downloading the model and its classifiers', download.done, download.total);
+    } else {
+      progress('Downloading', done, size);
+    }
   }
   const bytes = new Uint8Array(done);
   let at = 0;
   for (const c of chunks) { bytes.set(c, at); at += c.byteLength; }
   return bytes;
+}
+
+async function fetchBytes(url, label) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${label}: the server answered ${response.status} ${response.statusText}`);
+  return readCounted(response);
 }
 
 // A same-origin URL: one .gguf file, or a HF folder ending in "/" (config.json,
@@ -162,7 +191,7 @@ async function fetchModel(url) {
   const get = async (f) => files.push({ part: 'model', name: f, bytes: await fetchBytes(new URL(f, dir).href, f) });
   const getIfThere = async (f) => {
     const response = await fetch(new URL(f, dir).href);
-    if (response.ok) files.push({ part: 'model', name: f, bytes: new Uint8Array(await response.arrayBuffer()) });
+    if (response.ok) files.push({ part: 'model', name: f, bytes: await readCounted(response) });
     return response.ok;
   };
   await get('config.json');
@@ -186,8 +215,16 @@ async function fetchModel(url) {
 // another model (that task is then scored untuned, and the result says so).
 const TASKS = ['DR', 'dreaddit', 'Irf', 'MultiWD', 'SAD', 'DEP-SEVERITY'];
 
+// The shipped files' addresses, for planning a download.
+function shippedUrls() {
+  const urls = [];
+  for (const task of TASKS) for (const name of ['classifier.json', 'probe.safetensors']) urls.push(new URL(`classifiers/${task}/${name}`, self.location.href).href);
+  for (const name of ['explainer.json', 'adapter_config.json', 'adapter_model.safetensors']) urls.push(new URL(`classifiers/explainer/${name}`, self.location.href).href);
+  return urls;
+}
+
 async function fetchClassifiers() {
-  progress('Downloading the trained classifiers');
+  if (!download) progress('Downloading the trained classifiers');
   const files = [];
   for (const task of TASKS) {
     const dir = new URL(`classifiers/${task}/`, self.location.href);
@@ -196,7 +233,7 @@ async function fetchClassifiers() {
       let response;
       try { response = await fetch(new URL(name, dir).href); } catch { break; }
       if (!response.ok) break;
-      parts.push({ part: `classifier/${task}`, name, bytes: new Uint8Array(await response.arrayBuffer()) });
+      parts.push({ part: `classifier/${task}`, name, bytes: await readCounted(response) });
     }
     if (parts.length === 2) files.push(...parts);
   }
@@ -207,7 +244,7 @@ async function fetchClassifiers() {
     let response;
     try { response = await fetch(new URL(name, dir).href); } catch { break; }
     if (!response.ok) break;
-    parts.push({ part: 'explainer', name, bytes: new Uint8Array(await response.arrayBuffer()) });
+    parts.push({ part: 'explainer', name, bytes: await readCounted(response) });
   }
   if (parts.length === 3) files.push(...parts);
   return files;
@@ -267,7 +304,18 @@ const handlers = {
         return;
       }
     }
-    await build([...await fetchModel(m.url), ...await fetchClassifiers()], { persist: true });
+    // A .gguf is one file; a folder's files are counted as they come.
+    const model = new URL(m.url, self.location.href);
+    const planned = model.origin === self.location.origin && model.pathname.toLowerCase().endsWith('.gguf') ? [model.href] : [];
+    progress('Downloading the model and its classifiers');
+    await planDownload([...planned, ...shippedUrls()]);
+    let files;
+    try {
+      files = [...await fetchModel(m.url), ...await fetchClassifiers()];
+    } finally {
+      download = null;
+    }
+    await build(files, { persist: true });
   },
   saved: async () => build(await readSaved(), { persist: false }),
   forget: async () => { if ('caches' in self) await caches.delete(CACHE); await reportSaved(); },

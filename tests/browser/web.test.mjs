@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchChromium } from './launch.mjs';
@@ -75,7 +75,7 @@ after(async () => {
 // another origin refused and remembered.
 // `withoutSubgroups` serves a worker.js that first strips `subgroups` from every device
 // request, which is what the runtime sees on an adapter without that feature.
-async function openPage(query, { withoutSubgroups = false } = {}) {
+async function openPage(query, { withoutSubgroups = false, initScript = null } = {}) {
   // No service worker: it would answer the page's requests before the routes saw them.
   const context = await browser.newContext({ serviceWorkers: 'block' });
   const requests = [];
@@ -91,6 +91,7 @@ async function openPage(query, { withoutSubgroups = false } = {}) {
     }
     return route.continue();
   });
+  if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -345,6 +346,16 @@ for (const backend of ['cpu', 'webgpu']) {
   });
 }
 
+// Every text of the progress line, in window.progressLines (an init script).
+const RECORD_PROGRESS = () => {
+  window.progressLines = [];
+  document.addEventListener('DOMContentLoaded', () => {
+    const el = document.getElementById('progress-text');
+    new MutationObserver(() => window.progressLines.push(el.textContent))
+      .observe(el, { childList: true, characterData: true, subtree: true });
+  });
+};
+
 test('a second visit builds the saved model from browser storage, without fetching it', async () => {
   const view = await openPage('backend=cpu&autoload=0');
   try {
@@ -359,14 +370,7 @@ test('a second visit builds the saved model from browser storage, without fetchi
     await view.page.waitForFunction((n) => document.body.dataset.saved === n, saved, { timeout: 60_000 });
     const seen = site.requests.length;
     // Every progress line of the second visit.
-    await view.page.addInitScript(() => {
-      window.progressLines = [];
-      document.addEventListener('DOMContentLoaded', () => {
-        const el = document.getElementById('progress-text');
-        new MutationObserver(() => window.progressLines.push(el.textContent))
-          .observe(el, { childList: true, characterData: true, subtree: true });
-      });
-    });
+    await view.page.addInitScript(RECORD_PROGRESS);
     await view.page.goto(`${site.url}?backend=cpu`);
     await view.page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
     assert.equal(await view.page.evaluate(() => document.body.dataset.error), undefined);
@@ -542,13 +546,25 @@ test('a first visit loads the default model by itself and classifies like the CL
   assert.ok(existsSync(DEFAULT_MODEL), `${DEFAULT_MODEL} is missing: run scripts/setup-model.sh`);
   const backend = process.env.MENTALQLM_WEB_DEFAULT_BACKEND || 'auto';
   // No autoload=0 and no file picked: the page fetches the site's default model itself.
-  const view = await openPage(`backend=${backend}&max_new_tokens=8`);
+  const view = await openPage(`backend=${backend}&max_new_tokens=8`, { initScript: RECORD_PROGRESS });
   try {
     await waitBackend(view.page);
     await view.page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 600_000 });
     assert.equal(await view.page.evaluate(() => document.body.dataset.error), undefined, 'the default model loads');
     timings[`smollm2_${backend}_load_ms`] = Number(await view.page.evaluate(() => document.body.dataset.loadMs));
     assert.ok(site.requests.some((r) => r.path === '/models/SmolLM2-135M-Instruct.Q4_1.gguf' && r.method === 'GET'), 'the default model was fetched');
+    // One progress for the whole download, in bytes, against a total known from the start:
+    // the model and every shipped file (JSON comes gzipped, so the total may grow a little).
+    const lines = (await view.page.evaluate(() => window.progressLines))
+      .map((l) => l.match(/^Downloading the model and its classifiers — ([\d.]+) \/ ([\d.]+) MiB$/))
+      .filter(Boolean).map((m) => [Number(m[1]), Number(m[2])]);
+    assert.ok(lines.length > 2, 'no byte progress while downloading');
+    const binaries = [DEFAULT_MODEL, ...readdirSync(join(ROOT, 'classifiers')).flatMap((t) =>
+      ['probe.safetensors', 'adapter_model.safetensors'].map((f) => join(ROOT, 'classifiers', t, f)))]
+      .filter((f) => existsSync(f)).reduce((n, f) => n + statSync(f).size, 0) / 2 ** 20;
+    assert.ok(lines[0][1] >= binaries - 0.1, `the first total ${lines[0][1]} MiB misses files (${binaries.toFixed(1)} MiB of weights)`);
+    assert.ok(lines.at(-1)[1] - lines[0][1] < 1, `the total grew from ${lines[0][1]} to ${lines.at(-1)[1]} MiB`);
+    assert.equal(lines.at(-1)[0], lines.at(-1)[1], 'the download ends at its total');
     const { task, text } = CASES[0];
     const { result, browserRequests } = await classify(view, task, text, 600_000);
     timings[`smollm2_${backend}_classify_ms`] = Math.round(result.ms);

@@ -14,7 +14,6 @@ default CPU path does.
     python bench/llamacpp_side.py --model models/X.gguf --inputs reports/bench/ids.json \\
         --workload generate --threads 2
 """
-import argparse
 import json
 import os
 import time
@@ -28,21 +27,8 @@ def fail(msg):
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="the .gguf file")
-    p.add_argument("--inputs", required=True, help="the ids JSON of `mentalqlm bench inputs`")
-    p.add_argument("--workload", required=True, choices=["prefill", "generate"])
-    p.add_argument("--device", default="cpu", choices=["cpu"])
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="llama.cpp threads")
-    p.add_argument("--new-tokens", type=int, default=64, help="tokens to generate (generate)")
-    # Accepted for a common command line with the other sides; llama.cpp does not train.
-    p.add_argument("--train-batch", type=int, default=4, help=argparse.SUPPRESS)
-    p.add_argument("--steps", type=int, default=2, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    for name in ("threads", "new_tokens"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    return args
+    # --train-batch and --steps are accepted for a common command line; llama.cpp does not train.
+    return side_common.parse_args(__doc__, ["prefill", "generate"], ["cpu"], "llama.cpp threads", trains=False)
 
 
 def read_inputs(path):

@@ -8,7 +8,6 @@ transformers dequantizes the GGUF to f32, so both sides compute in f32 from the 
         --workload prefill --device cpu --threads 2
 """
 
-import argparse
 import json
 import os
 import sys
@@ -28,20 +27,7 @@ def fail(msg):
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="the .gguf file")
-    p.add_argument("--inputs", required=True, help="the ids JSON of `mentalqlm bench inputs`")
-    p.add_argument("--workload", required=True, choices=["prefill", "generate", "train"])
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
-    p.add_argument("--new-tokens", type=int, default=64, help="tokens to generate (generate)")
-    p.add_argument("--train-batch", type=int, default=4, help="rows per step (train)")
-    p.add_argument("--steps", type=int, default=2, help="timed steps, reported as their mean (train)")
-    args = p.parse_args()
-    for name in ("threads", "new_tokens", "train_batch", "steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    return args
+    return side_common.parse_args(__doc__, ["prefill", "generate", "train"], ["cpu", "cuda"], "torch CPU threads")
 
 
 def read_inputs(path, train_batch):

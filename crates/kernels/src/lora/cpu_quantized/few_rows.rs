@@ -2,7 +2,7 @@
 //! each block's codes are decoded once into 32 floats and used for every row of `x`, and the
 //! minimum's term is one dot product of the row's minimums with the block sums of `x`.
 
-use super::{Codes, DIRECT_ROWS, block_codes};
+use super::{Codes, DIRECT_ROWS, block_codes, code_order};
 use crate::cpu::{self, Isa, LANES};
 
 #[cfg(target_arch = "x86_64")]
@@ -57,22 +57,31 @@ pub fn matmul_few_rows_with(
     }
     // x in the order `block_codes` gives the codes (for 4-bit codes the even elements of
     // each block, then the odd ones), and Σⱼ xⱼ per block (the minimum's term).
-    let xp: Vec<f32> = if w.bits == 4 {
-        x.chunks_exact(32)
-            .flat_map(|c| (0..32).map(move |j| c[if j < 16 { 2 * j } else { 2 * (j - 16) + 1 }]))
-            .collect()
-    } else {
-        x.to_vec()
-    };
+    let xp: Vec<f32> = x
+        .chunks_exact(32)
+        .flat_map(|c| (0..32).map(move |j| c[code_order(w.bits, j)]))
+        .collect();
     let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
-    // The output transposed, `[n, m]`, so that each thread writes whole runs of it.
+    by_weight_rows(m, n, y, |first, out| {
+        few_rows_task(isa, &xp, &xsum, m, w, first, out)
+    });
+}
+
+/// Runs `task(first, out)` on every thread over runs of the weight's `n` rows, `out` being
+/// rows `first..` of the output transposed (`[rows, m]`, so that each thread writes whole
+/// runs of it), then writes `y [m, n]`.
+pub(super) fn by_weight_rows(
+    m: usize,
+    n: usize,
+    y: &mut [f32],
+    task: impl Fn(usize, &mut [f32]) + Send + Sync,
+) {
     let mut yt = cpu::zeros(n * m);
     // A few tasks per thread: enough to balance, few enough that a 0.1 ms product is not
     // spent handing them out.
     let rows_per_task = n.div_ceil(4 * cpu::threads()).max(8);
-    cpu::for_each_task(&mut yt, rows_per_task * m, |task, out| {
-        let first = task * rows_per_task;
-        few_rows_task(isa, &xp, &xsum, m, w, first, out)
+    cpu::for_each_task(&mut yt, rows_per_task * m, |t, out| {
+        task(t * rows_per_task, out)
     });
     for (o, row) in yt.chunks_exact(m).enumerate() {
         for (i, &v) in row.iter().enumerate() {

@@ -11,6 +11,7 @@
 //! VNNI instruction takes 64 byte products. The result differs from the f32 product by the
 //! rounding of `x` (at most half a step, `dᵢ_b/2`, per value).
 
+use super::few_rows::min_term;
 use super::{Codes, DIRECT_ROWS};
 use crate::cpu::{self, Isa};
 
@@ -131,10 +132,7 @@ pub fn matmul_int_rows(isa: Isa, x: &QuantizedRows, w: Codes<'_>, y: &mut [f32])
     }
     #[cfg(target_arch = "x86_64")]
     let lanes = (isa == Isa::Avx512Vnni).then(|| x86_int::PairLanes::new(x, w.bits));
-    let mut yt = cpu::zeros(n * m);
-    let rows_per_task = n.div_ceil(4 * cpu::threads()).max(8);
-    cpu::for_each_task(&mut yt, rows_per_task * m, |task, out| {
-        let first = task * rows_per_task;
+    super::few_rows::by_weight_rows(m, n, y, |first, out| {
         #[cfg(target_arch = "x86_64")]
         if isa != Isa::Portable {
             return x86_int::int_rows(isa, x, lanes.as_ref(), w, first, out);
@@ -144,11 +142,6 @@ pub fn matmul_int_rows(isa: Isa, x: &QuantizedRows, w: Codes<'_>, y: &mut [f32])
             _ => int_rows_portable::<8>(x, w, first, out),
         }
     });
-    for (o, row) in yt.chunks_exact(m).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            y[i * n + o] = v;
-        }
-    }
 }
 
 /// `Σⱼ qⱼ·xⱼ` of one block: the codes' bytes against 32 quantized activations in the
@@ -191,15 +184,9 @@ fn int_rows_portable<const BITS: u32>(
             }
         }
         for (i, v) in out_row.iter_mut().enumerate() {
-            *v = acc[i] + min_term(w, o, x, i);
+            *v = acc[i] + min_term(w, o, &x.xsum, i);
         }
     }
-}
-
-/// `Σ_b minₒ_b·Σⱼ xᵢⱼ` of output row `o` and input row `i` (0 for 8-bit codes).
-#[inline(always)]
-pub(super) fn min_term(w: Codes<'_>, o: usize, x: &QuantizedRows, i: usize) -> f32 {
-    super::few_rows::min_term(w, o, &x.xsum, i)
 }
 
 #[cfg(test)]
@@ -212,14 +199,7 @@ mod tests {
         ((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0
     }
 
-    /// Element `j` of block `b`'s values as the codes order them, back in x's order.
-    fn element(bits: u32, j: usize) -> usize {
-        match bits {
-            4 if j < 16 => 2 * j,
-            4 => 2 * (j - 16) + 1,
-            _ => j,
-        }
-    }
+    use crate::lora::cpu_quantized::code_order as element;
 
     #[test]
     fn activations_round_to_the_nearest_step_of_their_block() {

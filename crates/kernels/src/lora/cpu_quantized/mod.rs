@@ -129,6 +129,18 @@ impl<'a> Codes<'a> {
     }
 }
 
+/// Which element of a block of 32 the codes of `bits` hold at position `j` of
+/// [`block_codes`]' order: for 4-bit codes the even elements, then the odd ones (a byte's low
+/// nibble, then its high one); else element `j`.
+#[inline(always)]
+pub(crate) fn code_order(bits: u32, j: usize) -> usize {
+    match bits {
+        4 if j < 16 => 2 * j,
+        4 => 2 * (j - 16) + 1,
+        _ => j,
+    }
+}
+
 // The codes are read as bytes: a little-endian word's first byte holds its lowest bits.
 const _: () = assert!(cfg!(target_endian = "little"));
 

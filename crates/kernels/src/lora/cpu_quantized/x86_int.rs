@@ -10,7 +10,8 @@
 use std::arch::x86_64::*;
 
 use super::Codes;
-use super::int_rows::{QuantizedRows, block_dot, min_term};
+use super::few_rows::min_term;
+use super::int_rows::{QuantizedRows, block_dot};
 use crate::cpu::Isa;
 
 /// Per row of `x` and pair of blocks, the 16 lanes VNNI's sums come out in (lanes 0-7 the
@@ -160,8 +161,9 @@ fn rows_vnni<const BITS: u32, const M: usize>(
             }
         }
         for (i, v) in out_row.iter_mut().enumerate() {
-            *v =
-                _mm512_reduce_add_ps(acc[i]) + odd_block::<BITS>(x, w, o, i) + min_term(w, o, x, i);
+            *v = _mm512_reduce_add_ps(acc[i])
+                + odd_block::<BITS>(x, w, o, i)
+                + min_term(w, o, &x.xsum, i);
         }
     }
 }
@@ -229,7 +231,7 @@ fn rows_avx2<const BITS: u32, const M: usize>(
             let mut lanes = [0f32; 8];
             // SAFETY: eight floats into an array of eight.
             unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i]) };
-            *v = lanes.iter().sum::<f32>() + min_term(w, o, x, i);
+            *v = lanes.iter().sum::<f32>() + min_term(w, o, &x.xsum, i);
         }
     }
 }

@@ -60,7 +60,11 @@ const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 // What this site keeps in the browser: the saved model files (worker.js), the app's offline
 // copy (sw.js), and the total the browser counts for the site.
+let storageDraw = 0;
 async function showStorage() {
+  // Calls overlap (a load's saved-state and the service worker's ready): only the latest
+  // draws, or an older one, still reading the app's copy, would draw stale files last.
+  const draw = ++storageDraw;
   const items = savedFiles.map((f) => [`${f.part}/${f.name}`, f.size || 0]);
   try {
     let bytes = 0;
@@ -71,17 +75,18 @@ async function showStorage() {
     }
     if (bytes) items.push(['the app itself (for visits without a network)', bytes]);
   } catch { /* no Cache API here */ }
+  let total = '';
+  try {
+    const { usage } = await navigator.storage.estimate();
+    total = `; the browser counts ${mib(usage)} for this site`;
+  } catch { /* no estimate here */ }
+  if (draw !== storageDraw) return;
   ui.storageList.replaceChildren(...items.map(([name, bytes]) => {
     const li = document.createElement('li');
     li.textContent = `${name}: ${mib(bytes)}`;
     return li;
   }));
   const kept = items.reduce((n, [, b]) => n + b, 0);
-  let total = '';
-  try {
-    const { usage } = await navigator.storage.estimate();
-    total = `; the browser counts ${mib(usage)} for this site`;
-  } catch { /* no estimate here */ }
   ui.storageTotal.textContent = items.length ? `${items.length} files, ${mib(kept)}${total}.` : `Nothing${total}.`;
   state('stored', String(kept));
 }

@@ -420,7 +420,12 @@ test('a second visit with the network off starts from the offline copy and class
     await waitBackend(page);
     await loadFiles(page, TINY_FILES);
     await page.waitForFunction(() => document.body.dataset.offlineReady === '1' && Number(document.body.dataset.saved) > 0, null, { timeout: 120_000 });
-    // The storage list names the saved files with their sizes, and the app's copy.
+    // The storage list names the saved files with their sizes, and the app's copy (drawn
+    // after both are known).
+    await page.waitForFunction(() => {
+      const text = document.getElementById('storage-list').textContent;
+      return text.includes('model/') && text.includes('the app itself');
+    }, null, { timeout: 60_000 });
     const stored = await page.textContent('#storage-list');
     assert.match(stored, /model\/model\.safetensors: [\d.]+ MiB/);
     assert.match(stored, /the app itself \(for visits without a network\): [1-9][\d.]* MiB/);

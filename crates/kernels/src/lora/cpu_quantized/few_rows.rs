@@ -56,11 +56,15 @@ pub fn matmul_few_rows_with(
         return super::matmul_int_rows(isa, &xq, w, y);
     }
     // x in the order `block_codes` gives the codes (for 4-bit codes the even elements of
-    // each block, then the odd ones), and Σⱼ xⱼ per block (the minimum's term).
-    let xp: Vec<f32> = x
-        .chunks_exact(32)
-        .flat_map(|c| (0..32).map(move |j| c[code_order(w.bits, j)]))
-        .collect();
+    // each block, then the odd ones; 8- and 16-bit codes are in x's own order, so x as it
+    // is), and Σⱼ xⱼ per block (the minimum's term).
+    let xp: std::borrow::Cow<'_, [f32]> = if w.bits == 4 {
+        x.chunks_exact(32)
+            .flat_map(|c| (0..32).map(move |j| c[code_order(w.bits, j)]))
+            .collect()
+    } else {
+        x.into()
+    };
     let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
     by_weight_rows(m, n, y, |first, out| {
         few_rows_task(isa, &xp, &xsum, m, w, first, out)

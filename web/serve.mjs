@@ -19,8 +19,11 @@ import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 
 const gzipped = promisify(gzip);
-// Compressed bodies by path, size and time: the module is gzipped once, not per request.
+// The compressed body of each file, with the ETag (size and time) it was made for: the
+// module is gzipped once, not per request, and a rebuilt file replaces its old copy.
 const compressedCache = new Map();
+// How many compressed bodies are kept (for tests).
+export const compressedKept = () => compressedCache.size;
 const COMPRESS = new Set(['.html', '.js', '.mjs', '.css', '.json', '.wasm', '.svg', '.txt']);
 
 export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'";
@@ -106,9 +109,13 @@ export function serve({ root, port = 0, mounts = {}, headersFile = null }) {
       if (req.method !== 'HEAD' || zip) {
         body = await readFile(file);
         if (zip) {
-          const key = `${file}\n${etag}`;
-          if (!compressedCache.has(key)) compressedCache.set(key, await gzipped(body));
-          body = compressedCache.get(key);
+          const kept = compressedCache.get(file);
+          if (kept && kept.etag === etag) {
+            body = kept.body;
+          } else {
+            body = await gzipped(body);
+            compressedCache.set(file, { etag, body });
+          }
           headers['content-encoding'] = 'gzip';
         }
       }

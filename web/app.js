@@ -91,12 +91,16 @@ async function showStorage() {
   state('stored', String(kept));
 }
 
-function showProgress(stage, done, total) {
+// `unit` 'bytes' (downloads, reading files) is shown in MiB; 'steps' (building the model) as
+// a percentage.
+function showProgress(stage, done, total, unit = 'bytes') {
   ui.progress.hidden = false;
   if (total) {
     ui.progress.max = total;
     ui.progress.value = done;
-    ui.progressText.textContent = `${stage} — ${(done / 2 ** 20).toFixed(1)} / ${(total / 2 ** 20).toFixed(1)} MiB`;
+    ui.progressText.textContent = unit === 'steps'
+      ? `${stage} — ${Math.floor((100 * done) / total)}%`
+      : `${stage} — ${(done / 2 ** 20).toFixed(1)} / ${(total / 2 ** 20).toFixed(1)} MiB`;
   } else {
     ui.progress.removeAttribute('value');
     ui.progressText.textContent = `${stage}…`;
@@ -161,7 +165,7 @@ function onMessage(event) {
       state('backend', m.description);
       break;
     case 'progress':
-      showProgress(m.stage, m.done, m.total);
+      showProgress(m.stage, m.done, m.total, m.unit);
       break;
     case 'saved-state':
       savedFiles = m.files;
@@ -192,6 +196,14 @@ function onMessage(event) {
       setBusy(false);
       break;
     }
+    case 'device-lost':
+      // The GPU device under the model stopped working, and the model with it. A new worker
+      // gets a new device; the message stays until the user loads the model again.
+      startWorker();
+      autoLoad = false;
+      showError(`The GPU device was lost (${m.message}), and the model with it. Load it again (Load saved model, or pick it), or choose the CPU backend.`);
+      state('deviceLost', '1');
+      break;
     case 'no-default':
       pending = null;
       hideProgress();

@@ -6,7 +6,8 @@
 //               classify {id, task, text, explain, maxNewTokens}
 //               (url {url, first: true}: the default model of a first visit)
 // Messages out: backend · progress · loaded · saved-state · result · explanation · error ·
-//               no-default (a first visit found no default model on this site)
+//               no-default (a first visit found no default model on this site) ·
+//               device-lost (the WebGPU device stopped working)
 
 import initWasm, * as mq from './pkg/mentalqlm_web.js';
 
@@ -26,6 +27,7 @@ if (self.GPUAdapter) {
     const required = [...(descriptor.requiredFeatures ?? [])];
     if (this.features.has('subgroups') && !required.includes('subgroups')) required.push('subgroups');
     const device = await requestDevice.call(this, { ...descriptor, requiredFeatures: required });
+    device.lost.then(onDeviceLost);
     self.mentalqlmSubgroups = device.features.has('subgroups');
     if (self.mentalqlmSubgroups) {
       const createShaderModule = device.createShaderModule;
@@ -39,11 +41,22 @@ if (self.GPUAdapter) {
   };
 }
 
+// A WebGPU device stopped working (a driver reset, the GPU process gone): the model on it
+// went with it, and the page starts a new worker. A device destroyed on purpose (wgpu
+// destroys one while loading, on SwiftShader) is not a loss.
+function onDeviceLost(info) {
+  if (info.reason === 'destroyed') return;
+  post({ type: 'device-lost', message: info.message || 'no reason given' });
+}
+
 let wasmReady = null;
 let backendDescription = null;
+// The runtime's start (init): a load asked for before it ends waits for it.
+let starting = null;
 
 const post = (msg) => self.postMessage(msg);
-const progress = (stage, done = null, total = null) => post({ type: 'progress', stage, done, total });
+// `unit`: 'bytes', or 'steps' (of the model's build: its embedding table, layers and head).
+const progress = (stage, done = null, total = null, unit = 'bytes') => post({ type: 'progress', stage, done, total, unit });
 
 async function ensureWasm() {
   if (!wasmReady) wasmReady = initWasm();
@@ -128,9 +141,14 @@ async function readPicked(picked) {
 // server gave for them up front (HEAD), and grown by any file that was not planned.
 let download = null;
 
-async function planDownload(urls) {
+// `known`: sizes already had from a HEAD, by URL (a first visit's check of its model).
+async function planDownload(urls, known = new Map()) {
   let total = 0;
   for (const url of urls) {
+    if (known.has(url)) {
+      total += known.get(url);
+      continue;
+    }
     try {
       const head = await fetch(url, { method: 'HEAD' });
       if (head.ok) total += Number(head.headers.get('content-length')) || 0;
@@ -254,12 +272,13 @@ async function fetchClassifiers() {
 
 async function build(files, { persist }) {
   await ensureWasm();
+  await starting;
   if (!backendDescription) throw new Error('the runtime is not started');
   mq.clear();
   for (const f of files) mq.add_file(f.part, f.name, f.bytes);
   progress('Building the model');
   const started = performance.now();
-  const info = JSON.parse(mq.load());
+  const info = JSON.parse(mq.load((done, total) => progress('Building the model', done, total, 'steps')));
   info.load_ms = performance.now() - started;
   let saved = false;
   let saveError = null;
@@ -292,23 +311,26 @@ async function classify({ id, task, text, explain, maxNewTokens }) {
 }
 
 const handlers = {
-  init: (m) => start(m.backend || 'auto', m.settings || ''),
+  init: (m) => (starting = start(m.backend || 'auto', m.settings || '')),
   files: async (m) => build([...await readPicked(m.files), ...await fetchClassifiers()], { persist: true }),
   url: async (m) => {
+    const model = new URL(m.url, self.location.href);
     // A first visit asks for the site's default model; a site without one is not an error.
+    // Its answer's size goes into the download's plan, which so asks for it only once.
+    const known = new Map();
     if (m.first) {
-      const base = new URL(m.url, self.location.href);
-      const response = base.origin === self.location.origin ? await fetch(base.href, { method: 'HEAD' }) : null;
+      const response = model.origin === self.location.origin ? await fetch(model.href, { method: 'HEAD' }) : null;
       if (!response || !response.ok) {
         post({ type: 'no-default', url: m.url, status: response ? response.status : 0 });
         return;
       }
+      const size = Number(response.headers.get('content-length'));
+      if (size > 0) known.set(model.href, size);
     }
     // A .gguf is one file; a folder's files are counted as they come.
-    const model = new URL(m.url, self.location.href);
     const planned = model.origin === self.location.origin && model.pathname.toLowerCase().endsWith('.gguf') ? [model.href] : [];
     progress('Downloading the model and its classifiers');
-    await planDownload([...planned, ...shippedUrls()]);
+    await planDownload([...planned, ...shippedUrls()], known);
     let files;
     try {
       files = [...await fetchModel(m.url), ...await fetchClassifiers()];

@@ -1,6 +1,7 @@
 //! `--model`: a HF folder or a `.gguf` file; without it, the default model installed by
 //! `scripts/setup.sh`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
@@ -167,9 +168,20 @@ impl ModelArgs {
         let chosen = self.device()?;
         let keep_quantized = self.weights.keep_quantized(&chosen.device);
         let gguf = model::load::is_gguf(&path);
+        // In a terminal, a bar while the model is built (a 7B model takes a minute or more);
+        // nothing in a log.
+        let bar = std::cell::OnceCell::new();
+        let terminal = std::io::stderr().is_terminal();
+        let built = |done: usize, total: usize| {
+            if terminal {
+                bar.get_or_init(|| building_bar(total as u64))
+                    .set_position(done as u64);
+            }
+        };
         let options = model::LoadOptions {
             keep_quantized,
             codes_at_load: self.weights.codes_at_load(gguf),
+            progress: Some(model::BuildProgress(&built)),
             ..Default::default()
         };
         if keep_quantized && gguf {
@@ -187,7 +199,11 @@ impl ModelArgs {
             Some(_) => eprintln!("weights: quantized to Q8_0 as they are read (--weights q8)"),
             None => {}
         }
-        let mut loaded = model::load_model(&path, &chosen.device, options)
+        let loaded = model::load_model(&path, &chosen.device, options);
+        if let Some(bar) = bar.get() {
+            bar.finish_and_clear();
+        }
+        let mut loaded = loaded
             .map_err(|e| anyhow::anyhow!(e).context(format!("loading model {}", path.display())))?;
         if let Some(dir) = &self.adapter {
             let config =
@@ -204,4 +220,15 @@ impl ModelArgs {
         }
         Ok((loaded, chosen))
     }
+}
+
+/// The bar of a model's build: `steps` being its embedding table, each layer and its head.
+fn building_bar(steps: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("building the model [{bar:30}] {percent}%")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar
 }

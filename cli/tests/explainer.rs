@@ -143,7 +143,7 @@ fn a_shipped_explainer_is_written_found_and_used() {
         explainer: Some(formats::Folder::disk(&dir)),
     };
     let session =
-        mentalqlm_web::session::Session::load(&picked, &burn::tensor::Device::flex(), None)
+        mentalqlm_web::session::Session::load(&picked, &burn::tensor::Device::flex(), None, None)
             .unwrap();
     assert!(
         session.info.explainer.contains("stage-1 LoRA"),

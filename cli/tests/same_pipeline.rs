@@ -35,7 +35,7 @@ fn cli_probabilities(model: &str, task: &str, extra: &[&str]) -> (Vec<String>, V
 
 /// The web session's probabilities for `TEXT`, and its method.
 fn web_probabilities(picked: &Picked, task: &str) -> (Vec<String>, Vec<f64>, &'static str) {
-    let session = Session::load(picked, &Device::flex(), None).unwrap();
+    let session = Session::load(picked, &Device::flex(), None, None).unwrap();
     let c = classify::blocking(async {
         session
             .classify(task, TEXT)
@@ -124,7 +124,7 @@ fn cli_and_web_session_give_the_same_probabilities() {
     assert_eq!(method, "choice");
     // A classifier made for another model is passed over with the reason, as the CLI does.
     let other = picked(&fixture("tiny/llama"), None, &[&probe]);
-    let session = Session::load(&other, &Device::flex(), None).unwrap();
+    let session = Session::load(&other, &Device::flex(), None, None).unwrap();
     assert!(
         session.info.classifiers[0].contains("not used")
             && session.info.classifiers[0].contains("sha256"),
@@ -192,7 +192,8 @@ fn encoder_decoder_models_classify_and_explain_alike() {
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         let cli_answer = v["answer"].as_str().unwrap().to_string();
         let chosen = v["label_index"].as_u64().unwrap() as usize;
-        let session = Session::load(&picked(&model, None, &[]), &Device::flex(), None).unwrap();
+        let session =
+            Session::load(&picked(&model, None, &[]), &Device::flex(), None, None).unwrap();
         let mut streamed = 0;
         let answer = classify::blocking(async {
             session
@@ -216,7 +217,7 @@ fn encoder_decoder_models_classify_and_explain_alike() {
     let model = fixture("tiny/bart");
     let mut with_adapter = picked(&model, None, &[]);
     with_adapter.adapter = Some(Folder::disk(&fixture("lora/qwen2-adapter")));
-    let err = match Session::load(&with_adapter, &Device::flex(), None) {
+    let err = match Session::load(&with_adapter, &Device::flex(), None, None) {
         Ok(_) => panic!("an adapter on BART loaded"),
         Err(e) => format!("{e:#}"),
     };

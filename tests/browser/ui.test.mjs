@@ -5,7 +5,9 @@
 // - after a failed load, Classify is disabled (the worker dropped the old model);
 // - a full storage quota still says the model is loaded, with a warning;
 // - files dropped while busy are refused with a message;
-// - a first visit to a site without the default model gets a notice, not an error.
+// - a first visit to a site without the default model gets a notice, not an error;
+// - a lost WebGPU device unloads the model and says so, and a new device builds it again
+//   (WebGPU, SwiftShader; skipped, and counted so, where the browser has none).
 //
 // Needs web/pkg (web/build.sh).
 
@@ -37,22 +39,26 @@ after(async () => {
   site?.server.close();
 });
 
-// A fresh profile on the CPU backend; `prelude` is run in the worker before worker.js.
-async function open(query = '', prelude = '') {
+// A fresh profile on the CPU backend (or `backend`); `prelude` is run in the worker before
+// worker.js: a string, or a function of the worker's number (1 for the page's first) giving
+// one.
+async function open(query = '', prelude = '', backend = 'cpu') {
   // No service worker (the offline copy has its own test in web.test.mjs).
   const context = await browser.newContext({ serviceWorkers: 'block' });
   const origin = new URL(site.url).origin;
+  let workers = 0;
   await context.route('**/*', async (route) => {
     const url = new URL(route.request().url());
     if (url.origin !== origin) return route.abort();
-    if (prelude && url.pathname === '/worker.js') {
+    const code = url.pathname === '/worker.js' && (typeof prelude === 'function' ? prelude(++workers) : prelude);
+    if (code) {
       const response = await route.fetch();
-      return route.fulfill({ response, body: prelude + (await response.text()) });
+      return route.fulfill({ response, body: code + (await response.text()) });
     }
     return route.continue();
   });
   const page = await context.newPage();
-  await page.goto(`${site.url}?backend=cpu&${query}`);
+  await page.goto(`${site.url}?backend=${backend}&${query}`);
   await page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
   return { context, page };
 }
@@ -255,6 +261,64 @@ test('at 320 px nothing overflows, and a result is announced once while the expl
       .filter((e) => e.getBoundingClientRect().right > 321)
       .map((e) => `${e.tagName.toLowerCase()}#${e.id} (${Math.round(e.getBoundingClientRect().right)} px)`));
     assert.ok(width <= 320, `the page is ${width} px wide at a 320 px viewport: ${wide.join(', ')}`);
+  } finally {
+    await context.close();
+  }
+});
+
+// The worker's WebGPU device says it is lost, with `reason`, once the model is built (a
+// browser gives 'unknown' for a driver reset or a crashed GPU process, 'destroyed' for a
+// device destroyed on purpose). Only the first device of the worker is lost.
+const LOSE_DEVICE = (reason) => `if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  let lose = null;
+  GPUAdapter.prototype.requestDevice = async function (descriptor) {
+    const device = await requestDevice.call(this, descriptor);
+    Object.defineProperty(device, 'lost', { value: new Promise((ok) => { lose = ok; }) });
+    return device;
+  };
+  const real = self.postMessage.bind(self);
+  self.postMessage = (m, ...rest) => {
+    real(m, ...rest);
+    if (m && m.type === 'loaded' && lose) setTimeout(() => lose({ reason: ${JSON.stringify('REASON')}, message: 'simulated' }), 50);
+  };
+}
+`.replace('"REASON"', JSON.stringify(reason));
+
+test('a lost WebGPU device unloads the model and says so; it loads again on a new one', async (t) => {
+  // The first worker's device is lost; the second's is not.
+  const { context, page } = await open('autoload=0', (n) => (n === 1 ? LOSE_DEVICE('unknown') : ''), 'webgpu');
+  try {
+    const backend = await data(page, 'backend');
+    if (!backend) { t.skip(`no usable WebGPU adapter here: ${await data(page, 'error')}`); return; }
+    assert.match(backend, /^webgpu/);
+    await page.setInputFiles('#model-files', TINY_FILES);
+    await page.click('#load');
+    await page.waitForFunction(() => document.body.dataset.deviceLost, null, { timeout: 120_000 });
+    assert.match(await page.textContent('#error'), /GPU device was lost \(simulated\)/);
+    assert.equal(await data(page, 'loaded'), undefined, 'the model is no longer loaded');
+    assert.ok(await page.isDisabled('#classify'), 'Classify is disabled without a model');
+    // A new worker, on a new device: the saved model builds again, and stays.
+    await page.waitForFunction(() => document.body.dataset.backend && document.body.dataset.saved !== '0', null, { timeout: 120_000 });
+    await page.click('#load-saved');
+    await page.waitForFunction(() => document.body.dataset.loaded, null, { timeout: 120_000 });
+    await page.waitForTimeout(500);
+    assert.equal(await data(page, 'loaded'), '1');
+    assert.ok(!(await page.isDisabled('#classify')), 'Classify is enabled again');
+  } finally {
+    await context.close();
+  }
+});
+
+test('a WebGPU device destroyed on purpose is not reported as lost', async (t) => {
+  const { context, page } = await open('autoload=0', LOSE_DEVICE('destroyed'), 'webgpu');
+  try {
+    if (!(await data(page, 'backend'))) { t.skip(`no usable WebGPU adapter here: ${await data(page, 'error')}`); return; }
+    await load(page);
+    await page.waitForTimeout(1000);
+    assert.equal(await data(page, 'deviceLost'), undefined);
+    assert.equal(await data(page, 'error'), undefined);
+    assert.equal(await data(page, 'loaded'), '1');
   } finally {
     await context.close();
   }

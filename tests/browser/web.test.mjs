@@ -570,6 +570,16 @@ test('a first visit loads the default model by itself and classifies like the CL
     assert.ok(lines[0][1] >= binaries - 0.1, `the first total ${lines[0][1]} MiB misses files (${binaries.toFixed(1)} MiB of weights)`);
     assert.ok(lines.at(-1)[1] - lines[0][1] < 1, `the total grew from ${lines[0][1]} to ${lines.at(-1)[1]} MiB`);
     assert.equal(lines.at(-1)[0], lines.at(-1)[1], 'the download ends at its total');
+    // The model is asked for its size once (the first visit's check feeds the plan).
+    const heads = site.requests.filter((r) => r.path === '/models/SmolLM2-135M-Instruct.Q4_1.gguf' && r.method === 'HEAD');
+    assert.equal(heads.length, 1, `HEADs of the model: ${heads.length}`);
+    // Then the build has its own progress, in order, up to 100%: the embedding table, 30
+    // layers and the head, each a step (a percentage that never goes back).
+    const build = (await view.page.evaluate(() => window.progressLines))
+      .map((l) => l.match(/^Building the model — (\d+)%$/)).filter(Boolean).map((m) => Number(m[1]));
+    assert.ok(build.length >= 2, `build progress: ${build}`);
+    assert.equal(build.at(-1), 100, `build progress: ${build}`);
+    assert.ok(build.every((p, i) => i === 0 || p >= build[i - 1]), `build progress goes back: ${build}`);
     const { task, text } = CASES[0];
     const { result, browserRequests } = await classify(view, task, text, 600_000);
     timings[`smollm2_${backend}_classify_ms`] = Math.round(result.ms);

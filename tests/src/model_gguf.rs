@@ -321,3 +321,31 @@ fn an_f32_weight_outside_f16_range_is_refused_by_name() {
         "{text}"
     );
 }
+
+/// A build tells its progress callback each step in order, ending at its total: the
+/// embedding table, every layer, the head (a browser's page draws this while it builds).
+#[test]
+fn a_build_reports_every_step_in_order() {
+    for (name, path) in [
+        ("HF folder", fixture("tiny/qwen2")),
+        (
+            "GGUF file",
+            workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ),
+    ] {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let record = |done: usize, total: usize| seen.borrow_mut().push((done, total));
+        let options = model::LoadOptions {
+            progress: Some(model::BuildProgress(&record)),
+            ..Default::default()
+        };
+        let layers = load_model(&path, &cpu(), options)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .model
+            .config
+            .num_hidden_layers;
+        let total = layers + 2;
+        let want: Vec<(usize, usize)> = (1..=total).map(|d| (d, total)).collect();
+        assert_eq!(seen.into_inner(), want, "{name}");
+    }
+}

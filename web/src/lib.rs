@@ -205,9 +205,10 @@ pub fn clear() {
 }
 
 /// Builds the model from the staged files (which are then released). Returns JSON
-/// describing the model.
+/// describing the model. `on_step(done, total)`, when given, is called as the build goes:
+/// the embedding table, each layer, then the head.
 #[wasm_bindgen]
-pub fn load() -> Result<String, JsError> {
+pub fn load(on_step: Option<js_sys::Function>) -> Result<String, JsError> {
     let (device, max_buffer, staged) = STATE.with_borrow_mut(|s| {
         let device = s.device.as_ref().map(|(d, _)| d.clone());
         (device, s.max_buffer, std::mem::take(&mut s.staged))
@@ -228,7 +229,17 @@ pub fn load() -> Result<String, JsError> {
             .map(|(_, folder)| folder)
             .collect(),
     };
-    let session = Session::load(&picked, &device, max_buffer).map_err(js_err)?;
+    let report = |done: usize, total: usize| {
+        if let Some(f) = &on_step {
+            let _ = f.call2(
+                &JsValue::NULL,
+                &JsValue::from(done as u32),
+                &JsValue::from(total as u32),
+            );
+        }
+    };
+    let progress = model::BuildProgress(&report);
+    let session = Session::load(&picked, &device, max_buffer, Some(progress)).map_err(js_err)?;
     let info = serde_json::to_string(&session.info).map_err(|e| js_err(e.into()))?;
     STATE.with_borrow_mut(|s| s.session = Some(Rc::new(session)));
     Ok(info)

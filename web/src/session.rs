@@ -11,7 +11,7 @@ use data::Dataset;
 use formats::Folder;
 use model::LoadedModel;
 use model::heads::classifier::HeadConfig;
-use model::load::{LoadOptions, gguf_file_name, load_folder};
+use model::load::{BuildProgress, LoadOptions, gguf_file_name, load_folder};
 use serde::Serialize;
 
 /// The CLI's defaults (`mentalqlm classify`), so the page and the CLI give the same numbers.
@@ -73,7 +73,13 @@ pub struct ModelInfo {
 impl Session {
     /// Builds the picked model on `device`. `max_buffer` is WebGPU's largest buffer: the
     /// embedding table and LM head are held in row blocks that each fit one.
-    pub fn load(picked: &Picked, device: &Device, max_buffer: Option<u64>) -> Result<Self> {
+    /// `progress` hears each step of a decoder-only model's build.
+    pub fn load(
+        picked: &Picked,
+        device: &Device,
+        max_buffer: Option<u64>,
+        progress: Option<BuildProgress<'_>>,
+    ) -> Result<Self> {
         if model::seq2seq::is_seq2seq_folder(&picked.model) {
             return Self::load_seq2seq(picked, device, max_buffer);
         }
@@ -81,7 +87,7 @@ impl Session {
             model: mut lm,
             tokenizer,
             ..
-        } = load_picked_model(&picked.model, device, max_buffer)?;
+        } = load_picked_model(&picked.model, device, max_buffer, progress)?;
         let tokenizer = tokenizer.with_context(|| {
             format!(
                 "{}: the model has no tokenizer (add its tokenizer.json)",
@@ -353,9 +359,11 @@ fn load_picked_model(
     folder: &Folder,
     device: &Device,
     max_buffer: Option<u64>,
+    progress: Option<BuildProgress<'_>>,
 ) -> Result<LoadedModel> {
     let options = LoadOptions {
         max_tensor_bytes: max_buffer,
+        progress,
         ..LoadOptions::default()
     };
     Ok(load_folder(folder, device, options)?)

@@ -334,6 +334,7 @@ pub fn run(kind: Kind, input: &Input<'_>, ctx: &Context) -> Result<(), String> {
                         keep_quantized: true,
                         codes_at_load: None,
                         max_tensor_bytes: Some(4096),
+                        progress: None,
                     },
                 )
                 .map(|_| ())

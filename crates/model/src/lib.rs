@@ -33,5 +33,5 @@ pub use config::ModelConfig;
 pub use decoder::Decoder;
 pub use error::ModelError;
 pub use heads::lm::CausalLm;
-pub use load::{LoadOptions, LoadedModel, load_folder, load_model, load_tokenizer};
+pub use load::{BuildProgress, LoadOptions, LoadedModel, load_folder, load_model, load_tokenizer};
 pub use weight::Weight;

@@ -32,7 +32,9 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
     );
     let inter = config.intermediate_size;
     let eps = config.rms_norm_eps;
+    let steps = config.num_hidden_layers + 2;
     let embed = w.read_table("model.embed_tokens.weight", [config.vocab_size, h])?;
+    w.built(1, steps);
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
@@ -78,6 +80,7 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
                 eps,
             )?,
         });
+        w.built(i + 2, steps);
     }
     let norm = w.norm("model.norm.weight", h, eps)?;
     // Tied embeddings share the embedding tensor (no copy). An untied model must ship its head.
@@ -86,6 +89,7 @@ pub fn build(config: &ModelConfig, w: &WeightReader<'_>) -> Result<CausalLm, Mod
     } else {
         w.read_table("lm_head.weight", [config.vocab_size, h])?
     };
+    w.built(steps, steps);
     Ok(CausalLm {
         model: Decoder {
             embed_tokens: embed,

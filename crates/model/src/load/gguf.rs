@@ -61,6 +61,7 @@ pub(super) fn load(
         reader.codes_at_load = options.codes_at_load;
     }
     reader.max_tensor_bytes = options.max_tensor_bytes;
+    reader.progress = options.progress;
     let model = build(&config, &reader)?;
     let tokenizer = text_tokenizer(gguf)?;
     tokenizer.check_vocab(config.vocab_size)?;

@@ -22,6 +22,7 @@ pub(super) fn load(
     let source = SafetensorsSource::open_in(folder)?;
     let mut reader = WeightReader::hf(&source, device);
     reader.max_tensor_bytes = options.max_tensor_bytes;
+    reader.progress = options.progress;
     reader.codes_at_load = options.codes_at_load;
     let model = build(&config, &reader)?;
     let tokenizer = match TextTokenizer::from_folder(folder)? {

@@ -31,9 +31,21 @@ pub struct LoadedModel {
     pub origin: PathBuf,
 }
 
+/// Told how far a model's build has come: `(steps done, steps in all)`, a step being the
+/// embedding table, each decoder layer, and the final norm with the LM head. A browser's
+/// build takes seconds, and its page shows this.
+#[derive(Clone, Copy)]
+pub struct BuildProgress<'a>(pub &'a dyn Fn(usize, usize));
+
+impl std::fmt::Debug for BuildProgress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BuildProgress")
+    }
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LoadOptions {
+pub struct LoadOptions<'a> {
     /// Keep a GGUF file's Q8_0, Q4_0 and Q4_1 projection weights as codes on the device,
     /// read by the quantized kernel, instead of converting them to f32 (19–28% of the f32
     /// memory); so too the embedding table and LM head when they are of those types and fit
@@ -48,6 +60,8 @@ pub struct LoadOptions {
     /// `maxStorageBufferBindingSize`). A larger embedding table or LM head is held in row
     /// blocks under it ([`crate::vocab::RowParts`]; inference only). `None`: no limit.
     pub max_tensor_bytes: Option<u64>,
+    /// Called after each step of a decoder-only model's build (not for BART or T5).
+    pub progress: Option<BuildProgress<'a>>,
 }
 
 /// Loads a `.gguf` file or a HF model folder on disk onto `device`.

@@ -30,6 +30,8 @@ pub struct WeightReader<'a> {
     pub codes_at_load: Option<QuantFormat>,
     /// See [`super::LoadOptions::max_tensor_bytes`].
     pub max_tensor_bytes: Option<u64>,
+    /// See [`super::LoadOptions::progress`].
+    pub progress: Option<super::BuildProgress<'a>>,
 }
 
 impl<'a> WeightReader<'a> {
@@ -42,6 +44,7 @@ impl<'a> WeightReader<'a> {
             quantized: None,
             codes_at_load: None,
             max_tensor_bytes: None,
+            progress: None,
         }
     }
 
@@ -58,6 +61,7 @@ impl<'a> WeightReader<'a> {
             quantized: None,
             codes_at_load: None,
             max_tensor_bytes: None,
+            progress: None,
         }
     }
 
@@ -67,6 +71,13 @@ impl<'a> WeightReader<'a> {
 
     pub fn has(&self, hf: &str) -> bool {
         self.source.info(&self.file_name(hf)).is_some()
+    }
+
+    /// Tells the load's progress callback, if any, that `done` of `total` steps are built.
+    pub fn built(&self, done: usize, total: usize) {
+        if let Some(progress) = self.progress {
+            (progress.0)(done, total);
+        }
     }
 
     /// How many decoder layers the weights hold: `model.layers.0` up to the first index

@@ -280,10 +280,10 @@ const LOSE_DEVICE = (reason) => `if (self.GPUAdapter) {
   const real = self.postMessage.bind(self);
   self.postMessage = (m, ...rest) => {
     real(m, ...rest);
-    if (m && m.type === 'loaded' && lose) setTimeout(() => lose({ reason: ${JSON.stringify('REASON')}, message: 'simulated' }), 50);
+    if (m && m.type === 'loaded' && lose) setTimeout(() => lose({ reason: ${JSON.stringify(reason)}, message: 'simulated' }), 50);
   };
 }
-`.replace('"REASON"', JSON.stringify(reason));
+`;
 
 test('a lost WebGPU device unloads the model and says so; it loads again on a new one', async (t) => {
   // The first worker's device is lost; the second's is not.

@@ -9,11 +9,13 @@ script keeps the median, and reads each child's peak RSS from wait4.
 
     prefill   every row at once to the last position's logits (the answer logits)
     generate  row 0 as the prompt, exactly --new-tokens greedy tokens with the KV cache
+    batched   the same with rows 0 to --decode-rows - 1 decoding together (mentalqlm only);
+              its decoding alone is set against generate's, one sequence's
     train     one LoRA step (r 8 on every projection, AdamW) on the first --train-batch rows
 
 speed = the other side's median seconds / mentalqlm's on the same device (cpu against cpu,
 wgpu against cuda); 1.0 or more means mentalqlm is no slower. llama.cpp does not train, so
-its side runs prefill and generate only.
+its side runs prefill and generate only; torch does not run batched.
 
 Standard library only: it runs with the system python3. bench/run.sh builds everything first.
 """
@@ -51,8 +53,8 @@ PAIRS = {
     "cpu-llamacpp": ("mentalqlm-cpu", "llamacpp-cpu"),
 }
 # The workloads each program runs (llama.cpp does not train).
-PROGRAM_WORKLOADS = {"llamacpp": ("prefill", "generate")}
-WORKLOADS = ("prefill", "generate", "train")
+PROGRAM_WORKLOADS = {"llamacpp": ("prefill", "generate"), "torch": ("prefill", "generate", "train")}
+WORKLOADS = ("prefill", "generate", "batched", "train")
 
 
 def parse_args():
@@ -63,7 +65,7 @@ def parse_args():
     p.add_argument("--data", help="the data folder, holding imhi/ (default: ../shared/data)")
     p.add_argument("--runs", type=int, default=5, help="measurements per workload and side (default: 5)")
     p.add_argument("--threads", type=int, default=threads, help=f"CPU threads of each side (default: {threads}, the CPUs)")
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated, of prefill,generate,train (default: all)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {','.join(WORKLOADS)} (default: all)")
     p.add_argument(
         "--sides",
         default="mentalqlm-cpu,torch-cpu",
@@ -75,6 +77,7 @@ def parse_args():
     p.add_argument("--batch", type=int, default=16, help="rows of the inputs, all in one prefill (default: 16)")
     p.add_argument("--seq", type=int, default=256, help="tokens per row (default: 256)")
     p.add_argument("--new-tokens", type=int, default=64, help="tokens per generate (default: 64)")
+    p.add_argument("--decode-rows", type=int, default=8, help="sequences decoding together in batched (default: 8)")
     p.add_argument("--train-batch", type=int, default=4, help="rows per train step (default: 4)")
     p.add_argument("--steps", type=int, default=2, help="timed train steps per run, reported as their mean (default: 2)")
     args = p.parse_args()
@@ -99,7 +102,9 @@ def parse_args():
             p.error(f"--sides: unknown side {s!r}; choose from {','.join(SIDES)}")
     if not args.workloads or not args.sides:
         p.error("--workloads and --sides need at least one entry each")
-    for name in ("runs", "threads", "batch", "seq", "new_tokens", "train_batch", "steps"):
+    if "batched" in args.workloads and not 1 <= args.decode_rows <= args.batch:
+        p.error(f"--decode-rows must be 1 to --batch ({args.batch})")
+    for name in ("runs", "threads", "batch", "seq", "new_tokens", "decode_rows", "train_batch", "steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -148,10 +153,13 @@ def parse_result(stdout, cmd, what):
 
 def side_command(args, side, workload, ids_path):
     program, device, extra = SIDES[side]
-    common = ["--model", args.model, "--inputs", ids_path, "--workload", workload, "--device", device,
-              "--new-tokens", str(args.new_tokens), "--train-batch", str(args.train_batch), "--steps", str(args.steps)]
+    # batched is generate with several rows (mentalqlm's --rows).
+    common = ["--model", args.model, "--inputs", ids_path, "--workload", "generate" if workload == "batched" else workload,
+              "--device", device, "--new-tokens", str(args.new_tokens), "--train-batch", str(args.train_batch),
+              "--steps", str(args.steps)]
     if program == "mentalqlm":
-        return [args.mentalqlm, "bench", "e2e", *common, *extra, "--json"]
+        rows = ["--rows", str(args.decode_rows)] if workload == "batched" else []
+        return [args.mentalqlm, "bench", "e2e", *common, *rows, *extra, "--json"]
     script = {"torch": "torch_side.py", "llamacpp": "llamacpp_side.py"}[program]
     return [args.python, os.path.join(ROOT, "bench", script), *common, "--threads", str(args.threads)]
 
@@ -206,10 +214,12 @@ def summarize(runs, workload, side):
         "versions": mine[0]["result"].get("versions"),
     }
     decode = [r["result"]["decode_seconds"] for r in mine if "decode_seconds" in r["result"]]
-    if decode and len(decode) == len(mine) and tokens > 1:
-        # The decoding steps alone (generate, after the first new token).
+    rows = mine[0]["result"].get("rows") or 1
+    if decode and len(decode) == len(mine) and tokens > rows:
+        # The decoding steps alone (generate, after the first new token of each row).
+        s["rows"] = rows
         s["decode_median_s"] = statistics.median(decode)
-        s["decode_tokens_per_s"] = (tokens - 1) / s["decode_median_s"]
+        s["decode_tokens_per_s"] = (tokens - rows) / s["decode_median_s"]
     peaks = [r["result"]["device_peak_bytes"] for r in mine if "device_peak_bytes" in r["result"]]
     if peaks:
         s["device_peak_mib"] = statistics.median(peaks) / 2**20
@@ -240,7 +250,12 @@ def print_table(report):
     if decoding:
         print(f"\ndecoding alone (generate after its first new token, {report['new_tokens'] - 1} steps):")
         for workload, side, s in decoding:
-            print(f"  {side:<17} {s['decode_median_s']:>7.3f} s  {s['decode_tokens_per_s']:>7.1f} tokens/s")
+            one = report["workloads"].get("generate", {}).get("sides", {}).get(side)
+            scale = ""
+            if workload == "batched" and one and "decode_tokens_per_s" in one:
+                scale = f"  {s['decode_tokens_per_s'] / one['decode_tokens_per_s']:.2f}x one sequence's"
+            print(f"  {side:<17} {s.get('rows', 1)} row(s) {s['decode_median_s']:>7.3f} s  "
+                  f"{s['decode_tokens_per_s']:>7.1f} tokens/s{scale}")
     print("\nspeed = the other side's median s / mentalqlm's median s on the same device; "
           ">= 1.00 means mentalqlm is no slower.")
 
@@ -267,6 +282,9 @@ def main():
     total = sum(args.runs for w in args.workloads for s in args.sides if runs_workload(s, w))
     for workload in args.workloads:
         sides = [s for s in args.sides if runs_workload(s, workload)]
+        if not sides:
+            print(f"bench: no side runs {workload}; skipped", file=sys.stderr)
+            continue
         for r in range(args.runs):
             k = r % len(sides)
             for position, side in enumerate(sides[k:] + sides[:k]):
@@ -284,6 +302,8 @@ def main():
     workloads = {}
     for workload in args.workloads:
         sides = {side: summarize(runs, workload, side) for side in args.sides if runs_workload(side, workload)}
+        if not sides:
+            continue
         if len({s["tokens"] for s in sides.values()}) > 1:
             counts = ", ".join(f"{side} {s['tokens']}" for side, s in sides.items())
             print(f"bench: warning: the sides did different work in {workload}: tokens {counts}", file=sys.stderr)
@@ -301,6 +321,7 @@ def main():
         "batch": args.batch,
         "seq": args.seq,
         "new_tokens": args.new_tokens,
+        "decode_rows": args.decode_rows,
         "train_batch": args.train_batch,
         "steps": args.steps,
         "workloads": workloads,

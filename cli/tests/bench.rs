@@ -151,6 +151,19 @@ fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
             None => assert_ne!(workload, "generate", "{m}"),
         }
     }
+    // Three sequences decoding together: every row's tokens count, and each row's count is
+    // checked inside.
+    let args = e2e_args(
+        ids_arg,
+        &["generate", "--new-tokens", "3", "--rows", "3", "--json"],
+    );
+    let (stdout, _) = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let m: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (m["tokens"].as_u64(), m["rows"].as_u64()),
+        (Some(9), Some(3)),
+        "{m}"
+    );
     let e2e = |inputs: &str, extra: &[&str], needles: &[&str]| {
         let args = e2e_args(inputs, extra);
         fails(
@@ -188,6 +201,13 @@ fn bench_e2e_measures_each_workload_and_refuses_bad_inputs() {
         &["generate", "--new-tokens", "0"],
         &["--new-tokens"],
     );
+    for rows in ["0", "4"] {
+        e2e(
+            ids_arg,
+            &["generate", "--rows", rows],
+            &["--rows", "1 to 3"],
+        );
+    }
     // `bench inputs` on the tiny model with `data`, then `extra`; nothing is written.
     let out = dir.join("x.json");
     let inputs_fails = |data: &std::path::Path, extra: &[&str], needles: &[&str]| {

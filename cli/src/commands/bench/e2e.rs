@@ -145,7 +145,8 @@ pub fn inputs(args: InputArgs) -> Result<()> {
 pub enum Workload {
     /// Every row at once to the last position's logits (the answer logits).
     Prefill,
-    /// Row 0 as the prompt, exactly --new-tokens greedy tokens with the KV cache.
+    /// Row 0 as the prompt (rows 0 to --rows - 1 with --rows), exactly --new-tokens greedy
+    /// tokens each with the KV cache.
     Generate,
     /// A LoRA step (r --lora-r on every projection, AdamW) on the first --train-batch rows,
     /// the loss over every position.
@@ -164,6 +165,9 @@ pub struct E2eArgs {
     /// Tokens to generate (generate).
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
+    /// Sequences decoding together (generate): the first this many rows, as one batch.
+    #[arg(long, default_value_t = 1)]
+    pub rows: usize,
     /// Rows per training step (train).
     #[arg(long, default_value_t = 4)]
     pub train_batch: usize,
@@ -185,8 +189,12 @@ struct Measurement {
     workload: Workload,
     /// Seconds for one unit: one prefill call, one generate call, one training step.
     seconds: f64,
-    /// Tokens in that unit: batch × seq, the new tokens, or train_batch × seq.
+    /// Tokens in that unit: batch × seq, the new tokens (of every sequence), or
+    /// train_batch × seq.
     tokens: usize,
+    /// Generate: the sequences decoding together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<usize>,
     /// Generate: seconds from the first new token to the last, the `tokens - 1` decoding
     /// steps without the prompt's prefill.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -270,6 +278,13 @@ pub fn run(args: E2eArgs) -> Result<()> {
                 if args.new_tokens == 0 {
                     bail!("--new-tokens must be at least 1");
                 }
+                if args.rows == 0 || args.rows > inputs.batch {
+                    bail!(
+                        "--rows must be 1 to {} (the rows of {})",
+                        inputs.batch,
+                        args.inputs.display()
+                    );
+                }
                 let config = GenerateConfig {
                     max_new_tokens: args.new_tokens,
                     sampling: Sampling::Greedy,
@@ -278,21 +293,21 @@ pub fn run(args: E2eArgs) -> Result<()> {
                     stop_ids: Vec::new(),
                     pad_id: inputs.pad_id,
                 };
-                let prompt = [inputs.ids[0].clone()];
+                let prompt = &inputs.ids[..args.rows];
                 let mut decode = 0.0;
                 let seconds = timed(|| {
                     let mut first = None;
-                    let out = generate(lm, &prompt, &config, |_, _| {
+                    let out = generate(lm, prompt, &config, |_, _| {
                         first.get_or_insert_with(Instant::now);
                     })?;
                     decode = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                    if out[0].len() != args.new_tokens {
-                        bail!("generated {} tokens, not {}", out[0].len(), args.new_tokens);
+                    if let Some(row) = out.iter().find(|row| row.len() != args.new_tokens) {
+                        bail!("generated {} tokens, not {}", row.len(), args.new_tokens);
                     }
                     Ok(())
                 })?;
                 decode_seconds = Some(decode);
-                (seconds, args.new_tokens)
+                (seconds, args.rows * args.new_tokens)
             };
             (seconds, tokens, (chosen.description, load_seconds))
         }
@@ -363,6 +378,7 @@ pub fn run(args: E2eArgs) -> Result<()> {
         workload: args.workload,
         seconds,
         tokens,
+        rows: (args.workload == Workload::Generate).then_some(args.rows),
         decode_seconds,
         load_seconds,
         threads: threads(),

@@ -74,53 +74,63 @@ fn rows_avx512<const BITS: u32, const M: usize>(
     let per_block = 4 * BITS as usize;
     let bytes: *const u8 = w.words.as_ptr().cast();
     let low = _mm512_set1_epi32(0x0F);
-    for (r, out_row) in out.chunks_exact_mut(M).enumerate() {
-        let o = first + r;
-        // Two accumulators per row, for even and odd blocks: two chains of additions
-        // in flight instead of one.
-        let mut acc = [[_mm512_setzero_ps(); M]; 2];
-        for b in 0..blocks {
-            let at = o * blocks + b;
-            // SAFETY: block `at` lies inside the codes (`check`).
-            let (q0, q1) = unsafe {
-                let codes = bytes.add(at * per_block);
-                if BITS == 16 {
-                    (
-                        _mm512_cvtph_ps(_mm256_loadu_si256(codes.cast())),
-                        _mm512_cvtph_ps(_mm256_loadu_si256(codes.add(32).cast())),
-                    )
-                } else if BITS == 4 {
-                    let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(codes.cast()));
-                    (
-                        _mm512_cvtepi32_ps(_mm512_and_si512(v, low)),
-                        _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(v)),
-                    )
-                } else {
-                    (
-                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(codes.cast()))),
-                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                            codes.add(16).cast(),
-                        ))),
-                    )
-                }
-            };
-            let d = _mm512_set1_ps(w.scales[at]);
-            for (i, acc) in acc[b % 2].iter_mut().enumerate() {
-                // SAFETY: 32 values of row i of xp from b·32 (`check`).
-                let p = unsafe {
-                    let xb = xp.as_ptr().add(i * k + b * 32);
-                    _mm512_fmadd_ps(
-                        _mm512_loadu_ps(xb.add(16)),
-                        q1,
-                        _mm512_mul_ps(_mm512_loadu_ps(xb), q0),
-                    )
-                };
-                *acc = _mm512_fmadd_ps(d, p, *acc);
+    // The codes of block `at`, as two vectors of 16 floats in the order of `block_codes`.
+    let decode = |at: usize| -> (__m512, __m512) {
+        // SAFETY: block `at` lies inside the codes (`check`).
+        unsafe {
+            let codes = bytes.add(at * per_block);
+            if BITS == 16 {
+                (
+                    _mm512_cvtph_ps(_mm256_loadu_si256(codes.cast())),
+                    _mm512_cvtph_ps(_mm256_loadu_si256(codes.add(32).cast())),
+                )
+            } else if BITS == 4 {
+                let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(codes.cast()));
+                (
+                    _mm512_cvtepi32_ps(_mm512_and_si512(v, low)),
+                    _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(v)),
+                )
+            } else {
+                (
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(codes.cast()))),
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(codes.add(16).cast()))),
+                )
             }
         }
+    };
+    // Block `b` of every row into `acc`: `acc[i] += d·(x₀·q₀ + x₁·q₁)`.
+    let step = |acc: &mut [__m512; M], at: usize, b: usize| {
+        let (q0, q1) = decode(at);
+        let d = _mm512_set1_ps(w.scales[at]);
+        for (i, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: 32 values of row i of xp from b·32 (`check`).
+            let p = unsafe {
+                let xb = xp.as_ptr().add(i * k + b * 32);
+                _mm512_fmadd_ps(
+                    _mm512_loadu_ps(xb.add(16)),
+                    q1,
+                    _mm512_mul_ps(_mm512_loadu_ps(xb), q0),
+                )
+            };
+            *acc = _mm512_fmadd_ps(d, p, *acc);
+        }
+    };
+    for (r, out_row) in out.chunks_exact_mut(M).enumerate() {
+        let o = first + r;
+        // Two accumulators per row, for even and odd blocks: two chains of additions in
+        // flight instead of one. Named, not indexed by `b % 2`, so that they stay in
+        // registers (an indexed pair lives on the stack: a load and a store per block).
+        let mut even = [_mm512_setzero_ps(); M];
+        let mut odd = [_mm512_setzero_ps(); M];
+        for b in (0..blocks - blocks % 2).step_by(2) {
+            step(&mut even, o * blocks + b, b);
+            step(&mut odd, o * blocks + b + 1, b + 1);
+        }
+        if blocks % 2 == 1 {
+            step(&mut even, o * blocks + blocks - 1, blocks - 1);
+        }
         for (i, v) in out_row.iter_mut().enumerate() {
-            *v =
-                _mm512_reduce_add_ps(_mm512_add_ps(acc[0][i], acc[1][i])) + min_term(w, o, xsum, i);
+            *v = _mm512_reduce_add_ps(_mm512_add_ps(even[i], odd[i])) + min_term(w, o, xsum, i);
         }
     }
 }
@@ -138,54 +148,65 @@ fn rows_avx2<const BITS: u32, const M: usize>(
     let per_block = 4 * BITS as usize;
     let bytes: *const u8 = w.words.as_ptr().cast();
     let low = _mm256_set1_epi32(0x0F);
+    // The codes of block `at`: four vectors of 8 floats in the order of `block_codes`.
+    let decode = |at: usize| -> [__m256; 4] {
+        // SAFETY: block `at` lies inside the codes (`check`).
+        unsafe {
+            let codes = bytes.add(at * per_block);
+            if BITS == 16 {
+                let eight = |j: usize| _mm256_cvtph_ps(_mm_loadu_si128(codes.add(16 * j).cast()));
+                [eight(0), eight(1), eight(2), eight(3)]
+            } else if BITS == 4 {
+                let v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.cast()));
+                let v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.add(8).cast()));
+                [
+                    _mm256_cvtepi32_ps(_mm256_and_si256(v0, low)),
+                    _mm256_cvtepi32_ps(_mm256_and_si256(v1, low)),
+                    _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(v0)),
+                    _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(v1)),
+                ]
+            } else {
+                let eight = |j: usize| {
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        codes.add(8 * j).cast(),
+                    )))
+                };
+                [eight(0), eight(1), eight(2), eight(3)]
+            }
+        }
+    };
+    // Block `b` of every row into `acc`: `acc[i] += d·Σ xⱼ·qⱼ`.
+    let step = |acc: &mut [__m256; M], at: usize, b: usize| {
+        let q = decode(at);
+        let d = _mm256_set1_ps(w.scales[at]);
+        for (i, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: 32 values of row i of xp from b·32 (`check`).
+            let p = unsafe {
+                let xb = xp.as_ptr().add(i * k + b * 32);
+                let mut p = _mm256_mul_ps(_mm256_loadu_ps(xb), q[0]);
+                p = _mm256_fmadd_ps(_mm256_loadu_ps(xb.add(8)), q[1], p);
+                p = _mm256_fmadd_ps(_mm256_loadu_ps(xb.add(16)), q[2], p);
+                _mm256_fmadd_ps(_mm256_loadu_ps(xb.add(24)), q[3], p)
+            };
+            *acc = _mm256_fmadd_ps(d, p, *acc);
+        }
+    };
     for (r, out_row) in out.chunks_exact_mut(M).enumerate() {
         let o = first + r;
-        let mut acc = [[_mm256_setzero_ps(); M]; 2];
-        for b in 0..blocks {
-            let at = o * blocks + b;
-            // SAFETY: block `at` lies inside the codes (`check`). The four vectors are
-            // the codes in the order of `block_codes`, eight at a time.
-            let q: [__m256; 4] = unsafe {
-                let codes = bytes.add(at * per_block);
-                if BITS == 16 {
-                    let eight =
-                        |j: usize| _mm256_cvtph_ps(_mm_loadu_si128(codes.add(16 * j).cast()));
-                    [eight(0), eight(1), eight(2), eight(3)]
-                } else if BITS == 4 {
-                    let v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.cast()));
-                    let v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.add(8).cast()));
-                    [
-                        _mm256_cvtepi32_ps(_mm256_and_si256(v0, low)),
-                        _mm256_cvtepi32_ps(_mm256_and_si256(v1, low)),
-                        _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(v0)),
-                        _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(v1)),
-                    ]
-                } else {
-                    let eight = |j: usize| {
-                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                            codes.add(8 * j).cast(),
-                        )))
-                    };
-                    [eight(0), eight(1), eight(2), eight(3)]
-                }
-            };
-            let d = _mm256_set1_ps(w.scales[at]);
-            for (i, acc) in acc[b % 2].iter_mut().enumerate() {
-                // SAFETY: 32 values of row i of xp from b·32 (`check`).
-                let p = unsafe {
-                    let xb = xp.as_ptr().add(i * k + b * 32);
-                    let mut p = _mm256_mul_ps(_mm256_loadu_ps(xb), q[0]);
-                    p = _mm256_fmadd_ps(_mm256_loadu_ps(xb.add(8)), q[1], p);
-                    p = _mm256_fmadd_ps(_mm256_loadu_ps(xb.add(16)), q[2], p);
-                    _mm256_fmadd_ps(_mm256_loadu_ps(xb.add(24)), q[3], p)
-                };
-                *acc = _mm256_fmadd_ps(d, p, *acc);
-            }
+        // Even and odd blocks, named rather than indexed by `b % 2` (see `rows_avx512`).
+        let mut even = [_mm256_setzero_ps(); M];
+        let mut odd = [_mm256_setzero_ps(); M];
+        for b in (0..blocks - blocks % 2).step_by(2) {
+            step(&mut even, o * blocks + b, b);
+            step(&mut odd, o * blocks + b + 1, b + 1);
+        }
+        if blocks % 2 == 1 {
+            step(&mut even, o * blocks + blocks - 1, blocks - 1);
         }
         for (i, v) in out_row.iter_mut().enumerate() {
             let mut lanes = [0f32; 8];
             // SAFETY: eight floats into an array of eight.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc[0][i], acc[1][i])) };
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(even[i], odd[i])) };
             *v = lanes.iter().sum::<f32>() + min_term(w, o, xsum, i);
         }
     }

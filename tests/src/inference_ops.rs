@@ -48,10 +48,12 @@ fn mask(b: usize, s: usize, t: usize) -> Vec<f32> {
 #[test]
 fn attention_equals_burn_ops_for_prompts_and_decoding_steps() {
     let device = crate::cpu();
-    let (b, h, kvh, d) = (2, 6, 2, 16);
+    let (b, h, kvh) = (2, 6, 2);
     // One query (a decoding step), the few-query path's limit, and prompts of one, two
-    // and three blocks of 32 queries (the last after 5 cached keys).
-    for (s, t) in [(1, 9), (4, 4), (7, 12), (33, 33), (70, 75)] {
+    // and three blocks of 32 queries (the last after 5 cached keys); heads of 16 values,
+    // of 64 (the decoding step's sum held in registers) and of 80 (64 held, 16 not).
+    let shapes = [(1, 9), (4, 4), (7, 12), (33, 33), (70, 75)].map(|(s, t)| (s, t, 16));
+    for (s, t, d) in shapes.into_iter().chain([(1, 9, 64), (3, 20, 80)]) {
         // Q from a projection's layout [b, s, h·d] as a strided view, as the model's.
         let q = crate::uniform([b, s, h * d], (-1.0, 1.0), 1, &device)
             .reshape([b, s, h, d])
@@ -69,7 +71,7 @@ fn attention_equals_burn_ops_for_prompts_and_decoding_steps() {
         let got = kernels::attention_inference(q, k, v, m).expect("the CPU op takes these");
         assert_eq!(got.dims(), [b, s, h * d]);
         let diff = max_abs_diff(&values(got), &want);
-        assert!(diff < 1e-5, "s {s} t {t}: max |Δ| {diff}");
+        assert!(diff < 1e-5, "s {s} t {t} d {d}: max |Δ| {diff}");
     }
 }
 

@@ -87,12 +87,7 @@ impl AttentionOps for Flex {
                     }
                     if few {
                         for (row, out) in scores.chunks_exact(seen).zip(out.chunks_exact_mut(d)) {
-                            out.fill(0.0);
-                            for (j, &p) in row.iter().enumerate() {
-                                out.iter_mut()
-                                    .zip(values.row(j))
-                                    .for_each(|(o, v)| *o += p * v);
-                            }
+                            weighted_sum(row, values, out);
                         }
                     } else {
                         let probs = MatRef::rows(scores, rows, seen);
@@ -111,5 +106,36 @@ impl AttentionOps for Flex {
             }
         });
         cpu::tensor(y, &[b, s, h * d])
+    }
+}
+
+/// Values of a row that [`weighted_sum`] keeps in registers across the keys.
+const HELD: usize = 64;
+
+/// `out = Σⱼ pⱼ·vⱼ` over the rows `vⱼ` of `values`, in order of j, each term a multiply
+/// then an add. [`HELD`] values of `out` at a time stay in registers across the keys (a
+/// loop over a slice of unknown length loads and stores each value per key); the sums are
+/// the same, to the bit.
+#[inline(always)]
+fn weighted_sum(p: &[f32], values: MatRef<'_>, out: &mut [f32]) {
+    let mut at = 0;
+    for out in out.chunks_mut(HELD) {
+        if let Ok(out) = <&mut [f32; HELD]>::try_from(&mut *out) {
+            let mut acc = [0f32; HELD];
+            for (j, &p) in p.iter().enumerate() {
+                let v: &[f32; HELD] = values.row(j)[at..at + HELD].try_into().unwrap();
+                for (a, v) in acc.iter_mut().zip(v) {
+                    *a += p * v;
+                }
+            }
+            *out = acc;
+        } else {
+            out.fill(0.0);
+            for (j, &p) in p.iter().enumerate() {
+                let v = &values.row(j)[at..at + out.len()];
+                out.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
+            }
+        }
+        at += out.len();
     }
 }

@@ -75,6 +75,39 @@ fn attention_equals_burn_ops_for_prompts_and_decoding_steps() {
     }
 }
 
+/// A decoding step of a sequence left-padded in a batch (hidden keys in front) computes, to
+/// the bit, what it computes alone without them: continuous batching gives each request
+/// the tokens it gets alone.
+#[test]
+fn a_padded_decoding_row_equals_its_row_alone() {
+    let device = crate::cpu();
+    let (h, kvh, d, t, pad) = (6, 2, 64, 40, 7);
+    let q = crate::uniform([2, h, 1, d], (-1.0, 1.0), 4, &device);
+    let k = crate::uniform([2, kvh, t, d], (-1.0, 1.0), 5, &device);
+    let v = crate::uniform([2, kvh, t, d], (-1.0, 1.0), 6, &device);
+    let mut m = vec![0f32; 2 * t];
+    m[t..t + pad].fill(-1e30);
+    let m = Tensor::<4>::from_data(TensorData::new(m, [2, 1, 1, t]), &device);
+    let batch = values(kernels::attention_inference(q.clone(), k.clone(), v.clone(), m).unwrap());
+    let alone = kernels::attention_inference(
+        q.narrow(0, 1, 1),
+        k.narrow(0, 1, 1).narrow(2, pad, t - pad),
+        v.narrow(0, 1, 1).narrow(2, pad, t - pad),
+        Tensor::<4>::zeros([1, 1, 1, t - pad], &device),
+    )
+    .unwrap();
+    let alone = values(alone);
+    assert_eq!(alone.len(), h * d);
+    let row = &batch[h * d..];
+    assert!(
+        row.iter()
+            .zip(&alone)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "max |Δ| {}",
+        max_abs_diff(row, &alone)
+    );
+}
+
 #[test]
 fn attention_is_declined_under_autodiff_and_for_mismatched_shapes() {
     let device = crate::cpu();

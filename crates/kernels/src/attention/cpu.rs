@@ -62,32 +62,44 @@ impl AttentionOps for Flex {
                 // than a [1, d]·[d, t] product.
                 let few =
                     s <= FEW_QUERIES && [query, keys, values].iter().all(|m| m.col_stride == 1);
+                // There, keys before the first visible one (a sequence's left padding in a
+                // batch) are skipped too: a padded row then computes what it computes alone.
+                let first = |r: usize| {
+                    let m = &masks[r * t..(r + 1) * t];
+                    if few {
+                        m.iter().position(|&m| m > HIDDEN).unwrap_or(0)
+                    } else {
+                        0
+                    }
+                };
                 let block = if few { s } else { QUERY_BLOCK };
                 let mut scores = vec![0f32; block.min(s) * t];
                 for (r0, out) in (0..s).step_by(block).zip(out.chunks_mut(block * d)) {
                     let rows = out.len() / d;
                     let seen = visible[r0..r0 + rows].iter().copied().max().unwrap_or(t);
-                    let scores = &mut scores[..rows * seen];
+                    let lo = (r0..r0 + rows).map(first).min().unwrap_or(0).min(seen);
+                    let width = seen - lo;
+                    let scores = &mut scores[..rows * width];
                     if few {
-                        for (i, row) in scores.chunks_exact_mut(seen).enumerate() {
+                        for (i, row) in scores.chunks_exact_mut(width).enumerate() {
                             let q = query.row(r0 + i);
                             for (j, v) in row.iter_mut().enumerate() {
-                                *v = cpu::dot(q, keys.row(j)) * scale;
+                                *v = cpu::dot(q, keys.row(lo + j)) * scale;
                             }
                         }
                     } else {
                         let (q, k) = (query.row_range(r0, rows), keys.row_range(0, seen));
                         cpu::gemm_serial(scores, 0.0, q, k.t(), scale);
                     }
-                    for (i, row) in scores.chunks_exact_mut(seen).enumerate() {
-                        let (mask, visible) = (&masks[(r0 + i) * t..][..seen], visible[r0 + i]);
+                    for (i, row) in scores.chunks_exact_mut(width).enumerate() {
+                        let (mask, visible) = (&masks[(r0 + i) * t..][lo..seen], visible[r0 + i]);
                         row.iter_mut().zip(mask).for_each(|(v, m)| *v += m);
-                        cpu::softmax_in_place(&mut row[..visible]);
-                        row[visible..].fill(0.0);
+                        cpu::softmax_in_place(&mut row[..visible - lo]);
+                        row[visible - lo..].fill(0.0);
                     }
                     if few {
-                        for (row, out) in scores.chunks_exact(seen).zip(out.chunks_exact_mut(d)) {
-                            weighted_sum(row, values, out);
+                        for (row, out) in scores.chunks_exact(width).zip(out.chunks_exact_mut(d)) {
+                            weighted_sum(row, values, lo, out);
                         }
                     } else {
                         let probs = MatRef::rows(scores, rows, seen);
@@ -112,18 +124,18 @@ impl AttentionOps for Flex {
 /// Values of a row that [`weighted_sum`] keeps in registers across the keys.
 const HELD: usize = 64;
 
-/// `out = Σⱼ pⱼ·vⱼ` over the rows `vⱼ` of `values`, in order of j, each term a multiply
+/// `out = Σⱼ pⱼ·v_{first+j}` over the rows of `values`, in order of j, each term a multiply
 /// then an add. [`HELD`] values of `out` at a time stay in registers across the keys (a
 /// loop over a slice of unknown length loads and stores each value per key); the sums are
 /// the same, to the bit.
 #[inline(always)]
-fn weighted_sum(p: &[f32], values: MatRef<'_>, out: &mut [f32]) {
+fn weighted_sum(p: &[f32], values: MatRef<'_>, first: usize, out: &mut [f32]) {
     let mut at = 0;
     for out in out.chunks_mut(HELD) {
         if let Ok(out) = <&mut [f32; HELD]>::try_from(&mut *out) {
             let mut acc = [0f32; HELD];
             for (j, &p) in p.iter().enumerate() {
-                let v: &[f32; HELD] = values.row(j)[at..at + HELD].try_into().unwrap();
+                let v: &[f32; HELD] = values.row(first + j)[at..at + HELD].try_into().unwrap();
                 for (a, v) in acc.iter_mut().zip(v) {
                     *a += p * v;
                 }
@@ -132,7 +144,7 @@ fn weighted_sum(p: &[f32], values: MatRef<'_>, out: &mut [f32]) {
         } else {
             out.fill(0.0);
             for (j, &p) in p.iter().enumerate() {
-                let v = &values.row(j)[at..at + out.len()];
+                let v = &values.row(first + j)[at..at + out.len()];
                 out.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
             }
         }

@@ -140,17 +140,14 @@ impl KvCache {
         }
         let (mine, theirs) = (self.seq_len(), other.seq_len());
         let len = mine.max(theirs);
+        // One buffer for both, with room to grow as `append` would leave it (doubling), so
+        // that the next step writes into it instead of copying the whole cache again.
+        let cap = self.capacity.max(2 * len);
         for (a, b) in self.layers.iter_mut().zip(other.layers) {
             *a = match (a.take(), b) {
                 (Some((ka, va)), Some((kb, vb))) => Some((
-                    Tensor::cat(
-                        vec![pad_front(ka, mine, len), pad_front(kb, theirs, len)],
-                        0,
-                    ),
-                    Tensor::cat(
-                        vec![pad_front(va, mine, len), pad_front(vb, theirs, len)],
-                        0,
-                    ),
+                    side_by_side(ka, mine, kb, theirs, len, cap),
+                    side_by_side(va, mine, vb, theirs, len, cap),
                 )),
                 // A layer neither side has run: nothing cached to align.
                 (a, _) => a,
@@ -212,14 +209,25 @@ impl KvCache {
     }
 }
 
-/// The first `filled` positions of `t` (`[batch, heads, capacity, dim]`), preceded by zeros
-/// up to `len` positions.
-fn pad_front(t: Tensor<4>, filled: usize, len: usize) -> Tensor<4> {
-    let [b, h, _, d] = t.dims();
-    let t = t.narrow(2, 0, filled);
-    if filled == len {
-        return t;
-    }
-    let zeros = Tensor::zeros([b, h, len - filled, d], &t.device());
-    Tensor::cat(vec![zeros, t], 2)
+/// The rows of `a` then those of `b` (`[batch, heads, capacity, dim]`, of which the first
+/// `filled_a` and `filled_b` positions are filled) in one buffer of `cap` positions, each
+/// aligned to end at position `len`: zeros in front of the shorter.
+fn side_by_side(
+    a: Tensor<4>,
+    filled_a: usize,
+    b: Tensor<4>,
+    filled_b: usize,
+    len: usize,
+    cap: usize,
+) -> Tensor<4> {
+    let ([ba, h, _, d], bb) = (a.dims(), b.dims()[0]);
+    let out = Tensor::zeros([ba + bb, h, cap, d], &a.device());
+    let out = out.slice_assign(
+        [0..ba, 0..h, len - filled_a..len, 0..d],
+        a.narrow(2, 0, filled_a),
+    );
+    out.slice_assign(
+        [ba..ba + bb, 0..h, len - filled_b..len, 0..d],
+        b.narrow(2, 0, filled_b),
+    )
 }

@@ -100,7 +100,7 @@ function showProgress(stage, done, total, unit = 'bytes') {
     ui.progress.value = done;
     ui.progressText.textContent = unit === 'steps'
       ? `${stage} — ${Math.floor((100 * done) / total)}%`
-      : `${stage} — ${(done / 2 ** 20).toFixed(1)} / ${(total / 2 ** 20).toFixed(1)} MiB`;
+      : `${stage} — ${(done / 2 ** 20).toFixed(1)} / ${mib(total)}`;
   } else {
     ui.progress.removeAttribute('value');
     ui.progressText.textContent = `${stage}…`;

@@ -315,11 +315,12 @@ const handlers = {
   files: async (m) => build([...await readPicked(m.files), ...await fetchClassifiers()], { persist: true }),
   url: async (m) => {
     const model = new URL(m.url, self.location.href);
+    const local = model.origin === self.location.origin;
     // A first visit asks for the site's default model; a site without one is not an error.
     // Its answer's size goes into the download's plan, which so asks for it only once.
     const known = new Map();
     if (m.first) {
-      const response = model.origin === self.location.origin ? await fetch(model.href, { method: 'HEAD' }) : null;
+      const response = local ? await fetch(model.href, { method: 'HEAD' }) : null;
       if (!response || !response.ok) {
         post({ type: 'no-default', url: m.url, status: response ? response.status : 0 });
         return;
@@ -328,7 +329,7 @@ const handlers = {
       if (size > 0) known.set(model.href, size);
     }
     // A .gguf is one file; a folder's files are counted as they come.
-    const planned = model.origin === self.location.origin && model.pathname.toLowerCase().endsWith('.gguf') ? [model.href] : [];
+    const planned = local && model.pathname.toLowerCase().endsWith('.gguf') ? [model.href] : [];
     progress('Downloading the model and its classifiers');
     await planDownload([...planned, ...shippedUrls()], known);
     let files;

@@ -393,6 +393,45 @@ fn quantized_forward_equals_dequantize_then_matmul() {
     }
 }
 
+/// On the CPU a batch of up to `CHUNKED_ROWS` decoding rows reads the codes 8 rows at a
+/// time, and each row's base product equals, to the bit, that row's product alone.
+#[test]
+fn a_batch_of_decoding_rows_gives_each_row_its_bits_alone() {
+    let device = crate::cpu();
+    let (m, k, n, r) = (kernels::lora::cpu_quantized::CHUNKED_ROWS, 96, 70, 4);
+    let (x, w, a, b, bias) = operands(m, k, n, r, &device);
+    let gguf = kernels::quant::quantize_gguf(QuantFormat::Q4_1, &values(w));
+    let packed = PackedWeight::from_gguf(QuantFormat::Q4_1.ggml(), &gguf, n, k).unwrap();
+    let q = QuantizedLinear::new(&packed, &device);
+    let all = values(kernels::lora_linear_quantized(
+        x.clone(),
+        &q,
+        a.clone(),
+        b.clone(),
+        bias.clone(),
+        0.0,
+    ));
+    for i in [0, 7, 8, 19, m - 1] {
+        let row = x.clone().narrow(0, i, 1);
+        let alone = values(kernels::lora_linear_quantized(
+            row,
+            &q,
+            a.clone(),
+            b.clone(),
+            bias.clone(),
+            0.0,
+        ));
+        assert!(
+            alone
+                .iter()
+                .zip(&all[i * n..(i + 1) * n])
+                .all(|(p, q)| p.to_bits() == q.to_bits()),
+            "row {i} of {m}: max |Δ| {}",
+            max_abs_diff(&alone, &all[i * n..(i + 1) * n])
+        );
+    }
+}
+
 /// A real projection of the default model (its first Q4_1 layer weight) through the
 /// quantized kernel.
 #[test]

@@ -7,7 +7,7 @@
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{DType, Flex, TensorMetadata};
 
-use super::cpu_quantized::{self, Codes, DIRECT_ROWS};
+use super::cpu_quantized::{self, CHUNKED_ROWS, Codes, DIRECT_ROWS};
 use crate::cpu::{self, MatRef};
 use crate::{LoraOps, reference};
 
@@ -112,10 +112,15 @@ impl LoraOps for Flex {
             return reference_quantized(x, quants, scales, mins, a, b, bias, bits, scaling);
         };
         let m = xm.rows;
-        let mut y = if m <= DIRECT_ROWS {
+        let mut y = if m <= CHUNKED_ROWS {
             let mut y = vec![0f32; m * n];
             let xd = cpu::dense_f32(&x).expect("an f32 view above");
-            cpu_quantized::matmul_few_rows(&xd, m, codes, &mut y);
+            for (x, y) in xd
+                .chunks(DIRECT_ROWS * k)
+                .zip(y.chunks_mut(DIRECT_ROWS * n))
+            {
+                cpu_quantized::matmul_few_rows(x, x.len() / k, codes, y);
+            }
             y
         } else {
             let w = codes.dequantize();

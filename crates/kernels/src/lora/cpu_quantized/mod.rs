@@ -28,8 +28,13 @@ use crate::cpu;
 pub use few_rows::{Activations, matmul_few_rows, matmul_few_rows_with};
 pub use int_rows::{QuantizedRows, matmul_int_rows};
 
-/// Rows of `x` up to which the codes are read directly.
+/// Rows of `x` up to which the codes are read directly, in one pass.
 pub const DIRECT_ROWS: usize = 8;
+
+/// Rows of `x` up to which the codes are read directly, [`DIRECT_ROWS`] at a time (a batch
+/// of decoding sequences): reading the codes once per 8 rows costs less than forming the
+/// whole f32 weight, and each row gets the bits it gets alone.
+pub const CHUNKED_ROWS: usize = 32;
 
 /// Packed codes of a `[n, k]` weight, borrowed.
 #[derive(Clone, Copy)]

@@ -61,6 +61,27 @@ fn check<const BITS: u32, const M: usize>(xp: &[f32], w: Codes<'_>, first: usize
     assert!(w.scales.len() >= w.n * (w.k / 32), "scales");
 }
 
+/// Blocks `0..blocks` through `step(acc, b)`: even blocks into one set of `M` accumulators,
+/// odd ones into another, so that two chains of additions per row are in flight. Two named
+/// arrays, not a pair indexed by `b % 2`, so that they stay in registers (an indexed pair
+/// lives on the stack: a load and a store per block and row).
+#[inline(always)]
+fn even_odd<A: Copy, const M: usize>(
+    blocks: usize,
+    zero: A,
+    mut step: impl FnMut(&mut [A; M], usize),
+) -> ([A; M], [A; M]) {
+    let (mut even, mut odd) = ([zero; M], [zero; M]);
+    for b in (0..blocks - blocks % 2).step_by(2) {
+        step(&mut even, b);
+        step(&mut odd, b + 1);
+    }
+    if blocks % 2 == 1 {
+        step(&mut even, blocks - 1);
+    }
+    (even, odd)
+}
+
 #[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
 fn rows_avx512<const BITS: u32, const M: usize>(
     xp: &[f32],
@@ -117,18 +138,9 @@ fn rows_avx512<const BITS: u32, const M: usize>(
     };
     for (r, out_row) in out.chunks_exact_mut(M).enumerate() {
         let o = first + r;
-        // Two accumulators per row, for even and odd blocks: two chains of additions in
-        // flight instead of one. Named, not indexed by `b % 2`, so that they stay in
-        // registers (an indexed pair lives on the stack: a load and a store per block).
-        let mut even = [_mm512_setzero_ps(); M];
-        let mut odd = [_mm512_setzero_ps(); M];
-        for b in (0..blocks - blocks % 2).step_by(2) {
-            step(&mut even, o * blocks + b, b);
-            step(&mut odd, o * blocks + b + 1, b + 1);
-        }
-        if blocks % 2 == 1 {
-            step(&mut even, o * blocks + blocks - 1, blocks - 1);
-        }
+        let (even, odd) = even_odd(blocks, _mm512_setzero_ps(), |acc, b| {
+            step(acc, o * blocks + b, b)
+        });
         for (i, v) in out_row.iter_mut().enumerate() {
             *v = _mm512_reduce_add_ps(_mm512_add_ps(even[i], odd[i])) + min_term(w, o, xsum, i);
         }
@@ -193,16 +205,9 @@ fn rows_avx2<const BITS: u32, const M: usize>(
     };
     for (r, out_row) in out.chunks_exact_mut(M).enumerate() {
         let o = first + r;
-        // Even and odd blocks, named rather than indexed by `b % 2` (see `rows_avx512`).
-        let mut even = [_mm256_setzero_ps(); M];
-        let mut odd = [_mm256_setzero_ps(); M];
-        for b in (0..blocks - blocks % 2).step_by(2) {
-            step(&mut even, o * blocks + b, b);
-            step(&mut odd, o * blocks + b + 1, b + 1);
-        }
-        if blocks % 2 == 1 {
-            step(&mut even, o * blocks + blocks - 1, blocks - 1);
-        }
+        let (even, odd) = even_odd(blocks, _mm256_setzero_ps(), |acc, b| {
+            step(acc, o * blocks + b, b)
+        });
         for (i, v) in out_row.iter_mut().enumerate() {
             let mut lanes = [0f32; 8];
             // SAFETY: eight floats into an array of eight.

@@ -204,3 +204,59 @@ fn llama2_chat_folder_gives_transformers_ids_and_logits() {
         "{stderr}"
     );
 }
+
+/// Greedy generation on the default model is unchanged by the decoding work: each prompt
+/// alone and the four as one left-padded batch give the text the previous decoding path gave
+/// (recorded in the fixture with the CLI at b3b8640). The kernels are chosen per instruction
+/// set, so the text is checked where the recording's (AVX-512) is the one chosen.
+#[test]
+fn greedy_text_equals_the_previous_decoding_path() {
+    let recorded = read_json(fixture("smollm2_greedy.json"));
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model.is_file(), "run scripts/setup-model.sh");
+    let prompts: Vec<&str> = recorded["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = recorded["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let texts = |prompts: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "generate",
+            "--device",
+            "cpu",
+            "--json",
+            "--max-new-tokens",
+            "48",
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        args.extend(prompts);
+        let (stdout, _) = ok(&args);
+        stdout
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["output"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    if !avx512 {
+        eprintln!("not checked: the recording's kernels are AVX-512's, and this CPU has none");
+        return;
+    }
+    assert_eq!(texts(&prompts), want, "the four as one batch");
+    for (p, w) in prompts.iter().zip(&want) {
+        assert_eq!(texts(&[p]), [w.to_string()], "{p:?} alone");
+    }
+}

@@ -214,18 +214,11 @@ fn greedy_text_equals_the_previous_decoding_path() {
     let recorded = read_json(fixture("smollm2_greedy.json"));
     let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(model.is_file(), "run scripts/setup-model.sh");
-    let prompts: Vec<&str> = recorded["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    let want: Vec<&str> = recorded["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let strings = |key: &str| -> Vec<&str> {
+        let list = recorded[key].as_array().unwrap();
+        list.iter().map(|p| p.as_str().unwrap()).collect()
+    };
+    let (prompts, want) = (strings("prompts"), strings("outputs"));
     let texts = |prompts: &[&str]| -> Vec<String> {
         let mut args = vec![
             "generate",

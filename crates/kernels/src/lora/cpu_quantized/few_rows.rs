@@ -180,25 +180,9 @@ mod tests {
         for isa in Isa::ALL.into_iter().filter(|isa| isa.available()) {
             let mut y = vec![f32::NAN; m * n];
             matmul_few_rows_with(isa, Activations::F32, x, m, codes, &mut y);
+            let what = format!("{format:?} m{m} n{n} k{k}");
+            super::super::assert_rows_alone(isa, Activations::F32, x, codes, &y, &what);
             for i in 0..m {
-                // A row's result does not depend on the rows beside it, to the bit (a batch
-                // mixing requests gives each the tokens it gets alone).
-                let mut alone = vec![f32::NAN; n];
-                matmul_few_rows_with(
-                    isa,
-                    Activations::F32,
-                    &x[i * k..(i + 1) * k],
-                    1,
-                    codes,
-                    &mut alone,
-                );
-                assert!(
-                    alone
-                        .iter()
-                        .zip(&y[i * n..(i + 1) * n])
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{isa:?} {format:?} m{m} n{n} k{k}: row {i} differs alone"
-                );
                 for o in 0..n {
                     let want: f64 = (0..k)
                         .map(|j| x[i * k + j] as f64 * exact[o * k + j] as f64)

@@ -175,6 +175,29 @@ fn block_codes<const BITS: u32>(bytes: &[u8]) -> [f32; 32] {
     q
 }
 
+/// For the kernels' tests: each row of `y` (`x [m, k]` times `codes`, taken as
+/// `activations`) equals, to the bit, that row's product alone. A batch mixing requests gives
+/// each the tokens it gets alone.
+#[cfg(test)]
+pub(crate) fn assert_rows_alone(
+    isa: cpu::Isa,
+    activations: Activations,
+    x: &[f32],
+    codes: Codes<'_>,
+    y: &[f32],
+    what: &str,
+) {
+    let (n, k) = (codes.n, codes.k);
+    for (i, (x, y)) in x.chunks_exact(k).zip(y.chunks_exact(n)).enumerate() {
+        let mut alone = vec![f32::NAN; n];
+        matmul_few_rows_with(isa, activations, x, 1, codes, &mut alone);
+        assert!(
+            alone.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{isa:?} {what}: row {i} differs alone"
+        );
+    }
+}
+
 /// A weight through a GGUF format, for the kernels' tests.
 #[cfg(test)]
 pub(crate) struct TestWeight {

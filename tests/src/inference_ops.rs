@@ -208,3 +208,70 @@ fn linear_equals_matmul_and_bias() {
     let wa = Tensor::<2>::from_data(w.into_data(), &ad);
     assert!(kernels::inference::linear(&xa, &wa, None).is_none());
 }
+
+/// Two or three quantized weights in one op (a decoding step's query, key and value
+/// projections, or gate and up): each output equals, to the bit, the weight's own quantized
+/// op, for 1, 8 and 19 rows (19: the rows taken 8 at a time) and mixed formats, x read
+/// through a strided view; declined for a prompt's rows, other counts, a `k` that differs,
+/// and under autodiff.
+#[test]
+fn quantized_projections_in_one_op_equal_each_alone() {
+    use kernels::{PackedWeight, QuantFormat, QuantizedLinear};
+    let device = crate::cpu();
+    let k = 96;
+    let weight = |format: QuantFormat, n: usize, seed: u64| {
+        let w = values(crate::uniform([n, k], (-1.0, 1.0), seed, &device));
+        let gguf = kernels::quant::quantize_gguf(format, &w);
+        QuantizedLinear::new(
+            &PackedWeight::from_gguf(format.ggml(), &gguf, n, k).unwrap(),
+            &device,
+        )
+    };
+    let ws = [
+        weight(QuantFormat::Q4_1, 70, 21),
+        weight(QuantFormat::Q4_1, 17, 22),
+        weight(QuantFormat::Q8_0, 41, 23),
+    ];
+    for m in [1, 8, 19] {
+        let x = crate::uniform([k, m], (-1.0, 1.0), 24, &device).transpose();
+        for count in [2, 3] {
+            let refs: Vec<&QuantizedLinear> = ws.iter().take(count).collect();
+            let ys = kernels::inference::project_quantized(&x, &refs).expect("taken");
+            assert_eq!(ys.len(), count);
+            for (j, (w, y)) in refs.iter().zip(ys).enumerate() {
+                let alone = values(w.project(x.clone()));
+                let y = values(y);
+                assert_eq!(y.len(), m * w.n, "m{m} weight {j}: shape");
+                let same = alone
+                    .iter()
+                    .zip(&y)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "m{m} of {count}, weight {j}: max |Δ| {}",
+                    max_abs_diff(&alone, &y)
+                );
+            }
+        }
+    }
+    let x = crate::uniform([4, k], (-1.0, 1.0), 25, &device);
+    let prompt = crate::uniform(
+        [kernels::inference::PROJECT_ROWS + 1, k],
+        (-1.0, 1.0),
+        25,
+        &device,
+    );
+    let other_k = {
+        let w = values(crate::uniform([8, 64], (-1.0, 1.0), 26, &device));
+        let gguf = kernels::quant::quantize_gguf(QuantFormat::Q4_1, &w);
+        QuantizedLinear::new(
+            &PackedWeight::from_gguf(QuantFormat::Q4_1.ggml(), &gguf, 8, 64).unwrap(),
+            &device,
+        )
+    };
+    assert!(kernels::inference::project_quantized(&prompt, &[&ws[0], &ws[1]]).is_none());
+    assert!(kernels::inference::project_quantized(&x, &[&ws[0]]).is_none());
+    assert!(kernels::inference::project_quantized(&x, &[&ws[0], &other_k]).is_none());
+    let xa = Tensor::<2>::from_data(x.into_data(), &device.autodiff());
+    assert!(kernels::inference::project_quantized(&xa, &[&ws[0], &ws[1]]).is_none());
+}

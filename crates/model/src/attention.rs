@@ -39,9 +39,8 @@ impl Attention {
             kernels::inference::rope_heads(t.clone(), &input.cos, &input.sin, n)
                 .unwrap_or_else(|| Rope::apply(heads(t, n), &input.cos, &input.sin))
         };
-        let q = rotated(self.q_proj.forward(x.clone()), h);
-        let k = rotated(self.k_proj.forward(x.clone()), kvh);
-        let v = heads(self.v_proj.forward(x), kvh);
+        let [q, k, v] = Linear::forward_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        let (q, k, v) = (rotated(q, h), rotated(k, kvh), heads(v, kvh));
         let (k, v) = input.cache.append(layer, k, v);
         let t = k.dims()[2];
 

@@ -108,6 +108,36 @@ impl Linear {
 }
 
 impl Linear {
+    /// Each layer's `forward` of one input `[batch, seq, in]`. Quantized layers without
+    /// adapters take one op on the CPU for a decoding step's few rows (one hand-off to the
+    /// threads for all of them, each output to the bit what its own op gives); otherwise each
+    /// layer its own.
+    pub fn forward_many<const N: usize>(layers: [&Linear; N], x: Tensor<3>) -> [Tensor<3>; N] {
+        let [b, s, d] = x.dims();
+        let weights: Option<Vec<&QuantizedLinear>> = layers
+            .iter()
+            .map(|l| match (&l.weight, &l.lora) {
+                (Weight::Quantized(Codes(q)), None) => Some(q),
+                _ => None,
+            })
+            .collect();
+        let x2 = x.clone().reshape([b * s, d]);
+        let ys = weights.and_then(|ws| kernels::inference::project_quantized(&x2, &ws));
+        let Some(ys) = ys else {
+            return layers.map(|l| l.forward(x.clone()));
+        };
+        let mut ys = ys.into_iter();
+        layers.map(|l| {
+            let y = ys.next().expect("one output per layer");
+            let y = match &l.bias {
+                Some(bias) => y + bias.val().unsqueeze_dim(0),
+                None => y,
+            };
+            let out = y.dims()[1];
+            y.reshape([b, s, out])
+        })
+    }
+
     /// The layer over its quantized base: the adapter (or a rank-1 zero one) rides in the
     /// kernel's epilogue.
     fn forward_quantized(&self, q: &QuantizedLinear, x: Tensor<2>) -> Tensor<2> {

@@ -14,8 +14,7 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.gate_proj.forward(x.clone());
-        self.down_proj
-            .forward(kernels::swiglu(gate, self.up_proj.forward(x)))
+        let [gate, up] = Linear::forward_many([&self.gate_proj, &self.up_proj], x);
+        self.down_proj.forward(kernels::swiglu(gate, up))
     }
 }

@@ -13,10 +13,11 @@
 
 mod cpu;
 
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
+use crate::quant::QuantizedLinear;
 use crate::reference;
 
 #[backend_extension(Flex)]
@@ -49,6 +50,54 @@ pub trait InferenceOps: Backend {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         reference::linear::<Self>(x, w, bias)
+    }
+
+    /// `(x·W₀ᵀ, x·W₁ᵀ)` for two weights kept quantized, each as `quants`, `scales`, `mins`
+    /// of [`crate::LoraOps::lora_linear_quantized`] with its code width in `bits`: on the CPU
+    /// one pass over the threads for both (a layer's gate and up projections).
+    #[allow(clippy::too_many_arguments)]
+    fn quantized_pair(
+        x: FloatTensor<Self>,
+        q0: IntTensor<Self>,
+        s0: FloatTensor<Self>,
+        m0: FloatTensor<Self>,
+        q1: IntTensor<Self>,
+        s1: FloatTensor<Self>,
+        m1: FloatTensor<Self>,
+        bits: [u32; 2],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let project = |q, s, m, bits| {
+            let w = reference::dequantize::<Self>(q, s, m, bits);
+            Self::float_matmul(x.clone(), Self::float_swap_dims(w, 0, 1))
+        };
+        (project(q0, s0, m0, bits[0]), project(q1, s1, m1, bits[1]))
+    }
+
+    /// [`InferenceOps::quantized_pair`] for three weights (a layer's query, key and value
+    /// projections).
+    #[allow(clippy::too_many_arguments)]
+    fn quantized_triple(
+        x: FloatTensor<Self>,
+        q0: IntTensor<Self>,
+        s0: FloatTensor<Self>,
+        m0: FloatTensor<Self>,
+        q1: IntTensor<Self>,
+        s1: FloatTensor<Self>,
+        m1: FloatTensor<Self>,
+        q2: IntTensor<Self>,
+        s2: FloatTensor<Self>,
+        m2: FloatTensor<Self>,
+        bits: [u32; 3],
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let project = |q, s, m, bits| {
+            let w = reference::dequantize::<Self>(q, s, m, bits);
+            Self::float_matmul(x.clone(), Self::float_swap_dims(w, 0, 1))
+        };
+        (
+            project(q0, s0, m0, bits[0]),
+            project(q1, s1, m1, bits[1]),
+            project(q2, s2, m2, bits[2]),
+        )
     }
 }
 
@@ -121,4 +170,58 @@ pub fn linear(x: &Tensor<2>, w: &Tensor<2>, bias: Option<Tensor<1>>) -> Option<T
         w.clone().into_dispatch(),
         bias.into_dispatch(),
     )))
+}
+
+/// Rows of `x` up to which [`project_quantized`] takes the weights in one op: a decoding
+/// step's rows, where each product is short and handing it to the threads is a large part of
+/// its time. A prompt's rows keep one op per weight (the weight dequantized, then gemm).
+pub const PROJECT_ROWS: usize = crate::lora::cpu_quantized::CHUNKED_ROWS;
+
+/// `x·Wᵢᵀ` for each of two or three weights kept quantized, with one `k`: on the CPU, for at
+/// most [`PROJECT_ROWS`] rows, in one op (each output equal to the weight's own product, to
+/// the bit); `None` elsewhere, or for other counts and shapes (the caller takes each
+/// weight's own op).
+pub fn project_quantized(x: &Tensor<2>, ws: &[&QuantizedLinear]) -> Option<Vec<Tensor<2>>> {
+    let [m, k] = x.dims();
+    let fits = ws.iter().all(|w| w.k == k) && (1..=PROJECT_ROWS).contains(&m);
+    if !fits || !on_cpu(x) {
+        return None;
+    }
+    let parts = |w: &QuantizedLinear| {
+        let quants: Tensor<2, Int> = w.quants.clone();
+        (
+            quants.into_dispatch(),
+            w.scales.clone().into_dispatch(),
+            w.mins.clone().into_dispatch(),
+            w.format.bits(),
+        )
+    };
+    let x = x.clone().into_dispatch();
+    Some(match ws {
+        [a, b] => {
+            let ((q0, s0, m0, b0), (q1, s1, m1, b1)) = (parts(a), parts(b));
+            let (y0, y1) =
+                <Dispatch as InferenceOps>::quantized_pair(x, q0, s0, m0, q1, s1, m1, [b0, b1]);
+            vec![Tensor::from_dispatch(y0), Tensor::from_dispatch(y1)]
+        }
+        [a, b, c] => {
+            let ((q0, s0, m0, b0), (q1, s1, m1, b1), (q2, s2, m2, b2)) =
+                (parts(a), parts(b), parts(c));
+            let (y0, y1, y2) = <Dispatch as InferenceOps>::quantized_triple(
+                x,
+                q0,
+                s0,
+                m0,
+                q1,
+                s1,
+                m1,
+                q2,
+                s2,
+                m2,
+                [b0, b1, b2],
+            );
+            [y0, y1, y2].map(Tensor::from_dispatch).into()
+        }
+        _ => return None,
+    })
 }

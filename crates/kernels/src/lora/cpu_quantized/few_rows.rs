@@ -55,20 +55,96 @@ pub fn matmul_few_rows_with(
         let xq = super::QuantizedRows::new(isa, x, m, k, w.bits);
         return super::matmul_int_rows(isa, &xq, w, y);
     }
-    // x in the order `block_codes` gives the codes (for 4-bit codes the even elements of
-    // each block, then the odd ones; 8- and 16-bit codes are in x's own order, so x as it
-    // is), and Σⱼ xⱼ per block (the minimum's term).
-    let xp: std::borrow::Cow<'_, [f32]> = if w.bits == 4 {
+    many_f32(isa, x, m, &[w], &mut [y]);
+}
+
+/// `yⱼ = x·Wⱼᵀ` for several weights of one `k` (a layer's query, key and value projections,
+/// or its gate and up projections), in one pass over the threads: one hand-off where each
+/// product alone takes one, and tasks balanced over all the weights' rows. Each output row
+/// is computed exactly as [`matmul_few_rows`] computes it alone, to the bit.
+pub fn matmul_few_rows_many(x: &[f32], m: usize, ws: &[Codes<'_>], ys: &mut [&mut [f32]]) {
+    let (isa, int_dot) = (Isa::chosen(), crate::settings::current().int_dot);
+    assert_eq!(
+        ws.len(),
+        ys.len(),
+        "quantized matmul: one output per weight"
+    );
+    let k = ws.first().map_or(0, |w| w.k);
+    assert!(
+        ws.iter().all(|w| w.k == k),
+        "quantized matmul: the weights differ in k"
+    );
+    assert!(
+        m <= DIRECT_ROWS,
+        "quantized matmul: {m} rows, at most {DIRECT_ROWS}"
+    );
+    assert_eq!(x.len(), m * k, "quantized matmul: x is not [{m}, {k}]");
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        assert_eq!(
+            y.len(),
+            m * w.n,
+            "quantized matmul: y is not [{m}, {}]",
+            w.n
+        );
+    }
+    if m == 0 {
+        return;
+    }
+    if int_dot && ws.iter().any(|w| matches!(w.bits, 4 | 8)) {
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            matmul_few_rows(x, m, *w, y);
+        }
+        return;
+    }
+    many_f32(isa, x, m, ws, ys);
+}
+
+/// The direct product with f32 activations of one `x` against every weight in `ws`.
+fn many_f32(isa: Isa, x: &[f32], m: usize, ws: &[Codes<'_>], ys: &mut [&mut [f32]]) {
+    // x in the order `block_codes` gives 4-bit codes (the even elements of each block, then
+    // the odd ones; 8- and 16-bit codes take x as it is), and Σⱼ xⱼ per block (the
+    // minimum's term).
+    let permuted: Vec<f32> = if ws.iter().any(|w| w.bits == 4) {
         x.chunks_exact(32)
-            .flat_map(|c| (0..32).map(move |j| c[code_order(w.bits, j)]))
+            .flat_map(|c| (0..32).map(move |j| c[code_order(4, j)]))
             .collect()
     } else {
-        x.into()
+        Vec::new()
     };
+    let xp = |w: &Codes<'_>| if w.bits == 4 { &permuted[..] } else { x };
     let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
-    by_weight_rows(m, n, y, |first, out| {
-        few_rows_task(isa, &xp, &xsum, m, w, first, out)
+    // Where each weight's rows start among all the rows.
+    let starts: Vec<usize> = ws
+        .iter()
+        .scan(0, |at, w| {
+            let start = *at;
+            *at += w.n;
+            Some(start)
+        })
+        .collect();
+    let n: usize = ws.iter().map(|w| w.n).sum();
+    if n == 0 {
+        return;
+    }
+    let yt = weight_rows_transposed(m, n, |first, out| {
+        // This task's rows may run across weights: each weight's part of them on its own.
+        let (mut at, mut out) = (first, out);
+        while !out.is_empty() {
+            let j = starts.partition_point(|&s| s <= at) - 1;
+            let take = (starts[j] + ws[j].n - at).min(out.len() / m);
+            let (head, tail) = out.split_at_mut(take * m);
+            few_rows_task(isa, xp(&ws[j]), &xsum, m, ws[j], at - starts[j], head);
+            (at, out) = (at + take, tail);
+        }
     });
+    for ((w, y), start) in ws.iter().zip(ys.iter_mut()).zip(&starts) {
+        let rows = &yt[start * m..(start + w.n) * m];
+        for (o, row) in rows.chunks_exact(m).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                y[i * w.n + o] = v;
+            }
+        }
+    }
 }
 
 /// Runs `task(first, out)` on every thread over runs of the weight's `n` rows, `out` being
@@ -80,6 +156,21 @@ pub(super) fn by_weight_rows(
     y: &mut [f32],
     task: impl Fn(usize, &mut [f32]) + Send + Sync,
 ) {
+    let yt = weight_rows_transposed(m, n, task);
+    for (o, row) in yt.chunks_exact(m).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            y[i * n + o] = v;
+        }
+    }
+}
+
+/// The transposed output `[n, m]`, written by `task(first, out)` on every thread over runs
+/// of the `n` weight rows.
+fn weight_rows_transposed(
+    m: usize,
+    n: usize,
+    task: impl Fn(usize, &mut [f32]) + Send + Sync,
+) -> Vec<f32> {
     let mut yt = cpu::zeros(n * m);
     // Two tasks per thread: enough to balance, few enough that a 0.05 ms product is not
     // spent handing them out (four per thread decoded one row about 5% slower).
@@ -87,11 +178,7 @@ pub(super) fn by_weight_rows(
     cpu::for_each_task(&mut yt, rows_per_task * m, |t, out| {
         task(t * rows_per_task, out)
     });
-    for (o, row) in yt.chunks_exact(m).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            y[i * n + o] = v;
-        }
-    }
+    yt
 }
 
 /// Rows `first..` of the transposed output `out [rows, m]`: in AVX-512 or AVX2 with FMA
@@ -193,6 +280,43 @@ mod tests {
                         "{isa:?} {format:?} m{m} n{n} k{k} ({i}, {o}): {got} vs {want}"
                     );
                 }
+            }
+        }
+    }
+
+    /// Several weights in one pass give each output row the bits of its weight's product
+    /// alone: mixed formats, weights smaller than a task and tasks running across weights.
+    #[test]
+    fn several_weights_in_one_pass_equal_each_alone() {
+        let value =
+            |i: usize, salt: usize| ((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0;
+        let k = 96;
+        let shapes = [
+            (QuantFormat::Q4_1, 40),
+            (QuantFormat::Q4_1, 3),
+            (QuantFormat::Q8_0, 21),
+            (QuantFormat::F16, 9),
+            (QuantFormat::Q4_0, 130),
+        ];
+        let weights: Vec<_> = shapes
+            .iter()
+            .enumerate()
+            .map(|(j, &(format, n))| {
+                let w: Vec<f32> = (0..n * k).map(|i| value(i, 3 + j)).collect();
+                super::super::TestWeight::new(format, &w, n, k)
+            })
+            .collect();
+        let codes: Vec<Codes<'_>> = weights.iter().map(|w| w.codes()).collect();
+        for m in 1..=DIRECT_ROWS {
+            let x: Vec<f32> = (0..m * k).map(|i| value(i, 2)).collect();
+            let mut ys: Vec<Vec<f32>> = codes.iter().map(|w| vec![f32::NAN; m * w.n]).collect();
+            let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut y[..]).collect();
+            matmul_few_rows_many(&x, m, &codes, &mut outs);
+            for (j, (w, y)) in codes.iter().zip(&ys).enumerate() {
+                let mut alone = vec![f32::NAN; m * w.n];
+                matmul_few_rows(&x, m, *w, &mut alone);
+                let same = alone.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "m{m}: weight {j} ({:?}) differs", shapes[j].0);
             }
         }
     }

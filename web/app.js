@@ -71,7 +71,12 @@ async function showStorage() {
     // `has` first: opening a cache that is not there would make it.
     if (await caches.has('mentalqlm-app-v1')) {
       const app = await caches.open('mentalqlm-app-v1');
-      for (const request of await app.keys()) bytes += (await (await app.match(request)).blob()).size;
+      for (const request of await app.keys()) {
+        // sw.js writes each file's length beside it; a copy kept before it did is measured.
+        const response = await app.match(request);
+        const n = Number(response.headers.get('x-mentalqlm-bytes'));
+        bytes += n > 0 ? n : (await response.blob()).size;
+      }
     }
     if (bytes) items.push(['the app itself (for visits without a network)', bytes]);
   } catch { /* no Cache API here */ }

@@ -429,6 +429,16 @@ test('a second visit with the network off starts from the offline copy and class
     const stored = await page.textContent('#storage-list');
     assert.match(stored, /model\/model\.safetensors: [\d.]+ MiB/);
     assert.match(stored, /the app itself \(for visits without a network\): [1-9][\d.]* MiB/);
+    // Each file of the app's copy carries its length (the list reads that, not the body).
+    const lengths = await page.evaluate(async () => {
+      const app = await caches.open('mentalqlm-app-v1');
+      return Promise.all((await app.keys()).map(async (request) => {
+        const response = await app.match(request);
+        return [request.url, response.headers.get('x-mentalqlm-bytes'), (await response.arrayBuffer()).byteLength];
+      }));
+    });
+    assert.ok(lengths.length >= 7, `the app's copy holds ${lengths.length} files`);
+    for (const [url, header, body] of lengths) assert.equal(Number(header), body, `${url}: its recorded length`);
     await context.setOffline(true);
     const seen = site.requests.length;
     await page.goto(`${site.url}?backend=cpu`);

@@ -397,3 +397,44 @@ fn completion_answer_logprobs_equal_transformers() {
         }
     }
 }
+
+/// A BART or T5 build tells its progress callback each step in order, ending at its total:
+/// the tables, every encoder and decoder layer, the rest (the page draws this while it
+/// builds).
+#[test]
+fn a_seq2seq_build_reports_every_step_in_order() {
+    for name in MODELS {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let record = |done: usize, total: usize| seen.borrow_mut().push((done, total));
+        let options = LoadOptions {
+            progress: Some(model::BuildProgress(&record)),
+            ..Default::default()
+        };
+        let folder = Folder::disk(&fixture(&format!("tiny/{name}")));
+        let loaded = load_seq2seq(&folder, &cpu(), options).unwrap();
+        let config: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture(&format!("tiny/{name}/config.json"))).unwrap(),
+        )
+        .unwrap();
+        // A layer count of config.json, or `fallback`'s (T5's decoder has the encoder's
+        // count unless it says otherwise).
+        let count = |key: &str, fallback: &str| {
+            config[key]
+                .as_u64()
+                .or_else(|| config[fallback].as_u64())
+                .expect("a layer count") as usize
+        };
+        let layers = match &loaded.model {
+            Seq2SeqLm::Bart(_) => {
+                count("encoder_layers", "encoder_layers")
+                    + count("decoder_layers", "decoder_layers")
+            }
+            Seq2SeqLm::T5(_) => {
+                count("num_layers", "num_layers") + count("num_decoder_layers", "num_layers")
+            }
+        };
+        let total = layers + 2;
+        let want: Vec<(usize, usize)> = (1..=total).map(|d| (d, total)).collect();
+        assert_eq!(seen.into_inner(), want, "{name}");
+    }
+}

@@ -73,7 +73,7 @@ pub struct ModelInfo {
 impl Session {
     /// Builds the picked model on `device`. `max_buffer` is WebGPU's largest buffer: the
     /// embedding table and LM head are held in row blocks that each fit one.
-    /// `progress` hears each step of a decoder-only model's build.
+    /// `progress` hears each step of the model's build.
     pub fn load(
         picked: &Picked,
         device: &Device,
@@ -81,7 +81,7 @@ impl Session {
         progress: Option<BuildProgress<'_>>,
     ) -> Result<Self> {
         if model::seq2seq::is_seq2seq_folder(&picked.model) {
-            return Self::load_seq2seq(picked, device, max_buffer);
+            return Self::load_seq2seq(picked, device, max_buffer, progress);
         }
         let LoadedModel {
             model: mut lm,
@@ -174,7 +174,12 @@ impl Session {
 
     /// A BART or T5 folder. Adapters and stage-2 heads are for decoder-only models and are
     /// refused; trained classifiers and the explainer are passed over with a note.
-    fn load_seq2seq(picked: &Picked, device: &Device, max_buffer: Option<u64>) -> Result<Self> {
+    fn load_seq2seq(
+        picked: &Picked,
+        device: &Device,
+        max_buffer: Option<u64>,
+        progress: Option<BuildProgress<'_>>,
+    ) -> Result<Self> {
         let root = picked.model.root().display().to_string();
         if picked.adapter.is_some() || picked.head.is_some() {
             bail!(
@@ -184,6 +189,7 @@ impl Session {
         }
         let options = LoadOptions {
             max_tensor_bytes: max_buffer,
+            progress,
             ..LoadOptions::default()
         };
         let loaded = model::seq2seq::load_seq2seq(&picked.model, device, options)?;

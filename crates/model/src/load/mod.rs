@@ -60,7 +60,8 @@ pub struct LoadOptions<'a> {
     /// `maxStorageBufferBindingSize`). A larger embedding table or LM head is held in row
     /// blocks under it ([`crate::vocab::RowParts`]; inference only). `None`: no limit.
     pub max_tensor_bytes: Option<u64>,
-    /// Called after each step of a decoder-only model's build (not for BART or T5).
+    /// Called after each step of the build (the tables, each layer, the rest), with the
+    /// steps done and their total.
     pub progress: Option<BuildProgress<'a>>,
 }
 

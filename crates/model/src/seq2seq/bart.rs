@@ -289,6 +289,9 @@ pub fn build(config: &BartConfig, w: &WeightReader<'_>) -> Result<Bart, ModelErr
     super::check_layers(w, config.decoder_layers, "decoder_layers", |i| {
         format!("model.decoder.layers.{i}.fc1.weight")
     })?;
+    // The progress steps: the tables, each layer, and the rest.
+    let steps = config.encoder_layers + config.decoder_layers + 2;
+    w.built(1, steps);
     let mut encoder_layers = Vec::new();
     for i in 0..config.encoder_layers {
         let p = format!("model.encoder.layers.{i}");
@@ -299,6 +302,7 @@ pub fn build(config: &BartConfig, w: &WeightReader<'_>) -> Result<Bart, ModelErr
             fc2: w.linear(&format!("{p}.fc2"), config.encoder_ffn_dim, d, true)?,
             final_layer_norm: norm(&format!("{p}.final_layer_norm"))?,
         });
+        w.built(2 + i, steps);
     }
     let mut decoder_layers = Vec::new();
     for i in 0..config.decoder_layers {
@@ -313,12 +317,15 @@ pub fn build(config: &BartConfig, w: &WeightReader<'_>) -> Result<Bart, ModelErr
             fc2: w.linear(&format!("{p}.fc2"), config.decoder_ffn_dim, d, true)?,
             final_layer_norm: norm(&format!("{p}.final_layer_norm"))?,
         });
+        w.built(2 + config.encoder_layers + i, steps);
     }
+    let (encoder, decoder) = (embeddings("model.encoder")?, embeddings("model.decoder")?);
+    w.built(steps, steps);
     Ok(Bart {
         shared,
-        encoder: embeddings("model.encoder")?,
+        encoder,
         encoder_layers,
-        decoder: embeddings("model.decoder")?,
+        decoder,
         decoder_layers,
         lm_head,
         final_logits_bias: Param::from_tensor(final_logits_bias),

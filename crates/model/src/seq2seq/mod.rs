@@ -337,6 +337,7 @@ pub fn load_seq2seq(
     let mut reader = WeightReader::hf(&source, device);
     reader.max_tensor_bytes = options.max_tensor_bytes;
     reader.codes_at_load = options.codes_at_load;
+    reader.progress = options.progress;
     let model = match &config {
         Seq2SeqConfig::Bart(c) => Seq2SeqLm::Bart(bart::build(c, &reader)?),
         Seq2SeqConfig::T5(c) => Seq2SeqLm::T5(t5::build(c, &reader)?),

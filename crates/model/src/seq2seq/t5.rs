@@ -369,7 +369,12 @@ pub fn build(config: &T5Config, w: &WeightReader<'_>) -> Result<T5, ModelError> 
     super::check_layers(w, config.decoder_layers(), "num_decoder_layers", |i| {
         format!("decoder.block.{i}.layer.0.layer_norm.weight")
     })?;
+    // The progress steps: the tables, each layer of both stacks, and the rest.
+    let steps = config.num_layers + config.decoder_layers() + 2;
+    w.built(1, steps);
     let stack = |name: &str, layers: usize, decoder: bool| -> Result<T5Stack, ModelError> {
+        // The layers built before this stack's.
+        let before = if decoder { config.num_layers } else { 0 };
         let mut block = Vec::new();
         for i in 0..layers {
             let p = format!("{name}.block.{i}.layer");
@@ -388,6 +393,7 @@ pub fn build(config: &T5Config, w: &WeightReader<'_>) -> Result<T5, ModelError> 
                 ff: ff(&format!("{p}.{ff_layer}"))?,
                 ff_norm: w.norm(&format!("{p}.{ff_layer}.layer_norm.weight"), d, eps)?,
             });
+            w.built(2 + before + i, steps);
         }
         let table = format!("{name}.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
         Ok(T5Stack {
@@ -399,9 +405,14 @@ pub fn build(config: &T5Config, w: &WeightReader<'_>) -> Result<T5, ModelError> 
             final_layer_norm: w.norm(&format!("{name}.final_layer_norm.weight"), d, eps)?,
         })
     };
+    let (encoder, decoder) = (
+        stack("encoder", config.num_layers, false)?,
+        stack("decoder", config.decoder_layers(), true)?,
+    );
+    w.built(steps, steps);
     Ok(T5 {
-        encoder: stack("encoder", config.num_layers, false)?,
-        decoder: stack("decoder", config.decoder_layers(), true)?,
+        encoder,
+        decoder,
         shared,
         lm_head,
         act,

@@ -66,10 +66,7 @@ pub trait InferenceOps: Backend {
         m1: FloatTensor<Self>,
         bits: [u32; 2],
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let project = |q, s, m, bits| {
-            let w = reference::dequantize::<Self>(q, s, m, bits);
-            Self::float_matmul(x.clone(), Self::float_swap_dims(w, 0, 1))
-        };
+        let project = |q, s, m, bits| reference_project::<Self>(x.clone(), q, s, m, bits);
         (project(q0, s0, m0, bits[0]), project(q1, s1, m1, bits[1]))
     }
 
@@ -89,16 +86,25 @@ pub trait InferenceOps: Backend {
         m2: FloatTensor<Self>,
         bits: [u32; 3],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let project = |q, s, m, bits| {
-            let w = reference::dequantize::<Self>(q, s, m, bits);
-            Self::float_matmul(x.clone(), Self::float_swap_dims(w, 0, 1))
-        };
+        let project = |q, s, m, bits| reference_project::<Self>(x.clone(), q, s, m, bits);
         (
             project(q0, s0, m0, bits[0]),
             project(q1, s1, m1, bits[1]),
             project(q2, s2, m2, bits[2]),
         )
     }
+}
+
+/// `x·Wᵀ` for a weight kept quantized, in Burn ops: the dequantized weight, then a matmul.
+fn reference_project<B: Backend>(
+    x: FloatTensor<B>,
+    quants: IntTensor<B>,
+    scales: FloatTensor<B>,
+    mins: FloatTensor<B>,
+    bits: u32,
+) -> FloatTensor<B> {
+    let w = reference::dequantize::<B>(quants, scales, mins, bits);
+    B::float_matmul(x, B::float_swap_dims(w, 0, 1))
 }
 
 /// Whether the CPU op takes this tensor: on the CPU backend, outside autodiff.

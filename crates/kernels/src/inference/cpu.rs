@@ -1,11 +1,12 @@
 //! The ops on Burn's CPU backend over f32 values; other dtypes take the reference.
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{DType, Flex, TensorMetadata};
+use burn::backend::{Flex, TensorMetadata};
 
 use super::InferenceOps;
 use crate::cpu::{self, CHUNK, MatRef};
-use crate::lora::cpu_quantized::{self, Codes, DIRECT_ROWS};
+use crate::lora::cpu::code_words;
+use crate::lora::cpu_quantized::{self, Codes};
 use crate::{LoraOps, reference};
 
 impl InferenceOps for Flex {
@@ -146,63 +147,42 @@ impl InferenceOps for Flex {
 type Packed = (IntTensor<Flex>, FloatTensor<Flex>, FloatTensor<Flex>, u32);
 
 /// `x·Wᵢᵀ` for every weight: the few-rows product of all of them in one pass over the
-/// threads, [`DIRECT_ROWS`] rows of `x` at a time; each weight through the quantized op
-/// alone when any operand is not as that product takes it.
+/// threads, [`cpu_quantized::DIRECT_ROWS`] rows of `x` at a time; each weight through the
+/// quantized op alone when any operand is not as that product takes it.
 fn project<const N: usize>(x: FloatTensor<Flex>, weights: [Packed; N]) -> Vec<FloatTensor<Flex>> {
-    let alone = |x: FloatTensor<Flex>, weights: [Packed; N]| -> Vec<FloatTensor<Flex>> {
-        weights
+    let (m, k) = (x.shape()[0], x.shape()[1]);
+    // The outputs and their widths, or `None` (the borrows of `x` and `weights` end here).
+    let direct = cpu::dense_f32(&x).and_then(|xd| {
+        let values = weights
+            .each_ref()
+            .map(|(q, s, mins, _)| (code_words(q), cpu::dense_f32(s), cpu::dense_f32(mins)));
+        let codes = values
+            .iter()
+            .zip(&weights)
+            .map(|((words, scales, mins), (_, s, _, bits))| {
+                let shape = [s.shape()[0], 32 * s.shape()[1]];
+                Codes::new(*bits, shape, (*words)?, scales.as_ref()?, mins.as_ref()?)
+                    .filter(|c| c.k == k)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let ys = cpu_quantized::matmul_chunked_rows(&xd, m, &codes);
+        Some((ys, codes.iter().map(|c| c.n).collect::<Vec<_>>()))
+    });
+    match direct {
+        Some((ys, ns)) => ys
             .into_iter()
-            .map(|(q, s, m, bits)| {
+            .zip(ns)
+            .map(|(y, n)| cpu::tensor(y, &[m, n]))
+            .collect(),
+        None => weights
+            .into_iter()
+            .map(|(q, s, mins, bits)| {
                 let n = s.shape()[0];
-                let k = x.shape()[1];
                 let a = cpu::tensor(vec![0.0; k], &[1, k]);
                 let b = cpu::tensor(vec![0.0; n], &[n, 1]);
                 let bias = cpu::tensor(vec![0.0; n], &[n]);
-                Flex::lora_linear_quantized(x.clone(), q, s, m, a, b, bias, bits, 0.0)
+                Flex::lora_linear_quantized(x.clone(), q, s, mins, a, b, bias, bits, 0.0)
             })
-            .collect()
-    };
-    let Some(xd) = cpu::dense_f32(&x) else {
-        return alone(x, weights);
-    };
-    let k = x.shape()[1];
-    let m = xd.len() / k.max(1);
-    let values = weights.each_ref().map(|(q, s, mins, _)| {
-        let words = (q.dtype() == DType::I32)
-            .then(|| q.as_slice::<i32>())
-            .flatten();
-        (words, cpu::dense_f32(s), cpu::dense_f32(mins))
-    });
-    let mut codes = Vec::with_capacity(N);
-    for ((words, scales, mins), (_, s, _, bits)) in values.iter().zip(&weights) {
-        let (Some(words), Some(scales), Some(mins)) = (words, scales, mins) else {
-            break;
-        };
-        let n = s.shape()[0];
-        let words: &[u32] = bytemuck::cast_slice(words);
-        match Codes::new(*bits, [n, 32 * s.shape()[1]], words, scales, mins) {
-            Some(c) if c.k == k => codes.push(c),
-            _ => break,
-        }
+            .collect(),
     }
-    if codes.len() < N || k == 0 {
-        drop(codes);
-        drop(values);
-        drop(xd);
-        return alone(x, weights);
-    }
-    let mut ys: Vec<Vec<f32>> = codes.iter().map(|w| vec![0f32; m * w.n]).collect();
-    for (c, x) in xd.chunks(DIRECT_ROWS * k).enumerate() {
-        let rows = x.len() / k;
-        let mut outs: Vec<&mut [f32]> = ys
-            .iter_mut()
-            .zip(&codes)
-            .map(|(y, w)| &mut y[c * DIRECT_ROWS * w.n..][..rows * w.n])
-            .collect();
-        cpu_quantized::matmul_few_rows_many(x, rows, &codes, &mut outs);
-    }
-    ys.into_iter()
-        .zip(&codes)
-        .map(|(y, w)| cpu::tensor(y, &[m, w.n]))
-        .collect()
 }

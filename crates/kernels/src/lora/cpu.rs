@@ -7,7 +7,7 @@
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{DType, Flex, TensorMetadata};
 
-use super::cpu_quantized::{self, CHUNKED_ROWS, Codes, DIRECT_ROWS};
+use super::cpu_quantized::{self, CHUNKED_ROWS, Codes};
 use crate::cpu::{self, MatRef};
 use crate::{LoraOps, reference};
 
@@ -82,9 +82,6 @@ impl LoraOps for Flex {
     ) -> FloatTensor<Self> {
         let shape = scales.shape();
         let (n, k) = (shape[0], 32 * shape[1]);
-        let words = (quants.dtype() == DType::I32)
-            .then(|| quants.as_slice::<i32>())
-            .flatten();
         let (
             Some(xm),
             Some(am),
@@ -97,7 +94,7 @@ impl LoraOps for Flex {
             MatRef::of(&x),
             MatRef::of(&a),
             MatRef::of(&b),
-            words,
+            code_words(&quants),
             cpu::dense_f32(&scales),
             cpu::dense_f32(&mins),
             cpu::dense_f32(&bias),
@@ -105,7 +102,6 @@ impl LoraOps for Flex {
         else {
             return reference_quantized(x, quants, scales, mins, a, b, bias, bits, scaling);
         };
-        let words: &[u32] = bytemuck::cast_slice(words);
         let Some(codes) =
             Codes::new(bits, [n, k], words, &scale_values, &min_values).filter(|_| xm.cols == k)
         else {
@@ -113,15 +109,9 @@ impl LoraOps for Flex {
         };
         let m = xm.rows;
         let mut y = if m <= CHUNKED_ROWS {
-            let mut y = vec![0f32; m * n];
             let xd = cpu::dense_f32(&x).expect("an f32 view above");
-            for (x, y) in xd
-                .chunks(DIRECT_ROWS * k)
-                .zip(y.chunks_mut(DIRECT_ROWS * n))
-            {
-                cpu_quantized::matmul_few_rows(x, x.len() / k, codes, y);
-            }
-            y
+            let mut ys = cpu_quantized::matmul_chunked_rows(&xd, m, &[codes]);
+            ys.pop().expect("one output")
         } else {
             let w = codes.dequantize();
             cpu::gemm_new(xm, MatRef::rows(&w, n, k).t(), 1.0)
@@ -135,6 +125,15 @@ impl LoraOps for Flex {
         }
         cpu::tensor(y, &[m, n])
     }
+}
+
+/// The packed code words of a quantized weight (`quants`, held as i32), or `None` for
+/// another dtype.
+pub(crate) fn code_words(quants: &IntTensor<Flex>) -> Option<&[u32]> {
+    (quants.dtype() == DType::I32)
+        .then(|| quants.as_slice::<i32>())
+        .flatten()
+        .map(bytemuck::cast_slice)
 }
 
 /// The quantized op in Burn ops, for tensors the CPU op does not take.

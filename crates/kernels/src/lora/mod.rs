@@ -8,7 +8,7 @@
 
 mod args;
 pub mod backward;
-mod cpu;
+pub(crate) mod cpu;
 pub mod cpu_quantized;
 mod factors;
 pub mod forward;

@@ -138,13 +138,30 @@ fn many_f32(isa: Isa, x: &[f32], m: usize, ws: &[Codes<'_>], ys: &mut [&mut [f32
         }
     });
     for ((w, y), start) in ws.iter().zip(ys.iter_mut()).zip(&starts) {
-        let rows = &yt[start * m..(start + w.n) * m];
-        for (o, row) in rows.chunks_exact(m).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                y[i * w.n + o] = v;
-            }
-        }
+        write_transposed(&yt[start * m..(start + w.n) * m], m, w.n, y);
     }
+}
+
+/// `yⱼ = x·Wⱼᵀ` for `x [m, k]`, [`DIRECT_ROWS`] rows at a time through
+/// [`matmul_few_rows_many`] (each row gets the bits it gets alone): each weight's output
+/// `[m, n]`. Callers take it up to [`super::CHUNKED_ROWS`] rows; beyond, forming the f32
+/// weight once costs less.
+pub fn matmul_chunked_rows(x: &[f32], m: usize, ws: &[Codes<'_>]) -> Vec<Vec<f32>> {
+    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
+    let k = ws.first().map_or(0, |w| w.k);
+    if k == 0 {
+        return ys;
+    }
+    for (c, x) in x.chunks(DIRECT_ROWS * k).enumerate() {
+        let rows = x.len() / k;
+        let mut outs: Vec<&mut [f32]> = ys
+            .iter_mut()
+            .zip(ws)
+            .map(|(y, w)| &mut y[c * DIRECT_ROWS * w.n..][..rows * w.n])
+            .collect();
+        matmul_few_rows_many(x, rows, ws, &mut outs);
+    }
+    ys
 }
 
 /// Runs `task(first, out)` on every thread over runs of the weight's `n` rows, `out` being
@@ -156,7 +173,11 @@ pub(super) fn by_weight_rows(
     y: &mut [f32],
     task: impl Fn(usize, &mut [f32]) + Send + Sync,
 ) {
-    let yt = weight_rows_transposed(m, n, task);
+    write_transposed(&weight_rows_transposed(m, n, task), m, n, y);
+}
+
+/// `y [m, n]` from its transpose `yt [n, m]`.
+fn write_transposed(yt: &[f32], m: usize, n: usize, y: &mut [f32]) {
     for (o, row) in yt.chunks_exact(m).enumerate() {
         for (i, &v) in row.iter().enumerate() {
             y[i * n + o] = v;

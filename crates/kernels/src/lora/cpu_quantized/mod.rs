@@ -25,7 +25,9 @@ mod x86_int;
 
 use crate::cpu;
 
-pub use few_rows::{Activations, matmul_few_rows, matmul_few_rows_many, matmul_few_rows_with};
+pub use few_rows::{
+    Activations, matmul_chunked_rows, matmul_few_rows, matmul_few_rows_many, matmul_few_rows_with,
+};
 pub use int_rows::{QuantizedRows, matmul_int_rows};
 
 /// Rows of `x` up to which the codes are read directly, in one pass.

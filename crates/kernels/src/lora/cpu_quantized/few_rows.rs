@@ -1,6 +1,9 @@
 //! The product over packed codes for a few rows (decoding), reading the codes directly:
-//! each block's codes are decoded once into 32 floats and used for every row of `x`, and the
-//! minimum's term is one dot product of the row's minimums with the block sums of `x`.
+//! each block's codes become its 32 weights in f32 once (`q·d + min` for 4-bit codes, `q·d`
+//! for 8-bit ones, the half floats as they are) and are used for every row of `x`, laid out
+//! block by block ([`Interleaved`]). Each output value is one sum whatever the rows beside
+//! it (a batch gives each sequence its tokens alone): per row, one accumulator per position
+//! of the block over the blocks in order, then the positions added in [`tree_sum`]'s tree.
 
 use super::{Codes, DIRECT_ROWS, block_codes, code_order};
 use crate::cpu::{self, Isa, LANES};
@@ -101,18 +104,7 @@ pub fn matmul_few_rows_many(x: &[f32], m: usize, ws: &[Codes<'_>], ys: &mut [&mu
 
 /// The direct product with f32 activations of one `x` against every weight in `ws`.
 fn many_f32(isa: Isa, x: &[f32], m: usize, ws: &[Codes<'_>], ys: &mut [&mut [f32]]) {
-    // x in the order `block_codes` gives 4-bit codes (the even elements of each block, then
-    // the odd ones; 8- and 16-bit codes take x as it is), and Σⱼ xⱼ per block (the
-    // minimum's term).
-    let permuted: Vec<f32> = if ws.iter().any(|w| w.bits == 4) {
-        x.chunks_exact(32)
-            .flat_map(|c| (0..32).map(move |j| c[code_order(4, j)]))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let xp = |w: &Codes<'_>| if w.bits == 4 { &permuted[..] } else { x };
-    let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
+    let xi = Interleaved::new(x, m, ws);
     // Where each weight's rows start among all the rows.
     let starts: Vec<usize> = ws
         .iter()
@@ -133,7 +125,7 @@ fn many_f32(isa: Isa, x: &[f32], m: usize, ws: &[Codes<'_>], ys: &mut [&mut [f32
             let j = starts.partition_point(|&s| s <= at) - 1;
             let take = (starts[j] + ws[j].n - at).min(out.len() / m);
             let (head, tail) = out.split_at_mut(take * m);
-            few_rows_task(isa, xp(&ws[j]), &xsum, m, ws[j], at - starts[j], head);
+            few_rows_task(isa, &xi, ws[j], at - starts[j], head);
             (at, out) = (at + take, tail);
         }
     });
@@ -202,69 +194,116 @@ fn weight_rows_transposed(
     yt
 }
 
+/// `x [m, k]` laid out for the direct product: block by block, each block's rows side by
+/// side (`[k/32, m, 32]`), so that one pointer reaches every row's block. For 4-bit codes
+/// each block in the order `block_codes` gives them (its even elements, then its odd ones);
+/// for 8- and 16-bit codes as it is. Only the layouts the weights need are formed.
+pub(super) struct Interleaved {
+    pub m: usize,
+    pub k: usize,
+    plain: Vec<f32>,
+    permuted: Vec<f32>,
+}
+
+impl Interleaved {
+    pub fn new(x: &[f32], m: usize, ws: &[Codes<'_>]) -> Self {
+        let k = if m == 0 { 0 } else { x.len() / m };
+        let layout = |bits: u32| -> Vec<f32> {
+            if !ws.iter().any(|w| (w.bits == 4) == (bits == 4)) {
+                return Vec::new();
+            }
+            let mut out = Vec::with_capacity(m * k);
+            for b in 0..k / 32 {
+                for i in 0..m {
+                    let block = &x[i * k + b * 32..][..32];
+                    out.extend((0..32).map(|j| block[code_order(bits, j)]));
+                }
+            }
+            out
+        };
+        Self {
+            m,
+            k,
+            plain: layout(8),
+            permuted: layout(4),
+        }
+    }
+
+    /// The values for codes of `bits`.
+    pub fn values(&self, bits: u32) -> &[f32] {
+        if bits == 4 {
+            &self.permuted
+        } else {
+            &self.plain
+        }
+    }
+}
+
+/// The sum of `lanes` (a power of two of them) in a fixed tree: lane `l` plus lane
+/// `l + len/2`, and so on down to one. Every instruction set's loop adds its lanes this way.
+pub(super) fn tree_sum(lanes: &[f32]) -> f32 {
+    let mut v = lanes.to_vec();
+    while v.len() > 1 {
+        let half = v.len() / 2;
+        for l in 0..half {
+            v[l] += v[l + half];
+        }
+        v.truncate(half);
+    }
+    v.first().copied().unwrap_or(0.0)
+}
+
 /// Rows `first..` of the transposed output `out [rows, m]`: in AVX-512 or AVX2 with FMA
 /// where the CPU has them (the compiler does not vectorize this loop nest by itself), else
 /// the portable loop.
-fn few_rows_task(
-    isa: Isa,
-    xp: &[f32],
-    xsum: &[f32],
-    m: usize,
-    w: Codes<'_>,
-    first: usize,
-    out: &mut [f32],
-) {
+fn few_rows_task(isa: Isa, x: &Interleaved, w: Codes<'_>, first: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Portable {
-        return x86::few_rows(isa, xp, xsum, m, w, first, out);
+        return x86::few_rows(isa, x, w, first, out);
     }
     let _ = isa;
     match w.bits {
-        4 => few_rows_portable::<4>(xp, xsum, m, w, first, out),
-        16 => few_rows_portable::<16>(xp, xsum, m, w, first, out),
-        _ => few_rows_portable::<8>(xp, xsum, m, w, first, out),
+        4 => few_rows_portable::<4>(x, w, first, out),
+        16 => few_rows_portable::<16>(x, w, first, out),
+        _ => few_rows_portable::<8>(x, w, first, out),
     }
 }
 
+/// The portable loop: each block's 32 weights formed once, then per row of `x` one
+/// accumulator per lane of each half of the block, added in [`tree_sum`]'s tree.
 fn few_rows_portable<const BITS: u32>(
-    xp: &[f32],
-    xsum: &[f32],
-    m: usize,
+    x: &Interleaved,
     w: Codes<'_>,
     first: usize,
     out: &mut [f32],
 ) {
-    let (k, blocks, per_block) = (w.k, w.blocks(), w.block_bytes());
+    let (m, blocks, per_block) = (x.m, w.blocks(), w.block_bytes());
     let bytes: &[u8] = bytemuck::cast_slice(w.words);
+    let xs = x.values(BITS);
     for (r, out_row) in out.chunks_exact_mut(m).enumerate() {
         let o = first + r;
-        let mut acc = [[0f32; LANES]; DIRECT_ROWS];
+        let mut acc = [[0f32; 2 * LANES]; DIRECT_ROWS];
         for b in 0..blocks {
             let at = o * blocks + b;
             let q = block_codes::<BITS>(&bytes[at * per_block..(at + 1) * per_block]);
-            let d = w.scales[at];
+            let (d, min) = (w.scales[at], if BITS == 4 { w.mins[at] } else { 0.0 });
+            let wb: [f32; 32] = std::array::from_fn(|j| match BITS {
+                16 => q[j],
+                4 => q[j] * d + min,
+                _ => q[j] * d,
+            });
             for (i, acc) in acc[..m].iter_mut().enumerate() {
-                let xb = &xp[i * k + b * 32..i * k + b * 32 + 32];
-                for l in 0..LANES {
-                    acc[l] += d * (xb[l] * q[l] + xb[l + LANES] * q[l + LANES]);
+                let xb = &xs[(b * m + i) * 32..][..32];
+                for j in 0..32 {
+                    acc[j] += xb[j] * wb[j];
                 }
             }
         }
-        for (i, v) in out_row.iter_mut().enumerate() {
-            *v = acc[i].iter().sum::<f32>() + min_term(w, o, xsum, i);
+        for (v, acc) in out_row.iter_mut().zip(&acc) {
+            let lanes: [f32; LANES] = std::array::from_fn(|l| acc[l] + acc[l + LANES]);
+            *v = tree_sum(&lanes);
         }
     }
-}
-
-/// `Σ_blocks min·Σⱼ xⱼ` of output row `o` and input row `i` (0 for 8-bit codes).
-#[inline(always)]
-pub(super) fn min_term(w: Codes<'_>, o: usize, xsum: &[f32], i: usize) -> f32 {
-    if w.bits != 4 {
-        return 0.0;
-    }
-    let blocks = w.blocks();
-    let mins = &w.mins[o * blocks..(o + 1) * blocks];
-    crate::cpu::dot(mins, &xsum[i * blocks..(i + 1) * blocks])
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@
 //! VNNI instruction takes 64 byte products. The result differs from the f32 product by the
 //! rounding of `x` (at most half a step, `dᵢ_b/2`, per value).
 
-use super::few_rows::min_term;
 use super::{Codes, DIRECT_ROWS};
 use crate::cpu::{self, Isa};
 
@@ -187,6 +186,17 @@ fn int_rows_portable<const BITS: u32>(
             *v = acc[i] + min_term(w, o, &x.xsum, i);
         }
     }
+}
+
+/// `Σ_blocks min·Σⱼ xⱼ` of output row `o` and input row `i` (0 for 8-bit codes).
+#[inline(always)]
+pub(super) fn min_term(w: Codes<'_>, o: usize, xsum: &[f32], i: usize) -> f32 {
+    if w.bits != 4 {
+        return 0.0;
+    }
+    let blocks = w.blocks();
+    let mins = &w.mins[o * blocks..(o + 1) * blocks];
+    crate::cpu::dot(mins, &xsum[i * blocks..(i + 1) * blocks])
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! The product over a base weight kept as packed codes (the layout of [`crate::quant`]) on
 //! the CPU, without ever forming the whole f32 weight for a few rows:
 //!
-//! - **a few rows** (decoding: one token per sequence) read the codes directly. A row of
-//!   the output is `Σ_blocks d·Σⱼ xⱼ·qⱼ + min·Σⱼ xⱼ`: the codes of a block are decoded once
-//!   into 32 floats and used for every row of `x`, and the minimum's term is one dot
-//!   product of the row's minimums with the block sums of `x`. A decoding step is bound by
-//!   memory traffic, and 4-bit codes are 19% of the f32 weight's bytes;
+//! - **a few rows** (decoding: one token per sequence) read the codes directly: each
+//!   block's codes become its 32 f32 weights once (`q·d + min`), used by every row of `x`
+//!   with one multiply-add per value. One sequence's step is bound by memory traffic, and
+//!   4-bit codes are 19% of the f32 weight's bytes; eight sequences' by the multiply-adds;
 //! - **many rows** (prefill) dequantize the weight once, on every thread, and multiply
 //!   with gemm: there the product's arithmetic outweighs reading the weight.
 //!

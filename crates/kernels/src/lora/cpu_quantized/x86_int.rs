@@ -10,7 +10,7 @@
 use std::arch::x86_64::*;
 
 use super::Codes;
-use super::few_rows::min_term;
+use super::int_rows::min_term;
 use super::int_rows::{QuantizedRows, block_dot};
 use crate::cpu::Isa;
 

@@ -108,6 +108,48 @@ fn a_padded_decoding_row_equals_its_row_alone() {
     );
 }
 
+/// A decoding step takes every query head that reads one KV head in one pass over its keys
+/// and values (several query rows per value row): each head's output equals, to the bit,
+/// that head's attention alone.
+#[test]
+fn query_heads_sharing_a_kv_head_equal_each_head_alone() {
+    let device = crate::cpu();
+    let (b, h, kvh, t) = (2, 6, 2, 23);
+    for (s, d) in [(1, 64), (3, 80), (4, 16)] {
+        let q = crate::uniform([b, h, s, d], (-1.0, 1.0), 7, &device);
+        let k = crate::uniform([b, kvh, t, d], (-1.0, 1.0), 8, &device);
+        let v = crate::uniform([b, kvh, t, d], (-1.0, 1.0), 9, &device);
+        let m = Tensor::<4>::from_data(TensorData::new(mask(b, s, t), [b, 1, s, t]), &device);
+        let all = values(
+            kernels::attention_inference(q.clone(), k.clone(), v.clone(), m.clone()).unwrap(),
+        );
+        for hi in 0..h {
+            let kh = hi / (h / kvh);
+            let alone = kernels::attention_inference(
+                q.clone().narrow(1, hi, 1),
+                k.clone().narrow(1, kh, 1),
+                v.clone().narrow(1, kh, 1),
+                m.clone(),
+            )
+            .unwrap();
+            let alone = values(alone);
+            for bi in 0..b {
+                for i in 0..s {
+                    let got = &all[(bi * s + i) * h * d + hi * d..][..d];
+                    let want = &alone[(bi * s + i) * d..][..d];
+                    assert!(
+                        got.iter()
+                            .zip(want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "s {s} d {d}: head {hi}, sequence {bi}, query {i}: max |Δ| {}",
+                        max_abs_diff(got, want)
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn attention_is_declined_under_autodiff_and_for_mismatched_shapes() {
     let device = crate::cpu();

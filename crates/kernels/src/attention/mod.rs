@@ -4,9 +4,11 @@
 //!
 //! Burn's CPU attention (`attention_naive_impl`) was a tenth of a 16 × 256-token prefill in
 //! `perf`, a quarter of that in glibc's `expf`, and the heads were then copied once more
-//! into the projection's layout. Here each (sequence, head) pair is one task: the scores
-//! by gemm, the mask and a softmax with the vectorizable `exp` in place, the values by
-//! gemm. Under autodiff and on other devices the model keeps Burn's ops.
+//! into the projection's layout. Here each (sequence, head) pair of a prompt is one task:
+//! the scores by gemm, the mask and a softmax with the vectorizable `exp` in place, the
+//! values by gemm. A decoding step's few queries take dot products instead, one task per
+//! (sequence, KV head), so that each key and value row is read once for all the query heads
+//! that share it. Under autodiff and on other devices the model keeps Burn's ops.
 
 mod cpu;
 

@@ -239,18 +239,20 @@ impl Interleaved {
     }
 }
 
-/// The sum of `lanes` (a power of two of them) in a fixed tree: lane `l` plus lane
-/// `l + len/2`, and so on down to one. Every instruction set's loop adds its lanes this way.
+/// The sum of `lanes` (a power of two of them, at most [`LANES`]) in a fixed tree: lane `l`
+/// plus lane `l + len/2`, and so on down to one. Every instruction set's loop adds its lanes
+/// this way.
 pub(super) fn tree_sum(lanes: &[f32]) -> f32 {
-    let mut v = lanes.to_vec();
-    while v.len() > 1 {
-        let half = v.len() / 2;
-        for l in 0..half {
-            v[l] += v[l + half];
+    let mut v = [0f32; LANES];
+    v[..lanes.len()].copy_from_slice(lanes);
+    let mut len = lanes.len();
+    while len > 1 {
+        len /= 2;
+        for l in 0..len {
+            v[l] += v[l + len];
         }
-        v.truncate(half);
     }
-    v.first().copied().unwrap_or(0.0)
+    v[0]
 }
 
 /// Rows `first..` of the transposed output `out [rows, m]`: in AVX-512 or AVX2 with FMA
@@ -263,23 +265,25 @@ fn few_rows_task(isa: Isa, x: &Interleaved, w: Codes<'_>, first: usize, out: &mu
     }
     let _ = isa;
     match w.bits {
-        4 => few_rows_portable::<4>(x, w, first, out),
-        16 => few_rows_portable::<16>(x, w, first, out),
-        _ => few_rows_portable::<8>(x, w, first, out),
+        4 => few_rows_portable::<4>(x.values(4), x.m, w, first, out),
+        16 => few_rows_portable::<16>(x.values(16), x.m, w, first, out),
+        _ => few_rows_portable::<8>(x.values(8), x.m, w, first, out),
     }
 }
 
-/// The portable loop: each block's 32 weights formed once, then per row of `x` one
-/// accumulator per lane of each half of the block, added in [`tree_sum`]'s tree.
+/// The portable loop: each block's 32 weights formed (`q·d + min`, `q·d` or the half
+/// float), then per row of `x` one accumulator per position of the block, added in
+/// [`tree_sum`]'s tree. `x`'s values come as a slice argument, not through [`Interleaved`]:
+/// read through the struct, the compiler kept this loop scalar (a third of the speed).
 fn few_rows_portable<const BITS: u32>(
-    x: &Interleaved,
+    xs: &[f32],
+    m: usize,
     w: Codes<'_>,
     first: usize,
     out: &mut [f32],
 ) {
-    let (m, blocks, per_block) = (x.m, w.blocks(), w.block_bytes());
+    let (blocks, per_block) = (w.blocks(), w.block_bytes());
     let bytes: &[u8] = bytemuck::cast_slice(w.words);
-    let xs = x.values(BITS);
     for (r, out_row) in out.chunks_exact_mut(m).enumerate() {
         let o = first + r;
         let mut acc = [[0f32; 2 * LANES]; DIRECT_ROWS];
@@ -287,15 +291,16 @@ fn few_rows_portable<const BITS: u32>(
             let at = o * blocks + b;
             let q = block_codes::<BITS>(&bytes[at * per_block..(at + 1) * per_block]);
             let (d, min) = (w.scales[at], if BITS == 4 { w.mins[at] } else { 0.0 });
-            let wb: [f32; 32] = std::array::from_fn(|j| match BITS {
-                16 => q[j],
+            // The block's weight j: `q·d + min`, `q·d` or the half float.
+            let weight = |j: usize| match BITS {
                 4 => q[j] * d + min,
-                _ => q[j] * d,
-            });
+                8 => q[j] * d,
+                _ => q[j],
+            };
             for (i, acc) in acc[..m].iter_mut().enumerate() {
                 let xb = &xs[(b * m + i) * 32..][..32];
                 for j in 0..32 {
-                    acc[j] += xb[j] * wb[j];
+                    acc[j] += xb[j] * weight(j);
                 }
             }
         }

@@ -207,7 +207,7 @@ pub(super) struct Interleaved {
 
 impl Interleaved {
     pub fn new(x: &[f32], m: usize, ws: &[Codes<'_>]) -> Self {
-        let k = if m == 0 { 0 } else { x.len() / m };
+        let k = x.len().checked_div(m).unwrap_or(0);
         let layout = |bits: u32| -> Vec<f32> {
             if !ws.iter().any(|w| (w.bits == 4) == (bits == 4)) {
                 return Vec::new();

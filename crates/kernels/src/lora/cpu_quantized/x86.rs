@@ -56,7 +56,7 @@ fn check<const BITS: u32, const M: usize>(
 ) {
     let rows = out.len() / M;
     assert!(
-        out.len() % M == 0 && x.m == M && x.k == w.k && x.values(BITS).len() == M * w.k,
+        out.len().is_multiple_of(M) && x.m == M && x.k == w.k && x.values(BITS).len() == M * w.k,
         "operand shapes"
     );
     assert!(first + rows <= w.n, "rows {first}+{rows} of {}", w.n);

@@ -247,8 +247,7 @@ fn rows_avx2<const BITS: u32, const M: usize>(
     for (r, out) in out.chunks_exact_mut(M).enumerate() {
         let o = first + r;
         // Per row of x, one accumulator for each half of a block (positions 0-15, 16-31);
-        // one vector of weights
-        // in registers at a time (AVX2 has 16).
+        // one vector of weights in registers at a time (AVX2 has 16).
         let mut acc = [[_mm256_setzero_ps(); 2]; M];
         for b in 0..blocks {
             for j in 0..4 {

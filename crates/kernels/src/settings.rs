@@ -52,9 +52,10 @@ pub struct Settings {
     /// (`MENTALQLM_SIMD=0`).
     pub simd: bool,
     /// On, decoding's product over 4- and 8-bit codes quantizes the activations to bytes
-    /// per block of 32 and takes integer dot products (`MENTALQLM_INT_DOT=1`): 10-20%
-    /// faster, as precise as llama.cpp, but greedy tokens can change at near ties, so it is
-    /// off by default and the activations stay f32.
+    /// per block of 32 and takes integer dot products (`MENTALQLM_INT_DOT=1`), as precise
+    /// as llama.cpp. Greedy tokens can change at near ties, so it is off by default and the
+    /// activations stay f32; since the f32 product forms each block's weights once, it is
+    /// also the slower of the two (docs/bench.md).
     pub int_dot: bool,
     pub lora_schedule: LoraSchedule,
     pub lora_factors: FactorsMode,

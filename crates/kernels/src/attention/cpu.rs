@@ -100,10 +100,8 @@ impl AttentionOps for Flex {
                         let (q, k) = (query.row_range(r0, rows), keys.row_range(0, seen));
                         cpu::gemm_serial(scores, 0.0, q, k.t(), scale);
                         for (i, row) in scores.chunks_exact_mut(seen).enumerate() {
-                            let (mask, visible) = (&masks[(r0 + i) * t..][..seen], visible[r0 + i]);
-                            row.iter_mut().zip(mask).for_each(|(v, m)| *v += m);
-                            cpu::softmax_in_place(&mut row[..visible]);
-                            row[visible..].fill(0.0);
+                            let mask = &masks[(r0 + i) * t..][..seen];
+                            mask_and_softmax(row, mask, visible[r0 + i]);
                         }
                         let probs = MatRef::rows(scores, rows, seen);
                         cpu::gemm_serial(out, 0.0, probs, values.row_range(0, seen), 1.0);
@@ -122,6 +120,15 @@ impl AttentionOps for Flex {
         });
         cpu::tensor(y, &[b, s, h * d])
     }
+}
+
+/// One query row's scores: its mask added, the softmax over its first `visible` keys, and
+/// the keys after those (after the row's last visible one) weighted zero.
+#[inline(always)]
+fn mask_and_softmax(row: &mut [f32], mask: &[f32], visible: usize) {
+    row.iter_mut().zip(mask).for_each(|(v, m)| *v += m);
+    cpu::softmax_in_place(&mut row[..visible]);
+    row[visible..].fill(0.0);
 }
 
 /// Values of a row that [`Group::weighted_sums`] keeps in registers across the keys.
@@ -167,10 +174,7 @@ impl Group<'_> {
         }
         for (i, row) in scores.chunks_exact_mut(width).enumerate() {
             let r = i % s;
-            let (mask, visible) = (&self.masks[r * t..][lo..seen], self.visible[r]);
-            row.iter_mut().zip(mask).for_each(|(v, m)| *v += m);
-            cpu::softmax_in_place(&mut row[..visible - lo]);
-            row[visible - lo..].fill(0.0);
+            mask_and_softmax(row, &self.masks[r * t..][lo..seen], self.visible[r] - lo);
         }
         let d = self.keys.cols;
         for (p, out) in scores

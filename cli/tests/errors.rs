@@ -112,6 +112,8 @@ fn explainer_options_refuse_bad_values() {
     sft(&["--top-k", "9"], &["--top-k", "0..=2"]);
     sft(&["--max-steps", "0"], &["--max-steps"]);
     sft(&["--prefix-batch-size", "0"], &["--prefix-batch-size"]);
+    sft(&["--label-weight", "0"], &["--label-weight", "positive"]);
+    sft(&["--label-weight", "NaN"], &["--label-weight", "positive"]);
     sft(
         &["--top-k", "1", "--val-data", "/nonexistent/imhi"],
         &["/nonexistent/imhi"],

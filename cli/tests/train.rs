@@ -274,6 +274,13 @@ fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
     assert_eq!(steps, (1..=total).collect::<Vec<_>>());
     assert!(events.iter().any(|e| e["resumed_from"] == 2));
     assert!(events.iter().any(|e| e["event"] == "eval"));
+    // Every answer has a label before "Reasoning:", which --label-weight can weigh.
+    let header = events.iter().find(|e| e["event"] == "config").unwrap();
+    let labels = header["label_tokens"].as_u64().unwrap();
+    assert!(
+        labels >= train && labels < header["answer_tokens"].as_u64().unwrap(),
+        "{header}"
+    );
     let cfg = read_json(out.join("adapter_config.json"));
     assert_eq!(cfg["r"], 8);
     assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);

@@ -12,7 +12,9 @@ use model::lora::peft_io::{attach_new, load_adapter};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use train::optim::{AdamW, Grads, Trainable, accumulate};
-use train::sft::{RunOptions, SftConfig, SftExample, answer_nll, epoch_batches, train_sft};
+use train::sft::{
+    RunOptions, SftConfig, SftExample, answer_nll, answer_nll_weighted, epoch_batches, train_sft,
+};
 use train::trainer::{Event, Trainer};
 
 use crate::{cpu, disk, fixture, max_abs_diff, scratch};
@@ -50,6 +52,7 @@ fn config(epochs: usize, micro: usize) -> SftConfig {
         pad_id: 0,
         eval_every: 4,
         max_steps: None,
+        label_weight: 1.0,
     }
 }
 
@@ -293,10 +296,10 @@ fn killed_and_resumed_run_equals_an_uninterrupted_one() {
         })
         .unwrap();
         let tensors = outcome.model.trainable_tensors().unwrap();
-        (losses, tensors, outcome.finished)
+        (losses, tensors, outcome.finished, outcome.seconds)
     };
     let straight = scratch("sft-straight");
-    let (full, full_tensors, done) = run(&straight, false, None);
+    let (full, full_tensors, done, _) = run(&straight, false, None);
     assert!(done);
     assert_eq!(full.len(), 10);
     let steps: Vec<usize> = train::checkpoint::list(&straight)
@@ -311,11 +314,25 @@ fn killed_and_resumed_run_equals_an_uninterrupted_one() {
     );
 
     let killed = scratch("sft-killed");
-    let (first, _, done) = run(&killed, false, Some(7));
+    let (first, _, done, _) = run(&killed, false, Some(7));
     assert!(!done);
     assert_eq!(first.len(), 7);
+    // The run's time so far is in each checkpoint; the resumed run adds its own to it
+    // (set to 1000 s here, so that the sum shows).
+    let state = killed.join("checkpoints/step-00000006/state.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(json["run"]["seconds"].as_f64().unwrap() > 0.0, "{json}");
+    json["run"]["seconds"] = 1000.0.into();
+    std::fs::write(&state, json.to_string()).unwrap();
     // Update 7 happened after the last checkpoint (6): the resumed run redoes it.
-    let (second, resumed_tensors, done) = run(&killed, true, None);
+    let clock = std::time::Instant::now();
+    let (second, resumed_tensors, done, seconds) = run(&killed, true, None);
+    let seconds = seconds.unwrap() - 1000.0;
+    assert!(
+        (0.0..=clock.elapsed().as_secs_f64()).contains(&seconds),
+        "{seconds}"
+    );
     assert!(done);
     assert_eq!(second.first().map(|s| s.0), Some(7));
     let joined: Vec<(usize, f64)> = first[..6].iter().chain(&second).cloned().collect();
@@ -494,4 +511,41 @@ fn max_steps_caps_the_run_and_its_schedule() {
     // The cosine decays over the 3 updates (over 24 it would barely have moved by the 3rd).
     assert!(lrs[0] > lrs[1] && lrs[1] > lrs[2], "{lrs:?}");
     assert!(lrs[2] < 0.5 * lrs[0], "{lrs:?}");
+}
+
+/// `label_weight` counts each label token's NLL that many times and leaves the others (and
+/// the token count) alone: a label of the whole answer scales the sum, a label of the first
+/// token adds (w - 1) times that token's NLL, and no label changes nothing.
+#[test]
+fn label_weight_scales_only_the_label_tokens() {
+    let device = cpu();
+    let lm = model(&device, 0.0);
+    let prompt = [1, 25, 31, 47, 2, 1];
+    let answer = [YES, 17, 19, 2];
+    let sum = |e: &SftExample, w: f64| {
+        let (nll, n) = answer_nll_weighted(&lm, &[e], 0, w).unwrap();
+        (model::io::values(nll).unwrap()[0] as f64, n)
+    };
+    let plain = SftExample::new(&prompt, &answer, 64).unwrap();
+    let (base, n) = sum(&plain, 1.0);
+    assert_eq!(n, answer.len());
+    assert_eq!(sum(&plain, 7.0), (base, n), "no label tokens: no change");
+    let all = plain.clone().with_label_tokens(99);
+    assert_eq!(all.label_end, all.ids.len(), "clamped to the example");
+    let (scaled, m) = sum(&all, 3.0);
+    assert_eq!(m, n);
+    assert!(
+        (scaled - 3.0 * base).abs() < 1e-4 * base,
+        "{scaled} vs 3 x {base}"
+    );
+    // The first answer token's NLL alone: the same prefix predicts it.
+    let first = SftExample::new(&prompt, &answer[..1], 64).unwrap();
+    let (head, _) = sum(&first, 1.0);
+    assert!(head > 0.0);
+    let (weighted, _) = sum(&plain.clone().with_label_tokens(1), 5.0);
+    let want = base + 4.0 * head;
+    assert!(
+        (weighted - want).abs() < 1e-4 * want,
+        "{weighted} vs {want}"
+    );
 }

@@ -324,6 +324,7 @@ fn bad_checkpoints_get_clear_errors() {
         pad_id: 0,
         eval_every: 0,
         max_steps: None,
+        label_weight: 1.0,
     };
     let out = scratch("bad-checkpoints");
     let run = |config: &SftConfig, resume: bool| {

@@ -35,7 +35,9 @@ pub struct ExplainerInfo {
     pub steps: usize,
     /// LoRA on the top k layers (0: every layer).
     pub top_k: usize,
-    pub seconds: f64,
+    /// Training wall time, every invocation of a resumed run included; `null` when the
+    /// checkpoint it resumed from did not record its time.
+    pub seconds: Option<f64>,
     pub device: String,
     pub date: String,
 }

@@ -19,11 +19,14 @@ use crate::schedule::cosine;
 use crate::trainer::{Event, Trainer};
 
 /// One training sequence: the ChatML prompt followed by the answer, already cut to the
-/// cutoff; the loss covers `ids[answer_start..]`.
+/// cutoff; the loss covers `ids[answer_start..]`, and `ids[answer_start..label_end]` is
+/// the answer's label (the words before "Reasoning:"), which `SftConfig::label_weight`
+/// can weigh more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SftExample {
     pub ids: Vec<u32>,
     pub answer_start: usize,
+    pub label_end: usize,
 }
 
 impl SftExample {
@@ -35,7 +38,14 @@ impl SftExample {
         (ids.len() > prompt.len() && !prompt.is_empty()).then_some(Self {
             ids,
             answer_start: prompt.len(),
+            label_end: prompt.len(),
         })
+    }
+
+    /// The first `n` answer tokens are its label (as many as the cutoff left).
+    pub fn with_label_tokens(mut self, n: usize) -> Self {
+        self.label_end = (self.answer_start + n).min(self.ids.len());
+        self
     }
 
     pub fn answer_tokens(&self) -> usize {
@@ -62,6 +72,15 @@ pub struct SftConfig {
     /// Stop after this many updates, the schedule ending there (an equal budget for
     /// training sets of different sizes); `None` runs every epoch.
     pub max_steps: Option<usize>,
+    /// The training loss weight of each example's label tokens (`SftExample::label_end`);
+    /// the other answer tokens weigh 1. 1 is the paper's plain answer loss, and validation
+    /// always uses it. (Left out of the saved settings at 1, so older runs still resume.)
+    #[serde(skip_serializing_if = "is_one")]
+    pub label_weight: f64,
+}
+
+fn is_one(w: &f64) -> bool {
+    *w == 1.0
 }
 
 /// Where and how often a run is checkpointed, and whether it continues an earlier one.
@@ -172,6 +191,17 @@ pub fn answer_nll(
     rows: &[&SftExample],
     pad_id: u32,
 ) -> Result<(Tensor<1>, usize), ModelError> {
+    answer_nll_weighted(lm, rows, pad_id, 1.0)
+}
+
+/// [`answer_nll`] with each label token's NLL counted `label_weight` times (the count
+/// stays one per token).
+pub fn answer_nll_weighted(
+    lm: &CausalLm,
+    rows: &[&SftExample],
+    pad_id: u32,
+    label_weight: f64,
+) -> Result<(Tensor<1>, usize), ModelError> {
     let seqs: Vec<Vec<u32>> = rows.iter().map(|r| r.ids.clone()).collect();
     let (ids, valid) = model::generate::left_pad(&seqs, pad_id);
     let s = ids.first().map_or(0, Vec::len);
@@ -185,7 +215,7 @@ pub fn answer_nll(
         &rope,
         &mut cache,
     )?;
-    answer_nll_of(lm, hidden, rows)
+    answer_nll_of(lm, hidden, rows, label_weight)
 }
 
 /// [`answer_nll`] of examples `idx` of a set whose frozen layers below `start` ran once
@@ -196,6 +226,7 @@ pub fn answer_nll_prefix(
     idx: &[usize],
     start: usize,
     cache: &PrefixCache,
+    label_weight: f64,
 ) -> Result<(Tensor<1>, usize), ModelError> {
     let device = lm.model.embed_tokens.device();
     let (x, valid) = cache.batch(idx, &device)?;
@@ -203,25 +234,32 @@ pub fn answer_nll_prefix(
     let mut kv = lm.new_cache();
     let hidden = lm.model.forward_from(x, start, &valid, &rope, &mut kv)?;
     let rows: Vec<&SftExample> = idx.iter().map(|&i| &set[i]).collect();
-    answer_nll_of(lm, hidden, &rows)
+    answer_nll_of(lm, hidden, &rows, label_weight)
 }
 
 /// The answer tokens' summed NLL from the final hidden states `[b, s, hidden]` of `rows`,
-/// left-padded to the longest.
+/// left-padded to the longest, label tokens counted `label_weight` times.
 fn answer_nll_of(
     lm: &CausalLm,
     hidden: Tensor<3>,
     rows: &[&SftExample],
+    label_weight: f64,
 ) -> Result<(Tensor<1>, usize), ModelError> {
     let [b, s, h] = hidden.dims();
     let mut positions = Vec::new();
     let mut targets = Vec::new();
+    let mut weights = Vec::new();
     for (r, row) in rows.iter().enumerate() {
         let offset = s - row.ids.len();
         for j in row.answer_start.max(1)..row.ids.len() {
             // The hidden state at j - 1 predicts token j.
             positions.push((r * s + offset + j - 1) as i64);
             targets.push(row.ids[j] as i64);
+            weights.push(if j < row.label_end {
+                label_weight as f32
+            } else {
+                1.0
+            });
         }
     }
     let n = positions.len();
@@ -233,7 +271,13 @@ fn answer_nll_of(
         0,
         Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
     );
-    let nll = lm.lm_head.nll(picked, targets)?.sum();
+    let nll = lm.lm_head.nll(picked, targets)?;
+    let nll = if label_weight == 1.0 {
+        nll.sum()
+    } else {
+        let weights = Tensor::<1>::from_data(TensorData::new(weights, [n]), &device);
+        (nll * weights).sum()
+    };
     Ok((nll, n))
 }
 
@@ -245,13 +289,14 @@ fn batch_nll(
     inputs: SftInputs<'_>,
     val: bool,
     pad_id: u32,
+    label_weight: f64,
 ) -> Result<(Tensor<1>, usize), ModelError> {
     match inputs.cache(val) {
         None => {
             let rows: Vec<&SftExample> = idx.iter().map(|&i| &set[i]).collect();
-            answer_nll(lm, &rows, pad_id)
+            answer_nll_weighted(lm, &rows, pad_id, label_weight)
         }
-        Some((start, cache)) => answer_nll_prefix(lm, set, idx, start, cache),
+        Some((start, cache)) => answer_nll_prefix(lm, set, idx, start, cache, label_weight),
     }
 }
 
@@ -276,7 +321,7 @@ pub fn evaluate_with(
     let (mut sum, mut count) = (0.0, 0usize);
     let all: Vec<usize> = (0..examples.len()).collect();
     for idx in all.chunks(batch.max(1)) {
-        let (nll, n) = batch_nll(lm, examples, idx, inputs, true, pad_id)?;
+        let (nll, n) = batch_nll(lm, examples, idx, inputs, true, pad_id, 1.0)?;
         sum += model::io::values(nll)?[0] as f64;
         count += n;
     }
@@ -297,6 +342,9 @@ pub struct SftOutcome {
     pub steps: usize,
     /// False when the run stopped early at `stop_after`.
     pub finished: bool,
+    /// Wall time of the whole run, every invocation of a resumed one included; `None` when
+    /// it resumed from a checkpoint that did not record its time.
+    pub seconds: Option<f64>,
 }
 
 /// Total updates of a run.
@@ -356,14 +404,20 @@ pub fn train_sft_with(
         "stage": "sft", "config": config, "train": fingerprint(train), "val": fingerprint(val),
         "prefix_depth": inputs.cache(false).map(|(depth, _)| depth),
     });
+    let clock = std::time::Instant::now();
+    // Seconds spent by the invocations before this one (recorded in each checkpoint).
+    let mut earlier = Some(0.0);
     let mut start = 0;
     if run.resume {
         let out = run
             .out
             .as_ref()
             .ok_or_else(|| ModelError::Input("resuming needs the run's output folder".into()))?;
-        start = checkpoint::restore(out, &mut trainer.model, &mut trainer.optim, &settings)?.step;
+        let state = checkpoint::restore(out, &mut trainer.model, &mut trainer.optim, &settings)?;
+        start = state.step;
+        earlier = state.run.get("seconds").and_then(serde_json::Value::as_f64);
     }
+    let seconds = || earlier.map(|e| e + clock.elapsed().as_secs_f64());
     let total = total_steps(train.len(), config);
     let per_epoch = train.len().div_ceil(config.batch_size);
     let lens: Vec<usize> = train.iter().map(|e| e.ids.len()).collect();
@@ -407,7 +461,15 @@ pub fn train_sft_with(
         let lr = cosine(config.lr, step - 1, total, config.warmup_steps);
         let update = trainer.update(step, micro.len(), lr, |m, i| {
             // Every answer token of the batch weighs the same, however it is split.
-            let (nll, _) = batch_nll(m, train, micro[i], inputs, false, config.pad_id)?;
+            let (nll, _) = batch_nll(
+                m,
+                train,
+                micro[i],
+                inputs,
+                false,
+                config.pad_id,
+                config.label_weight,
+            )?;
             Ok(nll / answer_tokens as f64)
         })?;
         on_event(&update.event(step, epoch, lr, tokens));
@@ -419,7 +481,7 @@ pub fn train_sft_with(
             let state = CheckpointState {
                 step,
                 settings: settings.clone(),
-                run: serde_json::Value::Null,
+                run: serde_json::json!({ "seconds": seconds() }),
             };
             let path = checkpoint::save(out, &mut trainer.model, &trainer.optim, &state, run.keep)?;
             on_event(&Event::Checkpoint { step, path });
@@ -429,10 +491,12 @@ pub fn train_sft_with(
                 model: trainer.model,
                 steps: step,
                 finished: step == total,
+                seconds: seconds(),
             });
         }
     }
     Ok(SftOutcome {
+        seconds: seconds(),
         model: trainer.model,
         steps: total,
         finished: true,

@@ -63,6 +63,12 @@ pub struct SftArgs {
     /// Gradient clipping on the joint norm; 0 turns it off.
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
+    /// Training loss weight of each answer's label tokens (its words before "Reasoning:",
+    /// e.g. "Yes, the poster suffers from stress."); the reasoning's tokens weigh 1. Above 1
+    /// the updates lean on the label the answer states; 1 is the paper's plain answer loss.
+    /// The validation loss is always the plain one.
+    #[arg(long, default_value_t = 1.0)]
+    pub label_weight: f64,
     #[arg(long, default_value_t = 8)]
     pub lora_r: usize,
     #[arg(long, default_value_t = 16.0)]
@@ -134,6 +140,12 @@ impl SftArgs {
         if !(self.max_grad_norm >= 0.0) || !(self.lora_alpha > 0.0) {
             bail!("--max-grad-norm must be non-negative and --lora-alpha positive");
         }
+        if !(self.label_weight > 0.0 && self.label_weight.is_finite()) {
+            bail!(
+                "--label-weight must be a positive number (got {})",
+                self.label_weight
+            );
+        }
         if self.prefix_batch_size == 0 {
             bail!("--prefix-batch-size must be at least 1");
         }
@@ -166,6 +178,7 @@ fn load_sets(
         let mut out = Vec::with_capacity(examples.len());
         for e in examples {
             let answer = tokenizer.encode(&template.answer_part(&e.answer))?;
+            let label = label_tokens(&answer, tokenizer, &template, &e.answer)?;
             // The instruction gets what the answer leaves, but never less than half: a very
             // long answer is cut instead.
             let budget = args
@@ -175,7 +188,7 @@ fn load_sets(
             let fitted = fit_query(&template, &e.query, budget, &count);
             let prompt = tokenizer.encode(&fitted.prompt)?;
             match SftExample::new(&prompt, &answer, args.cutoff) {
-                Some(x) => out.push(x),
+                Some(x) => out.push(x.with_label_tokens(label)),
                 None => dropped += 1,
             }
         }
@@ -210,6 +223,28 @@ fn load_sets(
         dropped,
         per_dataset,
     })
+}
+
+/// How many of `answer`'s tokens (the tokenised answer part of `text`) spell its label:
+/// the tokens it shares with the answer part of the words before "Reasoning:" alone (a
+/// token that spans the cut is not counted). 0 when the answer has no "Reasoning:".
+fn label_tokens(
+    answer: &[u32],
+    tokenizer: &formats::tokenizer::TextTokenizer,
+    template: &ChatTemplate,
+    text: &str,
+) -> Result<usize> {
+    let cut = text.char_indices().find(|&(i, _)| {
+        text.as_bytes()[i..]
+            .get(..10)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"reasoning:"))
+    });
+    let Some((at, _)) = cut else {
+        return Ok(0);
+    };
+    let head = &text[..at];
+    let head = tokenizer.encode(&template.answer_part(head.trim_end()))?;
+    Ok(answer.iter().zip(&head).take_while(|(a, b)| a == b).count())
 }
 
 pub fn run(mut args: SftArgs) -> Result<()> {
@@ -270,12 +305,15 @@ pub fn run(mut args: SftArgs) -> Result<()> {
         pad_id: tokenizer.pad_id,
         eval_every: args.eval_every,
         max_steps: args.max_steps,
+        label_weight: args.label_weight,
     };
     let total = total_steps(sets.train.len(), &config);
     config.warmup_steps = (args.warmup_ratio * total as f64).ceil() as usize;
     let header = serde_json::json!({
         "event": "config", "stage": "sft", "model": path, "device": chosen.description,
         "train": sets.train.len(), "val": sets.val.len(), "dropped": sets.dropped,
+        "label_tokens": sets.train.iter().map(|e| e.label_end - e.answer_start).sum::<usize>(),
+        "answer_tokens": sets.train.iter().map(SftExample::answer_tokens).sum::<usize>(),
         "datasets": sets.per_dataset, "lora": &lora, "config": &config,
         "top_k": args.top_k,
     });
@@ -313,7 +351,7 @@ pub fn run(mut args: SftArgs) -> Result<()> {
             &sets,
             &val_losses,
             outcome.steps,
-            seconds,
+            outcome.seconds,
             &chosen.description,
         )?;
         eprintln!("explainer written to {}", dir.display());
@@ -397,7 +435,7 @@ fn ship(
     sets: &Sets,
     val_losses: &[(usize, f64)],
     steps: usize,
-    seconds: f64,
+    seconds: Option<f64>,
     device: &str,
 ) -> Result<()> {
     use crate::commands::train::probe::record::{command_output, machine};

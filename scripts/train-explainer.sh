@@ -7,7 +7,9 @@
 #   2. `train sft` on what it keeps: LoRA (r 8, every projection) on the top 2 layers, over
 #      those cached states of the 28 frozen layers (only sequences select cut differently,
 #      and the validation ones, run them again), one epoch, validation answer loss on the
-#      DR, dreaddit and SAD validation files.
+#      DR, dreaddit and SAD validation files. The label the answer states (its words before
+#      "Reasoning:") weighs 30 times a reasoning token in the loss (--label-weight; chosen
+#      on those validation files, docs/2026-12-03-explainer.md).
 #
 #   scripts/train-explainer.sh [--runs DIR] [extra `train sft` options]
 #
@@ -33,5 +35,5 @@ resume=()
 if [ -d "$out/checkpoints" ]; then resume=(--resume); fi
 bin/mentalqlm train sft --data "$selection" --val-data "$DATA/imhi" \
   --top-k 2 --epochs 1 --lr 1e-3 --warmup-ratio 0.03 --batch-size 16 --micro-batch-size 4 \
-  --val-examples 256 --eval-every 100 --save-every 20 \
+  --label-weight 30 --val-examples 256 --eval-every 100 --save-every 20 \
   --out "$out" --ship classifiers/explainer "${resume[@]}" "$@"

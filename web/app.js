@@ -68,8 +68,10 @@ async function showStorage() {
   const items = savedFiles.map((f) => [`${f.part}/${f.name}`, f.size || 0]);
   try {
     let bytes = 0;
-    // `has` first: opening a cache that is not there would make it.
-    if (await caches.has('mentalqlm-app-v1')) {
+    // Only once the service worker is ready: while it installs, its cache holds some of the
+    // files (a draw then would show a part as the whole). `has` first: opening a cache that
+    // is not there would make it.
+    if (document.body.dataset.offlineReady === '1' && await caches.has('mentalqlm-app-v1')) {
       const app = await caches.open('mentalqlm-app-v1');
       for (const request of await app.keys()) {
         // sw.js writes each file's length beside it; a copy kept before it did is measured.

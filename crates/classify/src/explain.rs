@@ -64,15 +64,8 @@ impl<'a, 'f> TextStream<'a, 'f> {
 
 /// The explanation part of an answer: the text after "Reasoning:", or the whole answer.
 pub fn reasoning(answer: &str) -> &str {
-    const MARK: &str = "reasoning:";
-    // ASCII-case-insensitive search on the original text, so byte offsets stay valid.
-    let at = answer.char_indices().map(|(i, _)| i).find(|&i| {
-        answer
-            .get(i..i + MARK.len())
-            .is_some_and(|s| s.eq_ignore_ascii_case(MARK))
-    });
-    match at {
-        Some(i) => answer[i + MARK.len()..].trim(),
+    match data::labels::reasoning_mark(answer) {
+        Some(i) => answer[i + data::labels::REASONING_MARK.len()..].trim(),
         None => answer.trim(),
     }
 }

@@ -291,6 +291,18 @@ fn normalise_name(name: &str) -> String {
     stem.replace(['_', ' '], "-")
 }
 
+/// The mark between an answer's label and its explanation.
+pub const REASONING_MARK: &str = "reasoning:";
+
+/// Byte offset of an answer's first "Reasoning:" mark, in any ASCII case, on the text as
+/// it is (the mark starts with an ASCII letter, so the offset is a character boundary).
+pub fn reasoning_mark(answer: &str) -> Option<usize> {
+    answer
+        .as_bytes()
+        .windows(REASONING_MARK.len())
+        .position(|w| w.eq_ignore_ascii_case(REASONING_MARK.as_bytes()))
+}
+
 /// The part of an answer the rules look at: lowercased, cut before the first
 /// "reasoning:" (any case), as PAPER.md's scoring section says.
 pub fn answer_head(answer: &str) -> String {
@@ -383,5 +395,14 @@ mod tests {
             None
         );
         assert_eq!(parse_gold_label(Sad, "unclear"), Some(8));
+    }
+
+    #[test]
+    fn the_reasoning_mark_is_found_on_the_text_as_it_is() {
+        assert_eq!(reasoning_mark("Yes. Reasoning: a"), Some(5));
+        assert_eq!(reasoning_mark("Yes. REASONING: a reasoning: b"), Some(5));
+        // Offsets count the bytes of multi-byte text before the mark.
+        assert_eq!(reasoning_mark("é. reasoning: ok"), Some(4));
+        assert_eq!(reasoning_mark("no mark: reasonin"), None);
     }
 }

@@ -64,11 +64,13 @@ pub struct TextScores {
 /// before the first "Reasoning:" (any case) names a label of `dataset` by MentaLLaMA's
 /// rules, and some explanation follows the mark.
 pub fn follows_answer_form(dataset: crate::Dataset, answer: &str) -> bool {
-    let lower = answer.to_ascii_lowercase();
-    let Some(at) = lower.find("reasoning:") else {
+    let Some(at) = crate::labels::reasoning_mark(answer) else {
         return false;
     };
-    let (head, rest) = (&answer[..at], &answer[at + "reasoning:".len()..]);
+    let (head, rest) = (
+        &answer[..at],
+        &answer[at + crate::labels::REASONING_MARK.len()..],
+    );
     !rest.trim().is_empty() && crate::labels::match_label(dataset, head).is_some()
 }
 

@@ -234,12 +234,7 @@ fn label_tokens(
     template: &ChatTemplate,
     text: &str,
 ) -> Result<usize> {
-    let cut = text.char_indices().find(|&(i, _)| {
-        text.as_bytes()[i..]
-            .get(..10)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"reasoning:"))
-    });
-    let Some((at, _)) = cut else {
+    let Some(at) = data::labels::reasoning_mark(text) else {
         return Ok(0);
     };
     let head = &text[..at];

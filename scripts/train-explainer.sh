@@ -11,7 +11,11 @@
 #      "Reasoning:") weighs 30 times a reasoning token in the loss (--label-weight; chosen
 #      on those validation files, docs/2026-12-03-explainer.md).
 #
-#   scripts/train-explainer.sh [--runs DIR] [extra `train sft` options]
+#   scripts/train-explainer.sh [--runs DIR] [--rows-from REPORT]... [extra `train sft` options]
+#
+# --rows-from takes the selection a run recorded (its select_report.json's kept_rows, e.g.
+# classifiers/explainer/selection/*.json) instead of scoring again: step 1 takes seconds,
+# and `train sft` runs the frozen layers itself for the prefix.
 #
 # Each step resumes when the script is run again: selection scores and prefix states are
 # cached under ~/.cache/mentalqlm, and training continues from its last checkpoint. Uses a
@@ -21,14 +25,25 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 DATA="${DATA:-../shared/data}"
 runs="runs"
-if [ "${1:-}" = "--runs" ]; then runs="$2"; shift 2; fi
+rows_from=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --rows-from) rows_from+=(--rows-from "$2"); shift 2 ;;
+    *) break ;;
+  esac
+done
 # The same build as the tests (--workspace: one feature set of Burn); quick when current.
 cargo build --release --workspace
 mkdir -p bin && cp -f "$CARGO_TARGET_DIR/release/mentalqlm" bin/mentalqlm
 bash scripts/setup-model.sh >/dev/null
 selection="$runs/select-0.75"
 if [ ! -f "$selection/select_report.json" ]; then
-  bin/mentalqlm select --data "$DATA/imhi" --keep 0.75 --prefix-top-k 2 --out "$selection"
+  if [ ${#rows_from[@]} -gt 0 ]; then
+    bin/mentalqlm select --data "$DATA/imhi" "${rows_from[@]}" --out "$selection"
+  else
+    bin/mentalqlm select --data "$DATA/imhi" --keep 0.75 --prefix-top-k 2 --out "$selection"
+  fi
 fi
 out="$runs/explainer"
 resume=()

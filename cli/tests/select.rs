@@ -64,6 +64,234 @@ fn select_writes_subsets_and_reuses_its_cache() {
     );
 }
 
+/// `--rows-from` writes again, without a model, the rows a report recorded; a changed data
+/// file or a broken report is refused by name.
+#[test]
+fn a_selection_is_written_again_from_its_report() {
+    let model = fixture("tiny/qwen2");
+    let data = fixture("data/imhi");
+    let cache = scratch("select-rows-cache");
+    let first = scratch("select-rows-first");
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let c = cache.to_str().unwrap();
+    let (stdout, _) = ok(&[
+        "select",
+        "--device",
+        "cpu",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--keep",
+        "0.5",
+        "--limit",
+        "7",
+        "--seed",
+        "3",
+        "--cache-dir",
+        c,
+        "--out",
+        first.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let saved = first.join("select_report.json");
+    for set in ["DR", "dreaddit", "Irf", "MultiWD", "SAD"] {
+        let r = &report["datasets"][set];
+        let rows = r["kept_rows"].as_array().unwrap();
+        assert_eq!(rows.len() as u64, r["selected"].as_u64().unwrap(), "{set}");
+        assert_eq!(r["file_sha256"].as_str().unwrap().len(), 64, "{set}");
+    }
+    let again = scratch("select-rows-again");
+    let (stdout, _) = ok(&[
+        "select",
+        "--data",
+        d,
+        "--limit",
+        "7",
+        "--seed",
+        "3",
+        "--rows-from",
+        saved.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    let second: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for set in ["DR", "dreaddit", "Irf", "MultiWD", "SAD"] {
+        let rel = report["datasets"][set]["output"].as_str().unwrap();
+        assert_eq!(
+            std::fs::read(first.join(rel)).unwrap(),
+            std::fs::read(again.join(rel)).unwrap(),
+            "{set}: another subset"
+        );
+        assert_eq!(
+            second["datasets"][set]["kept_rows"],
+            report["datasets"][set]["kept_rows"]
+        );
+    }
+    // The full files hold the same rows at other places than the sample: the rows are
+    // indices into the file, so they still name the same examples.
+    let full = scratch("select-rows-full");
+    ok(&[
+        "select",
+        "--data",
+        d,
+        "--rows-from",
+        saved.to_str().unwrap(),
+        "--out",
+        full.to_str().unwrap(),
+    ]);
+    let rel = report["datasets"]["SAD"]["output"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(first.join(rel)).unwrap(),
+        std::fs::read(full.join(rel)).unwrap()
+    );
+    // A data file that changed since.
+    let changed = scratch("select-rows-data");
+    copy_dir(&data, &changed);
+    let dr = changed.join("train/DR/train.csv");
+    let text = std::fs::read_to_string(&dr).unwrap();
+    let edited_text = text.replacen(" the ", " The ", 1);
+    assert_ne!(edited_text, text);
+    std::fs::write(&dr, edited_text).unwrap();
+    let out = scratch("select-rows-bad");
+    let o = out.to_str().unwrap();
+    fails(
+        &[
+            "select",
+            "--data",
+            changed.to_str().unwrap(),
+            "--rows-from",
+            saved.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["DR", "sha256", "train.csv"],
+    );
+    // Broken reports: a row past the end, rows out of order, no rows, not JSON, no file.
+    let edited = |name: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut r = report.clone();
+        f(&mut r);
+        let path = out.with_extension(name);
+        std::fs::write(&path, r.to_string()).unwrap();
+        path
+    };
+    let past = edited("past.json", &|r| {
+        r["datasets"]["Irf"]["kept_rows"][0] = 99999.into()
+    });
+    fails(
+        &[
+            "select",
+            "--data",
+            d,
+            "--rows-from",
+            past.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["Irf.kept_rows[0] = 99999", "is not a row"],
+    );
+    let order = edited("order.json", &|r| {
+        let rows = r["datasets"]["SAD"]["kept_rows"].as_array_mut().unwrap();
+        rows.reverse();
+    });
+    fails(
+        &[
+            "select",
+            "--data",
+            d,
+            "--rows-from",
+            order.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["SAD.kept_rows", "increasing order"],
+    );
+    let none = edited("none.json", &|r| {
+        r["datasets"]["dreaddit"]
+            .as_object_mut()
+            .unwrap()
+            .remove("kept_rows");
+    });
+    fails(
+        &[
+            "select",
+            "--data",
+            d,
+            "--rows-from",
+            none.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["dreaddit", "kept_rows"],
+    );
+    // Reports of runs over different sets combine; a set none of them has is refused.
+    let only_dr = edited("dr.json", &|r| {
+        r["datasets"]
+            .as_object_mut()
+            .unwrap()
+            .retain(|k, _| k == "DR");
+    });
+    fails(
+        &[
+            "select",
+            "--data",
+            d,
+            "--rows-from",
+            only_dr.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["no --rows-from report has an entry for dreaddit", "dr.json"],
+    );
+    let both = scratch("select-rows-both");
+    let (stdout, _) = ok(&[
+        "select",
+        "--data",
+        d,
+        "--rows-from",
+        only_dr.to_str().unwrap(),
+        "--rows-from",
+        past.to_str().unwrap(),
+        "--datasets",
+        "DR,SAD",
+        "--out",
+        both.to_str().unwrap(),
+    ]);
+    let combined: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        combined["datasets"]["SAD"]["kept_rows"],
+        report["datasets"]["SAD"]["kept_rows"]
+    );
+    assert_eq!(combined["rows_from"].as_array().unwrap().len(), 2);
+    let junk = out.with_extension("junk.json");
+    std::fs::write(&junk, "{ not json").unwrap();
+    fails(
+        &[
+            "select",
+            "--data",
+            d,
+            "--rows-from",
+            junk.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        &["junk.json", "not a select report"],
+    );
+    fails(
+        &[
+            "select",
+            "--data",
+            d,
+            "--rows-from",
+            "/nonexistent/report.json",
+            "--out",
+            o,
+        ],
+        &["/nonexistent/report.json"],
+    );
+    assert!(!out.exists(), "nothing is written on failure");
+}
+
 #[test]
 fn select_bad_input_writes_nothing() {
     let model = fixture("tiny/qwen2");

@@ -250,6 +250,12 @@ fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
         &a.iter().map(String::as_str).collect::<Vec<_>>(),
         &["other settings", "config.weight_decay"],
     );
+    // Balanced label scales change the training data: refused as well.
+    let a = args(&["--resume", "--balance-labels"]);
+    fails(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["other settings", "train"],
+    );
     let (stdout, _) = call(&["--resume"]);
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let train = summary["train"].as_u64().unwrap();
@@ -297,6 +303,32 @@ fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
         "1,40,41,2",
     ]);
 
+    // --balance-labels logs each set's class scales: balanced weights, whose mean over
+    // classes weighted by their share is 1, so they average 1 or more over the classes.
+    let balanced = scratch("train-sft-balanced");
+    let mut a = args(&["--balance-labels", "--stop-after", "1"]);
+    let at = a.iter().position(|x| x == "--out").unwrap();
+    a[at + 1] = balanced.display().to_string();
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let events = log_events(&balanced);
+    let header = events.iter().find(|e| e["event"] == "config").unwrap();
+    for set in ["DR", "Irf"] {
+        let scales = header["datasets"][set]["label_scales"].as_object().unwrap();
+        assert!(!scales.is_empty(), "{header}");
+        let values: Vec<f64> = scales.values().map(|v| v.as_f64().unwrap()).collect();
+        assert!(
+            values.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{values:?}"
+        );
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!(mean >= 1.0 - 1e-6, "{set}: {values:?}");
+    }
+    assert!(
+        header["datasets"]["DR"].get("label_scales").is_some()
+            && events_without_scales(&log_events(&out)),
+        "a run without the flag logs none"
+    );
+
     // Bad options.
     let fresh = scratch("train-sft-bad");
     let f = fresh.to_str().unwrap();
@@ -330,4 +362,13 @@ fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
         let a = with(&extra);
         fails(&a.iter().map(String::as_str).collect::<Vec<_>>(), &needles);
     }
+}
+
+fn events_without_scales(events: &[serde_json::Value]) -> bool {
+    let header = events.iter().find(|e| e["event"] == "config").unwrap();
+    header["datasets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|d| d.get("label_scales").is_none())
 }

@@ -548,4 +548,19 @@ fn label_weight_scales_only_the_label_tokens() {
         (weighted - want).abs() < 1e-4 * want,
         "{weighted} vs {want}"
     );
+    // An example's label scale multiplies the weight: 5 × 0.4 = 2, one more count of it.
+    let (scaled, _) = sum(
+        &plain.clone().with_label_tokens(1).with_label_scale(0.4),
+        5.0,
+    );
+    let want = base + head;
+    assert!((scaled - want).abs() < 1e-4 * want, "{scaled} vs {want}");
+    // The plain loss ignores both.
+    let (nll, _) =
+        answer_nll(&lm, &[&plain.with_label_tokens(1).with_label_scale(3.0)], 0).unwrap();
+    let plain_sum = model::io::values(nll).unwrap()[0] as f64;
+    assert!(
+        (plain_sum - base).abs() < 1e-5 * base,
+        "{plain_sum} vs {base}"
+    );
 }

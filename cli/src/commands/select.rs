@@ -79,6 +79,12 @@ pub struct Args {
     /// Where those states are kept (default ~/.cache/mentalqlm/features, as train sft).
     #[arg(long)]
     pub prefix_cache: Option<PathBuf>,
+    /// Write again the selection earlier runs recorded in their select_report.json (its
+    /// `kept_rows`), without a model: seconds instead of the scoring pass. Repeat it for
+    /// runs over different sets; each set is taken from the first report that has it. Each
+    /// data file must be the one that run read (its sha256); the scoring options are not used.
+    #[arg(long, value_name = "REPORT")]
+    pub rows_from: Vec<PathBuf>,
 }
 
 fn file_fingerprint(path: &Path, h: &mut DefaultHasher) -> Result<()> {
@@ -419,13 +425,25 @@ pub fn run(args: Args) -> Result<()> {
         if examples.is_empty() {
             bail!("{}: no examples", file.display());
         }
+        // Each example's row in the file, which the report records for what it keeps.
+        let mut rows: Vec<usize> = (0..examples.len()).collect();
         if let Some(n) = args.limit.filter(|&n| n < examples.len()) {
             let mut rng = StdRng::seed_from_u64(args.seed);
             let mut keep = sample(&mut rng, examples.len(), n).into_vec();
             keep.sort_unstable();
-            examples = keep.into_iter().map(|i| examples[i].clone()).collect();
+            examples = keep.iter().map(|&i| examples[i].clone()).collect();
+            rows = keep;
         }
-        sets.push((dataset, file, split, examples));
+        sets.push(Set {
+            dataset,
+            file,
+            split,
+            examples,
+            rows,
+        });
+    }
+    if !args.rows_from.is_empty() {
+        return write_recorded(&args, &sets);
     }
     let model_path = args.model.model_path()?;
     let (loaded, chosen) = args.model.load()?;
@@ -435,7 +453,8 @@ pub fn run(args: Args) -> Result<()> {
         .with_extension(format!("partial-{}", std::process::id()));
     let result = (|| -> Result<serde_json::Value> {
         let mut report = serde_json::Map::new();
-        let total: u64 = sets.iter().map(|s| s.3.len() as u64).sum::<u64>() * passes(args.score);
+        let total: u64 =
+            sets.iter().map(|s| s.examples.len() as u64).sum::<u64>() * passes(args.score);
         let bar = crate::runner::bar(total);
         bar.set_style(
             ProgressStyle::with_template(
@@ -444,7 +463,14 @@ pub fn run(args: Args) -> Result<()> {
             .expect("static template")
             .progress_chars("=> "),
         );
-        for (dataset, file, split, examples) in &sets {
+        for Set {
+            dataset,
+            file,
+            split,
+            examples,
+            rows: file_rows,
+        } in &sets
+        {
             bar.set_message(dataset.name());
             let mut h = DefaultHasher::new();
             (
@@ -499,6 +525,7 @@ pub fn run(args: Args) -> Result<()> {
             let subset: Vec<Example> = chosen_rows.iter().map(|&i| examples[i].clone()).collect();
             let rel = file.strip_prefix(&args.data).unwrap_or(file.as_path());
             imhi::write_examples(&staging.join(rel), &subset)?;
+            let kept_rows: Vec<usize> = chosen_rows.iter().map(|&i| file_rows[i]).collect();
             report.insert(
                 dataset.name().to_string(),
                 json!({
@@ -506,6 +533,8 @@ pub fn run(args: Args) -> Result<()> {
                     "from_cache": from_cache, "rows": examples.len(), "outliers": outliers,
                     "keep": args.keep, "k": k, "selected": subset.len(),
                     "coverage_radius": kc.coverage_radius, "output": rel,
+                    "file_sha256": formats::fingerprint::sha256_file(file)?,
+                    "kept_rows": kept_rows,
                 }),
             );
             crate::runner::progress_line(
@@ -524,32 +553,151 @@ pub fn run(args: Args) -> Result<()> {
         bar.finish_and_clear();
         Ok(json!({ "model": model_path, "device": chosen.description, "datasets": report }))
     })();
-    match result {
-        Ok(report) => {
-            std::fs::write(
-                staging.join("select_report.json"),
-                serde_json::to_string_pretty(&report)?,
-            )?;
-            if args.out.exists() {
-                std::fs::remove_dir(&args.out)
-                    .with_context(|| format!("cannot replace {}", args.out.display()))?;
-            }
-            std::fs::rename(&staging, &args.out).with_context(|| {
-                format!(
-                    "cannot move {} to {}",
-                    staging.display(),
-                    args.out.display()
-                )
-            })?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            eprintln!("wrote {}", args.out.display());
-            Ok(())
-        }
+    finish(&args.out, &staging, result)
+}
+
+/// One dataset's examples as read (or sampled by `--limit`), with each one's row in its file.
+struct Set {
+    dataset: Dataset,
+    file: PathBuf,
+    split: imhi::Split,
+    examples: Vec<Example>,
+    rows: Vec<usize>,
+}
+
+/// Writes the report into `staging` and moves it to `out`, or removes `staging` when the
+/// selection failed: `out` holds a whole selection or nothing.
+fn finish(out: &Path, staging: &Path, result: Result<serde_json::Value>) -> Result<()> {
+    let report = match result {
+        Ok(report) => report,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(e)
+            let _ = std::fs::remove_dir_all(staging);
+            return Err(e);
         }
+    };
+    let written = (|| -> Result<()> {
+        std::fs::create_dir_all(staging)
+            .with_context(|| format!("cannot create {}", staging.display()))?;
+        std::fs::write(
+            staging.join("select_report.json"),
+            serde_json::to_string_pretty(&report)?,
+        )
+        .with_context(|| format!("cannot write into {}", staging.display()))?;
+        if out.exists() {
+            std::fs::remove_dir(out)
+                .with_context(|| format!("cannot replace {}", out.display()))?;
+        }
+        std::fs::rename(staging, out)
+            .with_context(|| format!("cannot move {} to {}", staging.display(), out.display()))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(staging);
+        return Err(e);
     }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `--rows-from`: the rows earlier runs kept (their reports' `kept_rows`), written again
+/// from the same files, checked by their sha256.
+fn write_recorded(args: &Args, sets: &[Set]) -> Result<()> {
+    let mut reports = Vec::new();
+    for from in &args.rows_from {
+        let text = std::fs::read_to_string(from)
+            .with_context(|| format!("cannot read --rows-from {}", from.display()))?;
+        let recorded: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a select report (JSON)", from.display()))?;
+        reports.push((from, recorded));
+    }
+    let staging = args
+        .out
+        .with_extension(format!("partial-{}", std::process::id()));
+    let result = (|| -> Result<serde_json::Value> {
+        let mut report = serde_json::Map::new();
+        let mut models = Vec::new();
+        for set in sets {
+            let name = set.dataset.name();
+            let Some((from, recorded, entry)) = reports
+                .iter()
+                .find_map(|(f, r)| r["datasets"].get(name).map(|e| (f, r, e)))
+            else {
+                bail!(
+                    "no --rows-from report has an entry for {name} under \"datasets\" ({})",
+                    args.rows_from
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            if !models.contains(&recorded["model"]) {
+                models.push(recorded["model"].clone());
+            }
+            let sha = formats::fingerprint::sha256_file(&set.file)?;
+            match entry["file_sha256"].as_str() {
+                Some(want) if want == sha => {}
+                Some(want) => bail!(
+                    "{}: {name} was selected from a file with sha256 {want}, but {} has {sha}",
+                    from.display(),
+                    set.file.display()
+                ),
+                None => bail!(
+                    "{}: {name} has no \"file_sha256\" (a report from before rows were recorded)",
+                    from.display()
+                ),
+            }
+            let rows = entry["kept_rows"]
+                .as_array()
+                .with_context(|| format!("{}: {name} has no \"kept_rows\" list", from.display()))?;
+            let mut subset = Vec::with_capacity(rows.len());
+            let mut last = None;
+            for (i, v) in rows.iter().enumerate() {
+                let row = v.as_u64().map(|r| r as usize);
+                let Some(at) = row.and_then(|r| set.rows.binary_search(&r).ok()) else {
+                    bail!(
+                        "{}: {name}.kept_rows[{i}] = {v} is not a row of {} ({} rows{})",
+                        from.display(),
+                        set.file.display(),
+                        set.rows.len(),
+                        if args.limit.is_some() {
+                            " in the --limit sample"
+                        } else {
+                            ""
+                        }
+                    );
+                };
+                if last.is_some_and(|l| l >= at) {
+                    bail!(
+                        "{}: {name}.kept_rows is not in increasing order at [{i}]",
+                        from.display()
+                    );
+                }
+                last = Some(at);
+                subset.push(set.examples[at].clone());
+            }
+            let rel = set
+                .file
+                .strip_prefix(&args.data)
+                .unwrap_or(set.file.as_path());
+            imhi::write_examples(&staging.join(rel), &subset)?;
+            let mut entry = entry.clone();
+            entry["file"] = json!(set.file);
+            entry["output"] = json!(rel);
+            entry["from_cache"] = json!(false);
+            report.insert(name.to_string(), entry);
+        }
+        // One model in every report (each run scored with its own).
+        let model = match models.as_slice() {
+            [one] => one.clone(),
+            _ => json!(models),
+        };
+        Ok(json!({
+            "model": model, "device": null, "rows_from": args.rows_from,
+            "datasets": report,
+        }))
+    })();
+    finish(&args.out, &staging, result)
 }
 
 /// Where and at which depth the scoring pass keeps the frozen layers' states, when asked.

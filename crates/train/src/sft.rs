@@ -21,12 +21,14 @@ use crate::trainer::{Event, Trainer};
 /// One training sequence: the ChatML prompt followed by the answer, already cut to the
 /// cutoff; the loss covers `ids[answer_start..]`, and `ids[answer_start..label_end]` is
 /// the answer's label (the words before "Reasoning:"), which `SftConfig::label_weight`
-/// can weigh more.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// can weigh more, times the example's own `label_scale` (1 unless its class is balanced
+/// against the others of its set).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SftExample {
     pub ids: Vec<u32>,
     pub answer_start: usize,
     pub label_end: usize,
+    pub label_scale: f32,
 }
 
 impl SftExample {
@@ -39,7 +41,14 @@ impl SftExample {
             ids,
             answer_start: prompt.len(),
             label_end: prompt.len(),
+            label_scale: 1.0,
         })
+    }
+
+    /// This example's label tokens weigh `scale` times `SftConfig::label_weight`.
+    pub fn with_label_scale(mut self, scale: f32) -> Self {
+        self.label_scale = scale;
+        self
     }
 
     /// The first `n` answer tokens are its label (as many as the cutoff left).
@@ -191,16 +200,27 @@ pub fn answer_nll(
     rows: &[&SftExample],
     pad_id: u32,
 ) -> Result<(Tensor<1>, usize), ModelError> {
-    answer_nll_weighted(lm, rows, pad_id, 1.0)
+    nll_of_tokens(lm, rows, pad_id, None)
 }
 
-/// [`answer_nll`] with each label token's NLL counted `label_weight` times (the count
-/// stays one per token).
+/// [`answer_nll`] with each label token's NLL counted `label_weight` times its example's
+/// `label_scale` (the count stays one per token).
 pub fn answer_nll_weighted(
     lm: &CausalLm,
     rows: &[&SftExample],
     pad_id: u32,
     label_weight: f64,
+) -> Result<(Tensor<1>, usize), ModelError> {
+    nll_of_tokens(lm, rows, pad_id, Some(label_weight))
+}
+
+/// The answer NLL of `rows` run from their tokens: plain (`None`), or label tokens weighed
+/// `label_weight × label_scale`.
+fn nll_of_tokens(
+    lm: &CausalLm,
+    rows: &[&SftExample],
+    pad_id: u32,
+    label_weight: Option<f64>,
 ) -> Result<(Tensor<1>, usize), ModelError> {
     let seqs: Vec<Vec<u32>> = rows.iter().map(|r| r.ids.clone()).collect();
     let (ids, valid) = model::generate::left_pad(&seqs, pad_id);
@@ -226,7 +246,7 @@ pub fn answer_nll_prefix(
     idx: &[usize],
     start: usize,
     cache: &PrefixCache,
-    label_weight: f64,
+    label_weight: Option<f64>,
 ) -> Result<(Tensor<1>, usize), ModelError> {
     let device = lm.model.embed_tokens.device();
     let (x, valid) = cache.batch(idx, &device)?;
@@ -238,12 +258,13 @@ pub fn answer_nll_prefix(
 }
 
 /// The answer tokens' summed NLL from the final hidden states `[b, s, hidden]` of `rows`,
-/// left-padded to the longest, label tokens counted `label_weight` times.
+/// left-padded to the longest, label tokens counted `label_weight × label_scale` times
+/// (each token once for `None`: the plain loss).
 fn answer_nll_of(
     lm: &CausalLm,
     hidden: Tensor<3>,
     rows: &[&SftExample],
-    label_weight: f64,
+    label_weight: Option<f64>,
 ) -> Result<(Tensor<1>, usize), ModelError> {
     let [b, s, h] = hidden.dims();
     let mut positions = Vec::new();
@@ -255,10 +276,9 @@ fn answer_nll_of(
             // The hidden state at j - 1 predicts token j.
             positions.push((r * s + offset + j - 1) as i64);
             targets.push(row.ids[j] as i64);
-            weights.push(if j < row.label_end {
-                label_weight as f32
-            } else {
-                1.0
+            weights.push(match label_weight {
+                Some(w) if j < row.label_end => w as f32 * row.label_scale,
+                _ => 1.0,
             });
         }
     }
@@ -272,7 +292,7 @@ fn answer_nll_of(
         Tensor::<1, Int>::from_data(TensorData::new(positions, [n]), &device),
     );
     let nll = lm.lm_head.nll(picked, targets)?;
-    let nll = if label_weight == 1.0 {
+    let nll = if weights.iter().all(|&w| w == 1.0) {
         nll.sum()
     } else {
         let weights = Tensor::<1>::from_data(TensorData::new(weights, [n]), &device);
@@ -289,12 +309,12 @@ fn batch_nll(
     inputs: SftInputs<'_>,
     val: bool,
     pad_id: u32,
-    label_weight: f64,
+    label_weight: Option<f64>,
 ) -> Result<(Tensor<1>, usize), ModelError> {
     match inputs.cache(val) {
         None => {
             let rows: Vec<&SftExample> = idx.iter().map(|&i| &set[i]).collect();
-            answer_nll_weighted(lm, &rows, pad_id, label_weight)
+            nll_of_tokens(lm, &rows, pad_id, label_weight)
         }
         Some((start, cache)) => answer_nll_prefix(lm, set, idx, start, cache, label_weight),
     }
@@ -321,19 +341,26 @@ pub fn evaluate_with(
     let (mut sum, mut count) = (0.0, 0usize);
     let all: Vec<usize> = (0..examples.len()).collect();
     for idx in all.chunks(batch.max(1)) {
-        let (nll, n) = batch_nll(lm, examples, idx, inputs, true, pad_id, 1.0)?;
+        let (nll, n) = batch_nll(lm, examples, idx, inputs, true, pad_id, None)?;
         sum += model::io::values(nll)?[0] as f64;
         count += n;
     }
     Ok(sum / count.max(1) as f64)
 }
 
+/// The training data's digest, which a resumed run must match: the tokens, where each
+/// answer starts, and a label scale other than 1 (so digests of unscaled data are those of
+/// runs from before scales existed).
 fn fingerprint(examples: &[SftExample]) -> String {
-    checkpoint::data_digest(
-        examples
-            .iter()
-            .map(|e| (e.ids.as_slice(), e.answer_start as u32)),
-    )
+    checkpoint::data_digest(examples.iter().map(|e| {
+        let tag = e.answer_start as u32;
+        let tag = if e.label_scale == 1.0 {
+            tag
+        } else {
+            tag ^ e.label_scale.to_bits().rotate_left(16)
+        };
+        (e.ids.as_slice(), tag)
+    }))
 }
 
 pub struct SftOutcome {
@@ -468,7 +495,7 @@ pub fn train_sft_with(
                 inputs,
                 false,
                 config.pad_id,
-                config.label_weight,
+                Some(config.label_weight),
             )?;
             Ok(nll / answer_tokens as f64)
         })?;

@@ -69,6 +69,12 @@ pub struct SftArgs {
     /// The validation loss is always the plain one.
     #[arg(long, default_value_t = 1.0)]
     pub label_weight: f64,
+    /// Balance each set's classes in the label loss: an answer's label tokens also weigh
+    /// n / (classes × n_class) of its set (sklearn's "balanced" class weights), so a set's
+    /// rarer label ("No" in DR, Irf) is not learnt as an exception. The reasoning's tokens
+    /// and the validation loss are unchanged.
+    #[arg(long)]
+    pub balance_labels: bool,
     #[arg(long, default_value_t = 8)]
     pub lora_r: usize,
     #[arg(long, default_value_t = 16.0)]
@@ -174,7 +180,8 @@ fn load_sets(
     let template = ChatTemplate::new(args.system.clone()).with_format(format);
     let count = |text: &str| tokenizer.encode(text).map_or(usize::MAX, |ids| ids.len());
     let mut dropped = 0;
-    let mut encode = |examples: &[imhi::Example]| -> Result<Vec<SftExample>> {
+    // Each kept example with its gold label (for --balance-labels).
+    let mut encode = |examples: &[imhi::Example]| -> Result<Vec<(SftExample, Option<usize>)>> {
         let mut out = Vec::with_capacity(examples.len());
         for e in examples {
             let answer = tokenizer.encode(&template.answer_part(&e.answer))?;
@@ -188,7 +195,7 @@ fn load_sets(
             let fitted = fit_query(&template, &e.query, budget, &count);
             let prompt = tokenizer.encode(&fitted.prompt)?;
             match SftExample::new(&prompt, &answer, args.cutoff) {
-                Some(x) => out.push(x.with_label_tokens(label)),
+                Some(x) => out.push((x.with_label_tokens(label), e.label)),
                 None => dropped += 1,
             }
         }
@@ -202,12 +209,19 @@ fn load_sets(
         let examples = imhi::load_csv(&file, dataset)
             .with_context(|| format!("reading {}", file.display()))?;
         let examples = sample(examples, args.limit, args.seed);
-        let encoded = encode(&examples)?;
-        per_dataset.insert(
-            dataset.name().into(),
-            serde_json::json!({ "file": file, "examples": encoded.len() }),
-        );
-        train.extend(encoded);
+        let mut encoded = encode(&examples)?;
+        let mut entry = serde_json::json!({ "file": file, "examples": encoded.len() });
+        if args.balance_labels {
+            let scales = balanced_scales(&encoded);
+            for (e, label) in &mut encoded {
+                if let Some(s) = label.and_then(|l| scales.get(&l)) {
+                    e.label_scale = *s;
+                }
+            }
+            entry["label_scales"] = serde_json::json!(scales);
+        }
+        per_dataset.insert(dataset.name().into(), entry);
+        train.extend(encoded.into_iter().map(|(e, _)| e));
         if split == Split::Train && args.val_examples > 0 {
             let val_root = args.val_data.as_ref().unwrap_or(&args.data);
             let val_file = imhi::split_path(val_root, dataset, Split::Val)?;
@@ -216,13 +230,34 @@ fn load_sets(
             val_pool.extend(sample(rows, Some(args.val_examples), args.seed));
         }
     }
-    let val = encode(&sample(val_pool, Some(args.val_examples), args.seed))?;
+    let val = encode(&sample(val_pool, Some(args.val_examples), args.seed))?
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
     Ok(Sets {
         train,
         val,
         dropped,
         per_dataset,
     })
+}
+
+/// Each class's label scale in one set, sklearn's "balanced" weights: n / (classes × n_c)
+/// over the examples with a gold label, so that every class weighs the same in sum and the
+/// mean scale is 1.
+fn balanced_scales(
+    examples: &[(SftExample, Option<usize>)],
+) -> std::collections::BTreeMap<usize, f32> {
+    let mut counts = std::collections::BTreeMap::new();
+    for label in examples.iter().filter_map(|(_, l)| *l) {
+        *counts.entry(label).or_insert(0usize) += 1;
+    }
+    let n: usize = counts.values().sum();
+    let k = counts.len();
+    counts
+        .into_iter()
+        .map(|(label, c)| (label, (n as f64 / (k * c) as f64) as f32))
+        .collect()
 }
 
 /// How many of `answer`'s tokens (the tokenised answer part of `text`) spell its label:
@@ -491,4 +526,26 @@ fn logged_val_losses(out: &std::path::Path) -> Vec<(usize, f64)> {
         .filter(|v| v["event"] == "eval")
         .filter_map(|v| Some((v["step"].as_u64()? as usize, v["val_loss"].as_f64()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_scales_weigh_each_class_the_same() {
+        let e = SftExample::new(&[1, 2], &[3], 8).unwrap();
+        // 6 of class 0, 2 of class 1, one without a gold label.
+        let mut rows: Vec<_> = (0..6).map(|_| (e.clone(), Some(0))).collect();
+        rows.extend((0..2).map(|_| (e.clone(), Some(1))));
+        rows.push((e.clone(), None));
+        let s = balanced_scales(&rows);
+        assert_eq!(s.len(), 2);
+        assert!((s[&0] - 8.0 / 12.0).abs() < 1e-6, "{s:?}");
+        assert!((s[&1] - 2.0).abs() < 1e-6, "{s:?}");
+        // Each class's total weight is the same, and the mean over labelled rows is 1.
+        assert!((6.0 * s[&0] - 2.0 * s[&1]).abs() < 1e-5);
+        assert!(((6.0 * s[&0] + 2.0 * s[&1]) / 8.0 - 1.0).abs() < 1e-6);
+        assert!(balanced_scales(&[(e, None)]).is_empty());
+    }
 }

@@ -14,7 +14,7 @@
 #   scripts/train-explainer.sh [--runs DIR] [--rows-from REPORT]... [extra `train sft` options]
 #
 # --rows-from takes the selection a run recorded (its select_report.json's kept_rows, e.g.
-# classifiers/explainer/selection/*.json) instead of scoring again: step 1 takes seconds,
+# docs/runs/2026-12-05-selection/*.json) instead of scoring again: step 1 takes seconds,
 # and `train sft` runs the frozen layers itself for the prefix.
 #
 # Each step resumes when the script is run again: selection scores and prefix states are

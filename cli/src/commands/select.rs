@@ -448,9 +448,7 @@ pub fn run(args: Args) -> Result<()> {
     let model_path = args.model.model_path()?;
     let (loaded, chosen) = args.model.load()?;
     let prefix = prefix_spec(&args, &model_path, &loaded)?;
-    let staging = args
-        .out
-        .with_extension(format!("partial-{}", std::process::id()));
+    let staging = staging_dir(&args.out);
     let result = (|| -> Result<serde_json::Value> {
         let mut report = serde_json::Map::new();
         let total: u64 =
@@ -565,6 +563,11 @@ struct Set {
     rows: Vec<usize>,
 }
 
+/// Where a selection is written before it moves to `out`: beside it, named per process.
+fn staging_dir(out: &Path) -> PathBuf {
+    out.with_extension(format!("partial-{}", std::process::id()))
+}
+
 /// Writes the report into `staging` and moves it to `out`, or removes `staging` when the
 /// selection failed: `out` holds a whole selection or nothing.
 fn finish(out: &Path, staging: &Path, result: Result<serde_json::Value>) -> Result<()> {
@@ -610,9 +613,7 @@ fn write_recorded(args: &Args, sets: &[Set]) -> Result<()> {
             .with_context(|| format!("{}: not a select report (JSON)", from.display()))?;
         reports.push((from, recorded));
     }
-    let staging = args
-        .out
-        .with_extension(format!("partial-{}", std::process::id()));
+    let staging = staging_dir(&args.out);
     let result = (|| -> Result<serde_json::Value> {
         let mut report = serde_json::Map::new();
         let mut models = Vec::new();

@@ -244,19 +244,50 @@ fn rows_avx2<const BITS: u32, const M: usize>(
             }
         }
     };
+    // Half `H` of every block (positions 16·H to 16·H + 15, vectors 2·H and 2·H + 1) of
+    // weight row `o` into one accumulator per row of x, over the blocks in order.
+    macro_rules! half {
+        ($o:expr, $h:literal, $acc:expr) => {
+            for b in 0..blocks {
+                for j in 2 * $h..2 * $h + 2 {
+                    let wj = weights($o * blocks + b, j);
+                    for (i, acc) in $acc.iter_mut().enumerate() {
+                        // SAFETY: block b of row i lies inside x (`check`).
+                        let xj = unsafe { _mm256_loadu_ps(xs.add((b * M + i) * 32 + 8 * j)) };
+                        *acc = _mm256_fmadd_ps(xj, wj, *acc);
+                    }
+                }
+            }
+        };
+    }
     for (r, out) in out.chunks_exact_mut(M).enumerate() {
         let o = first + r;
-        // Per row of x, one accumulator for each half of a block (positions 0-15, 16-31);
-        // one vector of weights in registers at a time (AVX2 has 16).
+        // Per row of x, one accumulator for each half of a block (positions 0-15, 16-31).
         let mut acc = [[_mm256_setzero_ps(); 2]; M];
-        for b in 0..blocks {
-            for j in 0..4 {
-                let wj = weights(o * blocks + b, j);
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: block b of row i lies inside x (`check`).
-                    let xj = unsafe { _mm256_loadu_ps(xs.add((b * M + i) * 32 + 8 * j)) };
-                    acc[j / 2] = _mm256_fmadd_ps(xj, wj, acc[j / 2]);
+        if M <= 4 {
+            // Both halves in one pass over the blocks: 2·M accumulators and one vector of
+            // weights at a time fit AVX2's 16 registers.
+            for b in 0..blocks {
+                for j in 0..4 {
+                    let wj = weights(o * blocks + b, j);
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        // SAFETY: block b of row i lies inside x (`check`).
+                        let xj = unsafe { _mm256_loadu_ps(xs.add((b * M + i) * 32 + 8 * j)) };
+                        acc[j / 2] = _mm256_fmadd_ps(xj, wj, acc[j / 2]);
+                    }
                 }
+            }
+        } else {
+            // Up to 16 accumulators would take every register, and the compiler kept some
+            // on the stack (a load and a store per multiply-add, seen in `perf annotate`):
+            // each half in its own pass instead, M accumulators at a time. Each accumulator
+            // sees the same operations in the same order, so the bits are the same; each
+            // code is still decoded once, and the weight row is in L1 for the second pass.
+            let (mut lo, mut hi) = ([_mm256_setzero_ps(); M], [_mm256_setzero_ps(); M]);
+            half!(o, 0, lo);
+            half!(o, 1, hi);
+            for (acc, (lo, hi)) in acc.iter_mut().zip(lo.into_iter().zip(hi)) {
+                *acc = [lo, hi];
             }
         }
         for (v, acc) in out.iter_mut().zip(acc) {

@@ -262,18 +262,20 @@ fn rows_avx2<const BITS: u32, const M: usize>(
     }
     for (r, out) in out.chunks_exact_mut(M).enumerate() {
         let o = first + r;
-        // Per row of x, one accumulator for each half of a block (positions 0-15, 16-31).
-        let mut acc = [[_mm256_setzero_ps(); 2]; M];
+        // Per row of x, one accumulator for each half of a block: `lo` for positions 0-15,
+        // `hi` for 16-31.
+        let (mut lo, mut hi) = ([_mm256_setzero_ps(); M], [_mm256_setzero_ps(); M]);
         if M <= 4 {
             // Both halves in one pass over the blocks: 2·M accumulators and one vector of
             // weights at a time fit AVX2's 16 registers.
             for b in 0..blocks {
                 for j in 0..4 {
                     let wj = weights(o * blocks + b, j);
-                    for (i, acc) in acc.iter_mut().enumerate() {
+                    let accs = if j < 2 { &mut lo } else { &mut hi };
+                    for (i, acc) in accs.iter_mut().enumerate() {
                         // SAFETY: block b of row i lies inside x (`check`).
                         let xj = unsafe { _mm256_loadu_ps(xs.add((b * M + i) * 32 + 8 * j)) };
-                        acc[j / 2] = _mm256_fmadd_ps(xj, wj, acc[j / 2]);
+                        *acc = _mm256_fmadd_ps(xj, wj, *acc);
                     }
                 }
             }
@@ -283,17 +285,13 @@ fn rows_avx2<const BITS: u32, const M: usize>(
             // each half in its own pass instead, M accumulators at a time. Each accumulator
             // sees the same operations in the same order, so the bits are the same; each
             // code is still decoded once, and the weight row is in L1 for the second pass.
-            let (mut lo, mut hi) = ([_mm256_setzero_ps(); M], [_mm256_setzero_ps(); M]);
             half!(o, 0, lo);
             half!(o, 1, hi);
-            for (acc, (lo, hi)) in acc.iter_mut().zip(lo.into_iter().zip(hi)) {
-                *acc = [lo, hi];
-            }
         }
-        for (v, acc) in out.iter_mut().zip(acc) {
+        for (v, (lo, hi)) in out.iter_mut().zip(lo.into_iter().zip(hi)) {
             let mut lanes = [0f32; 8];
             // SAFETY: eight floats into an array of eight.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc[0], acc[1])) };
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(lo, hi)) };
             *v = tree_sum(&lanes);
         }
     }

@@ -9,9 +9,11 @@
 #      and the validation ones, run them again), one epoch, validation answer loss on the
 #      DR, dreaddit and SAD validation files. The label the answer states (its words before
 #      "Reasoning:") weighs 30 times a reasoning token in the loss (--label-weight; chosen
-#      on those validation files, docs/2026-12-03-explainer.md).
+#      on those validation files, docs/2026-12-03-explainer.md; --label-weight W sets
+#      another).
 #
-#   scripts/train-explainer.sh [--runs DIR] [--rows-from REPORT]... [extra `train sft` options]
+#   scripts/train-explainer.sh [--runs DIR] [--rows-from REPORT]... [--label-weight W]
+#                              [extra `train sft` options, e.g. --balance-labels]
 #
 # --rows-from takes the selection a run recorded (its select_report.json's kept_rows, e.g.
 # docs/runs/2026-12-05-selection/*.json) instead of scoring again: step 1 takes seconds,
@@ -26,11 +28,14 @@ source scripts/env.sh
 DATA="${DATA:-../shared/data}"
 runs="runs"
 rows_from=()
+label_weight=30
+extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runs) runs="$2"; shift 2 ;;
-    --rows-from) rows_from+=(--rows-from "$2"); shift 2 ;;
-    *) break ;;
+    --runs) runs="${2:?--runs needs a folder}"; shift 2 ;;
+    --rows-from) rows_from+=(--rows-from "${2:?--rows-from needs a report}"); shift 2 ;;
+    --label-weight) label_weight="${2:?--label-weight needs a number}"; shift 2 ;;
+    *) extra+=("$1"); shift ;;
   esac
 done
 # The same build as the tests (--workspace: one feature set of Burn); quick when current.
@@ -50,5 +55,5 @@ resume=()
 if [ -d "$out/checkpoints" ]; then resume=(--resume); fi
 bin/mentalqlm train sft --data "$selection" --val-data "$DATA/imhi" \
   --top-k 2 --epochs 1 --lr 1e-3 --warmup-ratio 0.03 --batch-size 16 --micro-batch-size 4 \
-  --label-weight 30 --val-examples 256 --eval-every 100 --save-every 20 \
-  --out "$out" --ship classifiers/explainer "${resume[@]}" "$@"
+  --label-weight "$label_weight" --val-examples 256 --eval-every 100 --save-every 20 \
+  --out "$out" --ship classifiers/explainer "${resume[@]}" "${extra[@]}"

@@ -3,7 +3,8 @@
 # first), the shipped classifiers and explainer, the default model when models/ has it, and
 # the response headers the host must send, as `_headers` (Netlify, Cloudflare Pages) and
 # `.htaccess` (Apache). The Content-Security-Policy must come as a header: the page also
-# carries it as a meta tag, but a worker takes its policy only from its own response.
+# carries it as a meta tag, but a worker takes its policy only from its own response. The
+# COOP/COEP headers make the page cross-origin isolated, which wasm threads need.
 #
 #   web/bundle.sh [OUT]     (default web/dist; emptied first)
 set -euo pipefail
@@ -18,8 +19,16 @@ esac
 
 rm -rf "$out"
 mkdir -p "$out/pkg" "$out/classifiers" "$out/models"
-cp web/index.html web/app.js web/worker.js web/sw.js web/style.css "$out/"
+cp web/index.html web/app.js web/worker.js web/threads.js web/sw.js web/style.css "$out/"
 cp web/pkg/mentalqlm_web.js "$wasm" "$out/pkg/"
+# The threaded module (web/build.sh builds it when it can): used where the host sends the
+# isolation headers below.
+if [ -f web/pkg-threads/mentalqlm_web_bg.wasm ]; then
+  mkdir -p "$out/pkg-threads"
+  cp web/pkg-threads/mentalqlm_web.js web/pkg-threads/mentalqlm_web_bg.wasm "$out/pkg-threads/"
+else
+  echo "bundle: web/pkg-threads is missing: the page will run on one thread"
+fi
 
 # Each task's classifier (the two files the page fetches) and the explainer's three.
 for dir in classifiers/*/; do
@@ -43,7 +52,11 @@ cat > "$out/_headers" <<EOF
   Content-Security-Policy: $csp
   X-Content-Type-Options: nosniff
   Cache-Control: no-cache
+  Cross-Origin-Opener-Policy: same-origin
+  Cross-Origin-Embedder-Policy: require-corp
 /pkg/*.wasm
+  Content-Type: application/wasm
+/pkg-threads/*.wasm
   Content-Type: application/wasm
 EOF
 cat > "$out/.htaccess" <<EOF
@@ -51,6 +64,8 @@ cat > "$out/.htaccess" <<EOF
 Header always set Content-Security-Policy "$csp"
 Header always set X-Content-Type-Options "nosniff"
 Header always set Cache-Control "no-cache"
+Header always set Cross-Origin-Opener-Policy "same-origin"
+Header always set Cross-Origin-Embedder-Policy "require-corp"
 AddType application/wasm .wasm
 AddOutputFilterByType DEFLATE text/html text/javascript text/css application/json application/wasm
 EOF

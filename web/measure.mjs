@@ -1,5 +1,6 @@
 // Times the page against the native CLI on the same post (not run in CI):
 //   node web/measure.mjs [--backend cpu|webgpu|auto] [--rounds 3] [--query MENTALQLM_SIMD=0]
+//   (--query MENTALQLM_THREADS=1: the one-thread module where the page would run threads)
 // Serves web/ (models/ and classifiers/ mounted), opens a fresh headless Chromium profile,
 // lets the first visit load the default model, then classifies a 240-token post --rounds
 // times. The CLI classifies the same post and a 2-word one; the difference of their wall
@@ -7,7 +8,7 @@
 // Needs web/pkg (web/build.sh), the release CLI, models/, and tests/browser's node_modules.
 
 import { execFileSync } from 'node:child_process';
-import { statSync, readFileSync } from 'node:fs';
+import { existsSync, statSync, readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,4 +68,10 @@ out.page_over_cli = Number((out.page_classify_median_ms / out.cli_post_ms).toFix
 const wasm = join(ROOT, 'web/pkg/mentalqlm_web_bg.wasm');
 out.wasm_bytes = statSync(wasm).size;
 out.wasm_gzip_bytes = gzipSync(readFileSync(wasm), { level: 9 }).length;
+// The threaded module (web/pkg-threads), which the CPU backend runs where the page is isolated.
+const threaded = join(ROOT, 'web/pkg-threads/mentalqlm_web_bg.wasm');
+if (existsSync(threaded)) {
+  out.wasm_threads_bytes = statSync(threaded).size;
+  out.wasm_threads_gzip_bytes = gzipSync(readFileSync(threaded), { level: 9 }).length;
+}
 console.log(JSON.stringify(out));

@@ -1,10 +1,11 @@
 // A static server for web/ on localhost, with the headers the page relies on: the
 // Content-Security-Policy (workers take theirs from the response, not from index.html's
-// meta tag) and the wasm MIME type. Files are revalidated on each use (an ETag and
+// meta tag), cross-origin isolation (COOP/COEP, for wasm threads) and the wasm MIME type. Files are revalidated on each use (an ETag and
 // `no-cache`: an unchanged 45 MiB module costs a 304), and text and wasm go out gzipped to
 // clients that accept it.
 //
-//   node web/serve.mjs [--port 8080] [--root web]
+//   node web/serve.mjs [--port 8080] [--root web] [--no-isolation]   (--no-isolation: without
+//                                          COOP/COEP, so the page runs the one-thread module)
 //   node web/serve.mjs --root web/dist --headers web/dist/_headers   (the static bundle, with
 //                                          only the headers its _headers file gives)
 //
@@ -27,6 +28,10 @@ export const compressedKept = () => compressedCache.size;
 const COMPRESS = new Set(['.html', '.js', '.mjs', '.css', '.json', '.wasm', '.svg', '.txt']);
 
 export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'";
+
+// Cross-origin isolation: with these the page and its workers get SharedArrayBuffer, which
+// the threaded module (pkg-threads/) needs. Every file the page loads is from this origin.
+export const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
@@ -55,12 +60,14 @@ export function parseHeaders(text) {
 
 /// Serves `root` (and, under /fixtures/, /models/ and /classifiers/, the extra folders given) on `port`
 /// (0: any free port). With `headersFile` (a `_headers` file) the responses carry the headers
-/// it gives instead of this server's own policy. Resolves to { server, url, requests }.
-export function serve({ root, port = 0, mounts = {}, headersFile = null }) {
+/// it gives instead of this server's own policy. `isolate: false` leaves out the
+/// cross-origin isolation headers (the page then runs the one-thread module). Resolves to
+/// { server, url, requests }.
+export function serve({ root, port = 0, mounts = {}, headersFile = null, isolate = true }) {
   const requests = [];
   const rules = headersFile ? parseHeaders(readFileSync(headersFile, 'utf8')) : null;
   const policy = (path) => {
-    if (!rules) return { 'content-security-policy': CSP, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' };
+    if (!rules) return { 'content-security-policy': CSP, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', ...(isolate ? ISOLATION : {}) };
     const out = {};
     for (const r of rules) if (r.pattern.test(path)) Object.assign(out, r.headers);
     return out;
@@ -137,6 +144,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const headersFile = arg('--headers', null);
   // The bundle holds its models and classifiers; web/ itself takes them from the repository.
   const mounts = headersFile ? {} : { '/models/': resolve(here, '../models'), '/classifiers/': resolve(here, '../classifiers') };
-  const { url } = await serve({ root: arg('--root', here), port: Number(arg('--port', 8080)), mounts, headersFile });
+  const isolate = !process.argv.includes('--no-isolation');
+  const { url } = await serve({ root: arg('--root', here), port: Number(arg('--port', 8080)), mounts, headersFile, isolate });
   console.log(`mentalqlm web page: ${url}  (Ctrl-C stops)`);
 }

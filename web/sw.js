@@ -7,8 +7,11 @@
 // served when the network fails. A file that changed replaces the cached copy.
 
 const CACHE = 'mentalqlm-app-v1';
-const SHELL = ['./', 'index.html', 'app.js', 'worker.js', 'style.css', 'pkg/mentalqlm_web.js', 'pkg/mentalqlm_web_bg.wasm'];
-const shellUrls = () => SHELL.map((p) => new URL(p, self.registration.scope).href);
+const SHELL = ['./', 'index.html', 'app.js', 'worker.js', 'threads.js', 'style.css', 'pkg/mentalqlm_web.js', 'pkg/mentalqlm_web_bg.wasm'];
+// The threaded module: kept when the site has it (a site may serve only the one-thread one).
+const OPTIONAL = ['pkg-threads/mentalqlm_web.js', 'pkg-threads/mentalqlm_web_bg.wasm'];
+const shellUrls = () => [...SHELL, ...OPTIONAL].map((p) => new URL(p, self.registration.scope).href);
+const optional = (url) => OPTIONAL.some((p) => new URL(p, self.registration.scope).href === url);
 
 // Keeps a copy of `response` under `key`, its body's length in a header (BYTES), so that the
 // page's storage list reads one header per file instead of the whole 45 MiB module each
@@ -30,10 +33,13 @@ self.addEventListener('install', (event) => {
     // All or nothing, as `addAll`: every file is fetched before any is kept.
     const responses = await Promise.all(shellUrls().map(async (url) => {
       const response = await fetch(url);
-      if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+      if (!response.ok) {
+        if (optional(url) && response.status === 404) return null;
+        throw new Error(`${url}: HTTP ${response.status}`);
+      }
       return [url, response];
     }));
-    for (const [url, response] of responses) await keep(cache, url, response);
+    for (const [url, response] of responses.filter(Boolean)) await keep(cache, url, response);
     await self.skipWaiting();
   })());
 });

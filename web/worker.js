@@ -8,8 +8,15 @@
 // Messages out: backend · progress · loaded · saved-state · result · explanation · error ·
 //               no-default (a first visit found no default model on this site) ·
 //               device-lost (the WebGPU device stopped working)
+//
+// The module comes in two builds: pkg-threads/ (wasm threads: the CPU kernels split their
+// work over a pool of Web Workers, threads.js, sharing the module's memory) and pkg/ (one
+// thread). Shared memory exists only where the page is cross-origin isolated (the COOP and
+// COEP headers of serve.mjs and the bundle), so the threaded build is used there, and the
+// other one wherever it cannot run.
 
-import initWasm, * as mq from './pkg/mentalqlm_web.js';
+// The module in use (its exported functions), once ensureWasm() ends.
+let mq = null;
 
 const CACHE = 'mentalqlm-files-v1';
 const SAVED = new URL('mentalqlm-saved/', self.location.href);
@@ -59,15 +66,88 @@ const post = (msg) => self.postMessage(msg);
 const progress = (stage, done = null, total = null, unit = 'bytes') => post({ type: 'progress', stage, done, total, unit });
 
 async function ensureWasm() {
-  if (!wasmReady) wasmReady = initWasm();
+  if (!wasmReady) throw new Error('the runtime is not started');
   await wasmReady;
+}
+
+const loadModule = async (path) => {
+  const m = await import(path);
+  await m.default();
+  return m;
+};
+
+// Why the threaded module cannot run here, or null when it can. `wanted`: the pool's size.
+async function noThreads(wanted) {
+  if (!self.crossOriginIsolated) return 'the page is not cross-origin isolated (COOP/COEP headers), so it has no shared memory';
+  if (wanted < 2) return null;
+  try {
+    threadedModule = await import('./pkg-threads/mentalqlm_web.js');
+  } catch {
+    return 'this site has no threaded build (pkg-threads/)';
+  }
+  return null;
+}
+let threadedModule = null;
+
+// Starts `n` pool workers on the threaded module's memory, waits until each runs, then
+// builds the pool (which waits for them: they must be running first).
+async function startThreads(m, n) {
+  const module = m.thread_module();
+  const memory = m.thread_memory();
+  await Promise.all(Array.from({ length: n }, (_, i) => new Promise((ok, fail) => {
+    const w = new Worker(new URL('./threads.js', import.meta.url), { type: 'module', name: `mentalqlm thread ${i + 1}` });
+    w.onmessage = (e) => (e.data.type === 'ready' ? ok() : fail(new Error(`thread ${i + 1}: ${e.data.message}`)));
+    w.onerror = (e) => fail(new Error(`thread ${i + 1} did not start: ${e.message || 'no reason given'}`));
+    w.postMessage({ module, memory });
+  })));
+  return m.start_pool(n);
+}
+
+// Loads the module for `backend` and starts it there; sets `mq` and `backendDescription`.
+// WebGPU runs in the one-thread module (wgpu is not built with threads); the CPU backend in
+// the threaded one where it can run. For `auto`, where the browser gives a WebGPU adapter,
+// the one-thread module decides as the CLI does, and the threaded one takes over when it
+// chose the CPU.
+async function startModule(backend, settings, wanted) {
+  const why = backend === 'webgpu' ? 'WebGPU' : await noThreads(wanted);
+  if (why !== null || wanted < 2) {
+    mq = await loadModule('./pkg/mentalqlm_web.js');
+    backendDescription = await mq.init(backend, settings);
+    if (backendDescription.startsWith('cpu')) backendDescription += why ? `; one thread: ${why}` : '; one thread';
+    return;
+  }
+  let description = null;
+  if (backend === 'auto' && self.navigator.gpu && await self.navigator.gpu.requestAdapter().catch(() => null)) {
+    const single = await loadModule('./pkg/mentalqlm_web.js');
+    description = await single.init('auto', settings);
+    if (!description.startsWith('cpu')) {
+      mq = single;
+      backendDescription = description;
+      return;
+    }
+  }
+  const m = threadedModule;
+  await m.default();
+  const n = await startThreads(m, wanted);
+  const own = await m.init(backend, settings);
+  mq = m;
+  backendDescription = `${description ?? own}; ${n} threads`;
 }
 
 async function start(backend, settings) {
   progress('Starting the runtime');
-  await ensureWasm();
-  const pairs = [...new URLSearchParams(settings)].filter(([k]) => k.startsWith('MENTALQLM_'));
-  backendDescription = await mq.init(backend, pairs.map(([k, v]) => `${k}=${v}`).join('\n'));
+  const params = [...new URLSearchParams(settings)];
+  const asked = params.find(([k]) => k === 'MENTALQLM_THREADS');
+  // The pool's size: MENTALQLM_THREADS in the page's address, else the browser's count of
+  // logical processors; 1 runs the one-thread module.
+  let wanted = navigator.hardwareConcurrency || 1;
+  if (asked) {
+    wanted = Number(asked[1]);
+    if (!Number.isInteger(wanted) || wanted < 1 || wanted > 256) throw new Error(`MENTALQLM_THREADS=${asked[1]}: expected a whole number of threads from 1 to 256`);
+  }
+  const lines = params.filter(([k]) => k.startsWith('MENTALQLM_') && k !== 'MENTALQLM_THREADS').map(([k, v]) => `${k}=${v}`).join('\n');
+  wasmReady = startModule(backend, lines, wanted);
+  await wasmReady;
   post({ type: 'backend', description: backendDescription });
   await reportSaved();
 }

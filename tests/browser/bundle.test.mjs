@@ -50,13 +50,23 @@ after(async () => {
 });
 
 test('the bundle holds the app, the classifiers, the model and the headers', () => {
-  for (const f of ['index.html', 'app.js', 'worker.js', 'sw.js', 'style.css', 'pkg/mentalqlm_web.js',
-    'pkg/mentalqlm_web_bg.wasm', 'classifiers/DR/classifier.json', 'classifiers/DR/probe.safetensors',
+  for (const f of ['index.html', 'app.js', 'worker.js', 'threads.js', 'sw.js', 'style.css', 'pkg/mentalqlm_web.js',
+    'pkg/mentalqlm_web_bg.wasm', 'pkg-threads/mentalqlm_web.js', 'pkg-threads/mentalqlm_web_bg.wasm',
+    'classifiers/DR/classifier.json', 'classifiers/DR/probe.safetensors',
     'models/SmolLM2-135M-Instruct.Q4_1.gguf', '_headers', '.htaccess']) {
     assert.ok(existsSync(join(dist, f)), `${f} is not in the bundle`);
   }
   const rules = parseHeaders(readFileSync(join(dist, '_headers'), 'utf8'));
   assert.equal(rules.find((r) => r.pattern.test('/worker.js')).headers['content-security-policy'], CSP);
+  // Cross-origin isolation, for wasm threads, on every file (workers take it from their own
+  // response), in both header files.
+  for (const path of ['/', '/worker.js', '/threads.js', '/pkg-threads/mentalqlm_web.js']) {
+    const headers = Object.assign({}, ...rules.filter((r) => r.pattern.test(path)).map((r) => r.headers));
+    assert.equal(headers['cross-origin-opener-policy'], 'same-origin', path);
+    assert.equal(headers['cross-origin-embedder-policy'], 'require-corp', path);
+  }
+  const htaccess = readFileSync(join(dist, '.htaccess'), 'utf8');
+  assert.ok(htaccess.includes('Cross-Origin-Opener-Policy "same-origin"') && htaccess.includes('Cross-Origin-Embedder-Policy "require-corp"'));
   assert.ok(readFileSync(join(dist, '.htaccess'), 'utf8').includes(`Content-Security-Policy "${CSP}"`));
   // The meta tag carries the same policy.
   assert.ok(readFileSync(join(dist, 'index.html'), 'utf8').includes(`content="${CSP}"`));

@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpus } from 'node:os';
 import { launchChromium } from './launch.mjs';
 import { serve } from '../../web/serve.mjs';
 
@@ -75,12 +76,13 @@ after(async () => {
 // another origin refused and remembered.
 // `withoutSubgroups` serves a worker.js that first strips `subgroups` from every device
 // request, which is what the runtime sees on an adapter without that feature.
-async function openPage(query, { withoutSubgroups = false, initScript = null } = {}) {
+// `at`: another site than the shared one (its URL).
+async function openPage(query, { withoutSubgroups = false, initScript = null, at = null } = {}) {
   // No service worker: it would answer the page's requests before the routes saw them.
   const context = await browser.newContext({ serviceWorkers: 'block' });
   const requests = [];
   const foreign = [];
-  const origin = new URL(site.url).origin;
+  const origin = new URL(at ?? site.url).origin;
   await context.route('**/*', async (route) => {
     const url = route.request().url();
     requests.push(url);
@@ -96,7 +98,7 @@ async function openPage(query, { withoutSubgroups = false, initScript = null } =
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  await page.goto(`${site.url}?${query}`);
+  await page.goto(`${at ?? site.url}?${query}`);
   return { context, page, requests, foreign, errors };
 }
 
@@ -291,6 +293,52 @@ for (const backend of ['webgpu', 'cpu']) {
   });
 }
 
+// Wasm threads: where the page is cross-origin isolated (this server's COOP/COEP headers)
+// the CPU backend runs the threaded module with a pool of one thread per logical processor;
+// on a site without those headers, or with MENTALQLM_THREADS=1, the one-thread module. All
+// three give the CLI's probabilities.
+test('the CPU backend runs on wasm threads where the page is isolated, else on one thread, with the same results', async () => {
+  assert.ok(existsSync(join(ROOT, 'web/pkg-threads/mentalqlm_web_bg.wasm')), 'web/pkg-threads is missing: web/build.sh builds it (scripts/setup-rust-src.sh must succeed)');
+  const cores = cpus().length;
+  assert.ok(cores >= 2, `this test needs 2 logical processors to see threads, found ${cores}`);
+  const plain = await serve({ root: join(ROOT, 'web'), mounts: { '/fixtures/': FIXTURES }, isolate: false });
+  const runs = [
+    ['isolated', 'backend=cpu&autoload=0', null, new RegExp(`^cpu \\(Burn flex, wasm\\); ${cores} threads$`), true],
+    ['MENTALQLM_THREADS=1', 'backend=cpu&autoload=0&MENTALQLM_THREADS=1', null, /^cpu \(Burn flex, wasm\); one thread$/, true],
+    ['not isolated', 'backend=cpu&autoload=0', plain.url, /^cpu \(Burn flex, wasm\); one thread: the page is not cross-origin isolated/, false],
+  ];
+  try {
+    for (const [name, query, at, description, isolated] of runs) {
+      const view = await openPage(query, { at });
+      try {
+        assert.match(await waitBackend(view.page), description, name);
+        assert.equal(await view.page.evaluate(() => self.crossOriginIsolated), isolated, `${name}: crossOriginIsolated`);
+        await loadFiles(view.page, TINY_FILES);
+        for (const { task, text } of CASES) {
+          const { result } = await classify(view, task, text);
+          assertSame(result, native(task, text), `${name} ${task}`);
+        }
+        assert.deepEqual(view.foreign, [], `${name}: no request may leave the origin`);
+        assert.deepEqual(view.errors, [], `${name}: no page errors`);
+      } finally {
+        await view.context.close();
+      }
+    }
+  } finally {
+    plain.server.close();
+  }
+});
+
+test('a bad MENTALQLM_THREADS is refused with a message', async () => {
+  const view = await openPage('backend=cpu&autoload=0&MENTALQLM_THREADS=0');
+  try {
+    await view.page.waitForFunction(() => document.body.dataset.backend || document.body.dataset.error, null, { timeout: 120_000 });
+    assert.match(await view.page.evaluate(() => document.body.dataset.error) ?? '', /MENTALQLM_THREADS=0: expected a whole number of threads from 1 to 256/);
+  } finally {
+    await view.context.close();
+  }
+});
+
 // MentalBART's layout: the encoder-decoder model scores each label's completion answer as
 // the CLI does, and its own answer (beam search, from its generation_config.json) appears as
 // the explanation. On the CPU backend only: on SwiftShader's WebGPU the same test passed
@@ -444,6 +492,8 @@ test('a second visit with the network off starts from the offline copy and class
     await page.goto(`${site.url}?backend=cpu`);
     await page.waitForFunction(() => document.body.dataset.loaded || document.body.dataset.error, null, { timeout: 120_000 });
     assert.equal(await page.evaluate(() => document.body.dataset.error), undefined, 'the saved model loads offline');
+    // The threaded module came from the offline copy too (its isolation headers kept).
+    assert.match(await page.evaluate(() => document.body.dataset.backend), /; \d+ threads$/, 'threads offline');
     const { task, text } = CASES[0];
     const { result } = await classify({ page, requests: [] }, task, text);
     assertSame(result, native(task, text), 'offline');

@@ -7,6 +7,8 @@
 //! side needs no generated types beyond the functions.
 
 pub mod session;
+#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+pub mod threads;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -82,6 +84,11 @@ pub async fn init(backend: String, settings: String) -> Result<String, JsError> 
     let (device, description, max_buffer) = match backend.as_str() {
         "cpu" => cpu(String::new()),
         "webgpu" => webgpu().await.map_err(js_err)?.chosen,
+        // WebGPU is not in the threaded module: worker.js loads web/pkg wherever the browser
+        // gives an adapter, and asks this one for `auto` only where it gives none.
+        #[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+        "auto" => cpu("; no WebGPU: this browser gives no adapter".to_string()),
+        #[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
         // As the CLI's `auto`: a software adapter (SwiftShader, llvmpipe) is passed over,
         // because Burn's CPU backend is much faster than it.
         "auto" => match webgpu().await {
@@ -111,6 +118,8 @@ pub async fn init(backend: String, settings: String) -> Result<String, JsError> 
     Ok(description)
 }
 
+// The threaded module never finds an adapter (it has no WebGPU).
+#[cfg_attr(all(target_family = "wasm", target_feature = "atomics"), allow(dead_code))]
 struct WebGpu {
     /// The device, its description for the page, and its largest storage buffer.
     chosen: (Device, String, Option<u64>),
@@ -119,6 +128,12 @@ struct WebGpu {
     software: bool,
 }
 
+#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+async fn webgpu() -> anyhow::Result<WebGpu> {
+    anyhow::bail!("this module was built with wasm threads, which leave WebGPU out: load web/pkg")
+}
+
+#[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
 async fn webgpu() -> anyhow::Result<WebGpu> {
     let (device, setup) = Device::wgpu_options()
         .init_with_setup_async()
@@ -165,6 +180,7 @@ async fn webgpu() -> anyhow::Result<WebGpu> {
 
 /// Whether the WebGPU device was created with `subgroups` (set by worker.js's wrapper of
 /// `GPUAdapter.requestDevice`; false where that wrapper did not run).
+#[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
 fn device_has_subgroups() -> bool {
     js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("mentalqlmSubgroups"))
         .ok()

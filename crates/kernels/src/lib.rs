@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod settings;
 pub mod shaders;
 
+#[cfg(cube)]
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
@@ -35,7 +36,8 @@ pub use quant::{PackedWeight, QuantFormat, QuantizedLinear};
 
 /// The LoRA linear as backend ops.
 #[allow(clippy::too_many_arguments)]
-#[backend_extension(Cube, Flex, Fusion, Autodiff)]
+// Cube and Fusion (over Cube) only where wgpu is built (`cfg(cube)`, build.rs).
+#[backend_extension(Cube: cfg(cube), Flex, Fusion: cfg(cube), Autodiff)]
 pub trait LoraOps: Backend {
     /// `x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ` for `x [m, k]`, `w [n, k]`, `a [r, k]`, `b [n, r]`,
     /// `bias [n]`.
@@ -130,6 +132,7 @@ pub trait LoraOps: Backend {
 }
 
 /// The outputs of [`LoraOps::lora_linear_keep`] under Fusion: `[m, n]` and `[m, r]`.
+#[cfg(cube)]
 fn keep_specs(
     x: &TensorSpec,
     w: &TensorSpec,
@@ -146,6 +149,7 @@ fn keep_specs(
 }
 
 /// The outputs of [`LoraOps::lora_grad_input_keep`] under Fusion: `[m, k]` and `[m, r]`.
+#[cfg(cube)]
 fn grad_input_specs(
     g: &TensorSpec,
     w: &TensorSpec,
@@ -161,6 +165,7 @@ fn grad_input_specs(
 }
 
 /// The outputs of [`LoraOps::lora_factor_grads`] under Fusion: `[r, k]` and `[n, r]`.
+#[cfg(cube)]
 fn factor_specs(
     x: &TensorSpec,
     g: &TensorSpec,

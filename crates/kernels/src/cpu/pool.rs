@@ -1,11 +1,12 @@
 //! The thread pool, the one place that knows whether there are threads: natively rayon's
-//! global pool (the one Burn's CPU backend and gemm split their work over), in the browser
-//! one thread that runs every loop in order. Both sides offer the same functions, so the
+//! global pool (the one Burn's CPU backend and gemm split their work over); in the browser
+//! the same pool when the module is built with wasm threads (`atomics`: the page starts the
+//! pool's Web Workers, web/threads.js), else one thread that runs every loop in order. Both sides offer the same functions, so the
 //! loops in `par.rs` and the gemm wrapper carry no `cfg` of their own.
 
 pub use imp::*;
 
-#[cfg(not(target_family = "wasm"))]
+#[cfg(any(not(target_family = "wasm"), target_feature = "atomics"))]
 mod imp {
     use rayon::prelude::*;
     use std::mem::MaybeUninit;
@@ -60,9 +61,9 @@ mod imp {
     }
 }
 
-/// The browser: no shared-memory threads (gemm is built without rayon there), so each
-/// function below is the native one run in order on the calling thread.
-#[cfg(target_family = "wasm")]
+/// The browser without wasm threads: no shared memory (gemm is built without rayon there), so
+/// each function below is the native one run in order on the calling thread.
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 mod imp {
     use std::mem::MaybeUninit;
 

@@ -14,11 +14,12 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::CubeTensor;
+#[cfg(cube)]
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
 
-use burn::backend::wgpu::CubeBackend;
-
+#[cfg(cube)]
 use super::launch::matmul;
+#[cfg(cube)]
 use super::operands::{LowRank, Strided, Weight};
 use crate::{LoraOps, reference};
 
@@ -96,6 +97,7 @@ impl<B: LoraOps, C: CheckpointStrategy> LoraOps for Autodiff<B, C> {
 /// `(g·W + s·u·A, u)` with `u = g·B [m, r]`, for `g [m, n]`, `w [n, k]`, `a [r, k]`,
 /// `b [n, r]`: the kernel reads W and A transposed through their strides, and B as
 /// `Bᵀ [r, n]`, the "A" of `u`'s projection.
+#[cfg(cube)]
 pub fn launch_grad_input(
     g: CubeTensor,
     w: CubeTensor,

@@ -6,25 +6,39 @@
 //! gradients in one launch. Other CubeCL runtimes, and dtypes other than f32, take the
 //! reference in Burn ops.
 
+// `cfg(cube)` (build.rs): everything but the CPU paths and the op under autodiff needs
+// Burn's wgpu backend, which a browser module built with wasm threads leaves out.
+#[cfg(cube)]
 mod args;
 pub mod backward;
 pub(crate) mod cpu;
 pub mod cpu_quantized;
+#[cfg(cube)]
 mod factors;
+#[cfg(cube)]
 pub mod forward;
+#[cfg(cube)]
 mod launch;
+#[cfg(cube)]
 mod operands;
+#[cfg(cube)]
 mod passes;
+#[cfg(cube)]
 pub mod tune;
 
+#[cfg(cube)]
 use burn::backend::DType;
+#[cfg(cube)]
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
+#[cfg(cube)]
 use burn_cubecl::cubecl::RuntimeId;
 
+#[cfg(cube)]
 use crate::{LoraOps, reference, shaders};
 
 /// Whether our WGSL kernels can take these tensors: a wgpu device, f32 values, and (for
 /// the quantized base) 32-bit words of codes.
+#[cfg(cube)]
 fn wgsl_ready(floats: &[&CubeTensor], words: Option<&CubeTensor>) -> bool {
     let device_ok = floats[0].device.runtime() == RuntimeId::Wgpu;
     let floats_ok = floats.iter().all(|t| t.dtype == DType::F32);
@@ -32,6 +46,7 @@ fn wgsl_ready(floats: &[&CubeTensor], words: Option<&CubeTensor>) -> bool {
     device_ok && floats_ok && words_ok
 }
 
+#[cfg(cube)]
 impl LoraOps for CubeBackend {
     fn lora_linear(
         x: CubeTensor,

@@ -200,6 +200,8 @@ fn weight_rows_transposed(
 /// for 8- and 16-bit codes as it is. Only the layouts the weights need are formed.
 pub(super) struct Interleaved {
     pub m: usize,
+    // Read by the x86 loops only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub k: usize,
     plain: Vec<f32>,
     permuted: Vec<f32>,

@@ -169,23 +169,6 @@ mod tests {
     use super::*;
     use crate::quant::QuantFormat;
 
-    /// The first output of `y` off the product in f64 over the reader's dequantization
-    /// `exact`, or `None`.
-    fn mismatch(y: &[f32], x: &[f32], exact: &[f32], [m, n, k]: [usize; 3]) -> Option<String> {
-        for i in 0..m {
-            for o in 0..n {
-                let want: f64 = (0..k)
-                    .map(|j| x[i * k + j] as f64 * exact[o * k + j] as f64)
-                    .sum();
-                let got = y[i * n + o] as f64;
-                if (got - want).abs() > 1e-4 * (1.0 + want.abs()) {
-                    return Some(format!("y[{i}, {o}] = {got}, want {want}"));
-                }
-            }
-        }
-        None
-    }
-
     /// Every format, odd row counts (the one-row tail), weight rows not a multiple of the
     /// block or of 4; and the check catches one output off by 1e-3.
     #[test]
@@ -201,13 +184,13 @@ mod tests {
                     .collect();
                 let weight = crate::lora::cpu_quantized::TestWeight::new(format, &w, n, k);
                 let mut y = matmul_many_rows(&x, m, &weight.exact, n, k);
-                if let Some(e) = mismatch(&y, &x, &weight.exact, [m, n, k]) {
+                if let Some(e) = weight.mismatch(&x, m, &y) {
                     panic!("{format:?} m{m} n{n} k{k}: {e}");
                 }
                 let planted = (m * n) / 2;
                 y[planted] += 1e-3 * (1.0 + y[planted].abs());
                 assert!(
-                    mismatch(&y, &x, &weight.exact, [m, n, k]).is_some(),
+                    weight.mismatch(&x, m, &y).is_some(),
                     "{format:?} m{m} n{n} k{k}: a planted error went unseen"
                 );
             }

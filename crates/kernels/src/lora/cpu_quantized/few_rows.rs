@@ -336,17 +336,8 @@ mod tests {
             matmul_few_rows_with(isa, Activations::F32, x, m, codes, &mut y);
             let what = format!("{format:?} m{m} n{n} k{k}");
             super::super::assert_rows_alone(isa, Activations::F32, x, codes, &y, &what);
-            for i in 0..m {
-                for o in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|j| x[i * k + j] as f64 * exact[o * k + j] as f64)
-                        .sum();
-                    let got = y[i * n + o] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
-                        "{isa:?} {format:?} m{m} n{n} k{k} ({i}, {o}): {got} vs {want}"
-                    );
-                }
+            if let Some(e) = weight.mismatch(x, m, &y) {
+                panic!("{isa:?} {format:?} m{m} n{n} k{k} {e}");
             }
         }
     }

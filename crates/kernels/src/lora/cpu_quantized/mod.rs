@@ -229,6 +229,24 @@ impl TestWeight {
         let p = &self.packed;
         Codes::new(self.bits, [self.n, self.k], &p.quants, &p.scales, &p.mins).unwrap()
     }
+
+    /// The first output of `y [m, n]` off `x·Wᵀ` computed in f64 over the reader's
+    /// dequantization (by more than 1e-4, relative), or `None`.
+    pub fn mismatch(&self, x: &[f32], m: usize, y: &[f32]) -> Option<String> {
+        let (n, k) = (self.n, self.k);
+        for i in 0..m {
+            for o in 0..n {
+                let want: f64 = (0..k)
+                    .map(|j| x[i * k + j] as f64 * self.exact[o * k + j] as f64)
+                    .sum();
+                let got = y[i * n + o] as f64;
+                if (got - want).abs() >= 1e-4 * (1.0 + want.abs()) {
+                    return Some(format!("({i}, {o}): {got} vs {want}"));
+                }
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]

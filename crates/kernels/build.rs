@@ -4,7 +4,8 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(cube)");
-    let wasm = std::env::var("CARGO_CFG_TARGET_FAMILY").is_ok_and(|f| f.split(',').any(|f| f == "wasm"));
+    let wasm =
+        std::env::var("CARGO_CFG_TARGET_FAMILY").is_ok_and(|f| f.split(',').any(|f| f == "wasm"));
     let atomics = std::env::var("CARGO_CFG_TARGET_FEATURE")
         .is_ok_and(|f| f.split(',').any(|f| f == "atomics"));
     if !(wasm && atomics) {

@@ -119,7 +119,10 @@ pub async fn init(backend: String, settings: String) -> Result<String, JsError> 
 }
 
 // The threaded module never finds an adapter (it has no WebGPU).
-#[cfg_attr(all(target_family = "wasm", target_feature = "atomics"), allow(dead_code))]
+#[cfg_attr(
+    all(target_family = "wasm", target_feature = "atomics"),
+    allow(dead_code)
+)]
 struct WebGpu {
     /// The device, its description for the page, and its largest storage buffer.
     chosen: (Device, String, Option<u64>),

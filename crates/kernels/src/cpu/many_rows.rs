@@ -17,7 +17,12 @@ const W_ROWS: usize = 8;
 /// every thread: the rows of `y` are split into two runs per thread, each passing over the
 /// weight [`W_ROWS`] rows at a time.
 pub fn matmul_many_rows(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
-    assert_eq!(w.len(), n * k, "many rows: W holds {} values for [{n}, {k}]", w.len());
+    assert_eq!(
+        w.len(),
+        n * k,
+        "many rows: W holds {} values for [{n}, {k}]",
+        w.len()
+    );
     by_runs_of_rows(x, m, n, k, |xs, out| {
         for o in (0..n).step_by(W_ROWS) {
             let nb = W_ROWS.min(n - o);
@@ -35,7 +40,12 @@ fn by_runs_of_rows(
     k: usize,
     run: impl Fn(&[f32], &mut [f32]) + Send + Sync,
 ) -> Vec<f32> {
-    assert_eq!(x.len(), m * k, "many rows: x holds {} values for [{m}, {k}]", x.len());
+    assert_eq!(
+        x.len(),
+        m * k,
+        "many rows: x holds {} values for [{m}, {k}]",
+        x.len()
+    );
     assert!(k % 4 == 0, "many rows: k = {k} is not a multiple of 4");
     let mut y = cpu::zeros(m * n);
     if m == 0 || n == 0 {
@@ -61,7 +71,14 @@ fn rows_times_block(xs: &[f32], ws: &[f32], k: usize, o: usize, n: usize, out: &
         i += 2;
     }
     if i < count {
-        write_dots([&xs[i * k..(i + 1) * k]], ws, k, o, n, &mut out[i * n..(i + 1) * n]);
+        write_dots(
+            [&xs[i * k..(i + 1) * k]],
+            ws,
+            k,
+            o,
+            n,
+            &mut out[i * n..(i + 1) * n],
+        );
     }
 }
 
@@ -158,10 +175,12 @@ fn dots<const R: usize, const C: usize>(x: [&[f32]; R], w: [&[f32]; C]) -> [[f32
             }
         }
     }
-    std::array::from_fn(|r| std::array::from_fn(|c| {
-        let a = acc[r][c];
-        (a[0] + a[2]) + (a[1] + a[3])
-    }))
+    std::array::from_fn(|r| {
+        std::array::from_fn(|c| {
+            let a = acc[r][c];
+            (a[0] + a[2]) + (a[1] + a[3])
+        })
+    })
 }
 
 #[cfg(test)]
@@ -173,7 +192,12 @@ mod tests {
     /// block or of 4; and the check catches one output off by 1e-3.
     #[test]
     fn many_rows_equal_the_dequantized_product() {
-        let formats = [QuantFormat::Q4_1, QuantFormat::Q4_0, QuantFormat::Q8_0, QuantFormat::F16];
+        let formats = [
+            QuantFormat::Q4_1,
+            QuantFormat::Q4_0,
+            QuantFormat::Q8_0,
+            QuantFormat::F16,
+        ];
         for format in formats {
             for (m, n, k) in [(1, 4, 32), (37, 13, 64), (40, 8, 96), (5, 21, 32)] {
                 let w: Vec<f32> = (0..n * k)

@@ -89,7 +89,9 @@ impl InferenceOps for Flex {
         let (m, n, k) = (xm.rows, wm.rows, wm.cols);
         // In a browser, a prompt's rows take the kernel V8 runs faster than gemm's.
         let many = cfg!(target_family = "wasm") && m > cpu_quantized::CHUNKED_ROWS && k % 4 == 0;
-        let dense = many.then(|| cpu::dense_f32(&x).zip(cpu::dense_f32(&w))).flatten();
+        let dense = many
+            .then(|| cpu::dense_f32(&x).zip(cpu::dense_f32(&w)))
+            .flatten();
         let mut y = match dense {
             Some((xd, wd)) => cpu::matmul_many_rows(&xd, m, &wd, n, k),
             None => cpu::gemm_new(xm, wm.t(), 1.0),

@@ -109,7 +109,7 @@ async function startThreads(m, n) {
 // the one-thread module decides as the CLI does, and the threaded one takes over when it
 // chose the CPU.
 async function startModule(backend, settings, wanted) {
-  const why = backend === 'webgpu' ? 'WebGPU' : await noThreads(wanted);
+  const why = backend === 'webgpu' ? 'WebGPU was asked for, and it runs in the one-thread module' : await noThreads(wanted);
   if (why !== null || wanted < 2) {
     mq = await loadModule('./pkg/mentalqlm_web.js');
     backendDescription = await mq.init(backend, settings);

@@ -10,10 +10,11 @@
 #      DR, dreaddit and SAD validation files. The label the answer states (its words before
 #      "Reasoning:") weighs 30 times a reasoning token in the loss (--label-weight; chosen
 #      on those validation files, docs/2026-12-03-explainer.md; --label-weight W sets
-#      another).
+#      another), and also its class's balanced weight in its set (`--balance-labels`, as
+#      the shipped explainer since 2026-12-06; --no-balance-labels leaves that out).
 #
 #   scripts/train-explainer.sh [--runs DIR] [--rows-from REPORT]... [--label-weight W]
-#                              [extra `train sft` options, e.g. --balance-labels]
+#                              [--no-balance-labels] [extra `train sft` options]
 #
 # --rows-from takes the selection a run recorded (its select_report.json's kept_rows, e.g.
 # docs/runs/2026-12-05-selection/*.json) instead of scoring again: step 1 takes seconds,
@@ -29,12 +30,15 @@ DATA="${DATA:-../shared/data}"
 runs="runs"
 rows_from=()
 label_weight=30
+balance=(--balance-labels)
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="${2:?--runs needs a folder}"; shift 2 ;;
     --rows-from) rows_from+=(--rows-from "${2:?--rows-from needs a report}"); shift 2 ;;
     --label-weight) label_weight="${2:?--label-weight needs a number}"; shift 2 ;;
+    --no-balance-labels) balance=(); shift ;;
+    --balance-labels) balance=(--balance-labels); shift ;;
     *) extra+=("$1"); shift ;;
   esac
 done
@@ -56,4 +60,4 @@ if [ -d "$out/checkpoints" ]; then resume=(--resume); fi
 bin/mentalqlm train sft --data "$selection" --val-data "$DATA/imhi" \
   --top-k 2 --epochs 1 --lr 1e-3 --warmup-ratio 0.03 --batch-size 16 --micro-batch-size 4 \
   --label-weight "$label_weight" --val-examples 256 --eval-every 100 --save-every 20 \
-  --out "$out" --ship classifiers/explainer "${resume[@]}" "${extra[@]}"
+  --out "$out" --ship classifiers/explainer "${balance[@]}" "${resume[@]}" "${extra[@]}"

@@ -3,9 +3,9 @@
 //! a time.
 //!
 //! Natively the products take gemm, whose AVX2 and AVX-512 kernels are faster than this. In
-//! a browser gemm's `simd128` kernel (4 lanes, 12 accumulators and 4 broadcast values) ran the
-//! default model's prompt 1.2× slower than this kernel, which keeps 8 accumulators and loads
-//! 6 vectors per step, and needs no packing (docs/browser.md, 2026-12-06).
+//! a browser, with gemm's `simd128` kernel (4 lanes, 12 accumulators, 4 broadcast values) the
+//! default model's classification took 1.2–1.3× as long as with this kernel, which keeps 8
+//! accumulators, loads 6 vectors per step and needs no packing (docs/browser.md, 2026-12-06).
 
 use super::par as cpu;
 

@@ -1,8 +1,8 @@
 // A static server for web/ on localhost, with the headers the page relies on: the
 // Content-Security-Policy (workers take theirs from the response, not from index.html's
-// meta tag), cross-origin isolation (COOP/COEP, for wasm threads) and the wasm MIME type. Files are revalidated on each use (an ETag and
-// `no-cache`: an unchanged 45 MiB module costs a 304), and text and wasm go out gzipped to
-// clients that accept it.
+// meta tag), cross-origin isolation (COOP/COEP, for wasm threads) and the wasm MIME type.
+// Files are revalidated on each use (an ETag and `no-cache`: an unchanged 45 MiB module
+// costs a 304), and text and wasm go out gzipped to clients that accept it.
 //
 //   node web/serve.mjs [--port 8080] [--root web] [--no-isolation]   (--no-isolation: without
 //                                          COOP/COEP, so the page runs the one-thread module)

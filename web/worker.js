@@ -76,18 +76,18 @@ const loadModule = async (path) => {
   return m;
 };
 
-// Why the threaded module cannot run here, or null when it can. `wanted`: the pool's size.
-async function noThreads(wanted) {
-  if (!self.crossOriginIsolated) return 'the page is not cross-origin isolated (COOP/COEP headers), so it has no shared memory';
-  if (wanted < 2) return null;
+// The threaded module for `backend` and a pool of `wanted` threads ({ module }), or why the
+// page runs the one-thread module instead ({ why }; null when one thread was asked for).
+async function threadedModule(backend, wanted) {
+  if (backend === 'webgpu') return { why: 'WebGPU was asked for, and it runs in the one-thread module' };
+  if (!self.crossOriginIsolated) return { why: 'the page is not cross-origin isolated (COOP/COEP headers), so it has no shared memory' };
+  if (wanted < 2) return { why: null };
   try {
-    threadedModule = await import('./pkg-threads/mentalqlm_web.js');
+    return { module: await import('./pkg-threads/mentalqlm_web.js') };
   } catch {
-    return 'this site has no threaded build (pkg-threads/)';
+    return { why: 'this site has no threaded build (pkg-threads/)' };
   }
-  return null;
 }
-let threadedModule = null;
 
 // Starts `n` pool workers on the threaded module's memory, waits until each runs, then
 // builds the pool (which waits for them: they must be running first).
@@ -109,8 +109,8 @@ async function startThreads(m, n) {
 // the one-thread module decides as the CLI does, and the threaded one takes over when it
 // chose the CPU.
 async function startModule(backend, settings, wanted) {
-  const why = backend === 'webgpu' ? 'WebGPU was asked for, and it runs in the one-thread module' : await noThreads(wanted);
-  if (why !== null || wanted < 2) {
+  const { module: m, why } = await threadedModule(backend, wanted);
+  if (!m) {
     mq = await loadModule('./pkg/mentalqlm_web.js');
     backendDescription = await mq.init(backend, settings);
     if (backendDescription.startsWith('cpu')) backendDescription += why ? `; one thread: ${why}` : '; one thread';
@@ -126,7 +126,6 @@ async function startModule(backend, settings, wanted) {
       return;
     }
   }
-  const m = threadedModule;
   await m.default();
   const n = await startThreads(m, wanted);
   const own = await m.init(backend, settings);

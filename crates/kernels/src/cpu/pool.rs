@@ -1,8 +1,9 @@
 //! The thread pool, the one place that knows whether there are threads: natively rayon's
 //! global pool (the one Burn's CPU backend and gemm split their work over); in the browser
 //! the same pool when the module is built with wasm threads (`atomics`: the page starts the
-//! pool's Web Workers, web/threads.js), else one thread that runs every loop in order. Both sides offer the same functions, so the
-//! loops in `par.rs` and the gemm wrapper carry no `cfg` of their own.
+//! pool's Web Workers, web/threads.js), else one thread that runs every loop in order. Both
+//! sides offer the same functions, so the loops in `par.rs` and the gemm wrapper carry no
+//! `cfg` of their own.
 
 pub use imp::*;
 

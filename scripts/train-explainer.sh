@@ -14,7 +14,8 @@
 #      the shipped explainer since 2026-12-06; --no-balance-labels leaves that out).
 #
 #   scripts/train-explainer.sh [--runs DIR] [--rows-from REPORT]... [--label-weight W]
-#                              [--no-balance-labels] [extra `train sft` options]
+#                              [--balance-labels [SETS] | --no-balance-labels]
+#                              [extra `train sft` options]
 #
 # --rows-from takes the selection a run recorded (its select_report.json's kept_rows, e.g.
 # docs/runs/2026-12-05-selection/*.json) instead of scoring again: step 1 takes seconds,
@@ -38,7 +39,10 @@ while [ $# -gt 0 ]; do
     --rows-from) rows_from+=(--rows-from "${2:?--rows-from needs a report}"); shift 2 ;;
     --label-weight) label_weight="${2:?--label-weight needs a number}"; shift 2 ;;
     --no-balance-labels) balance=(); shift ;;
-    --balance-labels) balance=(--balance-labels); shift ;;
+    --balance-labels)
+      # Alone: every set; with a list (DR,Irf,...): those sets only.
+      if [ $# -gt 1 ] && [[ "$2" != --* ]]; then balance=(--balance-labels "$2"); shift 2
+      else balance=(--balance-labels); shift; fi ;;
     *) extra+=("$1"); shift ;;
   esac
 done

@@ -329,6 +329,23 @@ fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
         "a run without the flag logs none"
     );
 
+    // With a list, only the sets named are balanced.
+    let only = scratch("train-sft-balanced-dr");
+    let mut a = args(&["--balance-labels", "DR", "--stop-after", "1"]);
+    let at = a.iter().position(|x| x == "--out").unwrap();
+    a[at + 1] = only.display().to_string();
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let events = log_events(&only);
+    let header = events.iter().find(|e| e["event"] == "config").unwrap();
+    let sets = &header["datasets"];
+    let all = log_events(&balanced);
+    let all = all.iter().find(|e| e["event"] == "config").unwrap();
+    assert_eq!(
+        sets["DR"]["label_scales"],
+        all["datasets"]["DR"]["label_scales"]
+    );
+    assert!(sets["Irf"].get("label_scales").is_none(), "{header}");
+
     // Bad options.
     let fresh = scratch("train-sft-bad");
     let f = fresh.to_str().unwrap();
@@ -357,6 +374,14 @@ fn train_sft_stops_resumes_and_writes_a_peft_adapter() {
             vec!["matches no projection"],
         ),
         (vec!["--out", f, "--datasets", "DR,nope"], vec!["nope"]),
+        (
+            vec!["--out", f, "--balance-labels", "DR,nope"],
+            vec!["--balance-labels", "nope"],
+        ),
+        (
+            vec!["--out", f, "--datasets", "DR", "--balance-labels", "Irf"],
+            vec!["--balance-labels", "Irf", "not in --datasets"],
+        ),
         (vec!["--out", &o], vec!["not empty"]),
     ] {
         let a = with(&extra);

@@ -72,9 +72,18 @@ pub struct SftArgs {
     /// Balance each set's classes in the label loss: an answer's label tokens also weigh
     /// n / (classes × n_class) of its set (sklearn's "balanced" class weights), so a set's
     /// rarer label ("No" in DR, Irf) is not learnt as an exception. The reasoning's tokens
-    /// and the validation loss are unchanged.
-    #[arg(long)]
-    pub balance_labels: bool,
+    /// and the validation loss are unchanged. Alone it balances every set; with a list
+    /// (e.g. DR,Irf,dreaddit,SAD) only those: a set whose label share depends on its
+    /// question (MultiWD's "yes": 4% to 65% by wellness dimension) is moved the same way
+    /// for every question by one set-wide weight.
+    #[arg(
+        long,
+        value_name = "SETS",
+        num_args = 0..=1,
+        value_delimiter = ',',
+        default_missing_value = "all"
+    )]
+    pub balance_labels: Option<Vec<String>>,
     #[arg(long, default_value_t = 8)]
     pub lora_r: usize,
     #[arg(long, default_value_t = 16.0)]
@@ -152,6 +161,22 @@ impl SftArgs {
                 self.label_weight
             );
         }
+        if let Some(sets) = &self.balance_labels {
+            for name in sets.iter().filter(|n| n.as_str() != "all") {
+                let wanted = Dataset::from_name(name)
+                    .with_context(|| format!("--balance-labels names {name:?}"))?;
+                let mixed = self
+                    .datasets
+                    .iter()
+                    .any(|d| Dataset::from_name(d).is_ok_and(|d| d == wanted));
+                if !mixed {
+                    bail!(
+                        "--balance-labels names {name}, which is not in --datasets ({})",
+                        self.datasets.join(",")
+                    );
+                }
+            }
+        }
         if self.prefix_batch_size == 0 {
             bail!("--prefix-batch-size must be at least 1");
         }
@@ -161,6 +186,16 @@ impl SftArgs {
             );
         }
         Ok(())
+    }
+}
+
+impl SftArgs {
+    /// Whether --balance-labels weighs this set's classes.
+    fn balances(&self, dataset: Dataset) -> bool {
+        self.balance_labels.as_ref().is_some_and(|sets| {
+            sets.iter()
+                .any(|n| n == "all" || Dataset::from_name(n).is_ok_and(|d| d == dataset))
+        })
     }
 }
 
@@ -211,7 +246,7 @@ fn load_sets(
         let examples = sample(examples, args.limit, args.seed);
         let mut encoded = encode(&examples)?;
         let mut entry = serde_json::json!({ "file": file, "examples": encoded.len() });
-        if args.balance_labels {
+        if args.balances(dataset) {
             let scales = balanced_scales(&encoded);
             for (e, label) in &mut encoded {
                 if let Some(s) = label.and_then(|l| scales.get(&l)) {

@@ -7,7 +7,7 @@
 //! side needs no generated types beyond the functions.
 
 pub mod session;
-#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+#[cfg(threads)]
 pub mod threads;
 
 use std::cell::RefCell;
@@ -86,9 +86,9 @@ pub async fn init(backend: String, settings: String) -> Result<String, JsError> 
         "webgpu" => webgpu().await.map_err(js_err)?.chosen,
         // WebGPU is not in the threaded module: worker.js loads web/pkg wherever the browser
         // gives an adapter, and asks this one for `auto` only where it gives none.
-        #[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+        #[cfg(threads)]
         "auto" => cpu("; no WebGPU: this browser gives no adapter".to_string()),
-        #[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
+        #[cfg(not(threads))]
         // As the CLI's `auto`: a software adapter (SwiftShader, llvmpipe) is passed over,
         // because Burn's CPU backend is much faster than it.
         "auto" => match webgpu().await {
@@ -119,10 +119,7 @@ pub async fn init(backend: String, settings: String) -> Result<String, JsError> 
 }
 
 // The threaded module never finds an adapter (it has no WebGPU).
-#[cfg_attr(
-    all(target_family = "wasm", target_feature = "atomics"),
-    allow(dead_code)
-)]
+#[cfg_attr(threads, allow(dead_code))]
 struct WebGpu {
     /// The device, its description for the page, and its largest storage buffer.
     chosen: (Device, String, Option<u64>),
@@ -131,12 +128,12 @@ struct WebGpu {
     software: bool,
 }
 
-#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+#[cfg(threads)]
 async fn webgpu() -> anyhow::Result<WebGpu> {
     anyhow::bail!("this module was built with wasm threads, which leave WebGPU out: load web/pkg")
 }
 
-#[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
+#[cfg(not(threads))]
 async fn webgpu() -> anyhow::Result<WebGpu> {
     let (device, setup) = Device::wgpu_options()
         .init_with_setup_async()
@@ -183,7 +180,7 @@ async fn webgpu() -> anyhow::Result<WebGpu> {
 
 /// Whether the WebGPU device was created with `subgroups` (set by worker.js's wrapper of
 /// `GPUAdapter.requestDevice`; false where that wrapper did not run).
-#[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
+#[cfg(not(threads))]
 fn device_has_subgroups() -> bool {
     js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("mentalqlmSubgroups"))
         .ok()

@@ -187,9 +187,7 @@ impl SftArgs {
         }
         Ok(())
     }
-}
 
-impl SftArgs {
     /// Whether --balance-labels weighs this set's classes.
     fn balances(&self, dataset: Dataset) -> bool {
         self.balance_labels.as_ref().is_some_and(|sets| {

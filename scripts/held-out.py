@@ -50,7 +50,7 @@ def main():
             with open(source, newline="", encoding="utf-8") as f:
                 rows = list(csv.reader(f))
             header, body = rows[0], rows[1:]
-            if len(body) != entry["rows"] or max(kept) >= len(body):
+            if len(body) != entry["rows"] or max(kept, default=-1) >= len(body):
                 sys.exit(f"{report}: {name}: {source} has {len(body)} rows, the report {entry['rows']}")
             target = os.path.join(args.out, "train", name, "val.csv")
             if os.path.realpath(target) == os.path.realpath(source):

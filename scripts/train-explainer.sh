@@ -8,10 +8,13 @@
 #      those cached states of the 28 frozen layers (only sequences select cut differently,
 #      and the validation ones, run them again), one epoch, validation answer loss on the
 #      DR, dreaddit and SAD validation files. The label the answer states (its words before
-#      "Reasoning:") weighs 30 times a reasoning token in the loss (--label-weight; chosen
+#      "Reasoning:") weighs 100 times a reasoning token in the loss (--label-weight; chosen
 #      on those validation files, docs/2026-12-03-explainer.md; --label-weight W sets
-#      another), and also its class's balanced weight in its set (`--balance-labels`, as
-#      the shipped explainer since 2026-12-06; --no-balance-labels leaves that out).
+#      another), and also its class's balanced weight in its set for DR, Irf, dreaddit and
+#      SAD (`--balance-labels DR,Irf,dreaddit,SAD`, as the shipped explainer since
+#      2026-12-06, evening). MultiWD is left out: its share of "yes" depends on the
+#      question, so one set-wide weight moved every question toward "yes".
+#      `--balance-labels` alone balances every set; --no-balance-labels none.
 #
 #   scripts/train-explainer.sh [--runs DIR] [--rows-from REPORT]... [--label-weight W]
 #                              [--balance-labels [SETS] | --no-balance-labels]
@@ -30,8 +33,8 @@ source scripts/env.sh
 DATA="${DATA:-../shared/data}"
 runs="runs"
 rows_from=()
-label_weight=30
-balance=(--balance-labels)
+label_weight=100
+balance=(--balance-labels DR,Irf,dreaddit,SAD)
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -7,6 +7,7 @@ each concurrency, and prints requests/s and generated tokens/s beside concurrenc
 requests one at a time). Writes reports/bench/serve.json.
 
     python3 bench/serve.py --concurrency 1,8,32 --requests 32
+    python3 bench/serve.py --models base,explainer   # requests alternate over two models
 """
 import argparse
 import csv
@@ -48,8 +49,10 @@ def prompts(data, n):
 
 
 def start(args):
-    cmd = [os.path.join(ROOT, "bin", "mentalqlm"), "serve", "--port", "0", "--no-explainer",
-           "--max-batch", str(args.max_batch), "--max-queue", "1024"]
+    cmd = [os.path.join(ROOT, "bin", args.bin) if os.sep not in args.bin else args.bin, "serve",
+           "--port", "0", "--max-batch", str(args.max_batch), "--max-queue", "1024"]
+    if "explainer" not in args.models.split(","):
+        cmd.append("--no-explainer")
     if args.model:
         cmd += ["--model", args.model]
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -71,9 +74,10 @@ def post(base, body):
         return json.load(r)
 
 
-def run(base, model, texts, concurrency, max_tokens):
-    bodies = [{"model": model, "messages": [{"role": "user", "content": t}],
-               "max_tokens": max_tokens, "temperature": 0} for t in texts]
+def run(base, models, texts, concurrency, max_tokens):
+    """The requests in order, request i for models[i % len(models)]."""
+    bodies = [{"model": models[i % len(models)], "messages": [{"role": "user", "content": t}],
+               "max_tokens": max_tokens, "temperature": 0} for i, t in enumerate(texts)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         answers = list(pool.map(lambda b: post(base, b), bodies))
@@ -91,27 +95,38 @@ def main():
     p.add_argument("--requests", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--models", default="base",
+                   help="served ids the requests alternate over, `base` for the base model "
+                        "(e.g. base,explainer: one batch mixing the base and an adapter)")
+    p.add_argument("--bin", default="mentalqlm",
+                   help="the CLI to serve with: a name under bin/, or a path")
     p.add_argument("--out", default=os.path.join(ROOT, "reports", "bench", "serve.json"))
     args = p.parse_args()
     texts = prompts(args.data, args.requests)
     proc, base = start(args)
     try:
         with urllib.request.urlopen(base + "/v1/models") as r:
-            model = json.load(r)["data"][0]["id"]
-        run(base, model, texts[:2], 2, 4)  # warm-up
-        rows = [run(base, model, texts, int(c), args.max_tokens) for c in args.concurrency.split(",")]
+            served = [m["id"] for m in json.load(r)["data"]]
+        models = [served[0] if m == "base" else m for m in args.models.split(",")]
+        unknown = [m for m in models if m not in served]
+        if unknown:
+            sys.exit(f"not served: {', '.join(unknown)} (served: {', '.join(served)})")
+        run(base, models, texts[:2], 2, 4)  # warm-up
+        rows = [run(base, models, texts, int(c), args.max_tokens) for c in args.concurrency.split(",")]
     finally:
         proc.terminate()
         proc.wait()
     one = rows[0]["tokens_per_s"]
-    print(f"serve on {machine()}, {args.requests} requests of {args.max_tokens} new tokens (greedy)")
+    print(f"serve on {machine()}, {args.requests} requests of {args.max_tokens} new tokens (greedy), "
+          f"models {', '.join(models)}")
     print("| concurrency | requests/s | generated tokens/s | × concurrency " + str(rows[0]["concurrency"]) + " |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['concurrency']} | {r['requests_per_s']:.2f} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / one:.2f} |")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"machine": machine(), "max_tokens": args.max_tokens, "rows": rows}, f, indent=1)
+        json.dump({"machine": machine(), "max_tokens": args.max_tokens, "models": models, "rows": rows},
+                  f, indent=1)
 
 
 if __name__ == "__main__":

@@ -141,3 +141,152 @@ fn a_wrong_step_or_prompt_is_an_error_not_a_panic() {
     batch.retain(&[false]);
     assert!(batch.is_empty());
 }
+
+/// The tiny Qwen2 model (f32) with its two PEFT adapter fixtures, the base last.
+fn qwen2_and_adapters() -> Vec<model::CausalLm> {
+    let base = load("qwen2");
+    let adapted = |name: &str| {
+        let mut m = base.clone();
+        let dir = crate::fixture(&format!("lora/{name}"));
+        model::lora::peft_io::load_adapter(&mut m, &crate::disk(&dir)).unwrap();
+        m
+    };
+    vec![adapted("qwen2-adapter"), adapted("head-adapter"), base]
+}
+
+/// The tiny Llama-2-chat folder with its projections held as Q8_0 codes (the quantized
+/// kernels' path, as a GGUF model's), and two random adapters over it (one on every
+/// projection, one on the second layer's attention only), the base last.
+fn quantized_llama_and_adapters() -> Vec<model::CausalLm> {
+    let options = model::LoadOptions {
+        codes_at_load: Some(kernels::QuantFormat::Q8_0),
+        ..Default::default()
+    };
+    let base = model::load_model(&crate::fixture("tiny/llama2-chat"), &cpu(), options)
+        .unwrap()
+        .model;
+    let adapted = |seed: u64, config: model::lora::LoraConfig| {
+        let mut m = base.clone();
+        model::lora::peft_io::attach_new(&mut m, &config, seed, &cpu());
+        for (i, (_, _, linear)) in m.model.linears_mut().into_iter().enumerate() {
+            if let Some(lora) = linear.lora.as_mut() {
+                let shape = lora.lora_B.dims();
+                let b = crate::uniform(shape, (-0.5, 0.5), seed * 100 + i as u64, &cpu());
+                lora.lora_B = burn::module::Param::from_tensor(b);
+            }
+        }
+        m
+    };
+    let all = model::lora::LoraConfig::new(4, 8.0, 0.0, &["all"]);
+    let attention = model::lora::LoraConfig::new(2, 4.0, 0.0, &["q_proj", "v_proj", "o_proj"])
+        .with_layers(&[1]);
+    vec![adapted(1, all), adapted(2, attention), base]
+}
+
+/// Row i decodes `prompts[i]` with `models[uses[i]]`, all rows in one batch stepped over
+/// the base (the last model) with each row's adapter; each row's tokens and logits are
+/// those of decoding alone with its own model (1e-4).
+fn check_mixed_rows(models: &[model::CausalLm], prompts: &[Vec<u32>], uses: &[usize], what: &str) {
+    const NEW: usize = 6;
+    let base_at = models.len() - 1;
+    let base = &models[base_at];
+    let solo = |m: &model::CausalLm, p: &Vec<u32>| {
+        let mut batch = LiveBatch::new(m);
+        let mut row = batch.join(m, std::slice::from_ref(p), 0).unwrap()[0].clone();
+        let mut steps = vec![row.clone()];
+        for _ in 1..NEW {
+            row = batch.step(m, &[argmax(&row)]).unwrap()[0].clone();
+            steps.push(row.clone());
+        }
+        steps
+    };
+    let alone: Vec<Vec<Vec<f32>>> = prompts
+        .iter()
+        .zip(uses)
+        .map(|(p, &m)| solo(&models[m], p))
+        .collect();
+    // Each adapter changes the logits, so a batch that dropped them would fail below.
+    for (i, &m) in uses.iter().enumerate().filter(|(_, m)| **m != base_at) {
+        let diff = max_abs_diff(&solo(base, &prompts[i])[1], &alone[i][1]);
+        assert!(
+            diff > 1e-3,
+            "{what}: model {m} leaves row {i} as the base's"
+        );
+    }
+
+    // Every row joins with its own model's prefill, then all decode as one batch.
+    let mut batch = LiveBatch::new(base);
+    let mut got: Vec<Vec<Vec<f32>>> = prompts
+        .iter()
+        .zip(uses)
+        .map(|(p, &m)| {
+            let row = batch.join(&models[m], std::slice::from_ref(p), 0).unwrap();
+            vec![row[0].clone()]
+        })
+        .collect();
+    let decoders: Vec<&model::Decoder> = models.iter().map(|m| &m.model).collect();
+    let rows: Vec<Option<usize>> = uses.iter().map(|&m| (m != base_at).then_some(m)).collect();
+    let routes = model::RowAdapters::new(&base.model, decoders, rows).unwrap();
+    for _ in 1..NEW {
+        let ids: Vec<u32> = got.iter().map(|s| argmax(s.last().unwrap())).collect();
+        let out = batch.step_routed(base, &ids, Some(&routes)).unwrap();
+        for (s, row) in got.iter_mut().zip(out) {
+            s.push(row);
+        }
+    }
+    let tokens = |s: &Vec<Vec<f32>>| s.iter().map(|r| argmax(r)).collect::<Vec<_>>();
+    for (i, (g, a)) in got.iter().zip(&alone).enumerate() {
+        assert_eq!(tokens(g), tokens(a), "{what}: row {i}");
+        for (step, (g, a)) in g.iter().zip(a).enumerate() {
+            let diff = max_abs_diff(g, a);
+            assert!(diff < 1e-4, "{what}: row {i} step {step}: {diff}");
+        }
+    }
+}
+
+#[test]
+fn rows_with_different_adapters_decode_as_they_do_alone() {
+    let prompts = prompts();
+    // The base is model 2: rows of the base, adapter 0, adapter 1 and adapter 0 again.
+    check_mixed_rows(&qwen2_and_adapters(), &prompts, &[2, 0, 1, 0], "qwen2, f32");
+    let short: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| p.iter().map(|&id| id % 3000).collect())
+        .collect();
+    check_mixed_rows(
+        &quantized_llama_and_adapters(),
+        &short,
+        &[1, 2, 0, 1],
+        "llama-2-chat, Q8_0 codes",
+    );
+}
+
+#[test]
+fn wrong_adapter_rows_are_an_error_not_a_panic() {
+    let models = qwen2_and_adapters();
+    let base = &models[2];
+    let decoders = || models.iter().map(|m| &m.model).collect::<Vec<_>>();
+    let err = model::RowAdapters::new(&base.model, decoders(), vec![None, Some(3)])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("batch row 1 names adapter 3, but 3 are given"),
+        "{err}"
+    );
+    let llama = load("llama");
+    let err = model::RowAdapters::new(&llama.model, decoders(), vec![None])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("an adapter's model has"), "{err}");
+    // Adapters for a different number of rows than the batch has.
+    let mut batch = LiveBatch::new(base);
+    batch.join(base, &[vec![1, 2, 3]], 0).unwrap();
+    let routes = model::RowAdapters::new(&base.model, decoders(), vec![None, Some(0)]).unwrap();
+    let err = batch
+        .step_routed(base, &[4], Some(&routes))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adapters for 2 rows, batch has 1"), "{err}");
+}

@@ -1,6 +1,6 @@
 //! The model's thread: every request's tokens are computed here. Generation requests join
-//! the decoding batch of their model (the base or an adapter) at the next step, up to
-//! `max_batch` sequences in all, and leave it when they end or their client goes
+//! the one decoding batch at the next step, whichever model they name (the base or an
+//! adapter), up to `max_batch` sequences, and leave it when they end or their client goes
 //! (continuous batching, `model::LiveBatch`). Classification requests run between steps.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use classify::{Classification, LoadedProbe, Pipeline, Scorer, blocking};
 use data::Dataset;
 use formats::tokenizer::TextTokenizer;
 use model::generate::{Sampling, pick};
-use model::{CausalLm, LiveBatch};
+use model::{CausalLm, LiveBatch, RowAdapters};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
@@ -84,17 +84,13 @@ struct Group {
 impl Engine {
     /// Serves jobs until every sender is gone and nothing is left decoding.
     pub fn run(mut self, jobs: Receiver<Job>) {
-        let mut groups: Vec<Group> = self
-            .models
-            .iter()
-            .map(|m| Group {
-                batch: LiveBatch::new(m),
-                seqs: Vec::new(),
-            })
-            .collect();
+        let mut group = Group {
+            batch: LiveBatch::new(&self.models[0]),
+            seqs: Vec::new(),
+        };
         let mut open = true;
         loop {
-            let live: usize = groups.iter().map(|g| g.seqs.len()).sum();
+            let live = group.seqs.len();
             if live == 0 && !open {
                 return;
             }
@@ -113,15 +109,11 @@ impl Engine {
                     Err(TryRecvError::Disconnected) => open = false,
                 }
             }
-            for (m, group) in groups.iter_mut().enumerate() {
-                for job in extract(&mut joining, |j| j.model == m) {
-                    self.join(m, group, job);
-                }
+            for job in joining {
+                self.join(&mut group, job);
             }
-            for (m, group) in groups.iter_mut().enumerate() {
-                if !group.seqs.is_empty() {
-                    self.step(m, group);
-                }
+            if !group.seqs.is_empty() {
+                self.step(&mut group);
             }
         }
     }
@@ -156,11 +148,11 @@ impl Engine {
         Ok(all)
     }
 
-    /// Prefills one request alone and adds it to its model's batch. One at a time: prompts
-    /// prefilled together are padded to the longest, and IMHI posts differ by hundreds of
-    /// tokens (8 joining at once spent most of a serving run in padded prefill).
-    fn join(&mut self, m: usize, group: &mut Group, job: GenJob) {
-        let model = &self.models[m];
+    /// Prefills one request alone, with its own model, and adds it to the batch. One at a
+    /// time: prompts prefilled together are padded to the longest, and IMHI posts differ by
+    /// hundreds of tokens (8 joining at once spent most of a serving run in padded prefill).
+    fn join(&mut self, group: &mut Group, job: GenJob) {
+        let model = &self.models[job.model];
         let pad = self.tokenizer.pad_id;
         let prompt = std::slice::from_ref(&job.prompt);
         // The batch's cache changes only once the prefill has succeeded: a failure here is
@@ -189,18 +181,37 @@ impl Engine {
         self.prune(group);
     }
 
-    fn step(&mut self, m: usize, group: &mut Group) {
+    /// One decoding step of every sequence. Rows of one model run that model; a batch mixing
+    /// models runs the base once for all rows, each row adding its own adapter's low-rank
+    /// terms (`model::RowAdapters`): nothing is merged, and each row gets its tokens alone.
+    fn step(&mut self, group: &mut Group) {
         // A sequence in the batch has a token: one that ends at its first is pruned at once.
         let ids: Vec<u32> = group
             .seqs
             .iter()
             .map(|s| s.out.last().copied().unwrap_or(self.tokenizer.pad_id))
             .collect();
-        let model = &self.models[m];
-        let rows = match guarded(|| group.batch.step(model, &ids)) {
+        let first = group.seqs[0].job.model;
+        let rows = if group.seqs.iter().all(|s| s.job.model == first) {
+            let model = &self.models[first];
+            guarded(|| group.batch.step(model, &ids))
+        } else {
+            let base = &self.models[0];
+            let decoders = self.models.iter().map(|m| &m.model).collect();
+            let rows = group
+                .seqs
+                .iter()
+                .map(|s| (s.job.model != 0).then_some(s.job.model))
+                .collect();
+            guarded(|| {
+                let routes = RowAdapters::new(&base.model, decoders, rows)?;
+                group.batch.step_routed(base, &ids, Some(&routes))
+            })
+        };
+        let rows = match rows {
             Ok(rows) => rows,
             Err(why) => {
-                fail_group(group, &why, &self.models[m]);
+                fail_group(group, &why, &self.models[0]);
                 return;
             }
         };
@@ -318,13 +329,6 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, model::ModelError>) -> Result<T, Str
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the model failed on this batch".into()),
     }
-}
-
-/// Removes and returns the items matching `f`, keeping the others in order.
-fn extract<T>(items: &mut Vec<T>, f: impl Fn(&T) -> bool) -> Vec<T> {
-    let (taken, kept): (Vec<T>, Vec<T>) = items.drain(..).partition(|x| f(x));
-    *items = kept;
-    taken
 }
 
 /// The trained classifier of each task, loaded on first use; `None` where no shipped one

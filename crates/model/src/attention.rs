@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use crate::cache::KvCache;
 use crate::linear::Linear;
 use crate::rope::Rope;
+use crate::routes::RowAdapters;
 
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -26,6 +27,8 @@ pub struct AttentionInput<'a> {
     /// `[batch, 1, seq, total]` additive mask.
     pub mask: Tensor<4>,
     pub cache: &'a mut KvCache,
+    /// Each row's own adapter over this base (a batch mixing adapters), or `None`.
+    pub routes: Option<&'a RowAdapters<'a>>,
 }
 
 impl Attention {
@@ -39,7 +42,17 @@ impl Attention {
             kernels::inference::rope_heads(t.clone(), &input.cos, &input.sin, n)
                 .unwrap_or_else(|| Rope::apply(heads(t, n), &input.cos, &input.sin))
         };
+        // A batch mixing adapters keeps the input for each row's low-rank terms.
+        let routed = input.routes.map(|r| (r, x.clone()));
         let [q, k, v] = Linear::forward_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        let [q, k, v] = match routed {
+            Some((r, x)) => [
+                r.add(q, &x, layer, |b| &b.self_attn.q_proj),
+                r.add(k, &x, layer, |b| &b.self_attn.k_proj),
+                r.add(v, &x, layer, |b| &b.self_attn.v_proj),
+            ],
+            None => [q, k, v],
+        };
         let (q, k, v) = (rotated(q, h), rotated(k, kvh), heads(v, kvh));
         let (k, v) = input.cache.append(layer, k, v);
         let t = k.dims()[2];
@@ -48,7 +61,7 @@ impl Attention {
             let out =
                 kernels::attention_inference(q.clone(), k.clone(), v.clone(), input.mask.clone());
             if let Some(out) = out {
-                return self.o_proj.forward(out);
+                return self.project_out(out, layer, input.routes);
             }
         }
 
@@ -61,8 +74,26 @@ impl Attention {
         let scores = scores.reshape([b, h, s, t]) + input.mask.clone();
         let probs = kernels::softmax_last(scores).reshape([b, kvh, group * s, t]);
         let out = probs.matmul(v).reshape([b, h, s, d]);
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
+        self.project_out(
+            out.swap_dims(1, 2).reshape([b, s, h * d]),
+            layer,
+            input.routes,
+        )
+    }
+
+    /// The output projection, with each row's adapter term when the batch mixes adapters.
+    fn project_out(
+        &self,
+        out: Tensor<3>,
+        layer: usize,
+        routes: Option<&RowAdapters<'_>>,
+    ) -> Tensor<3> {
+        match routes {
+            Some(r) => r.add(self.o_proj.forward(out.clone()), &out, layer, |b| {
+                &b.self_attn.o_proj
+            }),
+            None => self.o_proj.forward(out),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Continuous batching: one batch of sequences decoding together, which new sequences join
 //! at any step (after a prefill of their own) and finished ones leave. A server keeps one
-//! such batch per model and steps it while requests come and go; `generate` is the fixed
-//! batch of one call.
+//! such batch over the base and steps it while requests come and go, each row with its own
+//! adapter ([`RowAdapters`]); `generate` is the fixed batch of one call.
 
 use crate::ModelError;
 use crate::cache::KvCache;
@@ -9,6 +9,7 @@ use crate::decoder::TokenBatch;
 use crate::generate::{left_pad, logits_to_rows};
 use crate::heads::lm::CausalLm;
 use crate::rope::Rope;
+use crate::routes::RowAdapters;
 
 pub struct LiveBatch {
     rope: Rope,
@@ -82,6 +83,17 @@ impl LiveBatch {
 
     /// Feeds each row its next token; returns each row's next-token logits.
     pub fn step(&mut self, model: &CausalLm, ids: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.step_routed(model, ids, None)
+    }
+
+    /// [`LiveBatch::step`] for rows that each add their own adapter to `model` (its base):
+    /// each product over the base once for the batch, and each row's low-rank term.
+    pub fn step_routed(
+        &mut self,
+        model: &CausalLm,
+        ids: &[u32],
+        routes: Option<&RowAdapters<'_>>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         if ids.len() != self.len() {
             return Err(ModelError::Input(format!(
                 "{} tokens for a batch of {} sequences",
@@ -91,13 +103,14 @@ impl LiveBatch {
         }
         let next: Vec<Vec<u32>> = ids.iter().map(|&id| vec![id]).collect();
         let valid = vec![vec![true]; ids.len()];
-        let logits = model.forward_last(
+        let logits = model.forward_last_routed(
             TokenBatch {
                 ids: &next,
                 valid: &valid,
             },
             &self.rope,
             &mut self.cache,
+            routes,
         )?;
         logits_to_rows(logits)
     }

@@ -22,9 +22,11 @@ impl Block {
             .self_attn
             .forward(self.input_layernorm.forward(x.clone()), layer, input);
         let x = kernels::inference::add(x, attn);
-        let mlp = self
-            .mlp
-            .forward(self.post_attention_layernorm.forward(x.clone()));
+        let normed = self.post_attention_layernorm.forward(x.clone());
+        let mlp = match input.routes {
+            Some(routes) => self.mlp.forward_routed(normed, layer, routes),
+            None => self.mlp.forward(normed),
+        };
         kernels::inference::add(x, mlp)
     }
 }

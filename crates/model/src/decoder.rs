@@ -11,6 +11,7 @@ use crate::cache::KvCache;
 use crate::linear::Linear;
 use crate::norm::RmsNorm;
 use crate::rope::Rope;
+use crate::routes::RowAdapters;
 use crate::vocab::VocabTable;
 
 /// The token embedding, `[vocab, hidden]`.
@@ -91,7 +92,27 @@ impl Decoder {
         rope: &Rope,
         cache: &mut KvCache,
     ) -> Result<Tensor<3>, ModelError> {
+        self.forward_routed(batch, rope, cache, None)
+    }
+
+    /// [`Decoder::forward`] for a batch whose rows each add their own adapter (`routes`, one
+    /// entry per row) to this decoder's projections, computed once for all rows.
+    pub fn forward_routed(
+        &self,
+        batch: TokenBatch<'_>,
+        rope: &Rope,
+        cache: &mut KvCache,
+        routes: Option<&RowAdapters<'_>>,
+    ) -> Result<Tensor<3>, ModelError> {
+        if let Some(r) = routes.filter(|r| r.len() != batch.ids.len()) {
+            return Err(ModelError::Input(format!(
+                "adapters for {} rows, batch has {}",
+                r.len(),
+                batch.ids.len()
+            )));
+        }
         let (mut x, mut input) = self.prepare(&batch, rope, cache)?;
+        input.routes = routes;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, i, &mut input);
         }
@@ -227,6 +248,7 @@ impl Decoder {
             sin,
             mask,
             cache,
+            routes: None,
         })
     }
 }

@@ -8,6 +8,7 @@ use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoder::{Decoder, TokenBatch};
 use crate::rope::Rope;
+use crate::routes::RowAdapters;
 use crate::vocab::VocabTable;
 
 /// The LM head, `[vocab, hidden]`: logits are `hidden · weightᵀ` ([`VocabTable::logits`]).
@@ -61,7 +62,19 @@ impl CausalLm {
         rope: &Rope,
         cache: &mut KvCache,
     ) -> Result<Tensor<2>, ModelError> {
-        let hidden = self.model.forward(batch, rope, cache)?;
+        self.forward_last_routed(batch, rope, cache, None)
+    }
+
+    /// [`CausalLm::forward_last`] for a batch whose rows each add their own adapter to this
+    /// model's projections ([`RowAdapters`]); the LM head carries no adapter.
+    pub fn forward_last_routed(
+        &self,
+        batch: TokenBatch<'_>,
+        rope: &Rope,
+        cache: &mut KvCache,
+        routes: Option<&RowAdapters<'_>>,
+    ) -> Result<Tensor<2>, ModelError> {
+        let hidden = self.model.forward_routed(batch, rope, cache, routes)?;
         let [b, s, _] = hidden.dims();
         let logits = self.lm_head.logits(hidden.narrow(1, s - 1, 1));
         let vocab = logits.dims()[2];

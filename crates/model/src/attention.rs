@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use crate::cache::KvCache;
 use crate::linear::Linear;
 use crate::rope::Rope;
-use crate::routes::RowAdapters;
+use crate::routes::{self, Pick, RowAdapters};
 
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -42,17 +42,13 @@ impl Attention {
             kernels::inference::rope_heads(t.clone(), &input.cos, &input.sin, n)
                 .unwrap_or_else(|| Rope::apply(heads(t, n), &input.cos, &input.sin))
         };
-        // A batch mixing adapters keeps the input for each row's low-rank terms.
-        let routed = input.routes.map(|r| (r, x.clone()));
-        let [q, k, v] = Linear::forward_many([&self.q_proj, &self.k_proj, &self.v_proj], x);
-        let [q, k, v] = match routed {
-            Some((r, x)) => [
-                r.add(q, &x, layer, |b| &b.self_attn.q_proj),
-                r.add(k, &x, layer, |b| &b.self_attn.k_proj),
-                r.add(v, &x, layer, |b| &b.self_attn.v_proj),
-            ],
-            None => [q, k, v],
-        };
+        let picks: [Pick; 3] = [
+            |b| &b.self_attn.q_proj,
+            |b| &b.self_attn.k_proj,
+            |b| &b.self_attn.v_proj,
+        ];
+        let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let [q, k, v] = routes::project(layers, picks, x, layer, input.routes);
         let (q, k, v) = (rotated(q, h), rotated(k, kvh), heads(v, kvh));
         let (k, v) = input.cache.append(layer, k, v);
         let t = k.dims()[2];
@@ -88,12 +84,14 @@ impl Attention {
         layer: usize,
         routes: Option<&RowAdapters<'_>>,
     ) -> Tensor<3> {
-        match routes {
-            Some(r) => r.add(self.o_proj.forward(out.clone()), &out, layer, |b| {
-                &b.self_attn.o_proj
-            }),
-            None => self.o_proj.forward(out),
-        }
+        let [y] = routes::project(
+            [&self.o_proj],
+            [|b| &b.self_attn.o_proj],
+            out,
+            layer,
+            routes,
+        );
+        y
     }
 }
 

@@ -23,10 +23,7 @@ impl Block {
             .forward(self.input_layernorm.forward(x.clone()), layer, input);
         let x = kernels::inference::add(x, attn);
         let normed = self.post_attention_layernorm.forward(x.clone());
-        let mlp = match input.routes {
-            Some(routes) => self.mlp.forward_routed(normed, layer, routes),
-            None => self.mlp.forward(normed),
-        };
+        let mlp = self.mlp.forward(normed, layer, input.routes);
         kernels::inference::add(x, mlp)
     }
 }

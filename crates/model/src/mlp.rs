@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 use crate::linear::Linear;
-use crate::routes::RowAdapters;
+use crate::routes::{self, Pick, RowAdapters};
 
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -14,23 +14,17 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [gate, up] = Linear::forward_many([&self.gate_proj, &self.up_proj], x);
-        self.down_proj.forward(kernels::swiglu(gate, up))
-    }
-
-    /// [`Mlp::forward`] in layer `layer` of a batch whose rows add their own adapters.
-    pub fn forward_routed(
+    /// Layer `layer`'s block; with `routes`, each row also adds its own adapter's terms.
+    pub fn forward(
         &self,
         x: Tensor<3>,
         layer: usize,
-        routes: &RowAdapters<'_>,
+        routes: Option<&RowAdapters<'_>>,
     ) -> Tensor<3> {
-        let [gate, up] = Linear::forward_many([&self.gate_proj, &self.up_proj], x.clone());
-        let gate = routes.add(gate, &x, layer, |b| &b.mlp.gate_proj);
-        let up = routes.add(up, &x, layer, |b| &b.mlp.up_proj);
+        let picks: [Pick; 2] = [|b| &b.mlp.gate_proj, |b| &b.mlp.up_proj];
+        let [gate, up] = routes::project([&self.gate_proj, &self.up_proj], picks, x, layer, routes);
         let h = kernels::swiglu(gate, up);
-        let y = self.down_proj.forward(h.clone());
-        routes.add(y, &h, layer, |b| &b.mlp.down_proj)
+        let [y] = routes::project([&self.down_proj], [|b| &b.mlp.down_proj], h, layer, routes);
+        y
     }
 }

@@ -10,17 +10,21 @@ use crate::block::Block;
 use crate::decoder::Decoder;
 use crate::linear::Linear;
 
+/// Where a projection sits in a layer, to find its twin in each adapter's decoder.
+pub(crate) type Pick = fn(&Block) -> &Linear;
+
 /// Which adapter each row of a batch adds to the base.
 pub struct RowAdapters<'a> {
-    /// The decoders carrying the adapters: copies of the base with LoRA on some projections.
-    /// Only their adapters are read; the base weights are those of the model run.
-    decoders: Vec<&'a Decoder>,
-    /// Each row's index into `decoders`, or `None` for the base alone.
-    rows: Vec<Option<usize>>,
+    /// Rows in the batch.
+    rows: usize,
+    /// Per adapter with rows in the batch: its decoder (a copy of the base with LoRA on some
+    /// projections; only its adapters are read) and the indices of its rows.
+    groups: Vec<(&'a Decoder, Tensor<1, Int>)>,
 }
 
 impl<'a> RowAdapters<'a> {
-    /// Checks that every row names one of `decoders`, and that each has the base's layers.
+    /// `rows[i]` is row i's index into `decoders`, or `None` for the base alone. Checks that
+    /// every row names one of `decoders`, and that each has the base's layers.
     pub fn new(
         base: &Decoder,
         decoders: Vec<&'a Decoder>,
@@ -48,32 +52,46 @@ impl<'a> RowAdapters<'a> {
                 base.hidden_size()
             )));
         }
-        Ok(Self { decoders, rows })
+        // The index tensors once per batch, not once per projection.
+        let device = base.embed_tokens.device();
+        let groups = decoders
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &decoder)| {
+                let own: Vec<i64> = (0..rows.len())
+                    .filter(|&r| rows[r] == Some(i))
+                    .map(|r| r as i64)
+                    .collect();
+                let n = own.len();
+                (n > 0).then(|| {
+                    let index = Tensor::<1, Int>::from_data(TensorData::new(own, [n]), &device);
+                    (decoder, index)
+                })
+            })
+            .collect();
+        Ok(Self {
+            rows: rows.len(),
+            groups,
+        })
     }
 
     /// Rows in the batch.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows == 0
     }
 
     /// `y + s·x·Aᵀ·Bᵀ` for each row's adapter on the projection `pick` chooses in layer
     /// `layer` (`x`: `[rows, seq, in]`, `y`: `[rows, seq, out]`). Rows without an adapter
     /// there keep `y` as it is; each adapter's term is one product over its own rows.
-    pub(crate) fn add(
-        &self,
-        y: Tensor<3>,
-        x: &Tensor<3>,
-        layer: usize,
-        pick: impl Fn(&Block) -> &Linear,
-    ) -> Tensor<3> {
+    fn add(&self, y: Tensor<3>, x: &Tensor<3>, layer: usize, pick: Pick) -> Tensor<3> {
         let [_, s, d] = x.dims();
         let out = y.dims()[2];
         let mut y = y;
-        for (i, decoder) in self.decoders.iter().enumerate() {
+        for (decoder, index) in &self.groups {
             let Some(lora) = decoder
                 .layers
                 .get(layer)
@@ -81,19 +99,28 @@ impl<'a> RowAdapters<'a> {
             else {
                 continue;
             };
-            let own: Vec<i64> = (0..self.rows.len())
-                .filter(|&r| self.rows[r] == Some(i))
-                .map(|r| r as i64)
-                .collect();
-            if own.is_empty() {
-                continue;
-            }
-            let n = own.len();
-            let index = Tensor::<1, Int>::from_data(TensorData::new(own, [n]), &x.device());
+            let n = index.dims()[0];
             let rows = x.clone().select(0, index.clone()).reshape([n * s, d]);
             let term = lora.forward_2d(rows).reshape([n, s, out]);
-            y = y.select_assign(0, index, term, IndexingUpdateOp::Add);
+            y = y.select_assign(0, index.clone(), term, IndexingUpdateOp::Add);
         }
         y
     }
+}
+
+/// `layers` over one input `x` as [`Linear::forward_many`] gives them, plus, when `routes`
+/// is given, each row's adapter term on the projection `picks` names in layer `layer`.
+pub(crate) fn project<const N: usize>(
+    layers: [&Linear; N],
+    picks: [Pick; N],
+    x: Tensor<3>,
+    layer: usize,
+    routes: Option<&RowAdapters<'_>>,
+) -> [Tensor<3>; N] {
+    let Some(routes) = routes else {
+        return Linear::forward_many(layers, x);
+    };
+    let ys = Linear::forward_many(layers, x.clone());
+    let mut picks = picks.into_iter();
+    ys.map(|y| routes.add(y, &x, layer, picks.next().expect("one pick per layer")))
 }
